@@ -1,0 +1,19 @@
+"""federax: federated learning and analytics on JAX.
+
+    import federax as fx
+
+    @fx.federated_computation(fx.FederatedType(np.float32, fx.CLIENTS))
+    def get_average_temperature(sensor_readings):
+      return fx.federated_mean(sensor_readings)
+
+    get_average_temperature([68.5, 70.3, 69.8])  # 69.53333
+"""
+
+from federax.core import *  # noqa: F401,F403  (the Federated Core's __all__)
+from federax.core import __all__ as _core_all
+from federax import runtime as runtime
+from federax import templates as templates
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [*_core_all, "runtime", "templates"]

@@ -1,0 +1,442 @@
+"""Computations: `@fx.computation` (local JAX code) and `@fx.federated_computation`."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import weakref
+from collections.abc import Callable
+from typing import Any, Optional
+
+import jax
+
+from federax.core import context
+from federax.core import types as t
+from federax.core.errors import FederatedTypeError, without_library_frames
+from federax.core.type_conversions import map_structure, to_type, type_of
+from federax.core.values import Value, to_value
+
+
+class TypingExecution:
+  """The execution used while tracing a body at definition time: only types flow.
+
+  Every intrinsic's payload is None, so each method simply returns None.
+  """
+
+  def __getattr__(self, name: str):
+    return _no_payload
+
+  def __repr__(self) -> str:
+    return "TypingExecution()"
+
+
+def _no_payload(*args, **kwargs):
+  return None
+
+
+def _parameter_names(fn: Callable) -> list[str]:
+  names = []
+  for p in inspect.signature(fn).parameters.values():
+    if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+      raise TypeError(f"{fn.__qualname__}: computations cannot take *args or **kwargs.")
+    if p.default is p.empty:
+      names.append(p.name)
+  return names
+
+
+class _Signature:
+  """How a Python function's parameters map onto one federated parameter type.
+
+  One parameter takes the value itself; several take the elements of a struct named after
+  the parameters (TFF's convention).
+  """
+
+  def __init__(self, fn: Callable, declared: tuple):
+    self.names = _parameter_names(fn)
+    self.declared = None
+    if declared:
+      types = [to_type(d) for d in declared]
+      if len(types) == len(self.names) == 1:
+        self.declared = types[0]
+      elif len(types) == len(self.names):
+        self.declared = t.StructType(list(zip(self.names, types)))
+      elif (len(types) == 1 and isinstance(types[0], t.StructType)
+            and len(types[0]) == len(self.names) > 1):
+        self.declared = types[0]
+      else:
+        raise TypeError(
+            f"{fn.__qualname__} takes {len(self.names)} parameter(s) {self.names} but "
+            f"{len(types)} type(s) were declared: {', '.join(map(str, types))}.")
+
+  @property
+  def unpacks(self) -> bool:
+    return len(self.names) > 1
+
+  def type_of_args(self, args: tuple) -> Optional[t.Type]:
+    if not self.names:
+      return None
+    if len(self.names) == 1:
+      return type_of(args[0])
+    return t.StructType([(n, type_of(a)) for n, a in zip(self.names, args)])
+
+  def pack(self, args: tuple, kwargs: dict, qualname: str) -> tuple:
+    """Positional arguments, one per parameter (kwargs bound by name)."""
+    if kwargs:
+      missing = [n for n in self.names[len(args):] if n not in kwargs]
+      unknown = [k for k in kwargs if k not in self.names]
+      if unknown or missing:
+        raise TypeError(f"{qualname}: unexpected {unknown} / missing {missing} arguments.")
+      args = tuple(args) + tuple(kwargs[n] for n in self.names[len(args):])
+    if len(args) == 1 and len(self.names) > 1:
+      return tuple(args[0]) if isinstance(args[0], Value) else (args[0],)
+    if len(args) != len(self.names):
+      raise TypeError(f"{qualname} takes {len(self.names)} argument(s) {self.names}, "
+                      f"got {len(args)}.")
+    return tuple(args)
+
+
+class Computation:
+  """Base class: a typed function that runs in the current runtime when called."""
+
+  _signature: _Signature
+  _fn: Callable
+
+  @property
+  def type_signature(self) -> t.FunctionType:
+    raise NotImplementedError
+
+  def _arg_value(self, args: tuple, kwargs: dict) -> Optional[Value]:
+    """One `Value` for the arguments of an inline call (inside another computation)."""
+    sig = self._signature
+    if not sig.names:
+      if args or kwargs:
+        raise TypeError(f"{self._fn.__qualname__} takes no arguments.")
+      return None
+    if len(args) == 1 and not kwargs and len(sig.names) > 1:
+      value = to_value(args[0])
+      if isinstance(value.type_signature, t.StructType):
+        return value
+    values = [to_value(a) for a in sig.pack(args, kwargs, self._fn.__qualname__)]
+    if len(values) == 1:
+      return values[0]
+    struct = t.StructType([(n, v.type_signature) for n, v in zip(sig.names, values)])
+    payloads = tuple(v.payload for v in values)
+    return Value(struct, None if all(p is None for p in payloads) else payloads)
+
+  def _check_argument(self, expected: Optional[t.Type], actual: Optional[t.Type]) -> None:
+    if expected is None or actual is None:
+      return
+    if not expected.is_assignable_from(actual):
+      raise FederatedTypeError(
+          self._fn.__qualname__, "argument has the wrong type.",
+          differences=t.differences(expected, actual),
+          hint=f"the computation's type is {self.type_signature}")
+
+
+# --- Local computations --------------------------------------------------------------------------
+
+
+class LocalComputation(Computation):
+  """A JAX function of pytrees, typed (declared parameter types) or polymorphic.
+
+  Created with `@fx.computation`. Called outside a federated computation it runs (jitted)
+  in the current runtime; inside one it applies to unplaced values; `fx.federated_map`
+  applies it to each client's value.
+  """
+
+  def __init__(self, fn: Callable, declared: tuple):
+    functools.update_wrapper(self, fn)
+    self._fn = fn
+    self._signature = _Signature(fn, declared)
+    self._concrete: dict[Optional[t.Type], ConcreteLocal] = {}
+    self._typed = None
+    if declared or not self._signature.names:
+      self._typed = ConcreteLocal(fn, self._signature, self._signature.declared)
+
+  @property
+  def is_polymorphic(self) -> bool:
+    return self._typed is None
+
+  @property
+  def type_signature(self) -> t.FunctionType:
+    if self._typed is None:
+      raise AttributeError(
+          f"{self._fn.__qualname__} is polymorphic (declared without types); it is typed at "
+          "each use. Declare types, e.g. @fx.computation(np.float32), to give it one signature.")
+    return self._typed.type_signature
+
+  def __repr__(self) -> str:
+    sig = "polymorphic" if self._typed is None else str(self._typed.type_signature)
+    return f"<fx.computation {self._fn.__qualname__}: {sig}>"
+
+  def concretize(self, parameter: Optional[t.Type]) -> ConcreteLocal:
+    """The typed form for an argument of type `parameter` (raises if it does not fit)."""
+    if self._typed is not None:
+      if parameter is not None and not self._typed.parameter.is_assignable_from(parameter):
+        self._check_argument(self._typed.parameter, parameter)
+      return self._typed
+    if parameter not in self._concrete:
+      self._concrete[parameter] = ConcreteLocal(self._fn, self._signature, parameter)
+    return self._concrete[parameter]
+
+  def __call__(self, *args, **kwargs):
+    execution = context.current_execution()
+    if execution is None:
+      return context.current_runtime().invoke(self, args, kwargs)
+    arg = self._arg_value(args, kwargs)
+    arg_type = None if arg is None else arg.type_signature
+    if arg_type is not None and t.contains(arg_type, lambda x: isinstance(x, t.FederatedType)):
+      raise FederatedTypeError(
+          self._fn.__qualname__, "a local computation was called with a federated value.",
+          expected=self._typed.parameter if self._typed else "an unplaced value", actual=arg_type,
+          hint="apply it to each member with fx.federated_map(fn, value)")
+    concrete = self.concretize(arg_type)
+    payload = None if arg is None else arg.payload
+    return Value(concrete.result, execution.call_local(concrete, payload))
+
+
+class ConcreteLocal:
+  """A local computation at one parameter type: its result type and payload function."""
+
+  def __init__(self, fn: Callable, signature: _Signature, parameter: Optional[t.Type]):
+    self.fn = fn
+    self.signature = signature
+    self.parameter = parameter
+    self.name = fn.__qualname__
+    if parameter is not None:
+      _check_local_type(self.name, "parameter", parameter)
+    self.result = _infer_result_type(self)
+    _check_local_type(self.name, "result", self.result)
+    self.type_signature = t.FunctionType(parameter, self.result)
+
+  def call_user(self, payload: Any) -> Any:
+    """Calls the user's function on a payload; returns the user's raw output."""
+    if self.parameter is None:
+      return self.fn()
+    if self.signature.unpacks:
+      args = [_to_user(p, et) for p, et in zip(payload, self.parameter)]
+      return self.fn(*args)
+    return self.fn(_to_user(payload, self.parameter))
+
+  def __call__(self, payload: Any) -> Any:
+    """Payload in, payload out: traceable by `jax.jit`, `vmap` and `scan`."""
+    return _from_user(self.call_user(payload), self.result, self.name)
+
+  def __repr__(self) -> str:
+    return f"<ConcreteLocal {self.name}: {self.type_signature}>"
+
+
+def _check_local_type(name: str, what: str, type_spec: t.Type) -> None:
+  bad = t.contains(type_spec, lambda x: isinstance(x, (t.SequenceType, t.FederatedType,
+                                                       t.FunctionType)))
+  if bad:
+    raise FederatedTypeError(
+        name, f"a local (JAX) computation's {what} must be tensors or structs of tensors.",
+        actual=type_spec,
+        hint=("process sequences with fx.sequence_reduce / sequence_map / sequence_sum in a "
+              "@fx.federated_computation; apply local computations to federated values with "
+              "fx.federated_map"))
+  if t.contains(type_spec, lambda x: isinstance(x, t.TensorType) and x.dtype.kind == "U"):
+    raise FederatedTypeError(
+        name, f"JAX cannot compute on strings, and this computation's {what} holds one.",
+        actual=type_spec, hint="turn strings into integer ids in the dataset (Dataset.map) first")
+
+
+def _to_user(payload: Any, type_spec: t.Type) -> Any:
+  return map_structure(lambda _, leaf: leaf, type_spec, payload, to_user=True)
+
+
+def _from_user(output: Any, type_spec: t.Type, name: str) -> Any:
+  import jax.numpy as jnp
+
+  def leaf(tt: t.TensorType, x):
+    return jnp.asarray(x, dtype=tt.dtype)
+
+  try:
+    return map_structure(leaf, type_spec, output, to_user=False)
+  except (ValueError, TypeError) as e:
+    raise FederatedTypeError(name, f"the function returned a different structure ({e}).",
+                             expected=type_spec, actual=type(output).__name__) from None
+
+
+def _abstract(type_spec: t.Type, unknown: int) -> Any:
+  if isinstance(type_spec, t.TensorType):
+    if type_spec.shape is None:
+      raise FederatedTypeError("fx.computation", "parameters need a known rank.",
+                               actual=type_spec)
+    shape = tuple(unknown if d is None else d for d in type_spec.shape)
+    return jax.ShapeDtypeStruct(shape, type_spec.dtype)
+  return tuple(_abstract(e, unknown) for e in type_spec)
+
+
+def _infer_result_type(concrete: ConcreteLocal) -> t.Type:
+  """The result type, by abstract evaluation; a dimension that follows an unknown one is `?`."""
+  def run(unknown: int) -> t.Type:
+    captured = []
+
+    def traced(payload):
+      out = concrete.call_user(payload)
+      captured.append(type_of(out))
+      return jax.tree_util.tree_map(lambda x: x, out)
+
+    abstract = None if concrete.parameter is None else _abstract(concrete.parameter, unknown)
+    try:
+      jax.eval_shape(traced, abstract)
+    except FederatedTypeError:
+      raise
+    except Exception as e:  # The user's code failed on the declared types: say which.
+      raise FederatedTypeError(
+          concrete.name, f"the function fails on arguments of its declared type "
+          f"({type(e).__name__}: {e}).", actual=concrete.parameter) from e
+    return captured[0]
+
+  has_unknown = concrete.parameter is not None and t.contains(
+      concrete.parameter, lambda x: isinstance(x, t.TensorType) and x.shape and None in x.shape)
+  first = run(5)
+  return _merge_unknown(first, run(7)) if has_unknown else first
+
+
+def _merge_unknown(a: t.Type, b: t.Type) -> t.Type:
+  if isinstance(a, t.TensorType):
+    return t.TensorType(a.dtype, [x if x == y else None for x, y in zip(a.shape, b.shape)])
+  return t.StructType([(n, _merge_unknown(x, y)) for (n, x), y in zip(a.items(), b)],
+                      a.container_type)
+
+
+def computation(*args) -> Any:
+  """Declares a local computation: a pure JAX function of tensors and structures.
+
+  Use as `@fx.computation` (polymorphic: typed at each use) or `@fx.computation(T1, T2)`
+  with one type per parameter (anything `fx.to_type` accepts).
+
+  Example:
+    >>> @fx.computation(np.float32)
+    ... def add_half(x):
+    ...   return x + 0.5
+    >>> str(add_half.type_signature)
+    '(float32 -> float32)'
+    >>> float(add_half(1.0))
+    1.5
+  """
+  if len(args) == 1 and callable(args[0]) and not _is_type_spec(args[0]):
+    return LocalComputation(args[0], ())
+  return lambda fn: LocalComputation(fn, args)
+
+
+def _is_type_spec(obj: Any) -> bool:
+  if isinstance(obj, t.Type):
+    return True
+  try:
+    to_type(obj)
+    return True
+  except TypeError:
+    return False
+
+
+# --- Federated computations ----------------------------------------------------------------------
+
+
+class FederatedComputation(Computation):
+  """A function whose body calls intrinsics and other computations.
+
+  Created with `@fx.federated_computation(*types)`; traced at definition, so its
+  `type_signature` is known and misuse is reported before any call.
+  """
+
+  def __init__(self, fn: Callable, declared: tuple):
+    functools.update_wrapper(self, fn)
+    self._fn = fn
+    self._signature = _Signature(fn, declared)
+    self._traced: dict[Optional[t.Type], t.FunctionType] = {}
+    self._type = None
+    if declared or not self._signature.names:
+      self._type = self._trace(self._signature.declared)
+
+  @property
+  def type_signature(self) -> t.FunctionType:
+    if self._type is None:
+      raise AttributeError(
+          f"{self._fn.__qualname__} is polymorphic (declared without types); declare the "
+          "parameter types, e.g. @fx.federated_computation(fx.FederatedType(np.float32, "
+          "fx.CLIENTS)), to give it a type signature.")
+    return self._type
+
+  def __repr__(self) -> str:
+    sig = "polymorphic" if self._type is None else str(self._type)
+    return f"<fx.federated_computation {self._fn.__qualname__}: {sig}>"
+
+  def signature_for(self, parameter: Optional[t.Type]) -> t.FunctionType:
+    """The type signature for an argument of type `parameter` (tracing if polymorphic)."""
+    if self._type is not None:
+      self._check_argument(self._type.parameter, parameter)
+      return self._type
+    if parameter not in self._traced:
+      self._traced[parameter] = self._trace(parameter)
+    return self._traced[parameter]
+
+  def _trace(self, parameter: Optional[t.Type]) -> t.FunctionType:
+    with context.use_execution(TypingExecution()):
+      try:
+        result = self.run_body(None if parameter is None else Value(parameter, None))
+      except FederatedTypeError as e:
+        raise e.with_traceback(without_library_frames(e.__traceback__)) from None
+    return t.FunctionType(parameter, result.type_signature)
+
+  def run_body(self, arg: Optional[Value]) -> Value:
+    """Runs the Python body on `arg` under the current execution; returns the result."""
+    if arg is None:
+      out = self._fn()
+    elif self._signature.unpacks:
+      out = self._fn(*arg)
+    else:
+      out = self._fn(arg)
+    if out is None:
+      raise FederatedTypeError(self._fn.__qualname__, "the body returned None.",
+                               hint="return the computation's result")
+    return to_value(out)
+
+  def __call__(self, *args, **kwargs):
+    if context.current_execution() is None:
+      return context.current_runtime().invoke(self, args, kwargs)
+    arg = self._arg_value(args, kwargs)
+    self.signature_for(None if arg is None else arg.type_signature)
+    return self.run_body(arg)
+
+
+def federated_computation(*args) -> Any:
+  """Declares a federated computation; with types, traced (and type-checked) at once.
+
+  Use as `@fx.federated_computation(T1, T2, ...)` with one type per parameter, or bare for
+  a function without parameters (or a polymorphic one, typed at first inline use).
+
+  Example:
+    >>> @fx.federated_computation(fx.FederatedType(np.float32, fx.CLIENTS))
+    ... def get_average_temperature(sensor_readings):
+    ...   return fx.federated_mean(sensor_readings)
+    >>> str(get_average_temperature.type_signature)
+    '({float32}@CLIENTS -> float32@SERVER)'
+  """
+  if len(args) == 1 and callable(args[0]) and not _is_type_spec(args[0]):
+    return FederatedComputation(args[0], ())
+  return lambda fn: FederatedComputation(fn, args)
+
+
+_wrapped_functions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def as_computation(fn: Any) -> Computation:
+  """A computation for `fn`: itself if it is one, else a polymorphic local computation."""
+  if isinstance(fn, Computation):
+    return fn
+  if callable(fn):
+    try:
+      return _wrapped_functions[fn]
+    except (KeyError, TypeError):
+      pass
+    comp = LocalComputation(fn, ())
+    try:
+      _wrapped_functions[fn] = comp  # So each use of one function shares its typed forms.
+    except TypeError:
+      pass
+    return comp
+  raise TypeError(f"Expected a computation or a Python function, got {fn!r}.")

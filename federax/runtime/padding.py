@@ -1,0 +1,63 @@
+"""Sequences as padded, masked arrays: the vectorized runtime's form of `T*`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from federax.core import types as t
+
+
+class PaddedSequence(NamedTuple):
+  """A sequence of `length` elements stored as arrays with a leading axis of padded length.
+
+  Attributes:
+    elements: the element payload with a leading axis `[L, ...]` (`[n, L, ...]` for clients).
+    mask: bool `[L]` (`[n, L]`), True where an element is real; padding is zeros.
+  """
+
+  elements: Any
+  mask: Any
+
+
+class RaggedError(ValueError):
+  """Client values or sequence elements whose shapes differ cannot be stacked."""
+
+
+def bucket(length: int) -> int:
+  """The padded length for `length` elements: 8 sizes per doubling, so padding stays
+  under 12.5% and lengths that differ a little share one compiled program."""
+  if length <= 8:
+    return length
+  step = 2 ** (int(math.log2(length)) - 3)
+  return -(-length // step) * step
+
+
+def stack(members: list, where: str) -> Any:
+  """Stacks payload pytrees with one shape into arrays with a new leading axis."""
+  leaves = [jax.tree_util.tree_leaves(m) for m in members]
+  shapes = {tuple(np.shape(x) for x in ls) for ls in leaves}
+  if len(shapes) > 1:
+    raise RaggedError(f"{where}: values have different shapes {sorted(shapes)[:3]}...")
+  return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *members)
+
+
+def zeros_like_type(ts: t.Type, leading: tuple = ()) -> Any:
+  if isinstance(ts, t.TensorType):
+    return np.zeros(leading + tuple(d or 0 for d in ts.shape), ts.dtype)
+  return tuple(zeros_like_type(e, leading) for e in ts)
+
+
+def pad_to(seq: PaddedSequence, length: int) -> PaddedSequence:
+  current = seq.mask.shape[0]
+  if current == length:
+    return seq
+  pad = lambda x: np.concatenate([x, np.zeros((length - current,) + x.shape[1:], x.dtype)])
+  return PaddedSequence(jax.tree_util.tree_map(pad, seq.elements), pad(seq.mask))
+
+
+def element_shapes(seq: PaddedSequence) -> tuple:
+  return tuple(np.shape(x)[1:] for x in jax.tree_util.tree_leaves(seq.elements))

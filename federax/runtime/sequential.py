@@ -1,0 +1,239 @@
+"""The sequential runtime: eager Python, one call per client; the reference and the debugger.
+
+Client values are Python lists, sequences are lists of elements, nothing is padded. With
+`jit=False`, local computations run op by op, so `print` and `breakpoint()` inside them see
+concrete arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from federax.core import context
+from federax.core import types as t
+from federax.core.placements import SERVER
+from federax.core.values import Value, constant_payload
+from federax.runtime import _convert, _invoke
+from federax.runtime._options import RuntimeOptions
+
+
+def _tree_add(a, b):
+  return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+def zeros_of(ts: t.Type) -> Any:
+  if isinstance(ts, t.TensorType):
+    return jnp.zeros([d or 0 for d in ts.shape], ts.dtype)
+  return tuple(zeros_of(e) for e in ts)
+
+
+class _Lists:
+  """Sequential representation: clients and sequences are Python lists."""
+
+  def clients(self, members: list, member_type: t.Type, where: str) -> list:
+    return members
+
+  def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> list:
+    if isinstance(elements, list):
+      return elements
+    return [_convert.local(e, seq_type.element, f"{where}[element {i}]", "dataset")
+            for i, e in enumerate(elements)]
+
+  def client_list(self, payload: Any, member_type: t.Type, n: int) -> list:
+    return list(payload)
+
+  def sequence_list(self, payload: Any, seq_type: t.SequenceType) -> list:
+    return list(payload)
+
+
+class SequentialRuntime:
+  """Runs federated computations client by client in Python.
+
+  Args:
+    jit: jit each local computation (one compiled call per client); False runs them
+      eagerly for debugging.
+    seed: the seed of `federated_eval`'s PRNG keys.
+    default_num_clients: the number of clients when no argument is placed at CLIENTS.
+
+  Example:
+    >>> with fx.runtime.sequential(jit=False):
+    ...   result = my_computation(client_values)
+  """
+
+  name = "sequential"
+
+  def __init__(self, *, jit: bool = True, seed: int = 0, default_num_clients: Optional[int] = None):
+    self.options = RuntimeOptions(seed=seed, default_num_clients=default_num_clients)
+    self.jit = jit
+    self._jitted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    self._token = []
+
+  def __repr__(self) -> str:
+    return f"fx.runtime.sequential(jit={self.jit}, {self.options})"
+
+  def __enter__(self):
+    self._token.append(context._runtime.set(self))
+    return self
+
+  def __exit__(self, *exc):
+    context._runtime.reset(self._token.pop())
+
+  def local_function(self, concrete):
+    if not self.jit:
+      return concrete
+    if concrete not in self._jitted:
+      self._jitted[concrete] = jax.jit(concrete)
+    return self._jitted[concrete]
+
+  def invoke(self, comp, args: tuple, kwargs: dict) -> Any:
+    signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
+    rep = _Lists()
+    payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
+    if concrete is not None:
+      return _convert.to_python(self.local_function(concrete)(payload), signature.result, rep, 0)
+    n = self.options.num_clients(n, comp)
+    execution = SequentialExecution(self, n)
+    with context.use_execution(execution):
+      arg = None if signature.parameter is None else Value(signature.parameter, payload)
+      result = comp.run_body(arg)
+    return _convert.to_python(result.payload, signature.result, rep, n)
+
+
+class SequentialExecution:
+  """Carries out intrinsics on Python lists, one client at a time."""
+
+  def __init__(self, runtime: SequentialRuntime, n: int):
+    self.runtime = runtime
+    self.n = n
+    self._evals = 0
+
+  def constant(self, obj: Any, value_type: t.Type) -> Any:
+    return constant_payload(obj, value_type)
+
+  def project(self, payload, ts: t.FederatedType, index: int):
+    if ts.placement is SERVER or ts.all_equal:
+      return payload[index]
+    return [p[index] for p in payload]
+
+  def call_local(self, concrete, payload):
+    return self.runtime.local_function(concrete)(payload)
+
+  def federated_eval(self, member_fn, placement, takes_key: bool):
+    base = jax.random.fold_in(jax.random.PRNGKey(self.runtime.options.seed), self._evals)
+    self._evals += 1
+    if placement is SERVER:
+      return member_fn(base if takes_key else None)
+    if takes_key:
+      return [member_fn(jax.random.fold_in(base, i)) for i in range(self.n)]
+    return [member_fn(None) for _ in range(self.n)]
+
+  def client_keys(self, key):
+    return [jax.random.fold_in(key, i) for i in range(self.n)]
+
+  def map_clients(self, member_fn, payload, all_equal: bool):
+    if all_equal:
+      return [member_fn(payload) for _ in range(self.n)]
+    return [member_fn(p) for p in payload]
+
+  def zip_clients(self, payloads, all_equal_flags):
+    return [tuple(p if eq else p[i] for p, eq in zip(payloads, all_equal_flags))
+            for i in range(self.n)]
+
+  def _members(self, payload, ts: t.FederatedType) -> list:
+    return [payload] * self.n if ts.all_equal else list(payload)
+
+  def federated_sum(self, payload, ts):
+    return functools.reduce(_tree_add, self._members(payload, ts), zeros_of(ts.member))
+
+  def federated_mean(self, payload, ts, weight, weight_type):
+    members = self._members(payload, ts)
+    weights = ([1.0] * self.n if weight is None else
+               [weight] * self.n if weight_type.all_equal else list(weight))
+    total = functools.reduce(jnp.add, [jnp.asarray(w, jnp.float32) for w in weights])
+    weighted = [jax.tree_util.tree_map(lambda x, w=w: x * jnp.asarray(w, x.dtype), m)
+                for m, w in zip(members, weights)]
+    summed = functools.reduce(_tree_add, weighted)
+    return jax.tree_util.tree_map(lambda s: (s / total.astype(s.dtype)).astype(s.dtype), summed)
+
+  def federated_min(self, payload, ts):
+    return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.minimum, a, b),
+                            self._members(payload, ts))
+
+  def federated_max(self, payload, ts):
+    return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.maximum, a, b),
+                            self._members(payload, ts))
+
+  def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
+    acc = zero
+    for member in self._members(payload, ts):
+      acc = accumulate((acc, member))
+    return report(acc)
+
+  def federated_secure_sum_bitwidth(self, payload, ts, bits):
+    members = self._members(payload, ts)
+    for i, member in enumerate(members):
+      jax.tree_util.tree_map(
+          lambda x, b, i=i: _check_range(np.asarray(x), 0, 2**b - 1, f"client {i}",
+                                         "federated_secure_sum_bitwidth"),
+          member, _broadcast_static(bits, member))
+    sums = functools.reduce(
+        lambda a, b: jax.tree_util.tree_map(lambda x, y: x + y, a, b),
+        [jax.tree_util.tree_map(lambda x: np.asarray(x, np.int64), m) for m in members])
+    return jax.tree_util.tree_map(lambda s, z: _fits(s, z.dtype), sums, zeros_of(ts.member))
+
+  def federated_secure_modular_sum(self, payload, ts, modulus):
+    members = self._members(payload, ts)
+    total = zeros_of(ts.member)
+    total = jax.tree_util.tree_map(lambda z: np.asarray(z, np.int64), total)
+    mods = _broadcast_static(modulus, total)
+    for member in members:
+      total = jax.tree_util.tree_map(lambda a, x, m: (a + np.mod(np.asarray(x, np.int64), m)) % m,
+                                     total, member, mods)
+    return jax.tree_util.tree_map(lambda s, z: jnp.asarray(s, z.dtype), total, zeros_of(ts.member))
+
+  def federated_select(self, keys, max_key, server_val, select_fn):
+    out = []
+    for i, client_keys in enumerate(keys):
+      client_keys = np.asarray(client_keys)
+      _check_range(client_keys, 0, int(max_key) - 1, f"client {i}", "federated_select")
+      out.append([select_fn((server_val, np.int32(k))) for k in client_keys])
+    return out
+
+  def sequence_map(self, fn, seq):
+    return [fn(e) for e in seq]
+
+  def sequence_reduce(self, seq, zero, step):
+    acc = zero
+    for element in seq:
+      acc = step((acc, element))
+    return acc
+
+  def sequence_sum(self, seq, element_type):
+    return functools.reduce(_tree_add, seq, zeros_of(element_type))
+
+
+def _broadcast_static(static, like):
+  """A static int (or a structure of them) laid out like the payload `like`."""
+  if isinstance(static, int):
+    return jax.tree_util.tree_map(lambda _: static, like)
+  return static
+
+
+def _check_range(x: np.ndarray, low: int, high: int, who: str, op: str) -> None:
+  if x.size and (x.min() < low or x.max() > high):
+    bad = x[(x < low) | (x > high)].ravel()[:5]
+    raise ValueError(f"{op}: {who} holds values {bad.tolist()} outside [{low}, {high}].")
+
+
+def _fits(total: np.ndarray, dtype: np.dtype):
+  info = np.iinfo(dtype)
+  if total.min(initial=0) < info.min or total.max(initial=0) > info.max:
+    raise OverflowError(f"federated_secure_sum_bitwidth: the sum {total} overflows {dtype}; use "
+                        "a wider integer type (enable jax_enable_x64 for int64) or fewer bits.")
+  return jnp.asarray(total, dtype)

@@ -1,0 +1,20 @@
+"""Test-wide setup: four CPU devices (so client-axis sharding is exercised everywhere)."""
+
+import os
+
+# Must be set before JAX initializes its backends.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pathlib
+
+import pytest
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+  if not SHARED_DATA.exists():
+    pytest.skip(f"the shared data directory {SHARED_DATA} is not present")
+  return SHARED_DATA
