@@ -31,6 +31,14 @@ def user_location() -> Optional[str]:
   return f"{filename}:{line}: {code}" if code else f"{filename}:{line}"
 
 
+def user_stacklevel() -> int:
+  """The `warnings.warn` stacklevel that attributes a warning to the user's calling line."""
+  frame, level = sys._getframe(1), 1
+  while frame is not None and _is_library_frame(frame.f_code.co_filename):
+    frame, level = frame.f_back, level + 1
+  return level
+
+
 class FederatedTypeError(TypeError):
   """A federated operator was applied to a value of the wrong type or placement.
 

@@ -34,6 +34,21 @@ def _is_shape_like(shape: Any) -> bool:
       d is None or isinstance(d, (int, np.integer)) for d in shape))
 
 
+def _mapping_items(mapping: Mapping) -> list:
+  """A plain dict's items sorted by key, as JAX orders them; other mappings keep their order.
+
+  JAX returns plain dicts (from `tree_map`, `grad`, ...) with sorted keys, so sorting them
+  here makes a function's result type independent of how it built its dicts. Use an
+  OrderedDict to keep an order of your own.
+  """
+  if type(mapping) is dict:
+    try:
+      return sorted(mapping.items())
+    except TypeError:  # Keys of mixed types: keep the given order.
+      return list(mapping.items())
+  return list(mapping.items())
+
+
 def to_type(spec: Any) -> t.Type:
   """Converts a type specification to a federated `Type`.
 
@@ -61,7 +76,7 @@ def to_type(spec: Any) -> t.Type:
   if _is_namedtuple(spec):
     return t.StructType([(f, to_type(getattr(spec, f))) for f in spec._fields], type(spec))
   if isinstance(spec, Mapping):
-    return t.StructType([(k, to_type(v)) for k, v in spec.items()], type(spec))
+    return t.StructType([(k, to_type(v)) for k, v in _mapping_items(spec)], type(spec))
   if isinstance(spec, (list, tuple)):
     return t.StructType([to_type(v) for v in spec], type(spec))
   if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
@@ -103,7 +118,7 @@ def type_of(value: Any) -> t.Type:
   if _is_namedtuple(value):
     return t.StructType([(f, type_of(getattr(value, f))) for f in value._fields], type(value))
   if isinstance(value, Mapping):
-    return t.StructType([(k, type_of(v)) for k, v in value.items()], type(value))
+    return t.StructType([(k, type_of(v)) for k, v in _mapping_items(value)], type(value))
   if isinstance(value, (list, tuple)):
     return t.StructType([type_of(v) for v in value], type(value))
   if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -427,6 +427,26 @@ def differences(expected: Type, actual: Type, path: str = "") -> list[tuple[str,
   return [(path or "(value)", str(expected), str(actual))]
 
 
+def aligned_like(expected: Type, actual: Type) -> Type:
+  """`actual` with mapping structs reordered to `expected`'s names, where the names match.
+
+  Values of mapping containers (dict, OrderedDict) are read by key, so their order carries no
+  meaning when a value is converted to an expected type.
+  """
+  if isinstance(expected, StructType) and isinstance(actual, StructType):
+    container = actual.container_type
+    if (container is not None and issubclass(container, Mapping) and len(expected) == len(actual)
+        and all(expected.names()) and set(expected.names()) == set(actual.names())):
+      return StructType([(n, aligned_like(expected[n], actual[n])) for n in expected.names()],
+                        container)
+    if len(expected) == len(actual):
+      return StructType([(n, aligned_like(e, a)) for (n, a), e in zip(actual.items(), expected)],
+                        container)
+  if isinstance(expected, SequenceType) and isinstance(actual, SequenceType):
+    return SequenceType(aligned_like(expected.element, actual.element))
+  return actual
+
+
 def is_numeric(t: Type) -> bool:
   """Whether every tensor in `t` (through structs and placements) has a numeric dtype."""
   if isinstance(t, TensorType):

@@ -105,7 +105,7 @@ def _sequence_elements(x: Any, ts: t.SequenceType, where: str, op: str) -> Any:
   if hasattr(x, "element_spec"):
     from federax.core.type_conversions import to_type
 
-    spec = to_type(x.element_spec)
+    spec = t.aligned_like(ts.element, to_type(x.element_spec))
     if not ts.element.is_assignable_from(spec):
       raise ArgumentError(op, f"{where}: the dataset's elements do not fit.",
                           differences=t.differences(ts.element, spec))

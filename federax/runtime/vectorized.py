@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from federax.core import context
 from federax.core import types as t
+from federax.core.errors import user_stacklevel
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
 from federax.runtime import _convert, _invoke
@@ -89,6 +90,11 @@ def _pad_sequences_together(members: list, member_type: t.Type) -> list:
   """Pads every client's sequences (at the same position in the member) to one length."""
   if isinstance(member_type, t.SequenceType):
     length = max(m.mask.shape[0] for m in members)
+    filled = next((m for m in members if m.mask.shape[0]), None)
+    if filled is not None:  # Empty sequences take the element shapes of a non-empty one.
+      empty = PaddedSequence(jax.tree_util.tree_map(lambda x: x[:0], filled.elements),
+                             filled.mask[:0])
+      members = [m if m.mask.shape[0] else empty for m in members]
     return [pad_to(m, length) for m in members]
   if isinstance(member_type, t.StructType):
     columns = [_pad_sequences_together([m[i] for m in members], et)
@@ -176,7 +182,7 @@ class VectorizedRuntime:
     if key not in self._warned:
       self._warned.add(key)
       warnings.warn(f"{comp.__wrapped__.__qualname__}: running on the sequential runtime "
-                    f"because {why}.", FallbackWarning, stacklevel=3)
+                    f"because {why}.", FallbackWarning, stacklevel=user_stacklevel())
     return self._fallback.invoke(comp, args, kwargs)
 
   def _program(self, comp, n: Optional[int]):

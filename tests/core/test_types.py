@@ -143,3 +143,14 @@ def test_struct_value_container():
   assert leaves == [1, 2] and jax.tree_util.tree_unflatten(tree, [3, 4]).a == 3
   with pytest.raises(AttributeError, match="no element named 'z'"):
     _ = s.z
+
+
+def test_mapping_order_is_aligned_to_the_expected_type():
+  import collections as c
+  expected = fx.to_type({"mask": np.bool_, "x": np.float32})
+  actual = fx.to_type(c.OrderedDict(x=np.float32, mask=np.bool_))
+  assert not expected.is_assignable_from(actual)
+  from federax.core.types import aligned_like
+  assert expected.is_assignable_from(aligned_like(expected, actual))
+  unnamed = fx.to_type((np.bool_, np.float32))
+  assert aligned_like(expected, unnamed) == unnamed  # Tuples keep their positions.

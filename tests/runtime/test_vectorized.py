@@ -1,0 +1,156 @@
+"""The vectorized runtime's own behaviour: caching, padding, fallback, sharding, loops."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import federax as fx
+from federax.runtime import padding
+from federax.runtime.vectorized import _uses_convolution
+
+
+def test_second_call_with_same_shapes_does_not_retrace():
+  traces = []
+
+  @fx.computation(np.float32)
+  def double(x):
+    traces.append(1)  # Runs only while JAX traces.
+    return 2.0 * x
+
+  @fx.federated_computation(fx.FederatedType(np.float32, fx.CLIENTS))
+  def doubled_sum(x):
+    return fx.federated_sum(fx.federated_map(double, x))
+
+  runtime = fx.runtime.vectorized()
+  with runtime:
+    doubled_sum([1.0, 2.0, 3.0])
+    count = len(traces)
+    assert doubled_sum([4.0, 5.0, 6.0]) == 30.0
+    assert len(traces) == count
+    doubled_sum([1.0, 2.0])  # A new client count is a new program.
+    assert len(traces) > count
+
+
+def test_sequence_lengths_are_bucketed():
+  assert [padding.bucket(n) for n in (0, 1, 8, 9, 17, 25, 100, 1000)] == [
+      0, 1, 8, 9, 18, 26, 104, 1024]
+  for n in range(1, 3000):
+    assert n <= padding.bucket(n) <= n * 1.125 + 1
+
+
+def test_empty_client_sequence_with_unknown_element_dims_stays_compiled():
+  element = fx.TensorType(np.float32, [None])
+
+  @fx.federated_computation(fx.FederatedType(fx.SequenceType(element), fx.CLIENTS))
+  def totals(data):
+    return fx.sequence_sum(data)
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    result = totals([[], [np.ones(3, np.float32), np.ones(3, np.float32)]])
+  np.testing.assert_array_equal(result[1], [2.0, 2.0, 2.0])
+  np.testing.assert_array_equal(result[0], [0.0, 0.0, 0.0])
+
+
+def test_ragged_batches_fall_back_to_the_sequential_runtime_with_a_warning():
+  batch = fx.TensorType(np.float32, [None])
+
+  @fx.federated_computation(fx.FederatedType(fx.SequenceType(batch), fx.CLIENTS))
+  def mean_of_batch_means(data):
+    return fx.federated_mean(fx.sequence_reduce(data, 0.0, lambda acc, b: acc + jnp.mean(b)))
+
+  data = [[np.ones(4, np.float32), 3 * np.ones(2, np.float32)], [np.ones(4, np.float32)]]
+  with pytest.warns(fx.runtime.FallbackWarning, match="mean_of_batch_means: running on the "
+                    "sequential runtime because .*Dataset.masked_batch"):
+    result = mean_of_batch_means(data)
+  assert result == pytest.approx((4.0 + 1.0) / 2)
+
+
+def test_string_values_pass_through_via_the_sequential_runtime():
+  @fx.federated_computation(fx.FederatedType(str, fx.SERVER))
+  def to_clients(text):
+    return fx.federated_broadcast(text)
+
+  assert str(to_clients.type_signature) == "(str@SERVER -> str@CLIENTS)"
+  with pytest.warns(fx.runtime.FallbackWarning, match="string tensors"):
+    assert to_clients("hello") == "hello"
+
+
+def test_datasets_are_stacked_through_their_to_stacked_hook():
+  class ArrayDataset:  # The protocol fx datasets implement.
+    def __init__(self, x):
+      self.x = x
+      self.element_spec = {"x": fx.TensorType(np.float32, [2])}
+
+    def to_stacked(self):
+      return {"x": self.x}
+
+    def __iter__(self):
+      return iter({"x": row} for row in self.x)
+
+  @fx.federated_computation(fx.FederatedType(fx.SequenceType({"x": (np.float32, [2])}),
+                                             fx.CLIENTS))
+  def totals(data):
+    return fx.sequence_sum(data)
+
+  datasets = [ArrayDataset(np.arange(6, dtype=np.float32).reshape(3, 2)),
+              ArrayDataset(np.ones((1, 2), np.float32))]
+  for runtime in (fx.runtime.vectorized(), fx.runtime.sequential()):
+    with runtime:
+      result = totals(datasets)
+    np.testing.assert_array_equal(result[0]["x"], [6.0, 9.0])
+    np.testing.assert_array_equal(result[1]["x"], [1.0, 1.0])
+
+
+def test_client_axis_is_sharded_over_devices_when_it_divides():
+  assert jax.device_count() == 4, "tests/conftest.py asks for four CPU devices"
+  runtime = fx.runtime.vectorized()
+  client_type = fx.FederatedType(np.float32, fx.CLIENTS)
+  server_type = fx.FederatedType(np.float32, fx.SERVER)
+  param = fx.StructType([client_type, server_type])
+  placed = runtime._place((np.arange(8, dtype=np.float32), np.float32(1)), param, 8)
+  assert len(placed[0].sharding.device_set) == 4
+  assert placed[0].sharding.spec == jax.sharding.PartitionSpec("clients")
+  assert placed[1].sharding.is_fully_replicated
+  unchanged = runtime._place((np.arange(6, dtype=np.float32), np.float32(1)), param, 6)
+  assert isinstance(unchanged[0], np.ndarray)  # 6 clients do not divide over 4 devices.
+
+
+def test_sequence_loop_strategies_agree():
+  @fx.federated_computation(fx.FederatedType(fx.SequenceType(np.float32), fx.CLIENTS))
+  def folds(data):
+    return fx.sequence_reduce(data, 1.0, lambda acc, x: acc * 0.9 + x)
+
+  data = [[1.0, 2.0, 3.0], [4.0], []]
+  results = []
+  for loop in ("scan", "unroll", "auto"):
+    with fx.runtime.vectorized(sequence_loop=loop):
+      results.append(folds(data))
+  np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
+  np.testing.assert_allclose(results[0], results[2], rtol=1e-6)
+  with pytest.raises(ValueError, match="sequence_loop must be 'auto', 'scan' or 'unroll'"):
+    fx.runtime.vectorized(sequence_loop="fast")
+  with pytest.raises(ValueError, match="chunk_size must be a positive int or None"):
+    fx.runtime.vectorized(chunk_size=0)
+
+
+def test_convolutions_are_detected_for_the_loop_choice():
+  kernel = jnp.ones((3, 3, 1, 2))
+  conv = lambda x: jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  image = jax.ShapeDtypeStruct((1, 8, 8, 1), jnp.float32)
+  assert _uses_convolution(conv, image)
+  assert not _uses_convolution(lambda x: x @ jnp.ones((8, 2)), image)
+
+
+def test_runtime_selection_and_default():
+  default = fx.runtime.get_default()
+  assert isinstance(default, fx.runtime.VectorizedRuntime)
+  with fx.runtime.sequential() as rt:
+    assert fx.runtime.current() is rt
+  assert fx.runtime.current() is default
+  with pytest.raises(TypeError, match="Expected a runtime"):
+    fx.runtime.set_default("fast")
