@@ -1,0 +1,88 @@
+"""The pipeline node protocol: each `Dataset` operation streams its elements or plans them."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any, Optional
+
+from federax.simulation._elements import Element, RaggedElementsError, empty_from_spec, stack_flat
+from federax.simulation._plan import Plan, materialize, plan_elements, row_index
+
+INFINITE_CARDINALITY = -1
+UNKNOWN_CARDINALITY = -2
+
+
+def min_limit(a: Optional[int], b: Optional[int]) -> Optional[int]:
+  """The smaller of two element limits, where `None` means unbounded."""
+  return b if a is None else a if b is None else min(a, b)
+
+
+class Node:
+  """One operation of a pipeline, which can stream or plan its elements.
+
+  `iterate(path)` streams the elements; `plan(path, limit)` vectorizes, returning a `Plan` of
+  exactly `min(limit, length)` elements (all if `limit` is None), or None when it cannot.
+  `path` holds the epoch numbers of the enclosing repeats, which seed reshuffles.
+  """
+
+  path_dependent = False  # Whether the elements depend on the enclosing repeat epochs.
+
+  def cardinality(self) -> int:
+    raise NotImplementedError
+
+  def finite(self) -> bool:
+    return self.cardinality() != INFINITE_CARDINALITY
+
+  def spec(self) -> Any:
+    raise NotImplementedError
+
+  def iterate(self, path: tuple) -> Iterator[Element]:
+    raise NotImplementedError
+
+  def plan(self, path: tuple, limit: Optional[int]) -> Optional[Plan]:
+    # Fallback: stream the elements and stack them into a new source, if they share a shape.
+    if limit is None and not self.finite():
+      return None
+    elements = list(itertools.islice(self.iterate(path), limit))
+    if not elements:
+      return None
+    try:
+      leaves, treedef = stack_flat(elements, "")
+    except RaggedElementsError:
+      return None
+    return Plan(leaves, treedef, row_index(len(elements)))
+
+  def elements(self) -> Iterator[Element]:
+    plan = self.plan((), None) if self.finite() else None
+    return plan_elements(plan) if plan is not None else self.iterate(())
+
+  def stacked(self) -> Any:
+    if not self.finite():
+      raise ValueError("to_stacked(): the dataset is infinite (repeat() without a count); "
+                       "bound it with take(n) or repeat(count).")
+    plan = self.plan((), None)
+    if plan is not None:
+      return materialize(plan)
+    elements = list(self.iterate(()))
+    if not elements:
+      return empty_from_spec(self.spec())
+    leaves, treedef = stack_flat(elements, "to_stacked()")
+    return treedef.unflatten(leaves)
+
+
+class Unary(Node):
+  """An operation on one parent; by default it keeps the parent's length and spec."""
+
+  def __init__(self, parent: Node):
+    self.parent = parent
+    self.path_dependent = parent.path_dependent
+
+  def cardinality(self) -> int:
+    return self.parent.cardinality()
+
+  def finite(self) -> bool:
+    return self.parent.finite()
+
+  def spec(self) -> Any:
+    return self.parent.spec()

@@ -1,0 +1,114 @@
+"""Index plans: a pipeline's output as stacked source arrays plus an integer index into their rows.
+
+Element i of a plan is `source[idx[i]]`; after a batch, `idx[i, :]` are the rows of batch i, with
+-1 for padding. The vectorized operations only rewrite `idx`, so materializing the usual pipeline
+is one NumPy gather.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+from federax.simulation._elements import Element, RaggedElementsError, with_key
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Element i is `source[idx[i]]`, or for a batched plan the rows `source[idx[i, :]]`."""
+
+  leaves: list  # The flat source arrays, each [N, ...].
+  treedef: Any
+  idx: np.ndarray  # int64 [m] (rows) or [m, B] (batches of rows; -1 marks padding).
+  mask_key: Optional[str] = None  # Batched: None trims -1 rows (ragged), else pads + mask.
+
+  def __len__(self) -> int:
+    return len(self.idx)
+
+  def replace(self, **changes: Any) -> Plan:
+    return dataclasses.replace(self, **changes)
+
+  def head(self, limit: Optional[int]) -> Plan:
+    return self if limit is None else self.replace(idx=self.idx[:limit])
+
+
+def row_index(n: int) -> np.ndarray:
+  """The identity index `[0, n)` as int64."""
+  return np.arange(n, dtype=np.int64)
+
+
+def gather(plan: Plan, idx: np.ndarray) -> Any:
+  """The source rows `idx` as one element (-1 rows zeroed; a masked plan adds the mask)."""
+  valid = idx >= 0
+  if bool(np.all(valid)):
+    leaves = [leaf[idx] for leaf in plan.leaves]
+  else:  # Padding rows read row 0, then are zeroed.
+    safe = np.where(valid, idx, 0)
+    leaves = [np.where(valid.reshape(valid.shape + (1,) * (leaf.ndim - 1)), leaf[safe],
+                       np.zeros((), leaf.dtype)) for leaf in plan.leaves]
+  tree = plan.treedef.unflatten(leaves)
+  return tree if plan.mask_key is None else with_key(tree, plan.mask_key, valid)
+
+
+def plan_elements(plan: Plan) -> Iterator[Element]:
+  """The plan's elements one by one (unmasked batches drop their -1 rows)."""
+  trim = plan.mask_key is None and plan.idx.ndim == 2
+  for row in plan.idx:
+    yield gather(plan, row[row >= 0] if trim else row)
+
+
+def materialize(plan: Plan) -> Any:
+  """All the plan's elements stacked, in one gather; raises RaggedElementsError if ragged."""
+  if plan.mask_key is None and plan.idx.ndim == 2 and bool(np.any(plan.idx < 0)):
+    sizes = sorted(set((plan.idx >= 0).sum(axis=1).tolist()))
+    raise RaggedElementsError(
+        f"to_stacked(): batches differ in size ({plan.idx.shape[1]} rows and {sizes[0]} rows, "
+        "the final partial batch), so they cannot be stacked. Use masked_batch(batch_size) to "
+        "pad and mask it, or batch(batch_size, drop_remainder=True) to drop it.")
+  return gather(plan, plan.idx)
+
+
+def as_rows(plan: Plan) -> Optional[Plan]:
+  """The same elements as an unbatched plan (materializing batches), or None if ragged."""
+  if plan.idx.ndim == 1:
+    return plan
+  try:
+    leaves, treedef = jax.tree_util.tree_flatten(materialize(plan))
+  except RaggedElementsError:
+    return None
+  return Plan(leaves, treedef, row_index(len(plan)))
+
+
+def concat_plans(plans: list[Plan]) -> Optional[Plan]:
+  """One plan of the plans' elements in turn, or None when they cannot share one source."""
+  nonempty = [p for p in plans if len(p)] or plans[:1]
+  first = nonempty[0]
+  if all(p.leaves is first.leaves and p.mask_key == first.mask_key
+         and p.idx.shape[1:] == first.idx.shape[1:] for p in nonempty):
+    return first.replace(idx=np.concatenate([p.idx for p in nonempty]))
+  rows = [as_rows(p) for p in nonempty]
+  if any(r is None or r.treedef != rows[0].treedef for r in rows):
+    return None
+  for column in zip(*(r.leaves for r in rows)):
+    if len({(c.dtype, c.shape[1:]) for c in column}) > 1:
+      return None
+  offsets = np.cumsum([0] + [len(r.leaves[0]) for r in rows[:-1]])
+  leaves = [np.concatenate(column) for column in zip(*(r.leaves for r in rows))]
+  idx = np.concatenate([r.idx + o for r, o in zip(rows, offsets)])
+  return Plan(leaves, rows[0].treedef, idx)
+
+
+def distinct_elements(plan: Plan) -> tuple[list, np.ndarray]:
+  """The plan's distinct elements, and for each element of the plan its position among them.
+
+  A function of the elements (`map`, `filter`) then runs once per distinct source row; the
+  returned index spreads its results back over the plan.
+  """
+  if plan.idx.ndim == 1:
+    rows, inverse = np.unique(plan.idx, return_inverse=True)
+    return [gather(plan, r) for r in rows], inverse.reshape(-1).astype(np.int64)
+  return list(plan_elements(plan)), row_index(len(plan))

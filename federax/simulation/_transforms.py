@@ -1,0 +1,248 @@
+"""The element-wise and positional nodes: repeat, map, filter, take, skip, enumerate, unbatch."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+from federax.core.types import TensorType
+from federax.simulation._elements import (RaggedElementsError, call_with_element, map_spec, spec_of,
+                                          stack_flat, to_numpy)
+from federax.simulation._node import (INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Node, Unary,
+                                      min_limit)
+from federax.simulation._plan import (Plan, concat_plans, distinct_elements, materialize,
+                                      row_index)
+
+
+class Repeat(Unary):
+  """The parent `count` times (`None`: forever); epoch e runs with path `path + (e,)`."""
+
+  def __init__(self, parent: Node, count: Optional[int]):
+    super().__init__(parent)
+    self.count = count
+
+  def cardinality(self) -> int:
+    c = self.parent.cardinality()
+    if self.count == 0 or c == 0:
+      return 0
+    if c == INFINITE_CARDINALITY or (self.count is None and c > 0):
+      return INFINITE_CARDINALITY
+    return UNKNOWN_CARDINALITY if c == UNKNOWN_CARDINALITY else c * self.count
+
+  def finite(self) -> bool:
+    return self.cardinality() == 0 or (self.count is not None and self.parent.finite())
+
+  def _epochs(self):
+    return itertools.count() if self.count is None else range(self.count)
+
+  def iterate(self, path):
+    for epoch in self._epochs():
+      empty = True
+      for element in self.parent.iterate(path + (epoch,)):
+        empty = False
+        yield element
+      if empty:  # Repeating an empty dataset is empty, not an endless loop.
+        return
+
+  def plan(self, path, limit):
+    if limit is None and not self.finite():
+      return None
+    if not self.parent.finite():
+      return self.parent.plan(path + (0,), limit)
+    if not self.parent.path_dependent:  # Every epoch is the same: tile one plan.
+      one = self.parent.plan(path + (0,), None)
+      if one is None or not len(one):
+        return one
+      reps = self.count if limit is None else min(self.count or limit, -(-limit // len(one)))
+      return one.replace(idx=np.concatenate([one.idx] * reps)).head(limit)
+    plans, total = [], 0
+    for epoch in self._epochs():
+      one = self.parent.plan(path + (epoch,), None if limit is None else limit - total)
+      if one is None:
+        return None
+      if not len(one):
+        break
+      plans.append(one)
+      total += len(one)
+      if limit is not None and total >= limit:
+        break
+    return concat_plans(plans).head(limit) if plans else self.parent.plan(path + (0,), 0)
+
+
+class Map(Unary):
+  """`fn` applied to each element; planned by calling `fn` once per distinct source row."""
+
+  def __init__(self, parent: Node, fn: Callable[..., Any]):
+    super().__init__(parent)
+    self.fn = fn
+
+  def spec(self) -> Any:
+    first = next(self.iterate(()), None)
+    if first is None:  # Empty: try the function on a zero element of the parent's spec.
+      try:
+        first = to_numpy(call_with_element(self.fn, map_spec(
+            lambda t: np.zeros([d or 0 for d in (t.shape or ())], t.dtype), self.parent.spec())))
+      except Exception as e:
+        raise ValueError("map(): cannot infer the element_spec of a mapped empty dataset; "
+                         f"calling the function on a zero element failed: {e!r}.") from e
+    return spec_of(first)
+
+  def iterate(self, path):
+    for element in self.parent.iterate(path):
+      yield to_numpy(call_with_element(self.fn, element))
+
+  def plan(self, path, limit):
+    parent = self.parent.plan(path, limit)
+    if parent is None or not len(parent):
+      return None
+    inputs, idx = distinct_elements(parent)  # Call fn once per distinct source row.
+    try:
+      outputs = [to_numpy(call_with_element(self.fn, x)) for x in inputs]
+      leaves, treedef = stack_flat(outputs, "map()")
+    except RaggedElementsError:
+      return None
+    return Plan(leaves, treedef, idx)
+
+
+class Filter(Unary):
+  """The elements for which `predicate` is true; planned by masking the index."""
+
+  def __init__(self, parent: Node, predicate: Callable[..., Any]):
+    super().__init__(parent)
+    self.predicate = predicate
+
+  def cardinality(self) -> int:
+    c = self.parent.cardinality()
+    return 0 if c == 0 else UNKNOWN_CARDINALITY
+
+  def _keep(self, element: Any) -> bool:
+    return bool(np.asarray(call_with_element(self.predicate, element)))
+
+  def iterate(self, path):
+    return (x for x in self.parent.iterate(path) if self._keep(x))
+
+  def plan(self, path, limit):
+    if not self.parent.finite():
+      return None
+    parent = self.parent.plan(path, None)
+    if parent is None:
+      return None
+    inputs, which = distinct_elements(parent)
+    keep = np.array([self._keep(x) for x in inputs], bool)[which]
+    return parent.replace(idx=parent.idx[keep]).head(limit)
+
+
+class Take(Unary):
+  """The first `count` elements."""
+
+  def __init__(self, parent: Node, count: int):
+    super().__init__(parent)
+    self.count = count
+
+  def cardinality(self) -> int:
+    c = self.parent.cardinality()
+    return self.count if c == INFINITE_CARDINALITY else c if c < 0 else min(c, self.count)
+
+  def finite(self) -> bool:
+    return True
+
+  def iterate(self, path):
+    return itertools.islice(self.parent.iterate(path), self.count)
+
+  def plan(self, path, limit):
+    return self.parent.plan(path, min_limit(self.count, limit))
+
+
+class Skip(Unary):
+  """All but the first `count` elements."""
+
+  def __init__(self, parent: Node, count: int):
+    super().__init__(parent)
+    self.count = count
+
+  def cardinality(self) -> int:
+    c = self.parent.cardinality()
+    return c if c < 0 else max(c - self.count, 0)
+
+  def iterate(self, path):
+    return itertools.islice(self.parent.iterate(path), self.count, None)
+
+  def plan(self, path, limit):
+    if limit is None and not self.parent.finite():
+      return None
+    parent = self.parent.plan(path, None if limit is None else limit + self.count)
+    return None if parent is None else parent.replace(idx=parent.idx[self.count:])
+
+
+class Enumerate(Unary):
+  """`(int64 counter, element)` pairs, counting from `start`."""
+
+  def __init__(self, parent: Node, start: int):
+    super().__init__(parent)
+    self.start = start
+
+  def spec(self) -> Any:
+    return (TensorType(np.int64), self.parent.spec())
+
+  def iterate(self, path):
+    for i, element in enumerate(self.parent.iterate(path), self.start):
+      yield (np.int64(i), element)
+
+  def plan(self, path, limit):
+    parent = self.parent.plan(path, limit)
+    if parent is None:
+      return None
+    try:
+      elements = materialize(parent)
+    except RaggedElementsError:
+      return None
+    counter = np.arange(self.start, self.start + len(parent), dtype=np.int64)
+    leaves, treedef = jax.tree_util.tree_flatten((counter, elements))
+    return Plan(leaves, treedef, row_index(len(parent)))
+
+
+class Unbatch(Unary):
+  """Each element split along its leading axis; planned by flattening a batched index."""
+
+  def cardinality(self) -> int:
+    c = self.parent.cardinality()
+    if c < 0:
+      return c
+    dims = {t.shape[0] if t.shape else None for t in jax.tree_util.tree_leaves(self.parent.spec())}
+    return c * dims.pop() if len(dims) == 1 and None not in dims else UNKNOWN_CARDINALITY
+
+  def spec(self) -> Any:
+    return map_spec(lambda t: TensorType(t.dtype, None if t.shape is None else t.shape[1:]),
+                    self.parent.spec())
+
+  def iterate(self, path):
+    for element in self.parent.iterate(path):
+      leaves, treedef = jax.tree_util.tree_flatten(element)
+      lengths = {np.shape(x)[0] for x in leaves}
+      if len(lengths) > 1:
+        raise ValueError(f"unbatch(): the components of an element have different leading "
+                         f"dimensions {sorted(lengths)}; they must share one.")
+      for i in range(lengths.pop()):
+        yield treedef.unflatten([x[i] for x in leaves])
+
+  def plan(self, path, limit):
+    if not self.parent.finite():
+      return None
+    parent = self.parent.plan(path, None)
+    if parent is None:
+      return None
+    if parent.idx.ndim == 2 and parent.mask_key is None:  # Rows of batches: flatten the index.
+      idx = parent.idx.reshape(-1)
+      return parent.replace(idx=idx[idx >= 0]).head(limit)
+    try:
+      leaves, treedef = jax.tree_util.tree_flatten(materialize(parent))
+    except RaggedElementsError:
+      return None
+    if len({x.shape[:2] for x in leaves}) > 1:
+      return None
+    leaves = [x.reshape((-1,) + x.shape[2:]) for x in leaves]
+    return Plan(leaves, treedef, row_index(len(leaves[0]))).head(limit)

@@ -1,0 +1,239 @@
+"""`ClientData`: a lazy, per-client view over federated data, with TFF's API."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+from federax.core.types import FunctionType, SequenceType, TensorType
+from federax.simulation._row_groups import group_rows, row_group_datasets
+from federax.simulation.dataset import Dataset
+
+__all__ = ["ClientData"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _DatasetComputation:
+  """`client_id -> Dataset`, with the type `(str -> T*)` of TFF's `dataset_computation`."""
+
+  client_data: ClientData
+
+  def __call__(self, client_id: str) -> Dataset:
+    return self.client_data.create_dataset(client_id)
+
+  @property
+  def type_signature(self) -> FunctionType:
+    return FunctionType(TensorType(np.str_),
+                        SequenceType(self.client_data.element_type_structure))
+
+
+class ClientData:
+  """The clients of a federated data set: their ids and a way to create each one's `Dataset`.
+
+  Nothing is loaded until `create_dataset(client_id)` is called, so a `ClientData` over
+  thousands of stored clients is cheap to build; nothing but the (small) element spec is
+  cached. Mirrors `tff.simulation.datasets.ClientData`.
+
+  Args:
+    client_ids: the distinct client ids (str).
+    create_dataset_fn: `client_id -> Dataset`.
+
+  Raises:
+    TypeError: if an id is not a str.
+    ValueError: if ids repeat.
+
+  Example:
+    >>> cd = ClientData.from_dict({'a': {'x': np.arange(3)}, 'b': {'x': np.arange(5)}})
+    >>> cd.client_ids, len(cd.create_dataset('b'))
+    (['a', 'b'], 5)
+  """
+
+  __slots__ = ("_client_ids", "_known", "_create", "_spec")
+
+  def __init__(self, client_ids: Sequence[str], create_dataset_fn: Callable[[str], Dataset]):
+    ids = list(client_ids)
+    bad = [c for c in ids if not isinstance(c, str)]
+    if bad:
+      raise TypeError(f"ClientData expects str client ids; got {bad[:3]!r} "
+                      f"({type(bad[0]).__name__}). Convert them with str().")
+    known = frozenset(ids)
+    if len(known) != len(ids):
+      repeated = sorted({c for c in ids if ids.count(c) > 1})[:5] if len(ids) < 10_000 else []
+      raise ValueError(f"ClientData expects distinct client ids; {len(ids) - len(known)} repeat "
+                       f"(e.g. {repeated}).")
+    object.__setattr__(self, "_client_ids", tuple(ids))
+    object.__setattr__(self, "_known", known)
+    object.__setattr__(self, "_create", create_dataset_fn)
+    object.__setattr__(self, "_spec", [])  # The element spec, once computed (small).
+
+  def __setattr__(self, name, value):
+    raise AttributeError("ClientData is immutable; preprocess() returns a new one.")
+
+  # --- Construction ------------------------------------------------------------------------------
+
+  @classmethod
+  def from_clients_and_fn(cls, client_ids: Sequence[str],
+                          create_dataset_fn: Callable[[str], Dataset]) -> ClientData:
+    """A `ClientData` from ids and a function creating a client's dataset (TFF's
+    `from_clients_and_tf_fn`)."""
+    return cls(client_ids, create_dataset_fn)
+
+  from_clients_and_tf_fn = from_clients_and_fn
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any]) -> ClientData:
+    """A `ClientData` from `{client_id: features}` (TFF's `TestClientData`).
+
+    Args:
+      data: maps each client id to a `Dataset`, or to a pytree (usually a dict) of arrays
+        sharing a leading example axis, sliced with `Dataset.from_tensor_slices`.
+
+    Example:
+      >>> cd = ClientData.from_dict({'a': {'x': np.zeros([2, 3])}})
+      >>> cd.element_type_structure
+      {'x': TensorType(np.float64, (3,))}
+    """
+    data = dict(data)
+
+    def create(client_id: str) -> Dataset:
+      value = data[client_id]
+      return value if isinstance(value, Dataset) else Dataset.from_tensor_slices(value)
+
+    return cls(list(data), create)
+
+  @classmethod
+  def from_arrays(cls, client_ids_array: Any, features: Any) -> ClientData:
+    """Groups the rows of centralized arrays by a client id column.
+
+    Args:
+      client_ids_array: `[n]` ids (str, bytes or ints); the client of each row.
+      features: a pytree of arrays `[n, ...]`.
+
+    Returns:
+      One client per distinct id (in sorted order, as str), holding its rows in their order.
+
+    Raises:
+      ValueError: if the lengths differ.
+
+    Example:
+      >>> cd = ClientData.from_arrays(np.array(['a', 'b', 'a']), {'y': np.array([1, 2, 3])})
+      >>> cd.create_dataset('a').to_stacked()['y'].tolist()
+      [1, 3]
+    """
+    ids = np.asarray(client_ids_array)
+    lengths = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree_util.tree_leaves(features)}
+    if ids.ndim != 1 or lengths != {len(ids)}:
+      raise ValueError(f"from_arrays() expects client_ids_array of shape [n] and features with "
+                       f"leading axis n; got ids of shape {ids.shape} and feature lengths "
+                       f"{sorted(lengths, key=str)}.")
+    unique, inverse = np.unique(ids, return_inverse=True)
+    names = [u.decode() if isinstance(u, bytes) else str(u) for u in unique.tolist()]
+    rows = group_rows(inverse.reshape(-1), len(unique))
+    return cls(names, row_group_datasets(features, names, rows))
+
+  # --- Access -----------------------------------------------------------------------------------
+
+  @property
+  def client_ids(self) -> list[str]:
+    return list(self._client_ids)
+
+  def __len__(self) -> int:
+    return len(self._client_ids)
+
+  def __contains__(self, client_id: object) -> bool:
+    return client_id in self._known
+
+  def create_dataset(self, client_id: str) -> Dataset:
+    """The dataset of one client.
+
+    Raises:
+      KeyError: if the id is unknown (with the closest known id as a hint).
+      TypeError: if the creating function does not return a `Dataset`.
+    """
+    if client_id not in self._known:
+      close = difflib.get_close_matches(str(client_id), self._client_ids, n=1)
+      hint = f" Did you mean {close[0]!r}?" if close else ""
+      raise KeyError(f"Unknown client id {client_id!r}; this ClientData has "
+                     f"{len(self._client_ids)} client ids.{hint}")
+    dataset = self._create(client_id)
+    if not isinstance(dataset, Dataset):
+      raise TypeError(f"The dataset function of this ClientData returned a "
+                      f"{type(dataset).__name__} for client {client_id!r}; expected a Dataset.")
+    return dataset
+
+  create_tf_dataset_for_client = create_dataset
+
+  @property
+  def element_type_structure(self) -> Any:
+    """The element spec of the clients' datasets (read from the first client)."""
+    if not self._spec:
+      if not self._client_ids:
+        raise ValueError("element_type_structure: this ClientData has no clients.")
+      self._spec.append(self.create_dataset(self._client_ids[0]).element_spec)
+    return self._spec[0]
+
+  @property
+  def dataset_computation(self) -> Callable[[str], Dataset]:
+    """`client_id -> Dataset` as a callable with `type_signature` `(str -> T*)`.
+
+    TFF uses this to create client datasets inside computations; here it is a typed wrapper
+    of `create_dataset`.
+    """
+    return _DatasetComputation(self)
+
+  def preprocess(self, preprocess_fn: Callable[[Dataset], Dataset]) -> ClientData:
+    """A new `ClientData` whose datasets are `preprocess_fn(dataset)`, applied lazily.
+
+    Example:
+      >>> cd.preprocess(lambda ds: ds.shuffle(100, seed=0).batch(20))
+    """
+    return ClientData(self._client_ids, lambda cid: preprocess_fn(self.create_dataset(cid)))
+
+  def datasets(self, limit_count: Optional[int] = None,
+               seed: Optional[int] = None) -> Iterator[Dataset]:
+    """Client datasets in a random order (seeded), at most `limit_count` of them."""
+    order = np.random.default_rng(seed).permutation(len(self._client_ids))
+    for i in order[:limit_count]:
+      yield self.create_dataset(self._client_ids[i])
+
+  def create_dataset_from_all_clients(self, seed: Optional[int] = None) -> Dataset:
+    """All clients' examples in one dataset, clients in a random order (seeded).
+
+    Client datasets are created only when the result is read.
+    """
+    order = np.random.default_rng(seed).permutation(len(self._client_ids))
+    parts = [functools.partial(self.create_dataset, self._client_ids[i]) for i in order]
+    if not parts:
+      raise ValueError("create_dataset_from_all_clients(): this ClientData has no clients.")
+    return Dataset.concatenate_lazily(parts)
+
+  @staticmethod
+  def train_test_client_split(client_data: ClientData, num_test_clients: int,
+                              seed: Optional[int] = None) -> tuple[ClientData, ClientData]:
+    """Splits the clients into disjoint train and test `ClientData`s (random, seeded).
+
+    Raises:
+      ValueError: unless `1 <= num_test_clients < len(client_data)`.
+    """
+    n = len(client_data)
+    if not 1 <= num_test_clients < n:
+      raise ValueError(f"train_test_client_split() expects 1 <= num_test_clients < {n} (the "
+                       f"number of clients, so both sides are non-empty); got {num_test_clients}.")
+    order = np.random.default_rng(seed).permutation(n)
+    ids = client_data.client_ids
+    test = [ids[i] for i in sorted(order[:num_test_clients])]
+    train = [ids[i] for i in sorted(order[num_test_clients:])]
+    return (ClientData(train, client_data.create_dataset),
+            ClientData(test, client_data.create_dataset))
+
+  def __repr__(self) -> str:
+    shown = ", ".join(map(repr, self._client_ids[:3]))
+    more = ", ..." if len(self._client_ids) > 3 else ""
+    return f"ClientData({len(self._client_ids)} clients: [{shown}{more}])"
+

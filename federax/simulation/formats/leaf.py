@@ -1,0 +1,301 @@
+"""LEAF's JSON shards (`{"users", "num_samples", "user_data"}`, gzipped or not), read lazily.
+
+A LEAF output directory holds `train/` and `test/` shards. Opening one reads only each shard's
+header (`users` and `num_samples` come first in LEAF's files, so a few kilobytes suffice); a shard
+is parsed in full the first time one of its users is read, converted to NumPy, and kept in a
+cache bounded in bytes. Several LEAF samples side by side (a directory of output directories)
+are merged, each writer kept once (see `read_leaf_splits`).
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from federax.simulation.formats.hdf5 import unknown_client_error
+
+SPLITS = ("train", "test")
+DEFAULT_CACHE_BYTES = 512 * 2**20
+_HEADER_CHUNK = 1 << 16
+_KEY = re.compile(r'\s*[{,]\s*"(users|num_samples)"\s*:\s*')
+
+
+def _open(path: str):
+  return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(
+      path, encoding="utf-8")
+
+
+def _read_header(path: str) -> tuple[list[str], list[int]]:
+  """Reads `users` and `num_samples` from the start of a shard, without parsing `user_data`."""
+  decoder = json.JSONDecoder()
+  with _open(path) as f:
+    text = f.read(_HEADER_CHUNK)
+    found: dict[str, Any] = {}
+    pos = 0
+    while len(found) < 2:
+      match = _KEY.match(text, pos)
+      if match is None:
+        break  # Not LEAF's key order: fall back to a full parse.
+      try:
+        value, end = decoder.raw_decode(text, match.end())
+      except json.JSONDecodeError:
+        more = f.read(_HEADER_CHUNK)
+        if not more:
+          break
+        text += more
+        continue
+      found[match.group(1)], pos = value, end
+  if len(found) < 2:
+    data = _parse(path)
+    found = {"users": data["users"], "num_samples": data["num_samples"]}
+  users, counts = found["users"], found["num_samples"]
+  if len(users) != len(counts):
+    raise ValueError(
+        f"LEAF shard {path!r} lists {len(users)} users but {len(counts)} num_samples; the two "
+        "lists must have equal length. The file is corrupt or not a LEAF shard.")
+  return [str(u) for u in users], [int(n) for n in counts]
+
+
+def _parse(path: str) -> dict[str, Any]:
+  with _open(path) as f:
+    try:
+      data = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path!r} is not valid JSON ({e}); expected a LEAF shard.") from e
+  missing = {"users", "num_samples", "user_data"} - set(data) if isinstance(data, dict) else {
+      "users", "num_samples", "user_data"}
+  if missing:
+    raise ValueError(
+        f"{path!r} is not a LEAF shard: expected a JSON object with keys 'users', "
+        f"'num_samples' and 'user_data', missing {sorted(missing)}.")
+  return data
+
+
+def _to_array(values: Any) -> np.ndarray:
+  """JSON lists to compact NumPy: floats to float32, integers to int32 (int64 if needed)."""
+  first = values
+  while isinstance(first, list) and first:
+    first = first[0]
+  if isinstance(first, float):
+    try:  # Straight to float32: half the memory traffic of float64 then a cast.
+      return np.array(values, dtype=np.float32)
+    except (ValueError, TypeError):
+      pass  # Ragged or mixed: let NumPy decide below.
+  array = np.asarray(values)
+  if array.dtype.kind == "f":
+    return array.astype(np.float32)
+  if array.dtype.kind in "iu":
+    info = np.iinfo(np.int32)
+    fits = array.size == 0 or (array.min() >= info.min and array.max() <= info.max)
+    return array.astype(np.int32 if fits else np.int64)
+  return array
+
+
+class _ShardCache:
+  """Parsed shards (user -> feature -> array), least recently used evicted past a byte budget."""
+
+  def __init__(self, max_bytes: int):
+    self.max_bytes = max_bytes
+    self._shards: collections.OrderedDict[str, tuple[dict, int]] = collections.OrderedDict()
+    self._lock = threading.Lock()
+    self.parses = 0  # How many times a shard was parsed (tests check the cache with it).
+
+  def get(self, path: str) -> dict[str, dict[str, np.ndarray]]:
+    with self._lock:
+      if path in self._shards:
+        self._shards.move_to_end(path)
+        return self._shards[path][0]
+    data = _parse(path)
+    users = {u: {k: _to_array(v) for k, v in d.items()} for u, d in data["user_data"].items()}
+    size = sum(a.nbytes for d in users.values() for a in d.values())
+    with self._lock:
+      self.parses += 1
+      self._shards[path] = (users, size)
+      total = sum(s for _, s in self._shards.values())
+      while total > self.max_bytes and len(self._shards) > 1:
+        _, (_, evicted) = self._shards.popitem(last=False)
+        total -= evicted
+    return users
+
+
+class ShardEntry(NamedTuple):
+  """Where a user's data lives: the shard file and its `num_samples`."""
+
+  path: str
+  num_samples: int
+
+
+class LeafClientSource:
+  """The users of one split: user id -> shard, read through a shared parsed-shard cache.
+
+  Build it with `read_leaf_splits`; `client_ids` are sorted.
+  """
+
+  def __init__(self, index: Mapping[str, ShardEntry], cache: _ShardCache, where: str):
+    self._index = dict(index)
+    self._cache = cache
+    self._where = where
+    self.client_ids: list[str] = sorted(self._index)
+
+  def num_samples(self, client_id: str) -> int:
+    """The example count LEAF recorded for a user (no shard is parsed)."""
+    return self._entry(client_id).num_samples
+
+  def _entry(self, client_id: str) -> ShardEntry:
+    if client_id not in self._index:
+      raise unknown_client_error(client_id, self.client_ids, self._where)
+    return self._index[client_id]
+
+  def read(self, client_id: str) -> dict[str, np.ndarray]:
+    """One user's features (`x`, `y`) as NumPy arrays.
+
+    Raises:
+      KeyError: if the split holds no user `client_id`.
+    """
+    entry = self._entry(client_id)
+    return dict(self._cache.get(entry.path)[client_id])
+
+
+def _shards(directory: str) -> list[str]:
+  return sorted(
+      os.path.join(directory, name) for name in os.listdir(directory)
+      if name.endswith((".json", ".json.gz")))
+
+
+def find_samples(data_dir: str | os.PathLike) -> list[str]:
+  """The LEAF output directories under `data_dir`: itself, or its sub-directories in name order.
+
+  Raises:
+    FileNotFoundError: if `data_dir` is missing or holds no `train/` or `test/` directory at
+      either level.
+  """
+  data_dir = os.fspath(data_dir)
+  if not os.path.isdir(data_dir):
+    raise FileNotFoundError(f"No directory at {data_dir!r}; expected a LEAF output directory.")
+
+  def is_sample(d):
+    return any(os.path.isdir(os.path.join(d, s)) for s in SPLITS)
+
+  if is_sample(data_dir):
+    return [data_dir]
+  samples = sorted(os.path.join(data_dir, d) for d in os.listdir(data_dir)
+                   if is_sample(os.path.join(data_dir, d)))
+  if not samples:
+    raise FileNotFoundError(
+        f"{data_dir!r} is not a LEAF output directory: expected train/ and test/ directories of "
+        "JSON shards in it, or in its sub-directories (one per LEAF sample). Point data_dir at "
+        "the folder LEAF wrote (e.g. leaf/data/femnist/data).")
+  return samples
+
+
+def read_leaf_splits(data_dir: str | os.PathLike,
+                     cache_bytes: int = DEFAULT_CACHE_BYTES) -> dict[str, LeafClientSource]:
+  """Indexes a LEAF output directory, or several LEAF samples side by side, by split.
+
+  Writers that appear in several samples (independent LEAF samplings overlap) are kept once:
+  each writer's data, train and test, comes from one sample, the first in sorted folder order
+  that holds the writer's *train* part (or, for writers only ever seen in test, the first that
+  holds its test part). Taking both splits from one sample keeps LEAF's own disjoint train/test
+  split of that writer; mixing samples could put an image in train and test at once.
+
+  Args:
+    data_dir: a LEAF output directory (with `train/` and `test/`), or a directory of them.
+    cache_bytes: the budget for parsed shards kept in memory, shared by the splits.
+
+  Returns:
+    `{'train': source, 'test': source}` (a split with no directory gets no users).
+
+  Raises:
+    FileNotFoundError: if no LEAF output directory is found (see `find_samples`).
+    ValueError: if a shard is not valid LEAF JSON.
+
+  Example:
+    >>> splits = read_leaf_splits('femnist-leaf/flic')
+    >>> len(splits['train'].client_ids)
+    110
+  """
+  samples = find_samples(data_dir)
+  headers: dict[tuple[str, str], dict[str, ShardEntry]] = {}
+  for sample in samples:
+    for split in SPLITS:
+      entries: dict[str, ShardEntry] = {}
+      directory = os.path.join(sample, split)
+      for path in _shards(directory) if os.path.isdir(directory) else []:
+        for user, n in zip(*_read_header(path)):
+          entries.setdefault(user, ShardEntry(path, n))
+      headers[sample, split] = entries
+  owner: dict[str, str] = {}
+  for split in SPLITS:  # Train first: a writer's owner is the first sample with its train part.
+    for sample in samples:
+      for user in headers[sample, split]:
+        owner.setdefault(user, sample)
+  cache = _ShardCache(cache_bytes)
+  return {
+      split: LeafClientSource(
+          {u: e for s in samples for u, e in headers[s, split].items() if owner[u] == s},
+          cache, f"the {split} split of {os.fspath(data_dir)!r}")
+      for split in SPLITS
+  }
+
+
+def write_leaf_shard(path: str | os.PathLike, user_data: Mapping[str, Mapping[str, Sequence]]
+                     ) -> None:
+  """Writes one LEAF shard (gzipped if `path` ends in .gz); fixtures and exports.
+
+  Example:
+    >>> write_leaf_shard('train/s.json', {'f0': {'x': [[0.5]], 'y': [3]}})
+  """
+  path = os.fspath(path)
+  users = list(user_data)
+  data = {
+      "users": users,
+      "num_samples": [len(user_data[u]["y"]) for u in users],
+      "user_data": {u: {k: np.asarray(v).tolist() for k, v in d.items()}
+                    for u, d in user_data.items()},
+  }
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "wt", encoding="utf-8") as f:
+    json.dump(data, f)
+
+
+def load_leaf(data_dir: str | os.PathLike,
+              element_fn: Callable[[dict[str, np.ndarray]], Any] | None = None,
+              cache_bytes: int = DEFAULT_CACHE_BYTES) -> tuple[Any, Any]:
+  """Loads any LEAF data set (FEMNIST, Shakespeare, Sent140, ...) as (train, test) `ClientData`.
+
+  Args:
+    data_dir: a LEAF output directory, or a directory of several LEAF samples (merged as
+      `read_leaf_splits` describes).
+    element_fn: maps one user's `{'x': array, 'y': array}` to the tensors to slice; the
+      identity if None.
+    cache_bytes: the budget for parsed shards kept in memory.
+
+  Returns:
+    `(train, test)`, lazy `ClientData` keyed by LEAF user id.
+
+  Raises:
+    FileNotFoundError: if no LEAF output directory is found.
+
+  Example:
+    >>> train, test = load_leaf('leaf/data/femnist/data')
+  """
+  from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
+  from federax.simulation.dataset import Dataset  # pylint: disable=g-import-not-at-top
+
+  def client_data(source: LeafClientSource):
+    def create_dataset(client_id: str) -> Dataset:
+      features = source.read(client_id)
+      return Dataset.from_tensor_slices(element_fn(features) if element_fn else features)
+    return ClientData.from_clients_and_fn(source.client_ids, create_dataset)
+
+  splits = read_leaf_splits(data_dir, cache_bytes)
+  return client_data(splits["train"]), client_data(splits["test"])

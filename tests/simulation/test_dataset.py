@@ -1,0 +1,280 @@
+"""Tests for `Dataset`: tf.data's documented semantics, the vectorized plan against streaming."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from federax.core.types import TensorType
+from federax.simulation.dataset import Dataset, RaggedElementsError
+
+
+def _r(n):
+  return Dataset.from_tensor_slices(np.arange(n))
+
+
+def _ints(ds):
+  return [np.asarray(x).tolist() for x in ds]
+
+
+def _streamed(ds):
+  """The elements by the per-element streaming path (the reference for the vectorized plan)."""
+  return list(ds._node.iterate(()))
+
+
+def _assert_same_elements(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    np.testing.assert_equal(x, y)
+
+
+# --- tf.data semantics -------------------------------------------------------------------------
+
+
+def test_batch_of_range_10_by_3_keeps_the_short_last_batch():
+  assert _ints(_r(10).batch(3)) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+  assert _ints(_r(10).batch(3, drop_remainder=True)) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+  assert len(_r(10).batch(3)) == 4 and len(_r(10).batch(3, drop_remainder=True)) == 3
+
+
+def test_repeat_then_batch_crosses_the_epoch_boundary():
+  assert _ints(_r(4).repeat(2).batch(3)) == [[0, 1, 2], [3, 0, 1], [2, 3]]
+
+
+def test_take_skip_concatenate_enumerate_unbatch_reduce():
+  assert _ints(_r(10).skip(3).take(4)) == [3, 4, 5, 6]
+  assert _ints(_r(3).concatenate(_r(2))) == [0, 1, 2, 0, 1]
+  lazy = Dataset.concatenate_lazily([lambda: _r(3), lambda: _r(2)])
+  assert _ints(lazy) == [0, 1, 2, 0, 1] and lazy.cardinality() == -2
+  assert [(int(i), int(x)) for i, x in _r(3).enumerate(start=5)] == [(5, 0), (6, 1), (7, 2)]
+  assert _ints(_r(7).batch(3).unbatch()) == list(range(7))
+  assert int(_r(5).reduce(np.int64(0), lambda s, x: s + x)) == 10
+  assert _r(3).prefetch(2) is not None and _ints(_r(3).prefetch(2)) == [0, 1, 2]
+  assert _ints(_r(3).as_numpy_iterator()) == [0, 1, 2]
+  assert _ints(_r(3).take(-1)) == [0, 1, 2]
+
+
+def test_map_unpacks_tuples_and_filter_keeps_matches():
+  ds = Dataset.from_tensor_slices((np.arange(4), 10 * np.arange(4)))
+  assert _ints(ds.map(lambda x, y: x + y)) == [0, 11, 22, 33]
+  assert _ints(_r(10).filter(lambda x: x % 3 == 0)) == [0, 3, 6, 9]
+  assert _r(10).filter(lambda x: x > 4).to_stacked().tolist() == [5, 6, 7, 8, 9]
+
+
+def test_shuffle_with_buffer_1_is_identity_and_full_buffer_is_a_permutation():
+  assert _ints(_r(20).shuffle(1, seed=3)) == list(range(20))
+  out = _ints(_r(50).shuffle(50, seed=3))
+  assert sorted(out) == list(range(50)) and out != list(range(50))
+
+
+def test_shuffle_is_reproducible_and_reshuffles_each_repeat_epoch():
+  ds = _r(30).shuffle(30, seed=7).repeat(2)
+  out = _ints(ds)
+  assert out == _ints(_r(30).shuffle(30, seed=7).repeat(2))
+  first, second = out[:30], out[30:]
+  assert sorted(first) == sorted(second) == list(range(30)) and first != second
+  same = _ints(_r(30).shuffle(30, seed=7, reshuffle_each_iteration=False).repeat(2))
+  assert same[:30] == same[30:]
+  assert _ints(_r(30).shuffle(30, seed=8)) != _ints(_r(30).shuffle(30, seed=7))
+
+
+def test_repeat_then_shuffle_mixes_across_epochs():
+  out = _ints(_r(10).repeat(2).shuffle(20, seed=0))
+  assert sorted(out) == sorted(list(range(10)) * 2)
+  assert sorted(out[:10]) != list(range(10))  # Some element of epoch 2 comes early.
+
+
+def test_small_buffer_only_moves_elements_a_bounded_distance():
+  # With a buffer of b, output t is one of inputs 0..t+b-1 (tf.data's buffer semantics).
+  out = np.array(_ints(_r(200).shuffle(5, seed=1)))
+  assert sorted(out.tolist()) == list(range(200))
+  assert np.all(out <= np.arange(200) + 4)
+
+
+def test_shuffle_is_uniform_over_positions():
+  # For a full buffer, element 0 lands at each of 4 positions about equally often.
+  counts = np.zeros(4)
+  for seed in range(2000):
+    counts[_ints(_r(4).shuffle(4, seed=seed)).index(0)] += 1
+  assert np.all(np.abs(counts - 500) < 5 * np.sqrt(500))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: _r(23).shuffle(7, seed=1).repeat(3).batch(4),
+    lambda: _r(23).repeat(3).shuffle(7, seed=2).batch(4, drop_remainder=True),
+    lambda: _r(23).shuffle(5, seed=1).repeat(2).skip(3).take(30).batch(5),
+    lambda: _r(10).repeat().shuffle(4, seed=5).take(37),
+    lambda: _r(9).map(lambda x: x * 2).shuffle(9, seed=0).repeat(2).filter(lambda x: x % 3 != 0),
+    lambda: _r(9).batch(2).shuffle(3, seed=4).repeat(2).unbatch(),
+    lambda: Dataset.from_tensor_slices({'x': np.arange(11)}).shuffle(4, seed=9).masked_batch(3),
+    lambda: _r(5).shuffle(5, seed=1).concatenate(_r(3).map(lambda x: x + 100)).repeat(2),
+    lambda: Dataset.from_elements([np.ones(i) for i in range(1, 6)]).shuffle(3, seed=2),
+])
+def test_vectorized_plan_matches_streaming(make):
+  ds = make()
+  _assert_same_elements(list(ds), _streamed(ds))
+
+
+def test_cardinality_and_len():
+  assert _r(10).repeat(3).cardinality() == 30
+  assert _r(10).repeat().cardinality() == -1
+  assert _r(10).filter(lambda x: True).cardinality() == -2
+  assert _r(10).repeat().take(5).cardinality() == 5
+  assert len(_r(10).skip(4)) == 6 and len(_r(10).batch(3)) == 4
+  assert len(_r(6).batch(2, drop_remainder=True).unbatch()) == 6
+  assert _r(5).batch(2).unbatch().cardinality() == -2
+  assert repr(_r(3).repeat()) == "<Dataset repeat: cardinality=inf>"
+  with pytest.raises(TypeError, match="The dataset is infinite"):
+    len(_r(3).repeat())
+  with pytest.raises(TypeError, match="The dataset length is unknown"):
+    len(_r(3).filter(lambda x: True))
+
+
+def test_repeat_of_empty_dataset_terminates():
+  assert _ints(_r(0).repeat()) == [] and _r(0).repeat().cardinality() == 0
+
+
+# --- Element specs -----------------------------------------------------------------------------
+
+
+def test_element_spec_keeps_containers_and_marks_varying_dims():
+  Point = collections.namedtuple("Point", ["x", "y"])
+  ds = Dataset.from_tensor_slices({'pixels': np.zeros([5, 784], np.float32),
+                                   'label': np.zeros([5], np.int32)})
+  assert ds.element_spec == {'pixels': TensorType(np.float32, [784]),
+                             'label': TensorType(np.int32)}
+  assert ds.batch(2).element_spec['pixels'] == TensorType(np.float32, [None, 784])
+  assert ds.batch(2, drop_remainder=True).element_spec['label'] == TensorType(np.int32, [2])
+  assert ds.masked_batch(2).element_spec['mask'] == TensorType(np.bool_, [2])
+  point = Dataset.from_tensor_slices(Point(np.zeros([3, 2]), np.zeros(3, np.int64)))
+  assert point.element_spec == Point(TensorType(np.float64, [2]), TensorType(np.int64))
+  assert Dataset.from_tensor_slices(np.array(['a', 'bc'])).element_spec == TensorType(np.str_)
+  ragged = Dataset.from_elements([np.ones([1, 3]), np.ones([4, 3])])
+  assert ragged.element_spec == TensorType(np.float64, [None, 3])
+  assert ragged.padded_batch(2).element_spec == TensorType(np.float64, [None, None, 3])
+  assert _r(4).map(lambda x: {'y': x, 'z': np.ones(2)}).element_spec == {
+      'y': TensorType(np.int64), 'z': TensorType(np.float64, [2])}
+  assert _r(4).enumerate().element_spec == (TensorType(np.int64), TensorType(np.int64))
+
+
+# --- to_stacked: the runtime hook --------------------------------------------------------------
+
+
+def test_to_stacked_of_the_training_pipeline_matches_a_numpy_reference():
+  x = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+  ds = Dataset.from_tensor_slices({'x': x, 'y': np.arange(10)})
+  stacked = ds.shuffle(10, seed=1).repeat(3).batch(5, drop_remainder=True).to_stacked()
+  assert stacked['x'].shape == (6, 5, 3) and stacked['y'].shape == (6, 5)
+  np.testing.assert_array_equal(stacked['x'], x[stacked['y']])
+  for epoch in range(3):
+    assert sorted(stacked['y'][2 * epoch:2 * epoch + 2].ravel()) == list(range(10))
+  elements = list(ds.shuffle(10, seed=1).repeat(3).batch(5, drop_remainder=True))
+  for i, e in enumerate(elements):
+    np.testing.assert_array_equal(e['y'], stacked['y'][i])
+
+
+def test_masked_batch_pads_with_zeros_and_masks():
+  ds = Dataset.from_tensor_slices({'x': np.arange(1, 8, dtype=np.float32),
+                                   's': np.array(list('abcdefg'))})
+  stacked = ds.masked_batch(3).to_stacked()
+  np.testing.assert_array_equal(stacked['x'], [[1, 2, 3], [4, 5, 6], [7, 0, 0]])
+  np.testing.assert_array_equal(stacked['mask'], [[1, 1, 1], [1, 1, 1], [1, 0, 0]])
+  assert stacked['s'][2].tolist() == ['g', '', ''] and stacked['x'].dtype == np.float32
+  _assert_same_elements(list(ds.masked_batch(3)), _streamed(ds.masked_batch(3)))
+
+
+def test_to_stacked_of_full_batches_and_after_map():
+  assert _r(6).batch(3).to_stacked().tolist() == [[0, 1, 2], [3, 4, 5]]
+  assert _r(4).map(lambda x: (x, -x)).to_stacked()[1].tolist() == [0, -1, -2, -3]
+
+
+def test_to_stacked_of_empty_dataset_uses_the_spec():
+  ds = Dataset.from_tensor_slices({'x': np.zeros([0, 4], np.float32)})
+  assert ds.to_stacked()['x'].shape == (0, 4)
+  assert ds.batch(2).to_stacked()['x'].shape == (0, 2, 4)
+  assert ds.masked_batch(2).to_stacked()['mask'].shape == (0, 2)
+
+
+def test_to_stacked_does_not_call_python_per_element(monkeypatch):
+  from federax.simulation import _node, _plan, _sources  # pylint: disable=g-import-not-at-top
+
+  def fail(*args, **kwargs):
+    raise AssertionError("per-element gather on the vectorized path")
+
+  ds = Dataset.from_tensor_slices({'x': np.arange(100_000)})
+  pipeline = ds.shuffle(1000, seed=0).repeat(3).skip(5).take(200_000).masked_batch(64)
+  monkeypatch.setattr(_plan, "plan_elements", fail)
+  monkeypatch.setattr(_node, "plan_elements", fail)
+  monkeypatch.setattr(_sources.Slices, "iterate", fail)
+  stacked = pipeline.to_stacked()
+  assert stacked['x'].shape == (3125, 64) and stacked['mask'].sum() == 200_000
+
+
+def test_ragged_final_batch_raises_with_a_hint():
+  with pytest.raises(RaggedElementsError, match=r"3 rows and 1 rows.*masked_batch"):
+    _r(10).batch(3).to_stacked()
+  with pytest.raises(RaggedElementsError, match=r"differ in shape at <element>: \(1,\), \(2,\)"):
+    Dataset.from_elements([np.ones(1), np.ones(2)]).to_stacked()
+  assert issubclass(RaggedElementsError, ValueError)
+
+
+# --- padded_batch ------------------------------------------------------------------------------
+
+
+def test_padded_batch_pads_to_longest_or_to_padded_shapes():
+  ds = Dataset.from_elements([{'t': np.arange(1, i + 1)} for i in (1, 3, 2)])
+  assert [b['t'].tolist() for b in ds.padded_batch(2)] == [[[1, 0, 0], [1, 2, 3]], [[1, 2]]]
+  out = next(iter(ds.padded_batch(3, padded_shapes={'t': [4]}, padding_values=-1)))
+  assert out['t'].tolist() == [[1, -1, -1, -1], [1, 2, 3, -1], [1, 2, -1, -1]]
+  assert ds.padded_batch(3, padded_shapes={'t': [4]}).element_spec['t'] == TensorType(
+      np.int64, [None, 4])
+  with pytest.raises(ValueError, match=r"\['t'\] has an element of shape \(3,\) that does not fit"):
+    list(ds.padded_batch(3, padded_shapes={'t': [2]}))
+
+
+# --- Errors ------------------------------------------------------------------------------------
+
+
+def test_errors_name_expected_and_actual():
+  with pytest.raises(ValueError, match=r"leading \(example\) axis; got lengths \['a'\]: 2, \['b'\]: 3"):
+    Dataset.from_tensor_slices({'a': np.zeros(2), 'b': np.zeros(3)})
+  with pytest.raises(ValueError, match=r"but \['a'\] has shape \(\) \(a scalar\)"):
+    Dataset.from_tensor_slices({'a': np.float32(1.0)})
+  with pytest.raises(ValueError, match="at least one element"):
+    Dataset.from_elements([])
+  with pytest.raises(ValueError, match="different structures"):
+    Dataset.from_elements([{'a': 1}, {'b': 1}])
+  with pytest.raises(TypeError, match=r"needs elements that are mappings.*got elements of type"):
+    _r(3).masked_batch(2)
+  with pytest.raises(ValueError, match=r"already have it \(keys: \['mask'\]\)"):
+    Dataset.from_tensor_slices({'mask': np.zeros(3)}).masked_batch(2)
+  with pytest.raises(ValueError, match="batch_size >= 1, got 0"):
+    _r(3).batch(0)
+  with pytest.raises(ValueError, match="buffer_size >= 1, got 0"):
+    _r(3).shuffle(0)
+  with pytest.raises(ValueError, match="non-negative int, got -1"):
+    _r(3).shuffle(2, seed=-1)
+  with pytest.raises(ValueError, match="count >= 0, got -2"):
+    _r(3).take(-2)
+  with pytest.raises(ValueError, match=r"repeat\(count\) expects count >= 0"):
+    _r(3).repeat(-3)
+  with pytest.raises(ValueError, match="infinite"):
+    _r(3).repeat().to_stacked()
+  with pytest.raises(TypeError, match=r"one dtype per feature; <element> is float64 and int64"):
+    Dataset.from_tensor_slices(np.zeros(2)).concatenate(_r(2))
+  with pytest.raises(TypeError, match="expects a Dataset, got list"):
+    _r(2).concatenate([1])
+  with pytest.raises(ValueError, match=r"concatenate_lazily\(\) expects at least one"):
+    Dataset.concatenate_lazily([])
+  with pytest.raises(ValueError, match=r"unbatch\(\) splits along a leading axis"):
+    _r(2).unbatch()
+  with pytest.raises(ValueError, match="different ranks"):
+    list(Dataset.from_elements([np.ones(2), np.ones([1, 1])]).padded_batch(2))
+  with pytest.raises(ValueError, match="cannot infer the element_spec"):
+    Dataset.from_tensor_slices(np.zeros([0, 2])).map(lambda x: x[5]).element_spec
+  with pytest.raises(AttributeError, match="immutable"):
+    _r(2).foo = 1
+  with pytest.raises(RaggedElementsError, match=r"batch\(\).*padded_batch"):
+    list(Dataset.from_elements([np.ones(1), np.ones(2)]).batch(2))
+  with pytest.raises(ValueError, match="different leading dimensions"):
+    list(Dataset.from_elements([(np.ones(2), np.ones(3))]).unbatch())
