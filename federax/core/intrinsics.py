@@ -307,15 +307,12 @@ def _same(op: str, name: str, expected: t.Type, actual: t.Type) -> None:
 
 def _static_ints(op: str, name: str, obj: Any, member: t.Type, low: int, high: int) -> Any:
   """A Python int (or structure matching `member`) checked into [low, high]."""
-  leaves = []
-
   def check(x):
     if isinstance(x, Value) or not isinstance(x, (int, np.integer)):
       raise FederatedTypeError(op, f"`{name}` must be a Python int or a structure of ints "
                                "known when the computation is defined.", actual=repr(x))
     if not low <= int(x) <= high:
       raise FederatedTypeError(op, f"`{name}` must lie in [{low}, {high}].", actual=int(x))
-    leaves.append(int(x))
     return int(x)
 
   if isinstance(obj, (int, np.integer)) or isinstance(obj, Value):

@@ -32,7 +32,7 @@ def set_default(runtime) -> None:
 
 def get_default():
   """The runtime that runs top-level calls outside any `with` block."""
-  return _context.current_runtime() if _context._runtime.get() is None else _context._default_runtime[0]
+  return _context._default_runtime[0]
 
 
 def current():

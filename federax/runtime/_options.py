@@ -17,7 +17,7 @@ class RuntimeOptions:
   seed: int = 0
   default_num_clients: Optional[int] = None
 
-  def num_clients(self, n: Optional[int], comp) -> int:
+  def num_clients(self, n: Optional[int]) -> int:
     if n is not None:
       return n
     return self.default_num_clients or 0

@@ -57,7 +57,3 @@ def pad_to(seq: PaddedSequence, length: int) -> PaddedSequence:
     return seq
   pad = lambda x: np.concatenate([x, np.zeros((length - current,) + x.shape[1:], x.dtype)])
   return PaddedSequence(jax.tree_util.tree_map(pad, seq.elements), pad(seq.mask))
-
-
-def element_shapes(seq: PaddedSequence) -> tuple:
-  return tuple(np.shape(x)[1:] for x in jax.tree_util.tree_leaves(seq.elements))

@@ -97,7 +97,7 @@ class SequentialRuntime:
     payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
     if concrete is not None:
       return _convert.to_python(self.local_function(concrete)(payload), signature.result, rep, 0)
-    n = self.options.num_clients(n, comp)
+    n = self.options.num_clients(n)
     execution = SequentialExecution(self, n)
     with context.use_execution(execution):
       arg = None if signature.parameter is None else Value(signature.parameter, payload)

@@ -40,9 +40,7 @@ class _Stacked:
   def clients(self, members: list, member_type: t.Type, where: str) -> Any:
     if not members:
       return zeros_like_type_payload(member_type, (0,))
-    if isinstance(members[0], PaddedSequence) or _has_sequences(members[0]):
-      members = _pad_sequences_together(members, member_type)
-    return stack(members, where)
+    return _stack_clients(members, member_type, where)
 
   def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> PaddedSequence:
     if isinstance(elements, list):
@@ -61,8 +59,9 @@ class _Stacked:
       stacked = _convert.local(raw, _leading(seq_type.element), where, "dataset")
     length = np.shape(jax.tree_util.tree_leaves(stacked)[0])[0] if jax.tree_util.tree_leaves(
         stacked) else 0
-    seq = PaddedSequence(stacked, np.ones(length, bool))
-    return pad_to(seq, bucket(length))
+    # Unpadded: clients() pads all clients' sequences together in one copy, and
+    # pad_standalone() pads sequences that are not at CLIENTS.
+    return PaddedSequence(stacked, np.ones(length, bool))
 
   def client_list(self, payload: Any, member_type: t.Type, n: int) -> list:
     host = jax.device_get(payload)
@@ -81,26 +80,51 @@ def _leading(ts: t.Type) -> t.Type:
   return t.StructType([(n, _leading(e)) for n, e in ts.items()], ts.container_type)
 
 
-def _has_sequences(payload: Any) -> bool:
-  return isinstance(payload, tuple) and any(
-      isinstance(p, PaddedSequence) or _has_sequences(p) for p in payload)
-
-
-def _pad_sequences_together(members: list, member_type: t.Type) -> list:
-  """Pads every client's sequences (at the same position in the member) to one length."""
+def _stack_clients(members: list, member_type: t.Type, where: str) -> Any:
+  """Stacks client payloads; sequences are padded to one bucketed length as they are copied."""
   if isinstance(member_type, t.SequenceType):
-    length = max(m.mask.shape[0] for m in members)
+    lengths = [m.mask.shape[0] for m in members]
+    length = bucket(max(lengths))
     filled = next((m for m in members if m.mask.shape[0]), None)
-    if filled is not None:  # Empty sequences take the element shapes of a non-empty one.
-      empty = PaddedSequence(jax.tree_util.tree_map(lambda x: x[:0], filled.elements),
-                             filled.mask[:0])
-      members = [m if m.mask.shape[0] else empty for m in members]
-    return [pad_to(m, length) for m in members]
+    if filled is None:
+      return PaddedSequence(zeros_like_type(member_type.element, (len(members), 0)),
+                            np.zeros((len(members), 0), bool))
+    shapes = {tuple(np.shape(x)[1:] for x in jax.tree_util.tree_leaves(m.elements))
+              for m, n in zip(members, lengths) if n}
+    if len(shapes) > 1:
+      raise RaggedError(f"{where}: client sequences have elements of different shapes "
+                        f"{sorted(shapes)[:3]}")
+
+    def fill(*leaves):
+      out = np.zeros((len(members), length) + leaves[0].shape[1:], leaves[0].dtype)
+      for i, (leaf, n) in enumerate(zip(leaves, lengths)):
+        out[i, :n] = leaf[:n]
+      return out
+
+    template = filled.elements
+    elements = jax.tree_util.tree_map(
+        fill, *[m.elements if n else template for m, n in zip(members, lengths)])
+    mask = np.arange(length)[None, :] < np.asarray(lengths)[:, None]
+    return PaddedSequence(elements, mask)
   if isinstance(member_type, t.StructType):
-    columns = [_pad_sequences_together([m[i] for m in members], et)
-               for i, et in enumerate(member_type)]
-    return [tuple(c[j] for c in columns) for j in range(len(members))]
-  return members
+    return tuple(_stack_clients([m[i] for m in members], et, where)
+                 for i, et in enumerate(member_type))
+  return stack(members, where)
+
+
+def pad_standalone(payload: Any, ts: Optional[t.Type]) -> Any:
+  """Pads sequences not placed at CLIENTS to a bucketed length (those are padded already)."""
+  if ts is None:
+    return payload
+  if isinstance(ts, t.SequenceType):
+    return pad_to(payload, bucket(payload.mask.shape[0]))
+  if isinstance(ts, t.FederatedType):
+    if ts.placement is SERVER or ts.all_equal:
+      return pad_standalone(payload, ts.member)
+    return payload
+  if isinstance(ts, t.StructType) and isinstance(payload, tuple):
+    return tuple(pad_standalone(p, et) for p, et in zip(payload, ts))
+  return payload
 
 
 def zeros_like_type_payload(ts: t.Type, leading: tuple) -> Any:
@@ -172,8 +196,8 @@ class VectorizedRuntime:
       return self._fall_back(f"{e}; make elements one shape (Dataset.masked_batch, or "
                              "batch(..., drop_remainder=True)) to keep the compiled path",
                              comp, args, kwargs)
-    n = self.options.num_clients(n, comp)
-    payload = self._place(payload, signature.parameter, n)
+    n = self.options.num_clients(n)
+    payload = self._place(pad_standalone(payload, signature.parameter), signature.parameter, n)
     out = self._program(comp, n)(payload)
     return _convert.to_python(out, signature.result, rep, n)
 
