@@ -80,7 +80,7 @@ def bench_model(name: str, logits_fn, model, n: int, repeats: int, sequential: b
 
   with fx.runtime.vectorized() as runtime:
     row["federax_first_s"], row["federax_s"] = timed(lambda: fedavg_round(model, datasets), repeats)
-    payload = runtime._place(_payload(fedavg_round, model, datasets),
+    payload = runtime._place(_payload(fedavg_round, model, datasets),  # Clients only: no standalone padding.
                              fedavg_round.type_signature.parameter, n)
     program = runtime._program(fedavg_round, n)
     _, row["federax_compute_s"] = timed(lambda: program(payload), repeats)
@@ -123,12 +123,21 @@ def memory_probe(n: int, chunk: int | None) -> dict:
   model = programs.linear_model(rng)
   input_bytes = sum(d.to_stacked()["x"].nbytes for d in datasets)
   fedavg_round = programs.federax_round(programs.linear_logits, model, BATCH)
-  before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  before = _peak_rss_kb()
   with fx.runtime.vectorized(chunk_size=chunk):
     fedavg_round(model, datasets)
-  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  peak = _peak_rss_kb()
   return {"clients": n, "chunk_size": chunk, "peak_rss_mb": peak / 1024,
           "rss_growth_during_round_mb": (peak - before) / 1024, "input_mb": input_bytes / 2**20}
+
+
+def _peak_rss_kb() -> int:
+  """This process's peak resident set (VmHWM). Unlike ru_maxrss, which Linux carries across
+  fork and exec, VmHWM starts afresh in each new program."""
+  for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+      return int(line.split()[1])
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run_memory(n: int, chunk: int | None) -> dict:
@@ -141,7 +150,17 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--smoke", action="store_true", help="one tiny round of each program")
   parser.add_argument("--memory-probe", nargs=2, metavar=("CLIENTS", "CHUNK"))
+  parser.add_argument("--memory-only", action="store_true",
+                      help="redo only the memory probes, keeping the timed rounds in the results")
   args = parser.parse_args()
+  if args.memory_only:
+    report = json.loads((RESULTS / "core_round.json").read_text())
+    report["memory"] = [run_memory(100, 100), run_memory(1000, 100), run_memory(1000, None)]
+    report["memory_command"] = "python -m benchmarks.core_round --memory-only"
+    (RESULTS / "core_round.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / "core_round.md").write_text(render(report))
+    print(render(report))
+    return
   if args.memory_probe:
     n, chunk = int(args.memory_probe[0]), args.memory_probe[1]
     print(json.dumps(memory_probe(n, None if chunk == "None" else int(chunk))))
@@ -190,7 +209,7 @@ def render(report: dict) -> str:
     variants = ", ".join(f"{k[6:-2]} {v:.4f}" for k, v in r.items()
                          if k.startswith("floor_") and k.endswith("_s") and "first" not in k
                          and "best" not in k)
-    seq = f"{r['sequential_s']:.3f} ({r['sequential_ratio']:.0f}x)" if "sequential_s" in r else "-"
+    seq = f"{r['sequential_s']:.3f} ({r['sequential_ratio']:.2f}x federax)" if "sequential_s" in r else "-"
     lines.append(
         f"| {r['model']} | {r['clients']} | {r['batches_per_client']} | {r['federax_s']:.4f} | "
         f"{r['federax_compute_s']:.4f} | {r['floor_best_s']:.4f} | {r['ratio_to_floor']:.2f} | "
