@@ -90,22 +90,41 @@ class ClientData:
   def from_dict(cls, data: Mapping[str, Any]) -> ClientData:
     """A `ClientData` from `{client_id: features}` (TFF's `TestClientData`).
 
+    Each client's dataset is built (not copied) here, so a client whose features do not slice,
+    or whose element structure or dtypes differ from the first client's, fails now, named,
+    rather than later inside a training round. Shapes may differ between clients (ragged
+    clients are fine); the features and their dtypes may not.
+
     Args:
       data: maps each client id to a `Dataset`, or to a pytree (usually a dict) of arrays
         sharing a leading example axis, sliced with `Dataset.from_tensor_slices`.
+
+    Raises:
+      ValueError: if a client's features cannot be sliced (scalars, unequal leading axes).
+      TypeError: if clients' elements differ in structure or dtype.
 
     Example:
       >>> cd = ClientData.from_dict({'a': {'x': np.zeros([2, 3])}})
       >>> cd.element_type_structure
       {'x': TensorType(np.float64, (3,))}
     """
-    data = dict(data)
-
-    def create(client_id: str) -> Dataset:
-      value = data[client_id]
-      return value if isinstance(value, Dataset) else Dataset.from_tensor_slices(value)
-
-    return cls(list(data), create)
+    datasets: dict[str, Dataset] = {}
+    first: Optional[tuple[str, Any]] = None
+    for client_id, value in dict(data).items():
+      if isinstance(value, Dataset):
+        dataset = value
+      else:
+        try:
+          dataset = Dataset.from_tensor_slices(value)
+        except ValueError as e:
+          raise ValueError(f"ClientData.from_dict(data): client {client_id!r}: {e}") from e
+      spec = dataset.element_spec
+      if first is None:
+        first = (client_id, spec)
+      else:
+        _check_same_elements(first, (client_id, spec))
+      datasets[client_id] = dataset
+    return cls(list(datasets), datasets.__getitem__)
 
   @classmethod
   def from_arrays(cls, client_ids_array: Any, features: Any) -> ClientData:
@@ -237,3 +256,25 @@ class ClientData:
     more = ", ..." if len(self._client_ids) > 3 else ""
     return f"ClientData({len(self._client_ids)} clients: [{shown}{more}])"
 
+
+def _check_same_elements(expected: tuple[str, Any], actual: tuple[str, Any]) -> None:
+  """Raises TypeError, naming the differing feature paths, unless two clients' specs agree."""
+  (id_a, spec_a), (id_b, spec_b) = expected, actual
+  paths_a, tree_a = jax.tree_util.tree_flatten_with_path(spec_a)
+  paths_b, tree_b = jax.tree_util.tree_flatten_with_path(spec_b)
+  hint = ("Every client must yield elements of one structure and dtype; fix the features of "
+          f"client {id_b!r} (e.g. rename keys or cast with .astype()).")
+  if tree_a != tree_b:
+    names_a = {jax.tree_util.keystr(p) or "<element>" for p, _ in paths_a}
+    names_b = {jax.tree_util.keystr(p) or "<element>" for p, _ in paths_b}
+    missing, extra = sorted(names_a - names_b), sorted(names_b - names_a)
+    diff = (f"missing {', '.join(missing) or 'none'}; unexpected {', '.join(extra) or 'none'}"
+            if missing or extra else
+            f"containers differ: {tree_a} versus {tree_b}")
+    raise TypeError(f"ClientData.from_dict(data): client {id_b!r} has elements of another "
+                    f"structure than client {id_a!r}: {diff}. {hint}")
+  dtypes = [f"{jax.tree_util.keystr(p) or '<element>'}: {a.dtype} versus {b.dtype}"
+            for (p, a), (_, b) in zip(paths_a, paths_b) if a.dtype != b.dtype]
+  if dtypes:
+    raise TypeError(f"ClientData.from_dict(data): client {id_b!r} has other dtypes than client "
+                    f"{id_a!r}: {'; '.join(dtypes)}. {hint}")

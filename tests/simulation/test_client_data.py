@@ -103,6 +103,35 @@ def test_errors():
     cd.foo = 1
 
 
+def test_from_dict_rejects_clients_of_another_element_structure():
+  a = {'x': np.zeros((2, 3), np.float32), 'y': np.array([1, 2])}
+  hint = r"Every client must yield elements of one structure and dtype; fix the features of client 'b'"
+  with pytest.raises(TypeError, match=r"from_dict\(data\): client 'b' has elements of another "
+                     r"structure than client 'a': missing \['y'\]; unexpected \['label'\]\. " + hint):
+    ClientData.from_dict({'a': a, 'b': {'x': a['x'], 'label': a['y']}})
+  with pytest.raises(TypeError, match=r"another structure than client 'a': missing \['x'\], "
+                     r"\['y'\]; unexpected \[0\], \[1\]"):
+    ClientData.from_dict({'a': a, 'b': (a['x'], a['y'])})
+  with pytest.raises(TypeError, match=r"client 'b' has other dtypes than client 'a': \['x'\]: "
+                     r"float32 versus float64; \['y'\]: int64 versus int32\. " + hint):
+    ClientData.from_dict({'a': a, 'b': {'x': np.zeros((1, 3)), 'y': np.array([1], np.int32)}})
+  with pytest.raises(TypeError, match=r"client 'c' has other dtypes .*\['y'\]: int64 versus "
+                     r"float64"):  # A Dataset value is checked like an array value.
+    ClientData.from_dict({'a': a, 'c': Dataset.from_tensor_slices({'x': a['x'],
+                                                                   'y': np.zeros(2)})})
+  with pytest.raises(ValueError, match=r"from_dict\(data\): client 'b': from_tensor_slices\(\) "
+                     r"expects arrays sharing one leading \(example\) axis; got lengths "
+                     r"\['x'\]: 2, \['y'\]: 1"):
+    ClientData.from_dict({'a': a, 'b': {'x': a['x'], 'y': np.array([1])}})
+  with pytest.raises(ValueError, match=r"client 'a': from_tensor_slices\(\) slices along a "
+                     r"leading axis, but \['y'\] has shape \(\)"):
+    ClientData.from_dict({'a': {'x': a['x'], 'y': 3}})
+  # Ragged clients (other shapes, same features and dtypes) are fine.
+  ragged = ClientData.from_dict({'a': a, 'b': {'x': np.ones((5, 3), np.float32),
+                                               'y': np.arange(5)}})
+  assert ragged.create_dataset('b').to_stacked()['y'].tolist() == [0, 1, 2, 3, 4]
+
+
 @pytest.mark.skipif(not FEMNIST.exists(), reason="needs ../shared/data/femnist-leaf")
 def test_femnist_leaf_shard_round_trip():
   with gzip.open(FEMNIST, "rt") as f:

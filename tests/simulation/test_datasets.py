@@ -196,12 +196,36 @@ def test_femnist_real_flic_sample():
 
 @pytest.mark.skipif(not FEMNIST.is_dir(), reason="shared FEMNIST data not present")
 def test_femnist_real_merged_samples_keep_duplicates_once():
+  samples = ("flic", "leaf-torch", "wenzhu")
   train, test = femnist.load_data(FEMNIST)
+  per_sample = {s: femnist.load_data(FEMNIST / s) for s in samples}
   for merged, split in ((train, "train"), (test, "test")):
     distinct = set()
-    for sample in ("flic", "leaf-torch", "wenzhu"):
-      distinct |= set(femnist.load_data(FEMNIST / sample)[split == "test"].client_ids)
-    assert len(merged.client_ids) == len(distinct)
+    for sample in samples:
+      distinct |= set(per_sample[sample][split == "test"].client_ids)
+    assert len(merged.client_ids) == len(set(merged.client_ids)) == len(distinct)
+    assert set(merged.client_ids) == distinct
+
+  # Each writer appears once: a writer in two samples keeps one copy of its examples (the
+  # first sample's, in folder order), not both.
+  shared = 0
+  for writer in train.client_ids:
+    holders = [s for s in samples if writer in per_sample[s][0].client_ids]
+    shared += len(holders) > 1
+    assert len(train.create_dataset(writer)) == len(
+        per_sample[holders[0]][0].create_dataset(writer))
+  assert shared > 0  # The README's ~20 writers in two samples, so the check above bites.
+
+  labels = collections.Counter()
+  for writer in train.client_ids:
+    stacked = train.create_dataset(writer).to_stacked()
+    pixels = stacked["pixels"]
+    assert pixels.dtype == np.float32 and 0.0 <= pixels.min() and pixels.max() <= 1.0
+    values, counts = np.unique(pixels, return_counts=True)
+    assert values[np.argmax(counts)] == 1.0, writer  # White background, as TFF's EMNIST.
+    labels.update(stacked["label"].tolist())
+  assert sorted(labels) == list(range(62))  # Digits, upper and lower case all occur.
+  assert sum(labels.values()) < 14_697 + 14_708 + 14_640  # Duplicated writers counted once.
 
 
 def test_femnist_only_digits_drops_letters_and_empty_writers(tmp_path):

@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import sqlite3
 import subprocess
 import sys
@@ -285,6 +286,43 @@ def test_leaf_errors(tmp_path):
   _shard(tmp_path / "ok" / "train" / "s.json", {"w": _user(1)})
   with pytest.raises(KeyError, match="Client 'v' is not in the train split"):
     formats.read_leaf_splits(tmp_path / "ok")["train"].read("v")
+
+
+def test_leaf_corrupt_or_missing_shards_name_the_file(tmp_path):
+  users = {f"w{i}": {"x": [[i / 7.0] * 784] * 40, "y": list(range(40))} for i in range(3)}
+  _shard(tmp_path / "good" / "train" / "s.json.gz", users)
+  whole = (tmp_path / "good" / "train" / "s.json.gz").read_bytes()
+  cases = {
+      # Header readable, body cut: indexing works, the first read fails.
+      "half.json.gz": (whole[:len(whole) // 2], r"is corrupt: EOFError: Compressed file ended"),
+      "stub.json.gz": (whole[:20], r"is corrupt: EOFError"),
+      "plain.json.gz": (b'{"users": []}', r"is corrupt: BadGzipFile: Not a gzipped file"),
+      "cut.json": (json.dumps({"users": ["w0"], "num_samples": [1],
+                               "user_data": {"w0": {"x": [[0.5]], "y": [1]}}}).encode()[:-9],
+                   r"is not valid JSON .*may be truncated"),
+  }
+  for name, (content, message) in cases.items():
+    shard = tmp_path / name / "train" / name
+    shard.parent.mkdir(parents=True)
+    shard.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"LEAF shard '{re.escape(str(shard))}' {message}"):
+      source = formats.read_leaf_splits(tmp_path / name)["train"]
+      source.read(source.client_ids[0])
+  source = formats.read_leaf_splits(tmp_path / "good")["train"]
+  (tmp_path / "good" / "train" / "s.json.gz").unlink()
+  shard = re.escape(str(tmp_path / "good" / "train" / "s.json.gz"))
+  with pytest.raises(FileNotFoundError, match=rf"LEAF shard '{shard}' is missing; it was listed "
+                     r"when the directory was indexed\. Re-open the data"):
+    source.read("w1")
+
+
+def test_missing_leaf_and_hdf5_paths_are_named(tmp_path):
+  with pytest.raises(FileNotFoundError,
+                     match=rf"No directory at '{re.escape(str(tmp_path / 'nowhere'))}'"):
+    formats.load_leaf(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError,
+                     match=rf"No HDF5 file at '{re.escape(str(tmp_path / 'gone.h5'))}'"):
+    formats.hdf5_client_data(tmp_path / "gone.h5")
 
 
 def test_write_leaf_shard_round_trip(tmp_path):

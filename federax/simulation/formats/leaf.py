@@ -10,11 +10,13 @@ are merged, each writer kept once (see `read_leaf_splits`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import gzip
 import json
 import os
 import re
 import threading
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -28,9 +30,22 @@ _HEADER_CHUNK = 1 << 16
 _KEY = re.compile(r'\s*[{,]\s*"(users|num_samples)"\s*:\s*')
 
 
+@contextlib.contextmanager
 def _open(path: str):
-  return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(
-      path, encoding="utf-8")
+  """Opens a shard for text reading; a damaged or vanished file raises an error naming it."""
+  try:
+    with (gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(
+        path, encoding="utf-8")) as f:
+      yield f
+  except FileNotFoundError as e:
+    raise FileNotFoundError(
+        f"LEAF shard {path!r} is missing; it was listed when the directory was indexed. "
+        "Re-open the data (read_leaf_splits/load_data) after changing its files.") from e
+  except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError) as e:
+    raise ValueError(
+        f"LEAF shard {path!r} is corrupt: {type(e).__name__}: {e}. Expected gzipped (.json.gz) "
+        "or plain (.json) UTF-8 JSON; the file may be truncated. Re-download or regenerate "
+        "it with LEAF.") from e
 
 
 def _read_header(path: str) -> tuple[list[str], list[int]]:
@@ -69,7 +84,8 @@ def _parse(path: str) -> dict[str, Any]:
     try:
       data = json.load(f)
     except json.JSONDecodeError as e:
-      raise ValueError(f"{path!r} is not valid JSON ({e}); expected a LEAF shard.") from e
+      raise ValueError(f"LEAF shard {path!r} is not valid JSON ({e}); expected a LEAF shard. "
+                       "The file may be truncated: re-download or regenerate it.") from e
   missing = {"users", "num_samples", "user_data"} - set(data) if isinstance(data, dict) else {
       "users", "num_samples", "user_data"}
   if missing:
@@ -159,6 +175,8 @@ class LeafClientSource:
 
     Raises:
       KeyError: if the split holds no user `client_id`.
+      ValueError: if the user's shard is corrupt (invalid JSON, a truncated gzip).
+      FileNotFoundError: if the shard was removed after the directory was indexed.
     """
     entry = self._entry(client_id)
     return dict(self._cache.get(entry.path)[client_id])
@@ -215,7 +233,7 @@ def read_leaf_splits(data_dir: str | os.PathLike,
 
   Raises:
     FileNotFoundError: if no LEAF output directory is found (see `find_samples`).
-    ValueError: if a shard is not valid LEAF JSON.
+    ValueError: if a shard is not valid LEAF JSON, or is corrupt (e.g. a truncated gzip).
 
   Example:
     >>> splits = read_leaf_splits('femnist-leaf/flic')
