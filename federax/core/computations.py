@@ -277,7 +277,8 @@ def _infer_result_type(concrete: ConcreteLocal) -> t.Type:
     def traced(payload):
       out = concrete.call_user(payload)
       captured.append(type_of(out))
-      return jax.tree_util.tree_map(lambda x: x, out)
+      # The internal tuple form: the user's container (a dataclass, say) need not be a pytree.
+      return _from_user(out, captured[-1], concrete.name)
 
     abstract = None if concrete.parameter is None else _abstract(concrete.parameter, unknown)
     try:
