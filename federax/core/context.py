@@ -18,16 +18,11 @@ class Runtime(Protocol):
     ...
 
 
-class Execution(Protocol):
-  """Carries out intrinsics on payloads during one trace or run of a computation body.
-
-  Each method receives payloads (the runtime's representation of values) and the types the
-  core has already checked, and returns the result's payload.
-  """
-
-
 _runtime: contextvars.ContextVar[Optional[Runtime]] = contextvars.ContextVar("federax_runtime",
                                                                             default=None)
+# The execution carries out intrinsics during one trace or run of a body: each of its methods
+# (federated_sum, map_clients, sequence_reduce, ...) takes payloads and checked types and
+# returns the result's payload. See TypingExecution, VectorizedExecution, SequentialExecution.
 _execution: contextvars.ContextVar[Optional[Any]] = contextvars.ContextVar("federax_execution",
                                                                           default=None)
 _default_runtime: list[Runtime] = []

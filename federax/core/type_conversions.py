@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -195,10 +194,3 @@ def map_structure(fn: Callable[[t.TensorType, Any], Any], type_spec: t.Type, val
     return tuple(map_structure(fn, et, v, to_user=False)
                  for et, v in zip(type_spec, elements_of(value, type_spec)))
   raise TypeError(f"expected a tensor or struct type, got {type_spec}")
-
-
-def default_container(names: tuple) -> type | None:
-  """Container for a struct built from Python code with these names: None means `Struct`."""
-  if all(n is None for n in names):
-    return tuple
-  return collections.OrderedDict if all(names) else None

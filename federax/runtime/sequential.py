@@ -21,16 +21,11 @@ from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
 from federax.runtime import _convert, _invoke
 from federax.runtime._options import RuntimeOptions
+from federax.runtime.padding import zeros_like_type
 
 
 def _tree_add(a, b):
   return jax.tree_util.tree_map(jnp.add, a, b)
-
-
-def zeros_of(ts: t.Type) -> Any:
-  if isinstance(ts, t.TensorType):
-    return jnp.zeros([d or 0 for d in ts.shape], ts.dtype)
-  return tuple(zeros_of(e) for e in ts)
 
 
 class _Lists:
@@ -149,7 +144,7 @@ class SequentialExecution:
     return [payload] * self.n if ts.all_equal else list(payload)
 
   def federated_sum(self, payload, ts):
-    return functools.reduce(_tree_add, self._members(payload, ts), zeros_of(ts.member))
+    return functools.reduce(_tree_add, self._members(payload, ts), zeros_like_type(ts.member))
 
   def federated_mean(self, payload, ts, weight, weight_type):
     members = self._members(payload, ts)
@@ -185,17 +180,17 @@ class SequentialExecution:
     sums = functools.reduce(
         lambda a, b: jax.tree_util.tree_map(lambda x, y: x + y, a, b),
         [jax.tree_util.tree_map(lambda x: np.asarray(x, np.int64), m) for m in members])
-    return jax.tree_util.tree_map(lambda s, z: _fits(s, z.dtype), sums, zeros_of(ts.member))
+    return jax.tree_util.tree_map(lambda s, z: _fits(s, z.dtype), sums, zeros_like_type(ts.member))
 
   def federated_secure_modular_sum(self, payload, ts, modulus):
     members = self._members(payload, ts)
-    total = zeros_of(ts.member)
+    total = zeros_like_type(ts.member)
     total = jax.tree_util.tree_map(lambda z: np.asarray(z, np.int64), total)
     mods = _broadcast_static(modulus, total)
     for member in members:
       total = jax.tree_util.tree_map(lambda a, x, m: (a + np.mod(np.asarray(x, np.int64), m)) % m,
                                      total, member, mods)
-    return jax.tree_util.tree_map(lambda s, z: jnp.asarray(s, z.dtype), total, zeros_of(ts.member))
+    return jax.tree_util.tree_map(lambda s, z: jnp.asarray(s, z.dtype), total, zeros_like_type(ts.member))
 
   def federated_select(self, keys, max_key, server_val, select_fn):
     out = []
@@ -215,7 +210,7 @@ class SequentialExecution:
     return acc
 
   def sequence_sum(self, seq, element_type):
-    return functools.reduce(_tree_add, seq, zeros_of(element_type))
+    return functools.reduce(_tree_add, seq, zeros_like_type(element_type))
 
 
 def _broadcast_static(static, like):

@@ -1,4 +1,4 @@
-"""The benchmark harness runs (one tiny round per program) and agrees with the floor."""
+"""The benchmark harnesses run end to end on tiny sizes, so they never rot."""
 
 import pathlib
 import subprocess
@@ -7,8 +7,24 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_core_round_benchmark_smoke():
-  result = subprocess.run([sys.executable, "-m", "benchmarks.core_round", "--smoke"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+def run_benchmark(module: str, *args: str) -> str:
+  result = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--smoke", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "smoke ok" in result.stdout
+  return result.stdout
+
+
+def test_core_round_benchmark_agrees_with_the_floor():
+  run_benchmark("core_round")  # Its smoke mode asserts federax == the hand-written floor.
+
+
+def test_data_pipeline_benchmark():
+  out = run_benchmark("data_pipeline")
+  assert "| masked_batch+to_stacked | 2 |" in out
+  assert "peak RSS (VmHWM)" in out
+  assert "tf.data:" in out
+
+
+def test_data_pipeline_benchmark_without_shared_data(tmp_path):
+  run_benchmark("data_pipeline", "--data-dir", str(tmp_path / "absent"))
