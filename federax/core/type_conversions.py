@@ -91,7 +91,7 @@ def type_of(value: Any) -> t.Type:
 
   Python `int` is `int32` (`int64` when it does not fit), `float` is `float32`, `str` and
   `bytes` are `str`; arrays keep their dtype and shape; containers become `StructType`s that
-  remember the container; a dataset (an object with `element_spec`) is a `SequenceType`;
+  remember the container; a `jax.ShapeDtypeStruct` is its tensor type; a dataset (an object with `element_spec`) is a `SequenceType`;
   a federated `Value` has its `type_signature`.
 
   Example:
@@ -108,7 +108,7 @@ def type_of(value: Any) -> t.Type:
     return t.TensorType(np.float32)
   if isinstance(value, (str, bytes)):
     return t.TensorType(np.str_)
-  if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+  if isinstance(value, (np.ndarray, np.generic, jax.Array, jax.ShapeDtypeStruct)):
     return t.TensorType(value.dtype, value.shape)
   if hasattr(value, "element_spec") and not isinstance(value, type):
     return t.SequenceType(to_type(value.element_spec))

@@ -1,0 +1,148 @@
+"""`MeanFactory` and `UnweightedMeanFactory`: (weighted) means built on inner sum factories."""
+
+from __future__ import annotations
+
+import collections
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from federax.core import intrinsics as fi
+from federax.core import types as t
+from federax.core.computations import computation, federated_computation
+from federax.core.placements import CLIENTS, SERVER
+from federax.templates.measured_process import MeasuredProcessOutput
+from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
+                                         check_float_value)
+from federax.aggregators.sum_factory import SumFactory
+
+
+class MeanFactory(AggregationFactory):
+  """The (weighted) mean of client values, with the sums delegated to inner factories.
+
+  Weighted (`create(value_type, weight_type)`): `sum_i w_i v_i / sum_i w_i`; the weighted
+  values are summed by `value_sum_factory` and the weights by `weight_sum_factory`.
+  Unweighted (`create(value_type)`): `sum_i v_i / n`. State is
+  `<value_sum_process=..., weight_sum_process=...>` (weighted) or `<value_sum_process=...>`,
+  and measurements `<mean_value=..., mean_weight=...>` (or `<mean_value=...>`): the inner
+  processes' own, as in TFF.
+
+  Args:
+    value_sum_factory: an unweighted factory summing `{V}@CLIENTS` (default `SumFactory()`);
+      replace it to sum securely or with compression.
+    weight_sum_factory: an unweighted factory summing the weights (default `SumFactory()`).
+    no_nan_division: if True, a total weight of 0 gives a mean of 0 instead of NaN.
+
+  Example:
+    >>> mean = fx.aggregators.MeanFactory().create(fx.TensorType(np.float32),
+    ...                                            fx.TensorType(np.float32))
+    >>> mean.next(mean.initialize(), [1.0, 2.0, 4.0], [1.0, 1.0, 2.0]).result
+    2.75
+  """
+
+  weighted = True
+
+  def __init__(self, value_sum_factory: Optional[AggregationFactory] = None,
+               weight_sum_factory: Optional[AggregationFactory] = None,
+               no_nan_division: bool = False):
+    for name, factory in (("value_sum_factory", value_sum_factory),
+                          ("weight_sum_factory", weight_sum_factory)):
+      if factory is not None and not isinstance(factory, AggregationFactory):
+        raise TypeError(f"MeanFactory: {name} must be an aggregation factory (e.g. "
+                        f"fx.aggregators.SumFactory()); got {factory!r}.")
+    self._value_sum_factory = value_sum_factory or SumFactory()
+    self._weight_sum_factory = weight_sum_factory or SumFactory()
+    self._no_nan_division = bool(no_nan_division)
+
+  def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
+    check_float_value(type(self).__name__, value_type)
+    if weight_type is None:
+      return _unweighted_mean(self._value_sum_factory.create(value_type), value_type,
+                              self._no_nan_division)
+    if not (isinstance(weight_type, t.TensorType) and weight_type.shape == ()
+            and weight_type.dtype.kind == "f"):
+      raise TypeError(f"MeanFactory: the weight must be a floating-point scalar; got weight_type "
+                      f"{weight_type}.")
+    value_sum = self._value_sum_factory.create(value_type)
+    weight_sum = self._weight_sum_factory.create(weight_type)
+    divide = _divide(value_type, weight_type, self._no_nan_division)
+
+    @computation(value_type, weight_type)
+    def weigh(value, weight):
+      return jax.tree_util.tree_map(lambda v: v * weight.astype(v.dtype), value)
+
+    @federated_computation
+    def initialize():
+      return fi.federated_zip(collections.OrderedDict(
+          value_sum_process=value_sum.initialize(), weight_sum_process=weight_sum.initialize()))
+
+    @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS),
+                           t.FederatedType(weight_type, CLIENTS))
+    def next_fn(state, value, weight):
+      value_out = value_sum.next(state["value_sum_process"],
+                                 fi.federated_map(weigh, (value, weight)))
+      weight_out = weight_sum.next(state["weight_sum_process"], weight)
+      return MeasuredProcessOutput(
+          state=fi.federated_zip(collections.OrderedDict(
+              value_sum_process=value_out.state, weight_sum_process=weight_out.state)),
+          result=fi.federated_map(divide, (value_out.result, weight_out.result)),
+          measurements=fi.federated_zip(collections.OrderedDict(
+              mean_value=value_out.measurements, mean_weight=weight_out.measurements)))
+
+    return AggregationProcess(initialize, next_fn)
+
+
+class UnweightedMeanFactory(MeanFactory):
+  """The unweighted mean `sum_i v_i / n` (TFF's name); `MeanFactory().create(value_type)` alike.
+
+  Args:
+    value_sum_factory: an unweighted factory summing the values (default `SumFactory()`).
+    no_nan_division: if True, zero clients give a mean of 0 instead of NaN.
+  """
+
+  weighted = False
+
+  def __init__(self, value_sum_factory: Optional[AggregationFactory] = None,
+               no_nan_division: bool = False):
+    super().__init__(value_sum_factory, None, no_nan_division)
+
+
+def _unweighted_mean(value_sum: AggregationProcess, value_type: t.Type,
+                     no_nan_division: bool) -> AggregationProcess:
+  count_type = t.TensorType(np.float32)
+  divide = _divide(value_type, count_type, no_nan_division)
+
+  @computation
+  def one():
+    return np.float32(1.0)
+
+  @federated_computation
+  def initialize():
+    return fi.federated_zip(collections.OrderedDict(value_sum_process=value_sum.initialize()))
+
+  @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS))
+  def next_fn(state, value):
+    value_out = value_sum.next(state["value_sum_process"], value)
+    count = fi.federated_sum(fi.federated_eval(one, CLIENTS))
+    return MeasuredProcessOutput(
+        state=fi.federated_zip(collections.OrderedDict(value_sum_process=value_out.state)),
+        result=fi.federated_map(divide, (value_out.result, count)),
+        measurements=fi.federated_zip(collections.OrderedDict(
+            mean_value=value_out.measurements)))
+
+  return AggregationProcess(initialize, next_fn)
+
+
+def _divide(value_type: t.Type, weight_type: t.Type, no_nan_division: bool):
+  @computation(value_type, weight_type)
+  def divide(total, weight):
+    def leaf(v):
+      w = weight.astype(v.dtype)
+      if no_nan_division:
+        return jnp.where(w == 0, jnp.zeros_like(v), v / jnp.where(w == 0, 1, w))
+      return v / w
+    return jax.tree_util.tree_map(leaf, total)
+
+  return divide

@@ -1,0 +1,39 @@
+"""`SumFactory`: the plain federated sum as an aggregation factory."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from federax.core import intrinsics as fi
+from federax.core import types as t
+from federax.core.computations import federated_computation
+from federax.core.placements import CLIENTS, SERVER
+from federax.templates.measured_process import MeasuredProcessOutput
+from federax.aggregators.factory import AggregationFactory, AggregationProcess
+
+
+class SumFactory(AggregationFactory):
+  """Sums client values: `{V}@CLIENTS -> V@SERVER`, with empty state and measurements.
+
+  The innermost factory of most compositions (`MeanFactory` sums with it by default).
+
+  Example:
+    >>> process = fx.aggregators.SumFactory().create(fx.TensorType(np.int32, [2]))
+    >>> process.next(process.initialize(), [[1, 2], [3, 4]]).result
+    array([4, 6], dtype=int32)
+  """
+
+  def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
+    if not t.is_numeric(value_type):
+      raise TypeError(f"SumFactory sums numeric tensors; got value_type {value_type}.")
+
+    @federated_computation
+    def initialize():
+      return fi.federated_value((), SERVER)
+
+    @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS))
+    def next_fn(state, value):
+      return MeasuredProcessOutput(state=state, result=fi.federated_sum(value),
+                                   measurements=fi.federated_value((), SERVER))
+
+    return AggregationProcess(initialize, next_fn)
