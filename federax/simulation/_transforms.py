@@ -79,8 +79,15 @@ class Map(Unary):
   def __init__(self, parent: Node, fn: Callable[..., Any]):
     super().__init__(parent)
     self.fn = fn
+    self._spec = None
 
   def spec(self) -> Any:
+    # Nodes are immutable, so the first element's structure is found once, not on every call.
+    if self._spec is None:
+      self._spec = self._infer_spec()
+    return self._spec
+
+  def _infer_spec(self) -> Any:
     first = next(self.iterate(()), None)
     if first is None:  # Empty: try the function on a zero element of the parent's spec.
       try:

@@ -278,3 +278,15 @@ def test_errors_name_expected_and_actual():
     list(Dataset.from_elements([np.ones(1), np.ones(2)]).batch(2))
   with pytest.raises(ValueError, match="different leading dimensions"):
     list(Dataset.from_elements([(np.ones(2), np.ones(3))]).unbatch())
+
+
+def test_map_infers_its_element_spec_once():
+  calls = []
+
+  def double(x):
+    calls.append(1)
+    return {"x": x * 2}
+
+  ds = Dataset.from_tensor_slices(np.arange(4)).map(double)
+  assert ds.element_spec == ds.element_spec
+  assert len(calls) == 1
