@@ -1,0 +1,261 @@
+"""`FunctionalModel`: a model as initial weights plus pure functions (TFF's functional model)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from federax.learning.models import metrics as metrics_lib
+from federax.learning.models._common import (
+    as_array_tree, batch_weights, check_input_spec, error, unpack_batch)
+from federax.learning.models._weights import ModelWeights
+
+_BUILTIN_METRICS = metrics_lib.to_metrics_fns(
+    [metrics_lib.mean_loss(), metrics_lib.num_examples(), metrics_lib.num_batches()])
+BUILTIN_METRIC_NAMES = ("loss", "num_examples", "num_batches")
+
+
+class BatchOutput(NamedTuple):
+  """What `forward_pass` returns for one batch.
+
+  Attributes:
+    loss: float32 scalar: the mean loss over the batch's real examples, plus any
+      regularization loss.
+    predictions: the model's output for every row (padded rows included).
+    num_examples: int32 scalar: the real (unmasked) examples in the batch.
+    non_trainable: the updated non-trainable weights after a training pass (batch-norm
+      statistics); None if the model has none or `training=False`.
+  """
+  loss: jax.Array
+  predictions: Any
+  num_examples: jax.Array
+  non_trainable: Any = None
+
+
+class PredictOutput(NamedTuple):
+  """What a `predict_on_batch_fn` returns when it does more than predict.
+
+  Return plain predictions from a model without state updates or regularization; return a
+  `PredictOutput` to report updated non-trainable weights (batch norm, in training) or a
+  regularization loss. Being a federax type, it cannot be mistaken for tuple-shaped
+  predictions.
+
+  Attributes:
+    predictions: the model's output.
+    non_trainable: the updated non-trainable weights, or None when nothing changed.
+    regularization_loss: a float scalar added to the batch loss, or None.
+  """
+  predictions: Any
+  non_trainable: Any = None
+  regularization_loss: Any = None
+
+
+def _takes_key(fn: Callable) -> bool:
+  """Whether `fn` takes a 4th `key` argument (TFF's predict_on_batch_fn takes only three)."""
+  try:
+    params = list(inspect.signature(fn).parameters.values())
+  except (TypeError, ValueError):
+    return True
+  if any(p.kind is p.VAR_POSITIONAL for p in params):
+    return True
+  return len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]) >= 4
+
+
+class FunctionalModel:
+  """A model as initial weights plus pure functions: TFF's `tff.learning.models.FunctionalModel`.
+
+  Every method is pure and jit-able, and works under `jax.vmap` over a client axis and in
+  `jax.lax.scan`. Batches are `{'x': inputs, 'y': labels, 'mask': bool[B]}` (mask optional;
+  `Dataset.masked_batch` pads the last batch and sets it) or `(x, y)` pairs; padded rows count
+  in nothing: not the loss, not `num_examples`, not the metrics.
+
+  Writing a model by hand takes the parts of TFF's `VariableModel` in the "Federated Learning
+  for Image Classification" tutorial, as data and functions:
+
+  * **Weights**: `initial_weights`, a `ModelWeights(trainable, non_trainable)` of arrays.
+  * **Forward pass**: `predict_on_batch_fn(weights, x, training, key) -> predictions`, and
+    `loss_fn(predictions, labels, sample_weight) -> scalar`, the mean over examples weighted
+    by `sample_weight` (the mask as float32[B]; use `metrics.weighted_mean`). `key` is a raw
+    `jax.random.PRNGKey` for dropout and other randomness, None when `training=False`. A
+    3-argument `predict_on_batch_fn(weights, x, training)` (TFF's form) is accepted too. To
+    update non-trainable weights (batch norm) or add a regularization loss, return a
+    `PredictOutput(predictions, non_trainable=..., regularization_loss=...)`.
+  * **Unfinalized metrics**: `metrics_fns=(initialize, update, finalize)`: `initialize()`
+    returns a dict of metric name -> state, `update(state, labels, batch_output,
+    sample_weight)` returns the next one. States must be sums and counts, so the states of
+    many clients can be added up.
+  * **Finalizers**: `finalize(state)` returns a dict of metric name -> value; it runs on the
+    sum of the clients' states.
+
+  Every model also reports 'loss' (the example-weighted mean), 'num_examples' and
+  'num_batches'. Helpers such as `metrics.sparse_categorical_accuracy()` build `metrics_fns`
+  with `metrics.to_metrics_fns([...])`.
+
+  Args:
+    initial_weights: a `ModelWeights`, or a `(trainable, non_trainable)` pair, of arrays.
+    predict_on_batch_fn: see above.
+    loss_fn: see above.
+    metrics_fns: optional `(initialize, update, finalize)` for the model's own metrics.
+    input_spec: the batch's structure: a federax type, a `Dataset.element_spec`, or a pytree
+      of `jax.ShapeDtypeStruct`s or `(dtype, shape)` pairs, with 'x' and 'y'.
+
+  Raises:
+    TypeError: if `initial_weights`, `metrics_fns` or `input_spec` have the wrong form.
+    ValueError: if `input_spec` lacks 'x' or 'y', or a metric is named like a built-in one.
+
+  Example (a linear 784 -> 10 softmax model, the TFF tutorial's):
+    >>> import jax, jax.numpy as jnp, numpy as np
+    >>> from federax.learning.models import FunctionalModel, ModelWeights, metrics
+    >>> def predict_on_batch(weights, x, training, key):
+    ...   kernel, bias = weights.trainable
+    ...   return jax.nn.softmax(x @ kernel + bias)
+    >>> def loss_fn(predictions, labels, sample_weight):
+    ...   p = jnp.take_along_axis(predictions, labels[:, None], axis=1)[:, 0]
+    ...   return metrics.weighted_mean(-jnp.log(p), sample_weight)
+    >>> def initialize():  # Unfinalized: [correct, count], sums that add up across clients.
+    ...   return {'accuracy': [jnp.float32(0), jnp.float32(0)]}
+    >>> def update(state, labels, batch_output, sample_weight):
+    ...   correct = jnp.argmax(batch_output.predictions, axis=-1) == labels
+    ...   total, count = state['accuracy']
+    ...   return {'accuracy': [total + jnp.sum(correct * sample_weight),
+    ...                        count + jnp.sum(sample_weight)]}
+    >>> def finalize(state):
+    ...   total, count = state['accuracy']
+    ...   return {'accuracy': total / jnp.maximum(count, 1.0)}
+    >>> model = FunctionalModel(
+    ...     initial_weights=ModelWeights([jnp.zeros((784, 10)), jnp.zeros(10)], []),
+    ...     predict_on_batch_fn=predict_on_batch, loss_fn=loss_fn,
+    ...     metrics_fns=(initialize, update, finalize),
+    ...     input_spec={'x': (np.float32, [None, 784]), 'y': (np.int32, [None])})
+    >>> batch = {'x': np.ones((3, 784), np.float32), 'y': np.array([1, 2, 0]),
+    ...          'mask': np.array([True, True, False])}
+    >>> out = jax.jit(model.forward_pass)(model.initial_weights, batch)
+    >>> round(float(out.loss), 4), int(out.num_examples)  # ln(10) at zero weights
+    (2.3026, 2)
+    >>> state = model.update_metrics_state(model.initialize_metrics_state(), batch, out)
+    >>> sorted(model.finalize_metrics(state))
+    ['accuracy', 'loss', 'num_batches', 'num_examples']
+  """
+
+  def __init__(self, *, initial_weights: Any, predict_on_batch_fn: Callable,
+               loss_fn: Callable, metrics_fns: Optional[tuple] = None, input_spec: Any):
+    operator = "FunctionalModel"
+    if not isinstance(initial_weights, ModelWeights):
+      if not (isinstance(initial_weights, (tuple, list)) and len(initial_weights) == 2):
+        raise error(TypeError, operator, "initial_weights must hold trainable and "
+                    "non-trainable weights.",
+                    expected="ModelWeights(trainable, non_trainable) or a pair of pytrees",
+                    actual=f"a {type(initial_weights).__name__}")
+      initial_weights = ModelWeights(*initial_weights)
+    self._spec_type = check_input_spec(input_spec, operator)
+    self.initial_weights = ModelWeights(*as_array_tree(tuple(initial_weights)))
+    self.input_spec = input_spec
+    self._predict_on_batch_fn = predict_on_batch_fn
+    self._takes_key = _takes_key(predict_on_batch_fn)
+    self._loss_fn = loss_fn
+    if metrics_fns is None:
+      metrics_fns = (dict, lambda state, *args: {}, lambda state: {})
+    if not (isinstance(metrics_fns, tuple) and len(metrics_fns) == 3
+            and all(callable(f) for f in metrics_fns)):
+      raise error(TypeError, operator, "metrics_fns must be three functions.",
+                  expected="(initialize, update, finalize)", actual=repr(metrics_fns),
+                  hint="metrics.to_metrics_fns([metrics.sparse_categorical_accuracy()]) "
+                  "builds one")
+    self._metrics_fns = tuple(metrics_fns)
+    user_state = jax.eval_shape(metrics_fns[0])
+    if not isinstance(user_state, Mapping):
+      raise error(TypeError, operator, "metrics_fns' initialize() must return a dict of "
+                  "metric name -> unfinalized state.", expected="a dict",
+                  actual=f"a {type(user_state).__name__}")
+    clashes = sorted(set(user_state) & set(BUILTIN_METRIC_NAMES))
+    if clashes:
+      raise error(ValueError, operator, f"metrics named {clashes} clash with the metrics "
+                  "every model reports.", expected=f"names other than {BUILTIN_METRIC_NAMES}",
+                  actual=sorted(user_state), hint="rename the metric (e.g. name='my_loss')")
+    self._user_metric_keys = tuple(user_state)
+
+  def __repr__(self) -> str:
+    return f"FunctionalModel(input_spec={self._spec_type}, metrics={list(self.metric_names)})"
+
+  @property
+  def metric_names(self) -> tuple[str, ...]:
+    """The finalized metrics' names: the built-ins, then the model's own, sorted."""
+    user = jax.eval_shape(self._metrics_fns[2], jax.eval_shape(self._metrics_fns[0]))
+    return BUILTIN_METRIC_NAMES + tuple(user)
+
+  def predict_on_batch(self, weights: Any, x: Any, training: bool = True,
+                       key: Optional[jax.Array] = None) -> Any:
+    """The model's predictions for the inputs `x` (with `training=False`, no randomness)."""
+    return self._predict(ModelWeights(*weights), x, training, key).predictions
+
+  def _predict(self, weights: ModelWeights, x: Any, training: bool, key: Any) -> PredictOutput:
+    key = key if training else None
+    if self._takes_key:
+      out = self._predict_on_batch_fn(weights, x, training, key)
+    else:
+      out = self._predict_on_batch_fn(weights, x, training)
+    return out if isinstance(out, PredictOutput) else PredictOutput(out)
+
+  def loss(self, predictions: Any, labels: Any, sample_weight: Optional[jax.Array] = None
+           ) -> jax.Array:
+    """`loss_fn` on one batch; `sample_weight` defaults to ones."""
+    if sample_weight is None:
+      sample_weight, _ = batch_weights(labels, None)
+    return jnp.asarray(self._loss_fn(predictions, labels, sample_weight), jnp.float32)
+
+  def forward_pass(self, weights: Any, batch: Any, training: bool = True,
+                   key: Optional[jax.Array] = None) -> BatchOutput:
+    """Predictions, loss and number of examples of one batch.
+
+    Args:
+      weights: a `ModelWeights` (or `(trainable, non_trainable)` pair).
+      batch: `{'x', 'y', 'mask'?}` or `(x, y)`.
+      training: a Python bool: dropout on, batch-norm statistics from the batch and updated.
+      key: a raw `jax.random.PRNGKey` for randomness in training (use a different one per
+        client and batch); ignored when `training=False`.
+
+    Returns:
+      A `BatchOutput`. In training, `non_trainable` holds the updated non-trainable weights
+      (unchanged for a batch with no real example).
+
+    Raises:
+      ValueError: if a mapping batch lacks 'x' or 'y'.
+      TypeError: if the batch is neither a mapping nor an `(x, y)` pair.
+    """
+    weights = ModelWeights(*weights)
+    x, y, mask = unpack_batch(batch, "forward_pass")
+    sample_weight, num_examples = batch_weights(y, mask)
+    out = self._predict(weights, x, training, key)
+    loss = jnp.asarray(self._loss_fn(out.predictions, y, sample_weight), jnp.float32)
+    if out.regularization_loss is not None:
+      loss = loss + jnp.asarray(out.regularization_loss, jnp.float32)
+    non_trainable = None
+    if training and out.non_trainable is not None:
+      non_trainable = out.non_trainable
+      if mask is not None:  # An all-padding batch must leave batch-norm statistics alone.
+        non_trainable = jax.tree.map(lambda new, old: jnp.where(num_examples > 0, new, old),
+                                     non_trainable, weights.non_trainable)
+    return BatchOutput(loss, out.predictions, num_examples, non_trainable)
+
+  def initialize_metrics_state(self) -> dict:
+    """The unfinalized metrics before any batch: a dict of name -> summable arrays."""
+    return {**_BUILTIN_METRICS.initialize(), **self._metrics_fns[0]()}
+
+  def update_metrics_state(self, state: dict, batch: Any, batch_output: BatchOutput) -> dict:
+    """The unfinalized metrics after one more batch (its labels and mask are read)."""
+    _, y, mask = unpack_batch(batch, "update_metrics_state")
+    sample_weight, _ = batch_weights(y, mask)
+    builtin = {k: state[k] for k in BUILTIN_METRIC_NAMES}
+    user = {k: state[k] for k in self._user_metric_keys}
+    return {**_BUILTIN_METRICS.update(builtin, y, batch_output, sample_weight),
+            **self._metrics_fns[1](user, y, batch_output, sample_weight)}
+
+  def finalize_metrics(self, state: dict) -> dict:
+    """The metric values of a state, or of the elementwise sum of many clients' states."""
+    builtin = {k: state[k] for k in BUILTIN_METRIC_NAMES}
+    user = {k: state[k] for k in self._user_metric_keys}
+    return {**_BUILTIN_METRICS.finalize(builtin), **self._metrics_fns[2](user)}

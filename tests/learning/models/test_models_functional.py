@@ -1,0 +1,181 @@
+"""`FunctionalModel` written by hand: masking, state updates, jit/vmap/scan, and its errors."""
+
+import doctest
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import federax as fx
+from federax.learning import models
+from federax.learning.models import _functional, metrics
+
+ModelWeights = models.ModelWeights
+
+
+def predict_linear(weights, x, training, key):
+  kernel, bias = weights.trainable
+  return jax.nn.softmax(x @ kernel + bias)
+
+
+def cross_entropy(predictions, labels, sample_weight):
+  p = jnp.take_along_axis(predictions, labels[:, None], axis=1)[:, 0]
+  return metrics.weighted_mean(-jnp.log(p), sample_weight)
+
+
+def linear_model(spec, **kwargs):
+  rng = np.random.default_rng(0)
+  weights = ModelWeights([rng.normal(0, 0.05, (784, 10)).astype(np.float32), np.zeros(10)], [])
+  kwargs.setdefault("metrics_fns",
+                    metrics.to_metrics_fns([metrics.sparse_categorical_accuracy()]))
+  return models.FunctionalModel(initial_weights=weights, predict_on_batch_fn=predict_linear,
+                                loss_fn=cross_entropy, input_spec=spec, **kwargs)
+
+
+def test_padded_rows_count_in_nothing(spec, batch, jitted):
+  model = jitted(linear_model(spec))
+  out = model.forward_pass(model.initial_weights, batch)
+  real = {k: v[:4] for k, v in batch.items() if k != "mask"}
+  unpadded = model.forward_pass(model.initial_weights, real)
+  np.testing.assert_allclose(out.loss, unpadded.loss, rtol=1e-6)
+  assert int(out.num_examples) == int(unpadded.num_examples) == 4
+  states = [model.update_metrics_state(model.initialize_metrics_state(), b, o)
+            for b, o in ((batch, out), (real, unpadded))]
+  jax.tree.map(np.testing.assert_allclose, *states)
+
+
+def test_loss_method_and_repr(spec, batch):
+  model = linear_model(spec)
+  predictions = model.predict_on_batch(model.initial_weights, batch["x"][:4], training=False)
+  np.testing.assert_allclose(model.loss(predictions, batch["y"][:4]),
+                             model.forward_pass(model.initial_weights, batch).loss, rtol=1e-6)
+  assert repr(model) == ("FunctionalModel(input_spec=<x=float32[?,784],y=int32[?]>, metrics=["
+                         "'loss', 'num_examples', 'num_batches', 'sparse_categorical_accuracy'])")
+
+
+def test_input_spec_forms_are_accepted(spec):
+  from federax.simulation import Dataset
+
+  ds = Dataset.from_tensor_slices({"x": np.zeros((5, 784), np.float32),
+                                   "y": np.zeros(5, np.int32)}).masked_batch(2)
+  for input_spec in (spec, ds.element_spec, fx.to_type(spec), fx.SequenceType(fx.to_type(spec)),
+                     {"x": jax.ShapeDtypeStruct((2, 784), jnp.float32),
+                      "y": jax.ShapeDtypeStruct((2,), jnp.int32)},
+                     ((np.float32, [None, 784]), (np.int32, [None]))):
+    assert linear_model(input_spec).input_spec is input_spec
+
+
+def test_three_argument_predict_fn_as_in_tff(spec, batch, jitted):
+  model = models.FunctionalModel(
+      initial_weights=linear_model(spec).initial_weights,
+      predict_on_batch_fn=lambda weights, x, training: predict_linear(weights, x, training, None),
+      loss_fn=cross_entropy, input_spec=spec)
+  fast, reference = jitted(model), jitted(linear_model(spec))
+  np.testing.assert_allclose(fast.forward_pass(model.initial_weights, batch).loss,
+                             reference.forward_pass(reference.initial_weights, batch).loss)
+  assert model.metric_names == ("loss", "num_examples", "num_batches")
+
+
+def counting_model(spec):
+  """A model whose non-trainable weight counts the real examples seen in training."""
+  def predict(weights, x, training, key):
+    noise = jax.random.normal(key, x.shape[:1]) if training else jnp.zeros(x.shape[:1])
+    new = {"seen": weights.non_trainable["seen"] + x.shape[0]}
+    return models.PredictOutput(x[:, :10] @ weights.trainable + noise[:, None], new,
+                                regularization_loss=jnp.sum(weights.trainable ** 2))
+  return models.FunctionalModel(
+      initial_weights=(jnp.ones((10, 10)), {"seen": jnp.zeros([], jnp.int32)}),
+      predict_on_batch_fn=predict, loss_fn=lambda p, y, w: metrics.weighted_mean(p[:, 0], w),
+      input_spec=spec)
+
+
+def test_predict_output_updates_state_and_adds_regularization(spec, batch, jitted):
+  model = jitted(counting_model(spec))
+  key = jax.random.PRNGKey(0)
+  out = model.forward_pass(model.initial_weights, batch, key=key)
+  assert int(out.non_trainable["seen"]) == 6
+  predictions = model.predict_on_batch(model.initial_weights, batch["x"], key=key)
+  np.testing.assert_allclose(out.loss, predictions[:4, 0].mean() + 100.0, rtol=1e-5)
+  evaluation = model.forward_pass(model.initial_weights, batch, training=False)
+  assert evaluation.non_trainable is None
+  with_key = model.forward_pass(model.initial_weights, batch, training=False, key=key)
+  np.testing.assert_array_equal(evaluation.predictions, with_key.predictions)  # Key unused.
+  padding = {**batch, "mask": np.zeros(6, bool)}
+  assert int(model.forward_pass(model.initial_weights, padding, key=key).non_trainable["seen"]) == 0
+
+
+def test_jit_vmap_over_clients_and_scan_over_batches(spec, make_batch, jitted):
+  model = linear_model(spec)
+  fast = jitted(model)
+  clients = [[make_batch(1, real=6), make_batch(2, real=3)], [make_batch(3, real=2),
+                                                               make_batch(4, real=0)]]
+  data = jax.tree.map(lambda *a: jnp.stack(a), *[jax.tree.map(lambda *b: jnp.stack(b), *c)
+                                                  for c in clients])
+
+  def client_metrics(batches):
+    def step(state, b):
+      return model.update_metrics_state(state, b, model.forward_pass(
+          model.initial_weights, b, training=False)), None
+    return jax.lax.scan(step, model.initialize_metrics_state(), batches)[0]
+
+  states = jax.jit(jax.vmap(client_metrics))(data)
+  summed = model.finalize_metrics(jax.tree.map(lambda a: a.sum(0), states))
+  sequential = model.initialize_metrics_state()
+  for b in [b for c in clients for b in c]:
+    sequential = fast.update_metrics_state(sequential, b, fast.forward_pass(
+        model.initial_weights, b))
+  for name, value in model.finalize_metrics(sequential).items():
+    np.testing.assert_allclose(summed[name], value, rtol=1e-5)
+  assert int(summed["num_examples"]) == 11 and int(summed["num_batches"]) == 3
+
+
+def test_batch_errors(spec, batch):
+  model = linear_model(spec)
+  with pytest.raises(ValueError) as info:
+    model.forward_pass(model.initial_weights, {"pixels": batch["x"], "y": batch["y"]})
+  message = str(info.value)
+  assert message.startswith("forward_pass: the batch has no 'x'.")
+  assert "expected: keys 'x', 'y' (and optionally 'mask')" in message
+  assert "actual:   keys ['pixels', 'y']" in message and "hint: a batch is" in message
+  assert "test_models_functional.py" in message  # The user's line.
+  with pytest.raises(TypeError) as info:
+    model.forward_pass(model.initial_weights, batch["x"])
+  assert "forward_pass: cannot read inputs and labels from the batch." in str(info.value)
+  with pytest.raises(ValueError) as info:
+    model.update_metrics_state(model.initialize_metrics_state(), {"x": batch["x"]}, None)
+  assert "update_metrics_state: the batch has no 'y'." in str(info.value)
+
+
+def test_constructor_errors(spec):
+  with pytest.raises(TypeError) as info:
+    linear_model({"x": object(), "y": np.int32})
+  assert "FunctionalModel: input_spec is not a type specification." in str(info.value)
+  with pytest.raises(TypeError) as info:
+    linear_model((np.float32, [None, 784]))
+  assert "input_spec must describe a batch of inputs and labels." in str(info.value)
+  assert "actual:   float32[?,784]" in str(info.value)
+  with pytest.raises(ValueError) as info:
+    linear_model({"x": np.float32, "label": np.int32})
+  assert "input_spec has no element 'y'." in str(info.value)
+  assert "actual:   <label=int32,x=float32>" in str(info.value)
+  with pytest.raises(TypeError) as info:
+    models.FunctionalModel(initial_weights=[1.0], predict_on_batch_fn=predict_linear,
+                           loss_fn=cross_entropy, input_spec=spec)
+  assert "initial_weights must hold trainable and non-trainable weights." in str(info.value)
+  with pytest.raises(TypeError) as info:
+    linear_model(spec, metrics_fns=[metrics.sparse_categorical_accuracy()])
+  assert "FunctionalModel: metrics_fns must be three functions." in str(info.value)
+  with pytest.raises(TypeError) as info:
+    linear_model(spec, metrics_fns=(lambda: [0.0], lambda *a: [0.0], lambda s: {}))
+  assert "metrics_fns' initialize() must return a dict" in str(info.value)
+  with pytest.raises(ValueError) as info:
+    linear_model(spec, metrics_fns=metrics.to_metrics_fns([metrics.mean_loss()]))
+  assert "metrics named ['loss'] clash with the metrics every model reports." in str(info.value)
+
+
+def test_docstring_examples_run():
+  for module in (_functional, metrics):
+    result = doctest.testmod(module, extraglobs={"jnp": jnp, "np": np, "jax": jax},
+                             optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0, module.__name__
