@@ -1,0 +1,110 @@
+"""Federated evaluation: the global model's metrics on the clients' data, per round and overall."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Optional
+
+import jax
+
+from federax.aggregators import SumFactory
+from federax.core import intrinsics as fi
+from federax.core import types as t
+from federax.core.computations import computation, federated_computation
+from federax.core.placements import CLIENTS, SERVER
+from federax.core.type_conversions import to_type, type_of
+from federax.learning._resolve import resolve_model
+from federax.learning.algorithms._compose import distributor_for, initial_weights_computation
+from federax.learning.templates import (ClientResult, ClientWorkProcess, DistributionProcess,
+                                        FinalizerProcess, LearningProcess,
+                                        compose_learning_process)
+from federax.templates.measured_process import MeasuredProcessOutput
+
+
+def build_fed_eval(model_fn: Any,
+                   model_distributor: Optional[DistributionProcess] = None) -> LearningProcess:
+  """A `LearningProcess` that evaluates the global model on each round's clients.
+
+  Clients run the model in inference mode (`training=False`) over their batches; their
+  unfinalized metrics are summed and finalized at the server. Metrics are
+  `client_work=<eval=<current_round_metrics=..., total_rounds_metrics=...>>`: this round's,
+  and those of every example seen since `initialize` (the state keeps the running sums). The
+  global weights never change; set them with `set_model_weights`.
+
+  Args:
+    model_fn: a `FunctionalModel` or a no-argument function returning one.
+    model_distributor: a `DistributionProcess`; default broadcast.
+
+  Returns:
+    A `LearningProcess` with TFF's structure.
+
+  Example:
+    >>> evaluation = fx.learning.algorithms.build_fed_eval(model)
+    >>> state = evaluation.set_model_weights(evaluation.initialize(),
+    ...                                      training.get_model_weights(train_state))
+    >>> state, metrics = evaluation.next(state, test_datasets)
+    >>> metrics['client_work']['eval']['current_round_metrics']
+  """
+  where = "build_fed_eval"
+  model = resolve_model(model_fn, where)
+  weights_type = type_of(model.initial_weights)
+  batch_type = to_type(model.input_spec)
+  metrics_type = type_of(model.initialize_metrics_state())
+
+  @computation(metrics_type, batch_type, weights_type)
+  def evaluate_batch(metrics, batch, weights):
+    output = model.forward_pass(weights, batch, False, None)
+    return model.update_metrics_state(metrics, batch, output)
+
+  initial_metrics = computation()(model.initialize_metrics_state)
+
+  @federated_computation(weights_type, t.SequenceType(batch_type))
+  def client_eval(weights, data):
+    @federated_computation(metrics_type, batch_type)
+    def step(metrics, batch):
+      return evaluate_batch(metrics, batch, weights)
+
+    return fi.sequence_reduce(data, initial_metrics(), step)
+
+  @computation(metrics_type)
+  def no_update(metrics):
+    return ClientResult(update=(), update_weight=jax.numpy.float32(0.0))
+
+  @computation(metrics_type, metrics_type)
+  def add_and_finalize(total, current):
+    new_total = jax.tree_util.tree_map(lambda a, b: a + b, total, current)
+    return new_total, collections.OrderedDict(
+        current_round_metrics=model.finalize_metrics(current),
+        total_rounds_metrics=model.finalize_metrics(new_total))
+
+  @federated_computation
+  def initialize():
+    return fi.federated_eval(initial_metrics, SERVER)
+
+  @federated_computation(initialize.type_signature.result, t.FederatedType(weights_type, CLIENTS),
+                         t.FederatedType(t.SequenceType(batch_type), CLIENTS))
+  def next_fn(state, weights, client_data):
+    metrics = fi.federated_map(client_eval, (weights, client_data))
+    new_state, report = fi.federated_map(add_and_finalize, (state, fi.federated_sum(metrics)))
+    return MeasuredProcessOutput(
+        state=new_state, result=fi.federated_map(no_update, metrics),
+        measurements=fi.federated_zip(collections.OrderedDict(eval=report)))
+
+  client_work = ClientWorkProcess(initialize, next_fn)
+  return compose_learning_process(
+      initial_weights_computation(model), distributor_for(where, model, model_distributor),
+      client_work, SumFactory().create(t.StructType([])), _keep_weights_finalizer(weights_type))
+
+
+def _keep_weights_finalizer(weights_type: t.Type) -> FinalizerProcess:
+  @federated_computation
+  def initialize():
+    return fi.federated_value((), SERVER)
+
+  @federated_computation(initialize.type_signature.result, t.FederatedType(weights_type, SERVER),
+                         t.FederatedType(t.StructType([]), SERVER))
+  def next_fn(state, weights, update):
+    return MeasuredProcessOutput(state=state, result=weights,
+                                 measurements=fi.federated_value((), SERVER))
+
+  return FinalizerProcess(initialize, next_fn)

@@ -1,0 +1,71 @@
+"""`LearningProcess`: an iterative process that trains a model, with `LearningProcessOutput`."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from federax.core import types as t
+from federax.core.computations import Computation
+from federax.core.errors import FederatedTypeError
+from federax.core.placements import CLIENTS, SERVER
+from federax.learning.templates._checks import parameters, placed_at
+from federax.templates.iterative_process import IterativeProcess
+
+
+class LearningProcessOutput(NamedTuple):
+  """What `LearningProcess.next` returns: the next state and the round's metrics (at SERVER)."""
+
+  state: Any
+  metrics: Any
+
+
+class LearningProcess(IterativeProcess):
+  """Trains a model: `initialize`, `next(state, client_data)`, and access to the model weights.
+
+  `initialize: ( -> S@SERVER)`; `next: (<state=S@SERVER, client_data={D}@CLIENTS> ->
+  <state=S@SERVER, metrics=M@SERVER>)`; `get_model_weights: (S -> W)`;
+  `set_model_weights: (<S, W> -> S)`, all as in TFF.
+
+  Example:
+    >>> process = fx.learning.algorithms.build_weighted_fed_avg(model, build_sgdm(0.02))
+    >>> state = process.initialize()
+    >>> for _ in range(10):
+    ...   state, metrics = process.next(state, client_datasets)
+    >>> weights = process.get_model_weights(state)
+  """
+
+  def __init__(self, initialize_fn: Computation, next_fn: Computation,
+               get_model_weights: Computation, set_model_weights: Computation):
+    super().__init__(initialize_fn, next_fn)
+    name = type(self).__name__
+    parameter = parameters(name, next_fn, ("state", "client_data"))
+    placed_at(name, "the state", self.state_type, SERVER)
+    placed_at(name, "the client data", parameter[1], CLIENTS)
+    result = next_fn.type_signature.result
+    if not (isinstance(result, t.StructType) and result.names() == ("state", "metrics")):
+      raise FederatedTypeError(name, "next_fn must return LearningProcessOutput(state, metrics).",
+                               expected="<state=S@SERVER,metrics=M@SERVER>", actual=result)
+    placed_at(name, "the metrics", result[1], SERVER)
+    state_member = self.state_type.member
+    get_type = get_model_weights.type_signature
+    if get_type.parameter is None or not get_type.parameter.is_assignable_from(state_member):
+      raise FederatedTypeError(name, "get_model_weights must take the (unplaced) state.",
+                               expected=state_member, actual=get_type.parameter)
+    self._get_model_weights = get_model_weights
+    self._set_model_weights = set_model_weights
+    self._client_data_type = parameter[1]
+
+  @property
+  def get_model_weights(self) -> Computation:
+    """`(S -> W)`: the global model weights held in a state (unplaced)."""
+    return self._get_model_weights
+
+  @property
+  def set_model_weights(self) -> Computation:
+    """`(<S, W> -> S)`: a state with its global model weights replaced."""
+    return self._set_model_weights
+
+  @property
+  def client_data_type(self) -> t.FederatedType:
+    """`{D}@CLIENTS`: what `next` takes as client data."""
+    return self._client_data_type

@@ -1,0 +1,130 @@
+"""`build_model_delta_client_work`: local training on each client, reporting the model delta."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from federax.core import intrinsics as fi
+from federax.core import types as t
+from federax.core.computations import computation, federated_computation
+from federax.core.placements import CLIENTS, SERVER
+from federax.core.type_conversions import to_type, type_of
+from federax.learning import _local
+from federax.learning._resolve import resolve_model, resolve_optimizer
+from federax.learning._specs import KEY, abstract_value
+from federax.learning._weighting import ClientWeighting
+from federax.learning.metrics import sum_then_finalize
+from federax.learning.templates import _round_inputs
+from federax.learning.templates.client_works import ClientResult, ClientWorkProcess
+from federax.templates.measured_process import MeasuredProcessOutput
+
+
+def build_model_delta_client_work(
+    model_fn: Any, optimizer_fn: Any,
+    client_weighting: _local.Weighting = ClientWeighting.EXAMPLES,
+    *, proximal_strength: float = 0.0, metrics_aggregator: Optional[Callable] = None,
+    learning_rate_fn: Optional[Callable[[Any], Any]] = None) -> ClientWorkProcess:
+  """Client work for FedAvg and its family: local optimizer steps over the client's batches.
+
+  Each client starts from the broadcast weights `w0`, takes one optimizer step per batch of its
+  data (in order) on the model's loss, plus `proximal_strength / 2 * ||w - w0||^2` (FedProx,
+  Li et al. 2020) when that is positive, and returns `ClientResult(update=w0 - w, weight)`
+  over the trainable weights. A client whose update has a non-finite value returns zeros with
+  weight 0. The model's training metrics, computed during training as in TFF, are aggregated
+  by `metrics_aggregator` and reported as `<train=...>@SERVER`.
+
+  Args:
+    model_fn: a `FunctionalModel` or a no-argument function returning one.
+    optimizer_fn: the client optimizer (`fx.learning.optimizers`, Optax, or a function
+      returning either); its state starts afresh on every client every round.
+    client_weighting: `ClientWeighting.EXAMPLES` (default), `UNIFORM`, or a function from the
+      client's unfinalized metrics to a float32 weight.
+    proximal_strength: FedProx's mu >= 0 (0 is FedAvg).
+    metrics_aggregator: `(finalize_fn, unfinalized_type) -> federated computation`; default
+      `fx.learning.metrics.sum_then_finalize`.
+    learning_rate_fn: optional schedule `round_num -> learning rate` for the client optimizer
+      (via its `learning_rate` hyperparameter); the state then counts rounds from 0.
+
+  Returns:
+    A `ClientWorkProcess` taking `{ModelWeights}@CLIENTS` and `{input_spec*}@CLIENTS`. Its
+    state is `<>@SERVER`, plus `round_num` with a schedule and a PRNG `key` when the model's
+    training pass uses randomness (dropout), so runs replay exactly from a seed.
+
+  Example:
+    >>> client_work = build_model_delta_client_work(model, fx.learning.optimizers.build_sgdm(0.02))
+  """
+  where = "build_model_delta_client_work"
+  model = resolve_model(model_fn, where)
+  optimizer = resolve_optimizer(optimizer_fn, where, "optimizer_fn")
+  _local.check_weighting(where, client_weighting)
+  if not proximal_strength >= 0:
+    raise ValueError(f"{where}: proximal_strength must be >= 0; got {proximal_strength}.")
+  metrics_aggregator = metrics_aggregator or sum_then_finalize
+
+  weights_type = type_of(model.initial_weights)
+  batch_type = to_type(model.input_spec)
+  initial_metrics = model.initialize_metrics_state()
+  if learning_rate_fn is not None:
+    hparams = optimizer.get_hparams(optimizer.initialize(abstract_value(weights_type[0])))
+    if "learning_rate" not in hparams:
+      raise ValueError(f"{where}: learning_rate_fn needs an optimizer with a 'learning_rate' "
+                       f"hyperparameter; this one has {sorted(hparams)}.")
+  round_state = _round_inputs.initial_round_state(learning_rate_fn is not None,
+                                                  _round_inputs.model_uses_key(model, batch_type))
+  advance = _round_inputs.advance_computation(round_state)
+
+  def start(weights, round_num, key):
+    state = optimizer.initialize(weights.trainable)
+    if learning_rate_fn is not None:
+      hparams = dict(optimizer.get_hparams(state))
+      dtype = jnp.asarray(hparams["learning_rate"]).dtype
+      hparams["learning_rate"] = jnp.asarray(learning_rate_fn(round_num), dtype)
+      state = optimizer.set_hparams(state, hparams)
+    return collections.OrderedDict(weights=weights, optimizer_state=state,
+                                   metrics=initial_metrics, num_examples=_local.INITIAL_COUNT,
+                                   key=key)
+
+  acc_type = type_of(jax.eval_shape(start, abstract_value(weights_type), np.int32(0), KEY))
+  begin = computation(weights_type, np.int32, KEY)(start)
+
+  @computation(acc_type, batch_type, weights_type)
+  def train_on_batch(acc, batch, initial):
+    return _local.train_on_batch(model, optimizer, acc, batch, initial, proximal_strength)
+
+  @computation(acc_type, weights_type)
+  def finish(acc, initial):
+    delta = jax.tree_util.tree_map(jnp.subtract, initial.trainable, acc["weights"].trainable)
+    weight = _local.client_weight(client_weighting, acc["num_examples"], acc["metrics"])
+    delta, weight = _local.zero_if_non_finite(delta, weight)
+    return ClientResult(update=delta, update_weight=weight), acc["metrics"]
+
+  @federated_computation(weights_type, t.SequenceType(batch_type), np.int32, KEY)
+  def client_update(weights, data, round_num, key):
+    @federated_computation(acc_type, batch_type)
+    def step(acc, batch):
+      return train_on_batch(acc, batch, weights)
+
+    return finish(fi.sequence_reduce(data, begin(weights, round_num, key), step), weights)
+
+  aggregate_metrics = metrics_aggregator(model.finalize_metrics, type_of(initial_metrics))
+
+  @federated_computation
+  def initialize():
+    return fi.federated_value(round_state, SERVER)
+
+  @federated_computation(initialize.type_signature.result, t.FederatedType(weights_type, CLIENTS),
+                         t.FederatedType(t.SequenceType(batch_type), CLIENTS))
+  def next_fn(state, weights, client_data):
+    new_state, round_num, key = fi.federated_map(advance, state)
+    results, metrics = fi.federated_map(
+        client_update, (weights, client_data, fi.federated_broadcast(round_num),
+                        fi.federated_client_keys(key)))
+    measurements = fi.federated_zip(collections.OrderedDict(train=aggregate_metrics(metrics)))
+    return MeasuredProcessOutput(state=new_state, result=results, measurements=measurements)
+
+  return ClientWorkProcess(initialize, next_fn)
