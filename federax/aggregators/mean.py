@@ -12,7 +12,7 @@ import numpy as np
 from federax.core import intrinsics as fi
 from federax.core import types as t
 from federax.core.computations import computation, federated_computation
-from federax.core.placements import CLIENTS, SERVER
+from federax.core.placements import CLIENTS
 from federax.templates.measured_process import MeasuredProcessOutput
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
                                          check_float_value)
