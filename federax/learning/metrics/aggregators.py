@@ -34,7 +34,7 @@ def sum_then_finalize(metric_finalizers: Callable[[Any], Any],
     raise TypeError("sum_then_finalize: metric_finalizers must be a function from unfinalized "
                     f"to finalized metrics (e.g. model.finalize_metrics); got {metric_finalizers!r}.")
   unfinalized_type = to_type(local_unfinalized_metrics_type)
-  if not t.is_numeric(unfinalized_type) and len(unfinalized_type.children()) > 0:
+  if not t.is_numeric(unfinalized_type):
     raise TypeError("sum_then_finalize: unfinalized metrics must be numeric tensors (they are "
                     f"summed across clients); got {unfinalized_type}.")
   finalize = computation(unfinalized_type)(lambda state: metric_finalizers(state))
