@@ -15,7 +15,7 @@ from federax.simulation._elements import (RaggedElementsError, call_with_element
 from federax.simulation._node import (INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Node, Unary,
                                       min_limit)
 from federax.simulation._plan import (Plan, concat_plans, distinct_elements, materialize,
-                                      row_index)
+                                      plan_elements, row_index)
 
 
 class Repeat(Unary):
@@ -253,3 +253,38 @@ class Unbatch(Unary):
       return None
     leaves = [x.reshape((-1,) + x.shape[2:]) for x in leaves]
     return Plan(leaves, treedef, row_index(len(leaves[0]))).head(limit)
+
+
+class Cache(Unary):
+  """The parent's elements computed once and kept, as tf.data's `cache()`.
+
+  Like tf.data, the first pass is what is kept: a shuffle below the cache is not redone for
+  later epochs of an enclosing `repeat`, and a random `map` below it is not re-run.
+  """
+
+  path_dependent = False
+
+  def __init__(self, parent: Node):
+    super().__init__(parent)
+    self.path_dependent = False
+    self._plans: dict = {}
+    self._stacked = None
+
+  def plan(self, path, limit):
+    del path  # The first pass is kept for every epoch, as tf.data does.
+    if limit not in self._plans:
+      self._plans[limit] = self.parent.plan((), limit)
+    return self._plans[limit]
+
+  def iterate(self, path):
+    plan = self.plan(path, None) if self.finite() else None
+    return plan_elements(plan) if plan is not None else self.parent.iterate(())
+
+  def stacked(self) -> Any:
+    if self._stacked is None:
+      stacked = super().stacked()
+      for leaf in jax.tree_util.tree_leaves(stacked):
+        if isinstance(leaf, np.ndarray):
+          leaf.flags.writeable = False  # Shared by every later call: nobody may change it.
+      self._stacked = stacked
+    return self._stacked

@@ -37,7 +37,8 @@ from federax.simulation._node import UNKNOWN_CARDINALITY as UNKNOWN_CARDINALITY
 from federax.simulation._node import Node
 from federax.simulation._shuffle import Shuffle
 from federax.simulation._sources import Slices, elements_node
-from federax.simulation._transforms import Enumerate, Filter, Map, Repeat, Skip, Take, Unbatch
+from federax.simulation._transforms import (Cache, Enumerate, Filter, Map, Repeat, Skip, Take,
+                                            Unbatch)
 
 __all__ = ["Dataset", "RaggedElementsError", "INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY"]
 
@@ -218,6 +219,21 @@ class Dataset:
   def skip(self, count: int) -> Dataset:
     """All but the first `count` elements."""
     return Dataset(Skip(self._node, _check_count("skip", count)))
+
+  def cache(self) -> Dataset:
+    """Computes the elements once and keeps them in memory, as tf.data's `cache()`.
+
+    Use it on a client's preprocessed dataset that is trained on every round: the pipeline
+    (shuffles, maps, batching) runs on the first pass only, and `to_stacked()` returns the
+    same read-only arrays afterwards. As in tf.data, the first pass is what is kept: a shuffle
+    or a random `map` before `cache()` is not redone on later passes or epochs.
+
+    Example:
+      >>> ds = Dataset.from_tensor_slices({'x': np.arange(5)}).masked_batch(2).cache()
+      >>> ds.to_stacked()['x'] is ds.to_stacked()['x']
+      True
+    """
+    return Dataset(Cache(self._node))
 
   def prefetch(self, buffer_size: int = -1) -> Dataset:
     """A no-op kept for tf.data parity: elements are produced on demand."""

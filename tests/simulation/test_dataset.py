@@ -290,3 +290,28 @@ def test_map_infers_its_element_spec_once():
   ds = Dataset.from_tensor_slices(np.arange(4)).map(double)
   assert ds.element_spec == ds.element_spec
   assert len(calls) == 1
+
+
+def test_cache_runs_the_pipeline_once_and_keeps_the_first_pass():
+  calls = []
+
+  def double(x):
+    calls.append(1)
+    return {"x": x * 2}
+
+  source = Dataset.from_tensor_slices(np.arange(7)).shuffle(7, seed=3).map(double)
+  cached = source.cache()
+  first = [int(e["x"]) for e in cached]
+  assert first == [int(e["x"]) for e in source]
+  before = len(calls)
+  assert [int(e["x"]) for e in cached] == first
+  stacked = cached.to_stacked()
+  assert cached.to_stacked()["x"] is stacked["x"]
+  assert len(calls) == before  # Neither iteration nor stacking re-ran the map.
+  with pytest.raises(ValueError, match="read-only"):
+    stacked["x"][0] = 1
+  # As tf.data: a shuffle below the cache is not redone for later epochs.
+  epochs = np.asarray(cached.repeat(2).to_stacked()["x"]).reshape(2, 7)
+  np.testing.assert_array_equal(epochs[0], epochs[1])
+  reshuffled = np.asarray(source.repeat(2).to_stacked()["x"]).reshape(2, 7)
+  assert not np.array_equal(reshuffled[0], reshuffled[1])
