@@ -18,3 +18,11 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.exists():
     pytest.skip(f"the shared data directory {SHARED_DATA} is not present")
   return SHARED_DATA
+
+
+@pytest.fixture(params=["vectorized", "sequential"])
+def runtime(request):
+  """Runs the test once on each runtime (the vectorized one, then the sequential reference)."""
+  import federax as fx
+  with getattr(fx.runtime, request.param)() as rt:
+    yield rt

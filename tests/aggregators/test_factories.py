@@ -8,7 +8,6 @@ import pytest
 import federax as fx
 from federax import aggregators
 
-RUNTIMES = {"vectorized": fx.runtime.vectorized, "sequential": fx.runtime.sequential}
 VALUE = fx.to_type(collections.OrderedDict(a=(np.float32, [3]), b=(np.float32, [])))
 
 
@@ -16,14 +15,6 @@ def client_values(n, seed=0):
   rng = np.random.default_rng(seed)
   return [collections.OrderedDict(a=rng.normal(size=3).astype(np.float32),
                                   b=np.float32(rng.normal())) for _ in range(n)]
-
-
-@pytest.fixture(params=sorted(RUNTIMES))
-def runtime(request):
-  previous = fx.runtime.get_default()
-  fx.runtime.set_default(RUNTIMES[request.param]())
-  yield request.param
-  fx.runtime.set_default(previous)
 
 
 def test_weighted_mean_matches_numpy_and_prints_tff_types(runtime):

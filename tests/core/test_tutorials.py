@@ -5,15 +5,6 @@ import pytest
 
 import federax as fx
 
-RUNTIMES = [fx.runtime.vectorized, fx.runtime.sequential]
-
-
-@pytest.fixture(params=RUNTIMES, ids=["vectorized", "sequential"])
-def runtime(request):
-  with request.param() as rt:
-    yield rt
-
-
 def test_federated_float_on_clients_prints_as_tff():
   federated_float_on_clients = fx.FederatedType(np.float32, fx.CLIENTS)
   assert str(federated_float_on_clients) == "{float32}@CLIENTS"

@@ -16,7 +16,6 @@ import reference
 FEATURES, CLASSES, BATCH = 4, 3, 5
 SPEC = collections.OrderedDict(x=(np.float32, [BATCH, FEATURES]), y=(np.int32, [BATCH]),
                                mask=(np.bool_, [BATCH]))
-RUNTIMES = {"vectorized": fx.runtime.vectorized, "sequential": fx.runtime.sequential}
 
 
 def predict(weights, x, training):
@@ -53,14 +52,6 @@ def client_batches(num_examples, rng):
 def make_clients(sizes=(7, 12, 3), seed=1):
   rng = np.random.default_rng(seed)
   return [client_batches(n, rng) for n in sizes]
-
-
-@pytest.fixture(params=sorted(RUNTIMES))
-def runtime(request):
-  previous = fx.runtime.get_default()
-  fx.runtime.set_default(RUNTIMES[request.param]())
-  yield request.param
-  fx.runtime.set_default(previous)
 
 
 def as_float64(model):

@@ -2,7 +2,6 @@
 
 import gzip
 import json
-import os
 import pathlib
 import pickle
 import re
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from federax.simulation import formats
-from federax.simulation.formats import hdf5, leaf, tf_example
+from federax.simulation.formats import hdf5, tf_example
 
 h5py = pytest.importorskip("h5py")
 # The shared data lives next to the project root (../shared/data), never inside it.
