@@ -98,6 +98,21 @@ def timed(fn, repeats: int) -> dict:
           "s": statistics.median(times) if times else float("nan")}
 
 
+def interleaved(contenders: dict, repeats: int) -> dict:
+  """`timed` for several functions at once: after each one's first call, all run in turn
+  `repeats` times, so that a burst of load on a shared machine hits them all alike."""
+  results = {name: timed(fn, 0) for name, fn in contenders.items()}
+  times = {name: [] for name in contenders}
+  for _ in range(repeats):
+    for name, fn in contenders.items():
+      start = time.perf_counter()
+      _block(fn())
+      times[name].append(time.perf_counter() - start)
+  for name, ts in times.items():
+    results[name]["s"] = statistics.median(ts)
+  return results
+
+
 def vm_hwm_mib() -> float:
   """Peak resident set of this process (VmHWM), which starts afresh in each new program."""
   with open("/proc/self/status", encoding="ascii") as f:
@@ -437,16 +452,8 @@ def bench_w1(data_dir: pathlib.Path, smoke: bool) -> dict:
     run = fedavg_by_hand(step, clients_how, pad)
     contenders[f"by_hand_{clients_how}_{'padded' if pad else 'real'}"] = (
         lambda run=run: run(weights, padded, real, client_keys))
-  times = {name: [] for name in contenders}
-  for name, fn in contenders.items():
-    row[f"{name}_first_s"] = timed(fn, 0)["first_s"]
-  for _ in range(repeats):
-    for name, fn in contenders.items():
-      start = time.perf_counter()
-      _block(fn())
-      times[name].append(time.perf_counter() - start)
-  for name, ts in times.items():
-    row[f"{name}_s"] = statistics.median(ts)
+  for name, t in interleaved(contenders, repeats).items():
+    row[f"{name}_first_s"], row[f"{name}_s"] = t["first_s"], t["s"]
   row["round_s"], row["repeats"] = row.pop("federax_s"), repeats
   row["examples_per_s"] = row["examples_per_round"] / row["round_s"]
   row["floor_best_s"] = min(row["floor_loop_s"], row["floor_scan_s"])
@@ -529,8 +536,8 @@ def profile_batch() -> list:
   sq = lambda f: lambda *a: jnp.sum(f(*a) ** 2)
   rows = []
 
-  def add(name, fn, *args, per=1):
-    t = timed(lambda: fn(*args), 10)
+  def add(name, fn, *args, per=1, repeats=10):
+    t = timed(lambda: fn(*args), repeats)
     rows.append({"part": name, "ms": 1e3 * t["s"] / per, "compile_s": t["compile_s"]})
 
   add("train step (fwd+bwd+SGD), stock model", jax.jit(sgd_step(cnn_dropout_predict(), W2_LR)),
@@ -557,7 +564,7 @@ def profile_batch() -> list:
     for loop, unroll in [("rolled", 1), ("unrolled", 4)]:
       add(f"conv2 kernel gradient in a {loop} scan ({name}), per batch",
           jax.jit(lambda k, hs, body=body, unroll=unroll: lax.scan(body, k, hs, unroll=unroll)[0]),
-          weights[2], h1s, per=4)
+          weights[2], h1s, per=4, repeats=3)
   # Ten clients' conv2 at once: vmap (a grouped conv) vs one conv per client.
   h1c = jnp.stack([h1] * 10)
   kc = jnp.stack([weights[2]] * 10)
@@ -570,18 +577,21 @@ def profile_batch() -> list:
 
 
 def investigate(cohort, small: int) -> list:
-  """Federax and hand-written variants on one cohort (W2's round 0); seconds and examples/s."""
+  """Federax and hand-written variants on one cohort (W2's round 0); seconds and examples/s.
+
+  The five variants the findings compare run interleaved (each in turn, 3 times); the others
+  one after another, on `small` clients where they are slow.
+  """
   spec = cohort[0].element_spec
   rows = []
 
-  def add(name, fn, data, repeats=2, **extra):
-    t = timed(fn, repeats)
+  def add(name, data, t):
     rows.append({"variant": name, "clients": len(data), "examples": examples_in(data),
                  "first_s": t["first_s"], "compile_s": t["compile_s"], "s": t["s"],
-                 "examples_per_s": examples_in(data) / t["s"], **extra})
+                 "examples_per_s": examples_in(data) / t["s"]})
     print(json.dumps(rows[-1]), flush=True)
 
-  def federax(name, data, runtime=None, repeats=2, **variant):
+  def federax(data, runtime=None, **variant):
     process = fed_avg(cnn_model(spec, **variant), W2_LR)
     state = process.initialize()
     vectorized = fx.runtime.vectorized(**(runtime or {}))  # One runtime: it caches the program.
@@ -590,47 +600,61 @@ def investigate(cohort, small: int) -> list:
       with vectorized:
         return process.next(state, data)
 
-    add(f"federax: {name}", call, data, repeats)
+    return call
 
-  def floor(name, data, **variant):
+  def floor(data, **variant):
     step = sgd_step(cnn_dropout_predict(**variant), W2_LR)
     batches = stacked_batches(data)
     keys = jax.random.split(jax.random.PRNGKey(1), len(batches["mask"]))
-    add(f"floor: {name}", lambda: floor_loop(step)(cnn_dropout_weights(), batches, keys), data)
+    return lambda: floor_loop(step)(cnn_dropout_weights(), batches, keys)
+
+  def by_hand(data, clients, padded, **variant):
+    batches, real = padded_clients(data)
+    keys = jax.random.split(jax.random.PRNGKey(1), real.size).reshape(real.shape + (2,))
+    run = fedavg_by_hand(sgd_step(cnn_dropout_predict(**variant), W2_LR), clients, padded)
+    return lambda: run(cnn_dropout_weights(), batches, real, keys)
 
   few = cohort[:small]
-  floor("per-batch jitted step (stock: lax conv NHWC, reduce_window pool)", cohort)
-  floor("per-batch step, NCHW layout", cohort, layout="NCHW")
-  floor("per-batch step, im2col (slices + matmul)", cohort, conv="im2col")
-  floor("per-batch step, im2col (conv_general_dilated_patches + matmul)", few, conv="patches")
-  floor("per-batch step, pool as reshape+max", cohort, pool="reshape")
-  floor("per-batch step, canonical-VJP conv + reshape pool", cohort, conv="canonical",
-        pool="reshape")
-  batches, real = padded_clients(cohort)
-  keys = jax.random.split(jax.random.PRNGKey(1), real.size).reshape(real.shape + (2,))
-  # XLA's own conv is left out: in these rolled loops it runs ~25x slower (see the profile).
-  step = sgd_step(cnn_dropout_predict(conv="canonical"), W2_LR)
-  for how, clients, padded in [("vmap over clients, masked scan over padded batches", "vmap", True),
-                               ("scan over clients, masked scan over padded batches", "scan", True),
-                               ("scan over clients, fori_loop over real batches", "scan", False)]:
-    run = fedavg_by_hand(step, clients, padded)
-    add(f"hand-written FedAvg round: {how}, canonical-VJP conv",
-        lambda run=run: run(cnn_dropout_weights(), batches, real, keys), cohort,
-        1 if clients == "vmap" else 2)
-  run = fedavg_by_hand(sgd_step(cnn_dropout_predict(), W2_LR), "unroll", True)
-  add("hand-written FedAvg round: clients and batches unrolled (straight-line), stock conv",
-      lambda: run(cnn_dropout_weights(), batches, real, keys), cohort, 1)
-  federax("default runtime (vmap clients, unrolled batch loop), stock model", cohort, repeats=1)
-  federax("default runtime, im2col model (no conv: batched matmuls, rolled scan)", cohort,
-          conv="im2col")
-  federax("sequence_loop='scan', stock model", few, {"sequence_loop": "scan"}, repeats=1)
-  federax("chunk_size=1 (lax.map over clients), stock model", few, {"chunk_size": 1}, repeats=1)
   per_client = {"sequence_loop": "scan", "chunk_size": 1}
-  federax("chunk_size=1 + sequence_loop='scan', canonical-VJP conv", cohort, per_client,
-          conv="canonical")
-  federax("chunk_size=1 + sequence_loop='scan', canonical-VJP conv + reshape pool", cohort,
-          per_client, conv="canonical", pool="reshape")
-  federax("chunk_size=1 + sequence_loop='scan', im2col", cohort, per_client, conv="im2col")
+  compared = {
+      "floor: per-batch jitted step (stock: lax conv NHWC, reduce_window pool)": floor(cohort),
+      "hand-written FedAvg round: scan over clients, fori_loop over real batches, canonical-VJP "
+      "conv": by_hand(cohort, "scan", False, conv="canonical"),
+      "federax: default runtime (vmap clients, unrolled batch loop), stock model":
+          federax(cohort),
+      "federax: chunk_size=1 + sequence_loop='scan', canonical-VJP conv":
+          federax(cohort, per_client, conv="canonical"),
+      "federax: chunk_size=1 + sequence_loop='scan', canonical-VJP conv + reshape pool":
+          federax(cohort, per_client, conv="canonical", pool="reshape"),
+  }
+  for name, t in interleaved(compared, 3).items():
+    add(f"{name} [interleaved]", cohort, t)
+  # XLA's own conv is left out of rolled loops below: there it runs ~25x slower (the profile).
+  others = [
+      ("floor: per-batch step, NCHW layout", cohort, floor(cohort, layout="NCHW"), 2),
+      ("floor: per-batch step, im2col (slices + matmul)", cohort, floor(cohort, conv="im2col"), 2),
+      ("floor: per-batch step, im2col (conv_general_dilated_patches + matmul)", few,
+       floor(few, conv="patches"), 2),
+      ("floor: per-batch step, pool as reshape+max", cohort, floor(cohort, pool="reshape"), 2),
+      ("floor: per-batch step, canonical-VJP conv + reshape pool", cohort,
+       floor(cohort, conv="canonical", pool="reshape"), 2),
+      ("hand-written FedAvg round: vmap over clients, masked scan over padded batches, "
+       "canonical-VJP conv", cohort, by_hand(cohort, "vmap", True, conv="canonical"), 1),
+      ("hand-written FedAvg round: scan over clients, masked scan over padded batches, "
+       "canonical-VJP conv", cohort, by_hand(cohort, "scan", True, conv="canonical"), 2),
+      ("hand-written FedAvg round: clients and batches unrolled (straight-line), stock conv",
+       cohort[:5], by_hand(cohort[:5], "unroll", True), 1),
+      ("federax: default runtime, im2col model (no conv: batched matmuls, rolled scan)", cohort,
+       federax(cohort, conv="im2col"), 2),
+      ("federax: sequence_loop='scan', stock model", few,
+       federax(few, {"sequence_loop": "scan"}), 1),
+      ("federax: chunk_size=1 (lax.map over clients), stock model", few,
+       federax(few, {"chunk_size": 1}), 1),
+      ("federax: chunk_size=1 + sequence_loop='scan', im2col", cohort,
+       federax(cohort, per_client, conv="im2col"), 2),
+  ]
+  for name, data, fn, repeats in others:
+    add(name, data, timed(fn, repeats))
   return rows
 
 
@@ -810,6 +834,9 @@ def findings(report: dict) -> list:
   padded = rate("hand-written FedAvg round: scan over clients, masked")
   unrolled = find("hand-written FedAvg round: clients and batches unrolled")
   worst = max(report["w2"]["per_round"], key=lambda r: r["padded_batches"] / r["real_batches"])
+  flags = [r for r in report["flags"] if "error" not in r]
+  base = [r for r in flags if not r["flags"]]
+  best_flag = max(flags, key=lambda r: r["federax_per_client_canonical_examples_per_s"])
   return [
       f"- W1: federax {w1['round_s'] * 1e3:.1f} ms a round against the scan floor's "
       f"{w1['floor_scan_s'] * 1e3:.1f} ms. Padding: the runtime steps through "
@@ -855,7 +882,17 @@ def findings(report: dict) -> list:
       "only: the rest is padding (every client runs the cohort's longest sequence).",
       f"- Straight-line code (clients and batches unrolled) keeps XLA's conv fast, "
       f"{unrolled['examples_per_s']:,.0f} examples/s, but compiles for "
-      f"{unrolled['compile_s']:.0f} s per cohort shape.",
+      f"{unrolled['compile_s']:.0f} s for {unrolled['clients']} clients (compile time grows with "
+      "clients x batches, for each cohort shape).",
+      f"- XLA:CPU flags fix neither loss: the rolled-scan floor stays at "
+      f"{min(r['floor_rolled_scan_examples_per_s'] for r in flags):.0f}-"
+      f"{max(r['floor_rolled_scan_examples_per_s'] for r in flags):.0f} examples/s under every "
+      f"flag. The best, `{best_flag['flags']}`, gives the per-batch floor "
+      f"{best_flag['floor_loop_examples_per_s']:,.0f} and federax per client "
+      f"{best_flag['federax_per_client_canonical_examples_per_s']:,.0f} examples/s, against "
+      + " and ".join(f"{r['floor_loop_examples_per_s']:,.0f} / "
+                     f"{r['federax_per_client_canonical_examples_per_s']:,.0f}" for r in base)
+      + " without flags (run first and last).",
   ]
 
 
