@@ -94,12 +94,25 @@ def client_weight(client_weighting: Weighting, num_examples, metrics) -> jax.Arr
   return jnp.asarray(client_weighting(metrics), jnp.float32)
 
 
+def all_finite(tree: Any) -> jax.Array:
+  """Whether every element of every floating-point leaf is finite (True for no leaves)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
 def zero_if_non_finite(update, weight):
   """TFF's rule: an update with any NaN or Inf becomes zeros with weight 0."""
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(update)]
-  finite = jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+  finite = all_finite(update)
   update = jax.tree_util.tree_map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), update)
   return update, jnp.where(finite, weight, jnp.float32(0.0))
+
+
+def model_delta(acc, initial, client_weighting: Weighting):
+  """`(initial - trained trainable weights, client weight)`, zeroed if not finite."""
+  delta = jax.tree_util.tree_map(jnp.subtract, initial.trainable, acc["weights"].trainable)
+  weight = client_weight(client_weighting, acc["num_examples"], acc["metrics"])
+  return zero_if_non_finite(delta, weight)
 
 
 def zeros_like_tree(tree):

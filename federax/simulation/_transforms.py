@@ -262,11 +262,9 @@ class Cache(Unary):
   later epochs of an enclosing `repeat`, and a random `map` below it is not re-run.
   """
 
-  path_dependent = False
-
   def __init__(self, parent: Node):
     super().__init__(parent)
-    self.path_dependent = False
+    self.path_dependent = False  # Every epoch sees the kept first pass.
     self._plans: dict = {}
     self._stacked = None
 

@@ -6,18 +6,17 @@ import collections
 from typing import Callable, Optional
 
 import jax
+import numpy as np
 
 from federax.core import intrinsics as fi
 from federax.core import types as t
 from federax.core.computations import computation, federated_computation
-from federax.core.placements import CLIENTS, SERVER
 from federax.core.type_conversions import to_type, type_of
 from federax.learning import _local
 from federax.learning._specs import KEY, abstract_value
 from federax.learning.metrics import sum_then_finalize
 from federax.learning.templates import _round_inputs
 from federax.learning.templates.client_works import ClientResult, ClientWorkProcess
-from federax.templates.measured_process import MeasuredProcessOutput
 
 def gradient_accumulator(model, weights, key):
   """The accumulator for `_local.add_batch_gradient`, from the weights and a key."""
@@ -39,7 +38,6 @@ def build_gradient_client_work(model, client_weighting,
   batch_type = to_type(model.input_spec)
   round_state = _round_inputs.initial_round_state(False,
                                                   _round_inputs.model_uses_key(model, batch_type))
-  advance = _round_inputs.advance_computation(round_state)
   acc_type = type_of(jax.eval_shape(lambda w, k: gradient_accumulator(model, w, k),
                                     abstract_value(weights_type), KEY))
 
@@ -54,24 +52,11 @@ def build_gradient_client_work(model, client_weighting,
     gradient, weight = _local.zero_if_non_finite(_local.mean_gradient(acc), weight)
     return ClientResult(update=gradient, update_weight=weight), acc["metrics"]
 
-  @federated_computation(weights_type, t.SequenceType(batch_type), KEY)
-  def client_update(weights, data, key):
+  @federated_computation(weights_type, t.SequenceType(batch_type), np.int32, KEY)
+  def client_update(weights, data, round_num, key):
+    del round_num  # FedSGD has no schedule.
     return finish(fi.sequence_reduce(data, begin(weights, key), add_batch))
 
-  aggregate_metrics = metrics_aggregator(model.finalize_metrics,
-                                         type_of(model.initialize_metrics_state()))
-
-  @federated_computation
-  def initialize():
-    return fi.federated_value(round_state, SERVER)
-
-  @federated_computation(initialize.type_signature.result, t.FederatedType(weights_type, CLIENTS),
-                         t.FederatedType(t.SequenceType(batch_type), CLIENTS))
-  def next_fn(state, weights, client_data):
-    new_state, _, key = fi.federated_map(advance, state)
-    results, metrics = fi.federated_map(client_update, (weights, client_data,
-                                                        fi.federated_client_keys(key)))
-    measurements = fi.federated_zip(collections.OrderedDict(train=aggregate_metrics(metrics)))
-    return MeasuredProcessOutput(state=new_state, result=results, measurements=measurements)
-
-  return ClientWorkProcess(initialize, next_fn)
+  return _round_inputs.build_client_work(
+      round_state, weights_type, batch_type, client_update,
+      metrics_aggregator(model.finalize_metrics, type_of(model.initialize_metrics_state())))

@@ -73,9 +73,7 @@ def build_mime_lite_client_work(model, optimizer, client_weighting,
 
   @computation(train_acc_type, weights_type)
   def finish(acc, initial):
-    delta = jax.tree_util.tree_map(jnp.subtract, initial.trainable, acc["weights"].trainable)
-    weight = _local.client_weight(client_weighting, acc["num_examples"], acc["metrics"])
-    delta, weight = _local.zero_if_non_finite(delta, weight)
+    delta, weight = _local.model_delta(acc, initial, client_weighting)
     return ClientResult(update=delta, update_weight=weight), acc["metrics"]
 
   @federated_computation(optimizer_state_type, weights_type, t.SequenceType(batch_type), KEY)

@@ -14,6 +14,7 @@ from federax.core import types as t
 from federax.core.computations import Computation, computation, federated_computation
 from federax.core.placements import SERVER
 from federax.core.type_conversions import to_type
+from federax.learning._local import all_finite
 from federax.learning._resolve import resolve_optimizer
 from federax.learning._specs import abstract_value
 from federax.learning.templates._checks import parameters, placed_at
@@ -37,13 +38,6 @@ class FinalizerProcess(MeasuredProcess):
     result = next_fn.type_signature.result
     placed_at(name, "the result", result[1], SERVER)
     placed_at(name, "the measurements", result[2], SERVER)
-
-
-def all_finite(tree: Any) -> jax.Array:
-  """Whether every element of every floating-point leaf is finite (True for no leaves)."""
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
-            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def build_apply_optimizer_finalizer(optimizer_fn: Any, model_weights_type: Any) -> FinalizerProcess:

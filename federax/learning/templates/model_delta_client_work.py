@@ -12,7 +12,6 @@ import numpy as np
 from federax.core import intrinsics as fi
 from federax.core import types as t
 from federax.core.computations import computation, federated_computation
-from federax.core.placements import CLIENTS, SERVER
 from federax.core.type_conversions import to_type, type_of
 from federax.learning import _local
 from federax.learning._resolve import resolve_model, resolve_optimizer
@@ -21,7 +20,6 @@ from federax.learning._weighting import ClientWeighting
 from federax.learning.metrics import sum_then_finalize
 from federax.learning.templates import _round_inputs
 from federax.learning.templates.client_works import ClientResult, ClientWorkProcess
-from federax.templates.measured_process import MeasuredProcessOutput
 
 
 def build_model_delta_client_work(
@@ -76,7 +74,6 @@ def build_model_delta_client_work(
                        f"hyperparameter; this one has {sorted(hparams)}.")
   round_state = _round_inputs.initial_round_state(learning_rate_fn is not None,
                                                   _round_inputs.model_uses_key(model, batch_type))
-  advance = _round_inputs.advance_computation(round_state)
 
   def start(weights, round_num, key):
     state = optimizer.initialize(weights.trainable)
@@ -98,9 +95,7 @@ def build_model_delta_client_work(
 
   @computation(acc_type, weights_type)
   def finish(acc, initial):
-    delta = jax.tree_util.tree_map(jnp.subtract, initial.trainable, acc["weights"].trainable)
-    weight = _local.client_weight(client_weighting, acc["num_examples"], acc["metrics"])
-    delta, weight = _local.zero_if_non_finite(delta, weight)
+    delta, weight = _local.model_delta(acc, initial, client_weighting)
     return ClientResult(update=delta, update_weight=weight), acc["metrics"]
 
   @federated_computation(weights_type, t.SequenceType(batch_type), np.int32, KEY)
@@ -111,20 +106,6 @@ def build_model_delta_client_work(
 
     return finish(fi.sequence_reduce(data, begin(weights, round_num, key), step), weights)
 
-  aggregate_metrics = metrics_aggregator(model.finalize_metrics, type_of(initial_metrics))
-
-  @federated_computation
-  def initialize():
-    return fi.federated_value(round_state, SERVER)
-
-  @federated_computation(initialize.type_signature.result, t.FederatedType(weights_type, CLIENTS),
-                         t.FederatedType(t.SequenceType(batch_type), CLIENTS))
-  def next_fn(state, weights, client_data):
-    new_state, round_num, key = fi.federated_map(advance, state)
-    results, metrics = fi.federated_map(
-        client_update, (weights, client_data, fi.federated_broadcast(round_num),
-                        fi.federated_client_keys(key)))
-    measurements = fi.federated_zip(collections.OrderedDict(train=aggregate_metrics(metrics)))
-    return MeasuredProcessOutput(state=new_state, result=results, measurements=measurements)
-
-  return ClientWorkProcess(initialize, next_fn)
+  return _round_inputs.build_client_work(
+      round_state, weights_type, batch_type, client_update,
+      metrics_aggregator(model.finalize_metrics, type_of(initial_metrics)))
