@@ -1,0 +1,111 @@
+"""TensorBoardReleaseManager: scalars per metric and step, read back as TensorBoard would."""
+
+import collections
+import pathlib
+import struct
+
+import numpy as np
+import pytest
+
+from federax import program
+
+pytest.importorskip("tensorboardX")
+
+
+def events(logdir: pathlib.Path) -> list:
+  """Every Event proto in `logdir`, file by file in name order (TensorBoard's reading order)."""
+  from tensorboardX.proto import event_pb2
+  found = []
+  for path in sorted(logdir.glob("events.out.tfevents.*")):
+    data, offset = path.read_bytes(), 0
+    while offset < len(data):  # TFRecord: length, its crc, the record, its crc.
+      (length,) = struct.unpack("<Q", data[offset:offset + 8])
+      found.append(event_pb2.Event.FromString(data[offset + 12:offset + 12 + length]))
+      offset += 12 + length + 4
+  return found
+
+
+def scalars(logdir: pathlib.Path) -> dict:
+  """Tag -> [(step, value)] as TensorBoard shows them: a SessionLog START at step s purges the
+  events of steps >= s read before it (tensorboard's EventAccumulator, purge_orphaned_data)."""
+  from tensorboardX.proto import event_pb2
+  shown = collections.defaultdict(list)
+  for event in events(logdir):
+    if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+      for tag in shown:
+        shown[tag] = [(s, v) for s, v in shown[tag] if s < event.step]
+    for value in event.summary.value:
+      if value.HasField("simple_value"):
+        shown[value.tag].append((event.step, value.simple_value))
+  return dict(shown)
+
+
+def round_metrics(loss):
+  return collections.OrderedDict(
+      client_work=collections.OrderedDict(train={"loss": np.float32(loss),
+                                                 "num_examples": np.int32(22)}),
+      finalizer={"update_non_finite": False})
+
+
+def test_one_scalar_per_metric_and_step(tmp_path):
+  with program.TensorBoardReleaseManager(tmp_path) as manager:
+    for key in range(1, 4):
+      manager.release(round_metrics(1.0 / key), key)
+  found = scalars(tmp_path)
+  assert set(found) == {"client_work/train/loss", "client_work/train/num_examples",
+                        "finalizer/update_non_finite"}
+  assert found["client_work/train/loss"] == [(1, 1.0), (2, 0.5), (3, np.float32(1 / 3))]
+  assert found["client_work/train/num_examples"] == [(1, 22.0), (2, 22.0), (3, 22.0)]
+  assert [v for _, v in found["finalizer/update_non_finite"]] == [0.0, 0.0, 0.0]
+  assert len(list(tmp_path.iterdir())) == 1  # One event file per run.
+
+
+def test_a_resumed_run_supersedes_the_steps_after_its_checkpoint(tmp_path):
+  first_run = program.TensorBoardReleaseManager(tmp_path)
+  for key in range(1, 6):
+    first_run.release({"loss": float(key)}, key)
+  first_run.close()
+  resumed = program.TensorBoardReleaseManager(tmp_path)  # Resumed from round 2's checkpoint.
+  resumed.release({"loss": 30.0}, 3)
+  resumed.release({"loss": 40.0}, 4)
+  resumed.close()
+  assert scalars(tmp_path)["loss"] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
+  files = sorted(tmp_path.glob("events.out.tfevents.*"))
+  assert len(files) == 2
+  purges = [e.step for e in events(tmp_path) if e.HasField("session_log")]
+  assert purges == [1, 3]  # Each writer opens with purge_step = its first key.
+
+
+def test_a_rewind_within_one_run_opens_a_purging_event_file(tmp_path):
+  with program.TensorBoardReleaseManager(tmp_path) as manager:
+    for key in (1, 2, 3, 2):
+      manager.release({"loss": float(10 * key)}, key)
+  assert scalars(tmp_path)["loss"] == [(1, 10.0), (2, 20.0)]
+  assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+
+
+def test_arrays_become_histograms_and_strings_text(tmp_path):
+  with program.TensorBoardReleaseManager(tmp_path) as manager:
+    manager.release({"weights": np.arange(6.0).reshape(2, 3), "note": "hello",
+                     "one": np.ones((1, 1), np.float32), "skip": 1j}, 1)
+  kinds = {v.tag: v.WhichOneof("value") for e in events(tmp_path) for v in e.summary.value}
+  assert kinds["weights"] == "histo" and kinds["one"] == "simple_value"
+  assert kinds["note/text_summary"] == "tensor"  # tensorboardX's tag for text.
+  assert not any(tag.startswith("skip") for tag in kinds)  # Complex numbers are skipped.
+  text = next(v.tensor for e in events(tmp_path) for v in e.summary.value
+              if v.tag == "note/text_summary")
+  assert text.string_val == [b"hello"]
+  histogram = next(v.histo for e in events(tmp_path) for v in e.summary.value
+                   if v.tag == "weights")
+  assert (histogram.num, histogram.sum, histogram.min, histogram.max) == (6, 15.0, 0.0, 5.0)
+
+
+def test_keys_must_be_integers(tmp_path):
+  manager = program.TensorBoardReleaseManager(tmp_path)
+  with pytest.raises(TypeError, match=r"`key` must be an int \(the step\), got str 'a'"):
+    manager.release({"loss": 1.0}, "a")
+
+
+def test_an_empty_summary_dir_is_refused():
+  with pytest.raises(ValueError, match="`summary_dir` must not be empty"):
+    program.TensorBoardReleaseManager("")
