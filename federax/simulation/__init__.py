@@ -1,4 +1,4 @@
-"""Simulation data: ClientData, datasets, partitioners and client sampling."""
+"""Simulation: ClientData, datasets, partitioners, client sampling and the training loop."""
 
 from federax.simulation import partitioners as partitioners
 from federax.simulation import sampling as sampling
@@ -11,20 +11,32 @@ from federax.simulation.sampling import PoissonSampler as PoissonSampler
 from federax.simulation.sampling import UniformSampler as UniformSampler
 from federax.simulation.sampling import build_uniform_client_sampling_fn as build_uniform_client_sampling_fn
 from federax.simulation.sampling import build_uniform_sampling_fn as build_uniform_sampling_fn
+from federax.simulation.selection import build_client_selection_fn as build_client_selection_fn
+from federax.simulation.training_loop import EVALUATION_METRICS_PREFIX as EVALUATION_METRICS_PREFIX
+from federax.simulation.training_loop import EVALUATION_TIME_KEY as EVALUATION_TIME_KEY
+from federax.simulation.training_loop import ROUND_NUMBER_KEY as ROUND_NUMBER_KEY
+from federax.simulation.training_loop import TRAINING_TIME_KEY as TRAINING_TIME_KEY
+from federax.simulation.training_loop import run_training_process as run_training_process
 
 from federax.simulation import datasets as datasets  # Last: its loaders use the names above.
 
 __all__ = [
     "ClientData",
     "Dataset",
+    "EVALUATION_METRICS_PREFIX",
+    "EVALUATION_TIME_KEY",
     "INFINITE_CARDINALITY",
     "PoissonSampler",
+    "ROUND_NUMBER_KEY",
     "RaggedElementsError",
+    "TRAINING_TIME_KEY",
     "UNKNOWN_CARDINALITY",
     "UniformSampler",
+    "build_client_selection_fn",
     "build_uniform_client_sampling_fn",
     "build_uniform_sampling_fn",
     "datasets",
     "partitioners",
+    "run_training_process",
     "sampling",
 ]

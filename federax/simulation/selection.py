@@ -1,0 +1,89 @@
+"""Per-round client selection from a `ClientData`: the cohort and each client's shuffling.
+
+    select = build_client_selection_fn(task.datasets.train_data, clients_per_round=10,
+                                       preprocess_fn=task.datasets.train_preprocess_fn, seed=0)
+    datasets = select(round_num)  # A list of 10 preprocessed client datasets.
+
+Everything a round draws is a function of `(seed, round_num)`: the cohort (a `UniformSampler`)
+and the seed handed to each client's `preprocess_fn` (derived from `(seed, round_num,
+position in the cohort)`). So round 57 selects the same data whether the run got there
+directly or was resumed from a checkpoint, and every round shuffles anew, as TFF's unseeded
+`tf.data` shuffles do.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Optional
+
+import numpy as np
+
+from federax.simulation.client_data import ClientData
+from federax.simulation.dataset import Dataset
+from federax.simulation.sampling import UniformSampler
+
+__all__ = ["build_client_selection_fn", "client_seed"]
+
+
+def client_seed(seed: int, round_num: int, position: int) -> int:
+  """The preprocessing seed of the client at `position` in round `round_num`'s cohort."""
+  return int(np.random.SeedSequence([seed, round_num, position]).generate_state(1)[0])
+
+
+def _takes_seed(fn: Callable) -> bool:
+  try:
+    params = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return False
+  return "seed" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def build_client_selection_fn(
+    client_data: ClientData, clients_per_round: Optional[int],
+    preprocess_fn: Optional[Callable[..., Dataset]] = None, *, seed: int = 0,
+    replace: bool = False) -> Callable[[int], list[Dataset]]:
+  """Returns `round_num -> [preprocessed client dataset, ...]` for a training loop.
+
+  Args:
+    client_data: the population.
+    clients_per_round: the cohort size, drawn uniformly each round; None selects every client,
+      in `client_data.client_ids` order, every round (as evaluation on a whole test set does).
+    preprocess_fn: `(dataset, seed=None) -> dataset`, e.g. a baseline task's
+      `train_preprocess_fn`; it receives a per-(round, client) seed when it takes `seed`
+      (a one-argument TFF-style function is called with the dataset alone).
+    seed: a non-negative int; the whole selection is a function of it and the round.
+    replace: whether a client may appear twice in a cohort.
+
+  Raises:
+    TypeError: if `client_data` is not a `ClientData`.
+    ValueError: for a cohort larger than the population (without replacement) or < 1.
+
+  Example:
+    >>> select = build_client_selection_fn(client_data, 10, preprocess_fn, seed=0)
+    >>> [len(list(d)) for d in select(1)] == [len(list(d)) for d in select(1)]
+    True
+  """
+  if not isinstance(client_data, ClientData):
+    raise TypeError(f"build_client_selection_fn expects a ClientData, got "
+                    f"{type(client_data).__name__}.")
+  if clients_per_round is None:
+    ids = list(client_data.client_ids)
+    cohort = lambda round_num: ids  # noqa: E731
+  else:
+    cohort = UniformSampler(client_data.client_ids, clients_per_round, replace=replace,
+                            seed=seed).sample
+  pass_seed = preprocess_fn is not None and _takes_seed(preprocess_fn)
+
+  def select(round_num: int) -> list[Dataset]:
+    datasets = []
+    for position, client_id in enumerate(cohort(round_num)):
+      dataset = client_data.create_dataset(client_id)
+      if pass_seed:
+        dataset = preprocess_fn(dataset, seed=client_seed(seed, round_num, position))
+      elif preprocess_fn is not None:
+        dataset = preprocess_fn(dataset)
+      datasets.append(dataset)
+    return datasets
+
+  return select

@@ -1,0 +1,166 @@
+"""`run_training_process`: TFF's simulation training loop, resumable bit for bit.
+
+    state = run_training_process(
+        process, training_selection_fn, total_rounds=100,
+        evaluation_fn=evaluate, evaluation_selection_fn=eval_clients, rounds_per_evaluation=10,
+        program_state_manager=FileProgramStateManager('run/checkpoints'),
+        rounds_per_saving_program_state=10,
+        metrics_managers=[CSVFileReleaseManager('run/metrics.csv', key_fieldname='round')])
+
+Round 0 evaluates the initial state and saves it; rounds 1..total_rounds train. A run whose
+program state manager already holds a state resumes after the latest saved round: metrics
+managers receive the rounds after it again (the CSV and TensorBoard managers replace what they
+held for those rounds), so a killed and resumed run ends with the metrics and weights of an
+uninterrupted one, provided the selection functions are functions of the round number (as
+`build_client_selection_fn` and the samplers are) and the process keeps its randomness in its
+state (as every federax learning process does).
+
+Ctrl-C (SIGINT) finishes the running round, saves its state, and raises `KeyboardInterrupt`; a
+second Ctrl-C interrupts at once (the state of the latest saved round is kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Optional
+
+__all__ = ["run_training_process", "ROUND_NUMBER_KEY", "TRAINING_TIME_KEY",
+           "EVALUATION_METRICS_PREFIX", "EVALUATION_TIME_KEY"]
+
+ROUND_NUMBER_KEY = "round_number"
+TRAINING_TIME_KEY = "training_time_in_seconds"
+EVALUATION_METRICS_PREFIX = "evaluation/"
+EVALUATION_TIME_KEY = "evaluation_time_in_seconds"
+
+_log = logging.getLogger(__name__)
+
+
+def _check_positive(name: str, value: Any) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ValueError(f"run_training_process expects {name} to be an int >= 1, got {value!r}.")
+  return value
+
+
+def _evaluate(evaluation_fn: Callable, selection_fn: Callable, state: Any, round_num: int) -> dict:
+  start = time.perf_counter()
+  metrics = dict(evaluation_fn(state, selection_fn(round_num)))
+  metrics[EVALUATION_TIME_KEY] = time.perf_counter() - start
+  return {EVALUATION_METRICS_PREFIX + k: v for k, v in metrics.items()}
+
+
+class _Interrupt:
+  """Defers the first SIGINT to the end of the running round; a second one interrupts at once."""
+
+  def __init__(self):
+    self.requested = False
+
+  def _handle(self, signum, frame):
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    _log.warning("Interrupt: finishing the current round and saving its state "
+                 "(press Ctrl-C again to stop at once).")
+
+  @contextlib.contextmanager
+  def installed(self) -> Iterator[_Interrupt]:
+    if threading.current_thread() is not threading.main_thread():
+      yield self  # Signal handlers can only be set from the main thread.
+      return
+    previous = signal.signal(signal.SIGINT, self._handle)
+    try:
+      yield self
+    finally:
+      signal.signal(signal.SIGINT, previous)
+
+
+def run_training_process(
+    training_process: Any,
+    training_selection_fn: Callable[[int], Any],
+    total_rounds: int,
+    evaluation_fn: Optional[Callable[[Any, Any], Any]] = None,
+    evaluation_selection_fn: Optional[Callable[[int], Any]] = None,
+    rounds_per_evaluation: int = 1,
+    program_state_manager: Any = None,
+    rounds_per_saving_program_state: int = 1,
+    metrics_managers: Optional[Iterable[Any]] = None) -> Any:
+  """Runs `training_process` for `total_rounds` rounds, evaluating, saving and releasing metrics.
+
+  Each round r in 1..total_rounds calls `training_process.next(state,
+  training_selection_fn(r))` and releases to every metrics manager, with key r, the training
+  metrics plus `round_number` and `training_time_in_seconds`, and on evaluation rounds (r a
+  multiple of `rounds_per_evaluation`) `evaluation_fn(state, evaluation_selection_fn(r))`'s
+  metrics and `evaluation_time_in_seconds`, prefixed with 'evaluation/'. Round 0 evaluates the
+  initial state (key 0). The state is saved at round 0, every `rounds_per_saving_program_state`
+  rounds and after the last round.
+
+  Args:
+    training_process: an `IterativeProcess` (e.g. a `LearningProcess`) whose `next` returns
+      `(state, metrics)`.
+    training_selection_fn: `round_num -> client data` for `next` (a list of datasets).
+    total_rounds: the number of training rounds, >= 1.
+    evaluation_fn: optional `(state, client data) -> metrics mapping`.
+    evaluation_selection_fn: `round_num -> client data` for `evaluation_fn`; required with it.
+    rounds_per_evaluation: evaluate every this many rounds, >= 1.
+    program_state_manager: optional `fx.program.ProgramStateManager`; when it holds a state,
+      training resumes after its latest version.
+    rounds_per_saving_program_state: save every this many rounds, >= 1.
+    metrics_managers: `fx.program.ReleaseManager`s receiving each round's metrics.
+
+  Returns:
+    The state after round `total_rounds`.
+
+  Raises:
+    ValueError: for a non-positive count, or `evaluation_fn` without `evaluation_selection_fn`.
+    KeyboardInterrupt: after Ctrl-C, once the running round's state is saved.
+
+  Differences from TFF: a resumed run starts after the saved round (TFF 0.87 runs the saved
+  round again), the final round is always saved, and SIGINT saves before stopping.
+  """
+  _check_positive("total_rounds", total_rounds)
+  _check_positive("rounds_per_evaluation", rounds_per_evaluation)
+  _check_positive("rounds_per_saving_program_state", rounds_per_saving_program_state)
+  if (evaluation_fn is None) != (evaluation_selection_fn is None):
+    raise ValueError("run_training_process expects evaluation_fn and evaluation_selection_fn "
+                     "together, got only one of them.")
+  managers = list(metrics_managers or ())
+
+  def release(metrics: dict, round_num: int) -> None:
+    for manager in managers:
+      manager.release(metrics, round_num)
+
+  initial_state = training_process.initialize()
+  state, start_round, resumed = initial_state, 1, False
+  if program_state_manager is not None:
+    loaded, version = program_state_manager.load_latest(initial_state)
+    if loaded is not None:
+      state, start_round, resumed = loaded, version + 1, True
+      _log.info("Resuming after round %d from its saved state.", version)
+  if not resumed:
+    if evaluation_fn is not None:
+      release(_evaluate(evaluation_fn, evaluation_selection_fn, state, 0), 0)
+    if program_state_manager is not None:
+      program_state_manager.save(state, 0)
+
+  with _Interrupt().installed() as interrupt:
+    for round_num in range(start_round, total_rounds + 1):
+      start = time.perf_counter()
+      state, training_metrics = training_process.next(state, training_selection_fn(round_num))
+      metrics = dict(training_metrics)
+      metrics[TRAINING_TIME_KEY] = time.perf_counter() - start
+      metrics[ROUND_NUMBER_KEY] = round_num
+      if evaluation_fn is not None and round_num % rounds_per_evaluation == 0:
+        metrics.update(_evaluate(evaluation_fn, evaluation_selection_fn, state, round_num))
+      release(metrics, round_num)
+      last = round_num == total_rounds
+      if program_state_manager is not None and (
+          last or interrupt.requested or round_num % rounds_per_saving_program_state == 0):
+        program_state_manager.save(state, round_num)
+      if interrupt.requested and not last:
+        raise KeyboardInterrupt(f"Interrupted after round {round_num}"
+                                f"{'' if program_state_manager is None else ' (state saved)'}.")
+  return state
