@@ -5,7 +5,7 @@
     datasets = select(round_num)  # A list of 10 preprocessed client datasets.
 
 Everything a round draws is a function of `(seed, round_num)`: the cohort (a `UniformSampler`)
-and the seed handed to each client's `preprocess_fn` (derived from `(seed, round_num,
+and the seed handed to each client's `preprocess_fn` (`derive_seed(seed, round_num,
 position in the cohort)`). So round 57 selects the same data whether the run got there
 directly or was resumed from a checkpoint, and every round shuffles anew, as TFF's unseeded
 `tf.data` shuffles do.
@@ -17,18 +17,12 @@ import inspect
 from collections.abc import Callable
 from typing import Optional
 
-import numpy as np
-
 from federax.simulation.client_data import ClientData
 from federax.simulation.dataset import Dataset
 from federax.simulation.sampling import UniformSampler
+from federax.simulation.seeds import derive_seed
 
-__all__ = ["build_client_selection_fn", "client_seed"]
-
-
-def client_seed(seed: int, round_num: int, position: int) -> int:
-  """The preprocessing seed of the client at `position` in round `round_num`'s cohort."""
-  return int(np.random.SeedSequence([seed, round_num, position]).generate_state(1)[0])
+__all__ = ["build_client_selection_fn"]
 
 
 def _takes_seed(fn: Callable) -> bool:
@@ -80,7 +74,7 @@ def build_client_selection_fn(
     for position, client_id in enumerate(cohort(round_num)):
       dataset = client_data.create_dataset(client_id)
       if pass_seed:
-        dataset = preprocess_fn(dataset, seed=client_seed(seed, round_num, position))
+        dataset = preprocess_fn(dataset, seed=derive_seed(seed, round_num, position))
       elif preprocess_fn is not None:
         dataset = preprocess_fn(dataset)
       datasets.append(dataset)

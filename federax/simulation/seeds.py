@@ -1,0 +1,51 @@
+"""Seeds: checking them, and deriving independent ones from where a draw is in a run."""
+
+from __future__ import annotations
+
+import operator
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["check_seed", "derive_seed"]
+
+
+def check_seed(seed: object, where: str) -> Optional[int]:
+  """`seed` as a non-negative int, or None.
+
+  Raises:
+    TypeError: if `seed` is not an int or None.
+    ValueError: if it is negative.
+  """
+  if seed is None:
+    return None
+  if isinstance(seed, bool):
+    raise TypeError(f"{where} expects seed=None or a non-negative int, got the bool {seed!r}.")
+  try:
+    seed = operator.index(seed)
+  except TypeError:
+    raise TypeError(f"{where} expects seed=None or a non-negative int, got {seed!r} "
+                    f"(a {type(seed).__name__}).") from None
+  if seed < 0:
+    raise ValueError(f"{where} expects seed=None or a non-negative int, got {seed}.")
+  return int(seed)
+
+
+def derive_seed(*parts: int) -> int:
+  """A non-negative 63-bit seed derived from non-negative ints, e.g. (run seed, round, client).
+
+  Different tuples give independent-looking seeds (NumPy's `SeedSequence` hashes them), so a
+  training loop can seed each client's preprocessing from where it is in the run and resume
+  bit for bit.
+
+  Raises:
+    TypeError, ValueError: if a part is not a non-negative int.
+
+  Example:
+    >>> derive_seed(0, 3, 7) == derive_seed(0, 3, 7) != derive_seed(0, 3, 8)
+    True
+  """
+  ints = [check_seed(p, "derive_seed(*parts)") for p in parts]
+  if any(p is None for p in ints):
+    raise TypeError(f"derive_seed(*parts) expects non-negative ints, got {parts!r}.")
+  return int(np.random.SeedSequence(ints).generate_state(1, np.uint64)[0] >> np.uint64(1))
