@@ -1,0 +1,49 @@
+"""The algorithms `federax train --algorithm` names, as FedAvg-family `LearningProcess` builders.
+
+FedAvgM, FedAdam, FedYogi and FedAdagrad are FedAvg with another server optimizer (Reddi et
+al., "Adaptive Federated Optimization", ICLR 2021, with their epsilon 1e-3 for the adaptive
+ones); FedProx adds the proximal term; FedSGD sends one gradient per client per round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from federax.learning import algorithms, optimizers
+
+ADAPTIVE_EPSILON = 1e-3
+
+
+def _server_optimizer(name: str, config: Any) -> Any:
+  lr = config.server_lr
+  return {
+      "fedavg": lambda: optimizers.build_sgdm(lr),
+      "fedavgm": lambda: optimizers.build_sgdm(lr, momentum=config.server_momentum),
+      "fedadam": lambda: optimizers.build_adam(lr, beta_2=0.99, epsilon=ADAPTIVE_EPSILON),
+      "fedyogi": lambda: optimizers.build_yogi(lr, beta_2=0.99, epsilon=ADAPTIVE_EPSILON),
+      "fedadagrad": lambda: optimizers.build_adagrad(lr, epsilon=ADAPTIVE_EPSILON),
+      "fedprox": lambda: optimizers.build_sgdm(lr),
+      "fedsgd": lambda: optimizers.build_sgdm(lr),
+  }[name]()
+
+
+def _build(name: str, model_fn: Callable, config: Any) -> Any:
+  server = _server_optimizer(name, config)
+  if name == "fedsgd":
+    return algorithms.build_fed_sgd(model_fn, server_optimizer_fn=server)
+  client = optimizers.build_sgdm(config.client_lr)
+  if name == "fedprox":
+    return algorithms.build_weighted_fed_prox(model_fn, config.proximal_strength, client, server)
+  return algorithms.build_weighted_fed_avg(model_fn, client, server)
+
+
+ALGORITHMS = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedprox", "fedsgd")
+
+
+def build_learning_process(config: Any, model_fn: Callable) -> Any:
+  """The training `LearningProcess` for `config.algorithm` (one of `ALGORITHMS`)."""
+  if config.algorithm not in ALGORITHMS:
+    raise ValueError(f"Unknown algorithm {config.algorithm!r}; expected one of "
+                     f"{', '.join(ALGORITHMS)}.")
+  return _build(config.algorithm, model_fn, config)

@@ -1,0 +1,180 @@
+"""One training run of `federax train`/`federax resume`: task, process, managers, loop, summary.
+
+A run directory holds:
+
+    config.toml      the resolved configuration (what `federax resume` reads)
+    metrics.csv      one row per round: training metrics, and evaluation ones on their rounds
+    events/          TensorBoard event files (the same metrics, plus timings)
+    checkpoints/     program states (`fx.program.FileProgramStateManager`)
+    metrics.png      loss and accuracy per round
+    summary.json     the final figures, also printed as a table
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import statistics
+import time
+from typing import Any
+
+from federax import program
+from federax.cli import plot
+from federax.cli._errors import CLIError
+from federax.cli.algorithms import build_learning_process
+from federax.cli.config import TrainConfig
+from federax.cli.progress import RoundProgress, print_table
+from federax.learning.algorithms import build_fed_eval
+from federax.learning.programs import build_evaluation_fn
+from federax.simulation import training_loop
+from federax.simulation.selection import build_client_selection_fn
+
+_TIMING_KEYS = (training_loop.TRAINING_TIME_KEY, training_loop.EVALUATION_TIME_KEY,
+                training_loop.ROUND_NUMBER_KEY)
+INTERRUPTED = 130  # The shell's status for a process stopped by SIGINT.
+
+_log = logging.getLogger("federax")
+
+
+def _deterministic(path: tuple) -> bool:
+  """Whether a metric belongs in metrics.csv: everything but timings, which vary run to run."""
+  return not any(str(part).endswith(_TIMING_KEYS) for part in path)
+
+
+class _ProgressRelease(program.ReleaseManager):
+  """Feeds each round's flattened metrics to the progress display."""
+
+  def __init__(self, progress: RoundProgress):
+    self._progress = progress
+
+  def release(self, value: Any, key: Any) -> None:
+    if key:
+      self._progress.update(key, program.flatten(value))
+
+
+def _load_task(config: TrainConfig) -> Any:
+  from federax.simulation import baselines  # Imports the models: only when training.
+  from federax.simulation.datasets.download import DataNotFoundError
+  train_spec = baselines.ClientSpec(num_epochs=config.epochs, batch_size=config.batch_size,
+                                    max_elements=config.max_elements)
+  try:
+    return baselines.create_task(config.task, train_spec, None, data_dir=config.data_dir,
+                                 seed=config.seed)
+  except DataNotFoundError as e:
+    raise CLIError(str(e).splitlines()[0]) from None
+
+
+def _managers(run_dir: pathlib.Path, progress: RoundProgress, verbose: bool) -> tuple[list, Any]:
+  memory = program.MemoryReleaseManager()
+  csv = program.CSVFileReleaseManager(run_dir / "metrics.csv", key_fieldname="round")
+  managers = [program.FilteringReleaseManager(csv, _deterministic), memory,
+              _ProgressRelease(progress)]
+  try:
+    managers.append(program.TensorBoardReleaseManager(run_dir / "events"))
+  except ImportError as e:
+    _log.warning("No TensorBoard events: %s", e)
+  if verbose:
+    managers.append(program.LoggingReleaseManager())
+  return managers, memory
+
+
+def _last(rows: list[dict], suffix: str, prefix: str) -> tuple[Any, Any]:
+  """(round, value) of the last row with a column `prefix...suffix` filled in."""
+  for row in reversed(rows):
+    for column, value in row.items():
+      if column.startswith(prefix) and column.endswith(suffix) and value not in ("", None):
+        return int(row["round"]), float(value)
+  return None, None
+
+
+def _summary(config: TrainConfig, run_dir: pathlib.Path, memory: Any, seconds: float,
+             plot_path: Any) -> dict:
+  import csv
+  with open(run_dir / "metrics.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  times = [float(v[training_loop.TRAINING_TIME_KEY]) for k, v in memory.values().items() if k]
+  summary = {"task": config.task, "algorithm": config.algorithm, "rounds": config.rounds,
+             "run_dir": str(run_dir), "plot": None if plot_path is None else str(plot_path)}
+  for name, prefix in (("train", "client_work/train/"), ("eval", "evaluation/")):
+    for metric, suffix in (("loss", "/loss"), ("accuracy", "accuracy")):
+      round_num, value = _last(rows, suffix, prefix)
+      summary[f"{name}_{metric}"] = value
+      summary[f"{name}_{metric}_round"] = round_num
+  summary["rounds_this_session"] = len(times)
+  summary["first_round_seconds"] = times[0] if times else None
+  summary["median_round_seconds"] = statistics.median(times[1:]) if len(times) > 1 else None
+  summary["wall_seconds"] = seconds
+  return summary
+
+
+def _print_summary(summary: dict) -> None:
+  def fmt(value, digits=4):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+  rows = [("task / algorithm", f"{summary['task']} / {summary['algorithm']}"),
+          ("rounds", str(summary["rounds"]))]
+  for name in ("train", "eval"):
+    for metric in ("loss", "accuracy"):
+      value, round_num = summary[f"{name}_{metric}"], summary[f"{name}_{metric}_round"]
+      if value is not None:
+        rows.append((f"{name} {metric}", f"{fmt(value)} (round {round_num})"))
+  rows.append(("first round (compile)", f"{fmt(summary['first_round_seconds'], 2)} s"))
+  rows.append(("median round", f"{fmt(summary['median_round_seconds'], 3)} s"))
+  rows.append(("wall time", f"{summary['wall_seconds']:.1f} s"))
+  rows.append(("run directory", summary["run_dir"]))
+  if summary["plot"]:
+    rows.append(("plot", summary["plot"]))
+  print_table("federax train: summary", ("", "value"), rows)
+
+
+def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, verbose: bool = False) -> int:
+  """Trains (or resumes) the run in `run_dir`; returns the exit status."""
+  import federax as fx
+  start = time.perf_counter()
+  if config.runtime == "sequential":
+    fx.runtime.set_default(fx.runtime.sequential())
+  task = _load_task(config)
+  datasets = task.datasets
+  process = build_learning_process(config, task.model_fn)
+  train_select = build_client_selection_fn(
+      datasets.train_data, config.clients_per_round, datasets.train_preprocess_fn,
+      seed=config.seed)
+  eval_clients = config.eval_clients or None
+  if eval_clients is not None and eval_clients >= len(datasets.test_data.client_ids):
+    eval_clients = None
+  eval_select = build_client_selection_fn(
+      datasets.test_data, eval_clients, datasets.eval_preprocess_fn, seed=config.seed + 1)
+  evaluate = build_evaluation_fn(build_fed_eval(task.model_fn), process.get_model_weights)
+  state_manager = program.FileProgramStateManager(
+      run_dir / "checkpoints", keep_total=config.keep_checkpoints, keep_first=True)
+  versions = state_manager.get_versions() or []
+  first_round = (max(versions) + 1) if versions else 1
+  with RoundProgress(config.rounds, start_round=first_round) as progress:
+    managers, memory = _managers(run_dir, progress, verbose)
+    try:
+      training_loop.run_training_process(
+          process, train_select, config.rounds, evaluation_fn=evaluate,
+          evaluation_selection_fn=eval_select, rounds_per_evaluation=config.eval_every,
+          program_state_manager=state_manager,
+          rounds_per_saving_program_state=config.checkpoint_every, metrics_managers=managers)
+    except (program.ProgramStateError, program.ProgramStateNotFoundError) as e:
+      raise CLIError(" ".join(str(e).split()), status=1) from None
+    except KeyboardInterrupt:
+      saved = max(state_manager.get_versions() or [0])
+      print(f"Interrupted; the state after round {saved} is saved. Continue with: "
+            f"federax resume {run_dir}")
+      return INTERRUPTED
+    finally:
+      for manager in managers:
+        if hasattr(manager, "close"):
+          manager.close()
+  plot_path = None
+  try:
+    plot_path = plot.plot_runs([run_dir], run_dir / "metrics.png")
+  except CLIError as e:
+    _log.warning("No plot: %s", e)
+  summary = _summary(config, run_dir, memory, time.perf_counter() - start, plot_path)
+  (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+  _print_summary(summary)
+  return 0

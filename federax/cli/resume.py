@@ -1,0 +1,37 @@
+"""`federax resume RUN_DIR`: continues a run from its latest checkpoint.
+
+The run's `config.toml` fixes everything; `--rounds` may extend the run. Rounds after the
+checkpoint that were already recorded are recomputed and their metrics replaced, so the run
+ends exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+
+from federax.cli import config as config_lib
+from federax.cli._errors import CLIError
+from federax.cli.experiment import run_experiment
+
+
+def add_parser(subparsers) -> None:
+  parser = subparsers.add_parser("resume", help="continue a run from its latest checkpoint",
+                                 description=__doc__.splitlines()[0])
+  parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by federax train")
+  parser.add_argument("--rounds", type=int, help="a new total number of rounds")
+  parser.add_argument("-v", "--verbose", action="store_true", help="log every round's metrics")
+  parser.set_defaults(func=run, prog=parser.prog)
+
+
+def run(args: argparse.Namespace) -> int:
+  run_dir = pathlib.Path(args.run_dir).expanduser()
+  if not (run_dir / "config.toml").is_file():
+    raise CLIError(f"{run_dir} is not a run directory (no config.toml)")
+  config = config_lib.resolve(config_lib.read_toml(run_dir / "config.toml"), {})
+  if args.rounds is not None:
+    config = dataclasses.replace(config, rounds=args.rounds)
+    config_lib.validate(config)
+    (run_dir / "config.toml").write_text(config_lib.to_toml(config))
+  return run_experiment(config, run_dir, verbose=args.verbose)

@@ -1,0 +1,105 @@
+"""`federax train`: a federated training run on a baseline task, into a new run directory.
+
+    federax train                                   # FedAvg on FedProx's Synthetic(1,1)
+    federax train --task emnist --algorithm fedadam --server-lr 0.01 --data-dir DIR
+    federax train --config experiment.toml --seed 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import pathlib
+
+from federax.cli import config as config_lib
+from federax.cli._errors import CLIError
+from federax.cli.algorithms import ALGORITHMS
+from federax.cli.experiment import run_experiment
+
+DEFAULT_RUNS_DIR = "runs"
+
+_HELP = {
+    "task": f"the baseline task: {', '.join(config_lib.TASKS)} (default: synthetic)",
+    "algorithm": f"{', '.join(ALGORITHMS)} (default: fedavg)",
+    "rounds": "training rounds",
+    "clients_per_round": "clients sampled per round",
+    "epochs": "local epochs per round",
+    "batch_size": "local batch size",
+    "max_elements": "at most this many examples per client and round (default: all)",
+    "client_lr": "client SGD learning rate",
+    "server_lr": "server optimizer learning rate",
+    "server_momentum": "server momentum of fedavgm (default: 0.9)",
+    "proximal_strength": "the proximal term's mu for fedprox (default: 0.01)",
+    "seed": "seeds sampling, shuffling and model randomness (default: 0)",
+    "runtime": "vectorized (default) or sequential",
+    "data_dir": "directory of the task's data (FEMNIST LEAF or Shakespeare HDF5 files)",
+    "out": f"run directory (default: {DEFAULT_RUNS_DIR}/TASK-ALGORITHM-TIME)",
+    "eval_every": "rounds between federated evaluations",
+    "eval_clients": "test clients per evaluation (0: all)",
+    "checkpoint_every": "rounds between checkpoints (default: 10; the last is always saved)",
+    "keep_checkpoints": "checkpoints kept besides the first (default: 5; 0 keeps all)",
+}
+_TYPES = {**{n: int for n in config_lib._INT}, **{n: float for n in config_lib._FLOAT},
+          **{n: str for n in config_lib._STR}}
+
+
+def _number(kind: type):
+  """An argparse type that names the expected type in its one-line error."""
+  def convert(text: str):
+    try:
+      return kind(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(
+          f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+  return convert
+
+
+def add_parser(subparsers) -> None:
+  parser = subparsers.add_parser(
+      "train", help="train a model federatedly on a baseline task",
+      description="Federated training on a baseline task. Flags override --config's settings, "
+                  "which override the task's defaults.")
+  parser.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file")
+  for name in config_lib.FIELDS:
+    flag = "--" + name.replace("_", "-")
+    kind = _TYPES[name]
+    if name == "task":
+      parser.add_argument(flag, choices=config_lib.TASKS, help=_HELP[name])
+    elif name == "algorithm":
+      parser.add_argument(flag, choices=ALGORITHMS, help=_HELP[name])
+    elif name == "runtime":
+      parser.add_argument(flag, choices=config_lib.RUNTIMES, help=_HELP[name])
+    else:
+      parser.add_argument(flag, dest=name, type=str if kind is str else _number(kind),
+                          metavar=name.upper(), help=_HELP[name])
+  parser.add_argument("-v", "--verbose", action="store_true", help="log every round's metrics")
+  parser.set_defaults(func=run, prog=parser.prog)
+
+
+def new_run_dir(config: config_lib.TrainConfig) -> pathlib.Path:
+  """`config.out`, which must not hold a run yet, or a fresh `runs/TASK-ALGORITHM-TIME`."""
+  if config.out is not None:
+    run_dir = pathlib.Path(config.out).expanduser()
+    if (run_dir / "config.toml").exists():
+      raise CLIError(f"{run_dir} already holds a run; continue it with `federax resume "
+                     f"{run_dir}` or choose another --out")
+    if run_dir.exists() and not run_dir.is_dir():
+      raise CLIError(f"--out {run_dir} exists and is not a directory")
+  else:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = pathlib.Path(DEFAULT_RUNS_DIR) / f"{config.task}-{config.algorithm}-{stamp}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+      n += 1
+      run_dir = base.with_name(f"{base.name}-{n}")
+  run_dir.mkdir(parents=True, exist_ok=True)
+  return run_dir
+
+
+def run(args: argparse.Namespace) -> int:
+  file_settings = config_lib.read_toml(args.config) if args.config else {}
+  flags = {name: getattr(args, name) for name in config_lib.FIELDS}
+  config = config_lib.resolve(file_settings, flags)
+  run_dir = new_run_dir(config)
+  (run_dir / "config.toml").write_text(config_lib.to_toml(config))
+  return run_experiment(config, run_dir, verbose=args.verbose)
