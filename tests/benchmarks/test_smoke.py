@@ -28,3 +28,8 @@ def test_data_pipeline_benchmark():
 
 def test_data_pipeline_benchmark_without_shared_data(tmp_path):
   run_benchmark("data_pipeline", "--data-dir", str(tmp_path / "absent"))
+
+
+def test_programs_overhead_benchmark(shared_data):
+  out = run_benchmark("programs_overhead")
+  assert "| run_training_process |" in out and "program-layer overhead" in out
