@@ -29,6 +29,10 @@ class ReleaseManager(abc.ABC):
   def release(self, value: Any, key: Any) -> None:
     """Releases `value` under `key`."""
 
+  def flush(self) -> None:
+    """Makes every value released so far durable; `run_training_process` calls it before each
+    checkpoint, so what a resumed run does not release again is already on disk."""
+
 
 class NotFilterableError(ValueError):
   """A filter would remove some but not all fields of a namedtuple, dataclass or pytree node."""
@@ -63,6 +67,9 @@ class FilteringReleaseManager(ReleaseManager):
                       f"{type(filter_fn).__name__}.")
     self._release_manager = release_manager
     self._filter_fn = filter_fn
+
+  def flush(self) -> None:
+    self._release_manager.flush()
 
   def release(self, value: Any, key: Any) -> None:
     """Releases what `filter_fn` keeps of `value` to the wrapped manager (nothing if nothing).
@@ -128,6 +135,10 @@ class GroupingReleaseManager(ReleaseManager):
         raise TypeError(f"GroupingReleaseManager: release_managers[{i}] must be a ReleaseManager, "
                         f"got {type(manager).__name__}.")
     self._release_managers = release_managers
+
+  def flush(self) -> None:
+    for manager in self._release_managers:
+      manager.flush()
 
   def release(self, value: Any, key: Any) -> None:
     """Releases `value` to every manager, in order."""

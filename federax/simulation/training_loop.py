@@ -96,7 +96,8 @@ def run_training_process(
   multiple of `rounds_per_evaluation`) `evaluation_fn(state, evaluation_selection_fn(r))`'s
   metrics and `evaluation_time_in_seconds`, prefixed with 'evaluation/'. Round 0 evaluates the
   initial state (key 0). The state is saved at round 0, every `rounds_per_saving_program_state`
-  rounds and after the last round.
+  rounds and after the last round, after flushing the metrics managers (`flush()`), so the
+  metrics of every round up to a checkpoint are on disk when it is.
 
   Args:
     training_process: an `IterativeProcess` (e.g. a `LearningProcess`) whose `next` returns
@@ -133,6 +134,13 @@ def run_training_process(
     for manager in managers:
       manager.release(metrics, round_num)
 
+  def save(state: Any, round_num: int) -> None:
+    # Metrics first: a resumed run does not release the rounds up to its checkpoint again.
+    for manager in managers:
+      if hasattr(manager, "flush"):
+        manager.flush()
+    program_state_manager.save(state, round_num)
+
   initial_state = training_process.initialize()
   state, start_round, resumed = initial_state, 1, False
   if program_state_manager is not None:
@@ -144,7 +152,7 @@ def run_training_process(
     if evaluation_fn is not None:
       release(_evaluate(evaluation_fn, evaluation_selection_fn, state, 0), 0)
     if program_state_manager is not None:
-      program_state_manager.save(state, 0)
+      save(state, 0)
 
   with _Interrupt().installed() as interrupt:
     for round_num in range(start_round, total_rounds + 1):
@@ -159,7 +167,7 @@ def run_training_process(
       last = round_num == total_rounds
       if program_state_manager is not None and (
           last or interrupt.requested or round_num % rounds_per_saving_program_state == 0):
-        program_state_manager.save(state, round_num)
+        save(state, round_num)
       if interrupt.requested and not last:
         raise KeyboardInterrupt(f"Interrupted after round {round_num}"
                                 f"{'' if program_state_manager is None else ' (state saved)'}.")

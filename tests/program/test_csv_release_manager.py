@@ -181,3 +181,17 @@ def test_a_rewrite_killed_midway_leaves_the_old_file_and_a_removable_temp(tmp_pa
   assert not leftover.exists() and other.exists() and path.read_bytes() == before
   manager.release({"loss": 0.25}, 2)
   assert [r["loss"] for r in read(path)[1]] == ["0.5", "0.25"]
+
+
+def test_flush_fsyncs_the_file(tmp_path, monkeypatch):
+  import os
+  synced = []
+  real_fsync = os.fsync
+  monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+  manager = program.CSVFileReleaseManager(tmp_path / "m.csv")
+  manager.flush()  # No file yet: nothing to do.
+  manager.release({"loss": 1.0}, key=1)
+  manager.release({"loss": 2.0}, key=2)
+  before = len(synced)
+  manager.flush()
+  assert len(synced) == before + 1

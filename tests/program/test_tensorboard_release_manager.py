@@ -80,3 +80,15 @@ def test_keys_must_be_integers(tmp_path):
 def test_an_empty_summary_dir_is_refused():
   with pytest.raises(ValueError, match="`summary_dir` must not be empty"):
     program.TensorBoardReleaseManager("")
+
+
+def test_flush_writes_what_was_released_and_filtering_passes_it_on(tmp_path):
+  manager = program.TensorBoardReleaseManager(tmp_path, flush_secs=1e9)
+  keep_loss = program.FilteringReleaseManager(manager, lambda path: path[-1] == "loss")
+  for step in (1, 2, 3):
+    keep_loss.release(round_metrics(loss=step / 10), key=step)
+  keep_loss.flush()
+  assert scalars(tmp_path) == {"client_work/train/loss": [(1, pytest.approx(0.1)),
+                                                          (2, pytest.approx(0.2)),
+                                                          (3, pytest.approx(0.3))]}
+  manager.close()

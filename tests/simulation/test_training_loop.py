@@ -140,3 +140,21 @@ def test_sigint_finishes_the_round_saves_and_raises():
   assert len(process.rounds_run) == 3
   assert states.get_versions() == [0, 3]
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_flushes_metrics_managers_before_each_checkpoint():
+  log = []
+
+  class Flushing(ListRelease):
+    def flush(self):
+      log.append(("flush", self.released[-1][0] if self.released else None))
+
+  class Saving(DictStateManager):
+    def save(self, state, version):
+      log.append(("save", version))
+      super().save(state, version)
+
+  run_training_process(CountingProcess(), select, 4, program_state_manager=Saving(),
+                       rounds_per_saving_program_state=2, metrics_managers=[Flushing()])
+  assert log == [("flush", None), ("save", 0), ("flush", 2), ("save", 2), ("flush", 4),
+                 ("save", 4)]
