@@ -45,6 +45,7 @@ class TrainConfig:
   out: Optional[str] = None
   eval_every: Optional[int] = None
   eval_clients: Optional[int] = None
+  centralized_eval: bool = False
   checkpoint_every: int = 10
   keep_checkpoints: int = 5
 
@@ -70,6 +71,7 @@ _INT = ("rounds", "clients_per_round", "epochs", "batch_size", "max_elements", "
         "eval_clients", "checkpoint_every", "keep_checkpoints")
 _FLOAT = ("client_lr", "server_lr", "server_momentum", "proximal_strength")
 _STR = ("task", "algorithm", "runtime", "data_dir", "out")
+_BOOL = ("centralized_eval",)
 
 
 def _check_type(name: str, value: Any, source: str) -> Any:
@@ -81,6 +83,8 @@ def _check_type(name: str, value: Any, source: str) -> Any:
     value = float(value)
   if name in _STR and not isinstance(value, str):
     raise CLIError(f"{source}: {name} expects a string, got {value!r}")
+  if name in _BOOL and not isinstance(value, bool):
+    raise CLIError(f"{source}: {name} expects true or false, got {value!r}")
   return value
 
 
@@ -155,6 +159,8 @@ def to_toml(config: TrainConfig) -> str:
       continue
     if isinstance(value, str):
       value = json.dumps(value)  # A JSON string is a valid TOML basic string.
+    elif isinstance(value, bool):
+      value = "true" if value else "false"
     elif isinstance(value, float):
       value = repr(value)
     lines.append(f"{name} = {value}")

@@ -128,6 +128,24 @@ def _print_summary(summary: dict) -> None:
   print_table("federax train: summary", ("", "value"), rows)
 
 
+def _evaluation_fn(config: TrainConfig, task: Any, process: Any) -> Any:
+  """Federated evaluation on sampled test clients; with `centralized_eval`, also on all test
+  data pooled into one dataset (metrics `evaluation/centralized/...`)."""
+  evaluate = build_evaluation_fn(build_fed_eval(task.model_fn), process.get_model_weights)
+  if not config.centralized_eval:
+    return evaluate
+  pooled = [task.datasets.get_centralized_test_data()]
+
+  def evaluate_both(state: Any, client_data: Any) -> dict:
+    metrics = dict(evaluate(state, client_data))
+    # One "client" holding everything: federated evaluation's own code, centralized data.
+    metrics["centralized"] = evaluate(state, pooled)["client_work"]["eval"][
+        "current_round_metrics"]
+    return metrics
+
+  return evaluate_both
+
+
 def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, verbose: bool = False) -> int:
   """Trains (or resumes) the run in `run_dir`; returns the exit status."""
   import federax as fx
@@ -145,7 +163,7 @@ def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, verbose: bool 
     eval_clients = None
   eval_select = build_client_selection_fn(
       datasets.test_data, eval_clients, datasets.eval_preprocess_fn, seed=config.seed + 1)
-  evaluate = build_evaluation_fn(build_fed_eval(task.model_fn), process.get_model_weights)
+  evaluate = _evaluation_fn(config, task, process)
   state_manager = program.FileProgramStateManager(
       run_dir / "checkpoints", keep_total=config.keep_checkpoints, keep_first=True)
   versions = state_manager.get_versions() or []

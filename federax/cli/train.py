@@ -36,11 +36,12 @@ _HELP = {
     "out": f"run directory (default: {DEFAULT_RUNS_DIR}/TASK-ALGORITHM-TIME)",
     "eval_every": "rounds between federated evaluations",
     "eval_clients": "test clients per evaluation (0: all)",
+    "centralized_eval": "also evaluate on all test data pooled, as one dataset",
     "checkpoint_every": "rounds between checkpoints (default: 10; the last is always saved)",
     "keep_checkpoints": "checkpoints kept besides the first (default: 5; 0 keeps all)",
 }
 _TYPES = {**{n: int for n in config_lib._INT}, **{n: float for n in config_lib._FLOAT},
-          **{n: str for n in config_lib._STR}}
+          **{n: str for n in config_lib._STR}, **{n: bool for n in config_lib._BOOL}}
 
 
 def _number(kind: type):
@@ -69,6 +70,8 @@ def add_parser(subparsers) -> None:
       parser.add_argument(flag, choices=ALGORITHMS, help=_HELP[name])
     elif name == "runtime":
       parser.add_argument(flag, choices=config_lib.RUNTIMES, help=_HELP[name])
+    elif name in config_lib._BOOL:
+      parser.add_argument(flag, action="store_const", const=True, help=_HELP[name])
     else:
       parser.add_argument(flag, dest=name, type=str if kind is str else _number(kind),
                           metavar=name.upper(), help=_HELP[name])

@@ -228,3 +228,16 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path):
   assert 3 <= versions[-1] < 40, versions
   assert int(rows(run_dir)[-1]["round"]) == versions[-1]
   assert "Traceback" not in err
+
+
+def test_centralized_evaluation_on_pooled_test_data_matches_evaluating_every_client(tmp_path):
+  run_dir = train(tmp_path, "run", "--centralized-eval", "--eval-clients", "0")
+  assert "centralized_eval = true" in (run_dir / "config.toml").read_text()
+  for row in rows(run_dir):
+    if not row["evaluation/centralized/loss"]:
+      continue
+    federated = "evaluation/client_work/eval/current_round_metrics/"
+    assert row["evaluation/centralized/num_examples"] == row[federated + "num_examples"]
+    for metric in ("loss", "sparse_categorical_accuracy"):
+      assert float(row["evaluation/centralized/" + metric]) == pytest.approx(
+          float(row[federated + metric]), rel=1e-5)
