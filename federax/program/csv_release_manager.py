@@ -8,13 +8,13 @@ import io
 import json
 import logging
 import math
-import operator
 import os
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
+from federax._checks import check_int
 from federax.program import _atomic
 from federax.program._flatten import flatten
 from federax.program.release_manager import ReleaseManager
@@ -196,13 +196,7 @@ class CSVFileReleaseManager(ReleaseManager):
     Raises:
       ValueError: if a leaf's name is the key column's name, or two leaves share a name.
     """
-    if isinstance(key, bool):
-      raise TypeError(f"CSVFileReleaseManager: `key` must be an int, got {key!r}.")
-    try:
-      key = operator.index(key)
-    except TypeError:
-      raise TypeError(f"CSVFileReleaseManager: `key` must be an int, got "
-                      f"{type(key).__name__} {key!r}.") from None
+    key = check_int(key, "CSVFileReleaseManager.release(key=...)")
     row = {self._key: str(key)}
     for name, leaf in flatten(value).items():
       if name == self._key:

@@ -9,6 +9,7 @@ import re
 import shutil
 from typing import Any, Optional
 
+from federax._checks import check_int
 from federax.program import _atomic
 from federax.program import _checkpoint
 from federax.program.program_state_manager import ProgramState
@@ -198,13 +199,4 @@ class FileProgramStateManager(ProgramStateManager):
 
 
 def _check_version(version: Any) -> int:
-  if isinstance(version, bool):
-    raise TypeError(f"Program state `version` must be a non-negative int, got {version!r}.")
-  try:
-    version = operator.index(version)
-  except TypeError:
-    raise TypeError(f"Program state `version` must be a non-negative int, got "
-                    f"{type(version).__name__} {version!r}.") from None
-  if version < 0:
-    raise ValueError(f"Program state `version` must be a non-negative int, got {version}.")
-  return version
+  return check_int(version, "Program state `version`", minimum=0)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import operator
 from typing import Optional
 
 import numpy as np
+
+from federax._checks import check_int
 
 __all__ = ["check_seed", "derive_seed"]
 
@@ -17,18 +18,7 @@ def check_seed(seed: object, where: str) -> Optional[int]:
     TypeError: if `seed` is not an int or None.
     ValueError: if it is negative.
   """
-  if seed is None:
-    return None
-  if isinstance(seed, bool):
-    raise TypeError(f"{where} expects seed=None or a non-negative int, got the bool {seed!r}.")
-  try:
-    seed = operator.index(seed)
-  except TypeError:
-    raise TypeError(f"{where} expects seed=None or a non-negative int, got {seed!r} "
-                    f"(a {type(seed).__name__}).") from None
-  if seed < 0:
-    raise ValueError(f"{where} expects seed=None or a non-negative int, got {seed}.")
-  return int(seed)
+  return check_int(seed, f"{where} (seed)", minimum=0, optional=True)
 
 
 def derive_seed(*parts: int) -> int:

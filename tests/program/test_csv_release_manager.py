@@ -151,7 +151,7 @@ def test_bad_arguments_are_refused(tmp_path):
   manager = program.CSVFileReleaseManager(tmp_path / "m.csv")
   with pytest.raises(ValueError, match=r"has a leaf named 'key', the key column's name"):
     manager.release({"key": 1}, 1)
-  with pytest.raises(TypeError, match=r"`key` must be an int, got str '1'"):
+  with pytest.raises(TypeError, match=r"release\(key=...\) expects an int, got '1' \(a str\)"):
     manager.release({"a": 1}, "1")
   with pytest.raises(TypeError, match=r"`save_mode` must be a CSVSaveMode, got 'append'"):
     program.CSVFileReleaseManager(tmp_path / "m.csv", save_mode="append")

@@ -208,9 +208,9 @@ def test_an_existing_version_is_never_overwritten(tmp_path):
 
 
 @pytest.mark.parametrize("version, error, text", [
-    (-1, ValueError, "must be a non-negative int, got -1"),
-    (1.5, TypeError, "must be a non-negative int, got float 1.5"),
-    (True, TypeError, "must be a non-negative int, got True")])
+    (-1, ValueError, "expects a non-negative int, got -1"),
+    (1.5, TypeError, "expects a non-negative int, got 1.5 (a float)"),
+    (True, TypeError, "expects a non-negative int, got the bool True")])
 def test_bad_versions_are_refused(tmp_path, version, error, text):
   with pytest.raises(error, match=re.escape(text)):
     program.FileProgramStateManager(tmp_path).save({"x": 1}, version)

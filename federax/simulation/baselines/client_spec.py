@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import operator
 from typing import Optional
+
+from federax._checks import check_int
 
 __all__ = ["ClientSpec"]
 
 
 def _positive_int(name: str, value: object, optional: bool) -> Optional[int]:
   """`value` as an int if it is a positive integer (or None where allowed), else raises."""
-  if value is None and optional:
-    return None
-  allowed = "a positive int" + (" or None" if optional else "")
-  if isinstance(value, bool):
-    raise TypeError(f"ClientSpec({name}=...) expects {allowed}, got the bool {value!r}.")
-  try:
-    number = operator.index(value)
-  except TypeError:
-    raise TypeError(f"ClientSpec({name}=...) expects {allowed}, got {value!r} "
-                    f"(a {type(value).__name__}).") from None
-  if number < 1:
-    raise ValueError(f"ClientSpec({name}=...) expects {allowed}, got {number}.")
-  return int(number)
+  return check_int(value, f"ClientSpec({name}=...)", minimum=1, optional=optional)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -135,7 +135,7 @@ def test_sample_train_clients_errors():
                           "4 training clients; pass num_clients <= 4, or replace=True.")
   with pytest.raises(ValueError, match=r"expects num_clients >= 1, got 0"):
     datasets.sample_train_clients(0)
-  with pytest.raises(ValueError, match=r"seed=None or a non-negative int, got -1"):
+  with pytest.raises(ValueError, match=r"expects a non-negative int or None, got -1"):
     datasets.sample_train_clients(1, random_seed=-1)
 
 
