@@ -100,4 +100,5 @@ class ModelWeights(NamedTuple):
     for variables, values in ((trainable_vars, self.trainable),
                               (non_trainable_vars, self.non_trainable or [])):
       for variable, value in zip(variables, values):
-        variable.assign(jnp.asarray(value, variable.dtype))
+        # A copy: Keras trains by donating its variables' buffers, which would delete ours.
+        variable.assign(jnp.array(value, variable.dtype, copy=True))

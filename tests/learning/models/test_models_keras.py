@@ -341,3 +341,16 @@ def test_docstring_examples_run():
   for module in (_keras, _weights):
     result = doctest.testmod(module, extraglobs={"jnp": jnp, "np": np, "keras": keras})
     assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_assign_weights_to_copies_so_keras_cannot_delete_our_arrays():
+  import keras
+  model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+  kernel, bias = jnp.ones((3, 2)), jnp.zeros(2)
+  weights = models.ModelWeights([kernel, bias], [])
+  weights.assign_weights_to(model)
+  model.compile(optimizer="sgd", loss="mse")
+  model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), epochs=1, verbose=0)
+  # Keras trains by donating its variables' buffers; ours must be untouched and alive.
+  np.testing.assert_array_equal(np.asarray(kernel), np.ones((3, 2)))
+  assert not np.allclose(np.asarray(model.trainable_variables[0].value), 1.0)
