@@ -59,7 +59,11 @@ def add_parser(subparsers) -> None:
   parser = subparsers.add_parser(
       "train", help="train a model federatedly on a baseline task",
       description="Federated training on a baseline task. Flags override --config's settings, "
-                  "which override the task's defaults.")
+                  "which override the task's defaults.",
+      epilog="task defaults: " + "; ".join(
+          f"{task}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in defaults.items())
+          for task, defaults in config_lib.TASK_DEFAULTS.items()))
   parser.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file")
   for name in config_lib.FIELDS:
     flag = "--" + name.replace("_", "-")
