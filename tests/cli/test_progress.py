@@ -40,7 +40,7 @@ def mode(request, monkeypatch):
 def test_rich_can_be_hidden(monkeypatch):
   for name in ("rich", "rich.console", "rich.progress", "rich.table", "rich.text"):
     monkeypatch.setitem(sys.modules, name, None)
-  assert progress_lib._import_rich() is None
+  assert progress_lib.import_rich() is None
 
 
 def test_round_progress_writes_nothing_when_not_a_terminal(mode):
