@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Optional
 
 import numpy as np
 
 from federax._checks import check_int
 
-__all__ = ["check_seed", "derive_seed"]
+__all__ = ["check_seed", "derive_seed", "takes_seed"]
 
 
 def check_seed(seed: object, where: str) -> Optional[int]:
@@ -39,3 +41,12 @@ def derive_seed(*parts: int) -> int:
   if any(p is None for p in ints):
     raise TypeError(f"derive_seed(*parts) expects non-negative ints, got {parts!r}.")
   return int(np.random.SeedSequence(ints).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def takes_seed(fn: Callable) -> bool:
+  """Whether `fn` accepts a `seed=` keyword (assumed for callables that cannot be inspected)."""
+  try:
+    params = inspect.signature(fn).parameters.values()
+  except (TypeError, ValueError):
+    return True
+  return any(p.name == "seed" or p.kind is p.VAR_KEYWORD for p in params)

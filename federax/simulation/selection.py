@@ -13,24 +13,15 @@ directly or was resumed from a checkpoint, and every round shuffles anew, as TFF
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Optional
 
 from federax.simulation.client_data import ClientData
 from federax.simulation.dataset import Dataset
 from federax.simulation.sampling import UniformSampler
-from federax.simulation.seeds import derive_seed
+from federax.simulation.seeds import derive_seed, takes_seed
 
 __all__ = ["build_client_selection_fn"]
-
-
-def _takes_seed(fn: Callable) -> bool:
-  try:
-    params = inspect.signature(fn).parameters
-  except (TypeError, ValueError):
-    return False
-  return "seed" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def build_client_selection_fn(
@@ -67,7 +58,7 @@ def build_client_selection_fn(
   else:
     cohort = UniformSampler(client_data.client_ids, clients_per_round, replace=replace,
                             seed=seed).sample
-  pass_seed = preprocess_fn is not None and _takes_seed(preprocess_fn)
+  pass_seed = preprocess_fn is not None and takes_seed(preprocess_fn)
 
   def select(round_num: int) -> list[Dataset]:
     datasets = []

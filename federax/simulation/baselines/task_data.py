@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import operator
 from collections.abc import Callable
 from typing import Any, Optional, Union
@@ -15,6 +14,7 @@ from federax.core.types import TensorType
 from federax.simulation.baselines._preprocessing import check_seed, derive_seed
 from federax.simulation.client_data import ClientData
 from federax.simulation.dataset import Dataset
+from federax.simulation.seeds import takes_seed
 
 __all__ = ["BaselineTaskDatasets", "PreprocessFn"]
 
@@ -22,14 +22,6 @@ PreprocessFn = Callable[..., Dataset]
 """`preprocess_fn(dataset, seed=None) -> Dataset`; an int seed seeds every shuffle inside."""
 
 CentralOrClientData = Union[Dataset, ClientData]
-
-
-def _takes_seed(fn: Callable) -> bool:
-  try:
-    params = inspect.signature(fn).parameters.values()
-  except (TypeError, ValueError):
-    return True
-  return any(p.name == "seed" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _relax_batch_dimension(spec: Any) -> Any:
@@ -107,7 +99,7 @@ class BaselineTaskDatasets:
     self._eval_preprocess_fn = eval_preprocess_fn
     if len(train_data) == 0:
       raise ValueError("BaselineTaskDatasets(train_data=...) has no clients.")
-    seedable = train_preprocess_fn is not None and _takes_seed(train_preprocess_fn)
+    seedable = train_preprocess_fn is not None and takes_seed(train_preprocess_fn)
     first = self.create_train_dataset(train_data.client_ids[0], seed=0 if seedable else None)
     self._element_type_structure = _relax_batch_dimension(first.element_spec)
     if validation_data is not None:
@@ -277,7 +269,7 @@ def _preprocess(fn: Optional[PreprocessFn], name: str, dataset: Dataset,
     return dataset
   if seed is None:
     result = fn(dataset)
-  elif _takes_seed(fn):
+  elif takes_seed(fn):
     result = fn(dataset, seed=seed)
   else:
     raise TypeError(f"{name} takes no `seed` argument, so it cannot be seeded (seed={seed}). "
