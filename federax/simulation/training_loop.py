@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Optional
 
+from federax._checks import check_int
+
 __all__ = ["run_training_process", "ROUND_NUMBER_KEY", "TRAINING_TIME_KEY",
            "EVALUATION_METRICS_PREFIX", "EVALUATION_TIME_KEY"]
 
@@ -38,12 +40,6 @@ EVALUATION_METRICS_PREFIX = "evaluation/"
 EVALUATION_TIME_KEY = "evaluation_time_in_seconds"
 
 _log = logging.getLogger(__name__)
-
-
-def _check_positive(name: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"run_training_process expects {name} to be an int >= 1, got {value!r}.")
-  return value
 
 
 def _evaluate(evaluation_fn: Callable, selection_fn: Callable, state: Any, round_num: int) -> dict:
@@ -116,15 +112,17 @@ def run_training_process(
     The state after round `total_rounds`.
 
   Raises:
-    ValueError: for a non-positive count, or `evaluation_fn` without `evaluation_selection_fn`.
+    TypeError: for a count that is not an int.
+    ValueError: for a count < 1, or `evaluation_fn` without `evaluation_selection_fn`.
     KeyboardInterrupt: after Ctrl-C, once the running round's state is saved.
 
   Differences from TFF: a resumed run starts after the saved round (TFF 0.87 runs the saved
   round again), the final round is always saved, and SIGINT saves before stopping.
   """
-  _check_positive("total_rounds", total_rounds)
-  _check_positive("rounds_per_evaluation", rounds_per_evaluation)
-  _check_positive("rounds_per_saving_program_state", rounds_per_saving_program_state)
+  for name, value in (("total_rounds", total_rounds),
+                      ("rounds_per_evaluation", rounds_per_evaluation),
+                      ("rounds_per_saving_program_state", rounds_per_saving_program_state)):
+    check_int(value, f"run_training_process({name}=...)", minimum=1)
   if (evaluation_fn is None) != (evaluation_selection_fn is None):
     raise ValueError("run_training_process expects evaluation_fn and evaluation_selection_fn "
                      "together, got only one of them.")

@@ -114,7 +114,7 @@ def test_resuming_a_finished_run_runs_nothing():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(total_rounds=0), "total_rounds to be an int >= 1, got 0"),
+    (dict(total_rounds=0), r"\(total_rounds=...\) expects a positive int, got 0"),
     (dict(total_rounds=2, rounds_per_evaluation=0), "rounds_per_evaluation"),
     (dict(total_rounds=2, rounds_per_saving_program_state=-1), "rounds_per_saving"),
     (dict(total_rounds=2, evaluation_fn=lambda s, d: {}), "together"),
