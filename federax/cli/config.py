@@ -67,23 +67,23 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_INT = ("rounds", "clients_per_round", "epochs", "batch_size", "max_elements", "seed", "eval_every",
-        "eval_clients", "checkpoint_every", "keep_checkpoints")
-_FLOAT = ("client_lr", "server_lr", "server_momentum", "proximal_strength")
-_STR = ("task", "algorithm", "runtime", "data_dir", "out")
-_BOOL = ("centralized_eval",)
+INT_FIELDS = ("rounds", "clients_per_round", "epochs", "batch_size", "max_elements", "seed",
+              "eval_every", "eval_clients", "checkpoint_every", "keep_checkpoints")
+FLOAT_FIELDS = ("client_lr", "server_lr", "server_momentum", "proximal_strength")
+STR_FIELDS = ("task", "algorithm", "runtime", "data_dir", "out")
+BOOL_FIELDS = ("centralized_eval",)
 
 
 def _check_type(name: str, value: Any, source: str) -> Any:
-  if name in _INT and not (isinstance(value, int) and not isinstance(value, bool)):
+  if name in INT_FIELDS and not (isinstance(value, int) and not isinstance(value, bool)):
     raise CLIError(f"{source}: {name} expects an integer, got {value!r}")
-  if name in _FLOAT:
+  if name in FLOAT_FIELDS:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
       raise CLIError(f"{source}: {name} expects a number, got {value!r}")
     value = float(value)
-  if name in _STR and not isinstance(value, str):
+  if name in STR_FIELDS and not isinstance(value, str):
     raise CLIError(f"{source}: {name} expects a string, got {value!r}")
-  if name in _BOOL and not isinstance(value, bool):
+  if name in BOOL_FIELDS and not isinstance(value, bool):
     raise CLIError(f"{source}: {name} expects true or false, got {value!r}")
   return value
 

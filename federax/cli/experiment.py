@@ -12,6 +12,7 @@ A run directory holds:
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import pathlib
@@ -43,14 +44,14 @@ def _deterministic(path: tuple) -> bool:
 
 
 class _ProgressRelease(program.ReleaseManager):
-  """Feeds each round's flattened metrics to the progress display."""
+  """Feeds each round's metrics to the progress display."""
 
   def __init__(self, progress: RoundProgress):
     self._progress = progress
 
   def release(self, value: Any, key: Any) -> None:
     if key:
-      self._progress.update(key, program.flatten(value))
+      self._progress.update(key, value)
 
 
 def _load_task(config: TrainConfig) -> Any:
@@ -90,7 +91,6 @@ def _last(rows: list[dict], suffix: str, prefix: str) -> tuple[Any, Any]:
 
 def _summary(config: TrainConfig, run_dir: pathlib.Path, memory: Any, seconds: float,
              plot_path: Any) -> dict:
-  import csv
   with open(run_dir / "metrics.csv", newline="") as f:
     rows = list(csv.DictReader(f))
   times = [float(v[training_loop.TRAINING_TIME_KEY]) for k, v in memory.values().items() if k]

@@ -40,8 +40,10 @@ _HELP = {
     "checkpoint_every": "rounds between checkpoints (default: 10; the last is always saved)",
     "keep_checkpoints": "checkpoints kept besides the first (default: 5; 0 keeps all)",
 }
-_TYPES = {**{n: int for n in config_lib._INT}, **{n: float for n in config_lib._FLOAT},
-          **{n: str for n in config_lib._STR}, **{n: bool for n in config_lib._BOOL}}
+_TYPES = {**{n: int for n in config_lib.INT_FIELDS},
+          **{n: float for n in config_lib.FLOAT_FIELDS},
+          **{n: str for n in config_lib.STR_FIELDS},
+          **{n: bool for n in config_lib.BOOL_FIELDS}}
 
 
 def _number(kind: type):
@@ -74,7 +76,7 @@ def add_parser(subparsers) -> None:
       parser.add_argument(flag, choices=ALGORITHMS, help=_HELP[name])
     elif name == "runtime":
       parser.add_argument(flag, choices=config_lib.RUNTIMES, help=_HELP[name])
-    elif name in config_lib._BOOL:
+    elif name in config_lib.BOOL_FIELDS:
       parser.add_argument(flag, action="store_const", const=True, help=_HELP[name])
     else:
       parser.add_argument(flag, dest=name, type=str if kind is str else _number(kind),

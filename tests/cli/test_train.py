@@ -151,8 +151,11 @@ def test_resume_extends_a_finished_run_like_a_longer_one(tmp_path):
   assert main(["resume", str(run_dir), "--rounds", "6"]) == 0
   assert (run_dir / "metrics.csv").read_bytes() == (longer / "metrics.csv").read_bytes()
   name, state = final_state(run_dir)
-  assert name == "program_state_6"
-  np.testing.assert_array_equal(state["leaf_0"], final_state(longer)[1]["leaf_0"])
+  longer_name, longer_state = final_state(longer)
+  assert name == longer_name == "program_state_6"
+  assert state.keys() == longer_state.keys()
+  for key in state:
+    np.testing.assert_array_equal(state[key], longer_state[key], err_msg=key)
 
 
 def test_truncated_or_unknown_checkpoint_is_refused_and_left_alone(tmp_path, capsys):
