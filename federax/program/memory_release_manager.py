@@ -21,8 +21,8 @@ def _copy(value: Any) -> Any:
 class MemoryReleaseManager(ReleaseManager):
   """Keeps each released value by key: TFF's `tff.program.MemoryReleaseManager`.
 
-  Values are copied in and out (containers rebuilt, NumPy arrays copied), so later changes to a released array, or to what `values`
-  returned, do not change what was released. Releasing a key again replaces its value.
+  Values are copied in and out (containers rebuilt, NumPy arrays copied), so later changes to
+  a released array, or to what `values` returned, do not change what was released. Releasing a key again replaces its value.
 
   Example:
     >>> manager = fx.program.MemoryReleaseManager()

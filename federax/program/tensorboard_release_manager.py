@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import socket
@@ -17,11 +18,12 @@ from federax.program.release_manager import ReleaseManager
 _writer_count = itertools.count()
 
 
-def _tensorflow_buckets() -> list[float]:
+@functools.cache
+def _tensorflow_buckets() -> tuple[float, ...]:
   """TensorFlow's default histogram bucket limits: +-1e-12 * 1.1^k up to 1e20, and 0."""
   positive = 1e-12 * 1.1 ** np.arange(int(np.ceil(np.log(1e32) / np.log(1.1))))
   positive = positive[positive < 1e20].tolist()
-  return [-v for v in reversed(positive)] + [0.0] + positive
+  return tuple([-v for v in reversed(positive)] + [0.0] + positive)
 
 
 def _tensorboardx():
@@ -57,8 +59,8 @@ class TensorBoardReleaseManager(ReleaseManager):
   Each release is one event holding all its summaries (one record, one checksum: writing a
   summary per leaf made TensorBoard the costliest part of a fast round). The file is flushed
   (and fsync'ed) by the first release `flush_secs` or more after the previous flush, by
-  `flush()` (which `run_training_process` calls before each checkpoint) and by `close()`. Call `close()` (or use the manager as a context
-  manager) at the end of the program.
+  `flush()` (which `run_training_process` calls before each checkpoint) and by `close()`.
+  Call `close()` (or use the manager as a context manager) at the end of the program.
 
   Example:
     >>> with fx.program.TensorBoardReleaseManager("/tmp/run1/tb") as tensorboard:
