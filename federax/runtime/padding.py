@@ -27,12 +27,14 @@ class RaggedError(ValueError):
   """Client values or sequence elements whose shapes differ cannot be stacked."""
 
 
-def bucket(length: int) -> int:
-  """The padded length for `length` elements: 8 sizes per doubling, so padding stays
-  under 12.5% and lengths that differ a little share one compiled program."""
-  if length <= 8:
+def bucket(length: int, per_doubling: int = 8) -> int:
+  """The padded length for `length` elements: `per_doubling` sizes (a power of 2) per doubling,
+  so padding stays under `1 / per_doubling` and lengths that differ a little share one compiled
+  program. 8 where padded elements cost compute (a masked scan); 1 (powers of 2, fewest
+  programs) where they cost only memory (a loop over the real elements)."""
+  if length <= per_doubling:
     return length
-  step = 2 ** (int(math.log2(length)) - 3)
+  step = 2 ** (int(math.log2(length)) - int(math.log2(per_doubling)))
   return -(-length // step) * step
 
 

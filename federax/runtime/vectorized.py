@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,23 +24,68 @@ from federax.core.errors import user_stacklevel
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
 from federax.runtime import _convert, _invoke
+from federax.runtime._conv_layout import canonical_convs
 from federax.runtime._options import RuntimeOptions
 from federax.runtime.padding import (PaddedSequence, RaggedError, bucket, pad_to, stack,
                                      zeros_like_type)
 from federax.runtime.sequential import SequentialRuntime
 
 
+SEQUENCE_LOOPS = ("auto", "while", "scan", "unroll")
+CLIENT_LOOPS = ("auto", "vmap", "map")
+MAP_FLOPS = 2**18
+"""Per-step floating-point operations from which, on CPU, clients run one after another."""
+
+
 class FallbackWarning(UserWarning):
   """The vectorized runtime handed a call to the sequential runtime (shown once per cause)."""
+
+
+class _CohortCache:
+  """The last few cohorts of client sequences, stacked, padded and on the device, by the
+  identity of their read-only source arrays (`Dataset.cache()` hands out the same read-only
+  arrays every pass): the same clients next round skip the copy and the transfer."""
+
+  def __init__(self, size: int = 2):
+    self.size = size
+    self._entries: list = []  # (key, sources, payload), most recent last.
+
+  @staticmethod
+  def _sources(members: list):
+    leaves = [x for m in members for x in jax.tree_util.tree_leaves(m.elements)]
+    if not all(isinstance(x, np.ndarray) and not x.flags.writeable for x in leaves):
+      return None, None
+    return tuple(map(id, leaves)), leaves
+
+  def stacked(self, members: list, member_type: t.SequenceType, where: str,
+              per_doubling: int) -> Any:
+    key, sources = self._sources(members)
+    if key is None:
+      return _stack_clients(members, member_type, where, per_doubling)
+    key += (per_doubling,)
+    for i, (k, _, payload) in enumerate(self._entries):
+      if k == key:  # The entry holds the sources, so their ids cannot have been reused.
+        self._entries.append(self._entries.pop(i))
+        return payload
+    payload = jax.device_put(_stack_clients(members, member_type, where, per_doubling))
+    self._entries = self._entries[-(self.size - 1):] if self.size > 1 else []
+    self._entries.append((key, sources, payload))
+    return payload
 
 
 class _Stacked:
   """Vectorized representation: client values stacked, sequences padded and masked."""
 
+  def __init__(self, cohorts: Optional[_CohortCache] = None, per_doubling: int = 8):
+    self.cohorts = cohorts
+    self.per_doubling = per_doubling
+
   def clients(self, members: list, member_type: t.Type, where: str) -> Any:
     if not members:
       return zeros_like_type_payload(member_type, (0,))
-    return _stack_clients(members, member_type, where)
+    if self.cohorts is not None and isinstance(member_type, t.SequenceType):
+      return self.cohorts.stacked(members, member_type, where, self.per_doubling)
+    return _stack_clients(members, member_type, where, self.per_doubling)
 
   def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> PaddedSequence:
     if isinstance(elements, list):
@@ -80,11 +125,12 @@ def _leading(ts: t.Type) -> t.Type:
   return t.StructType([(n, _leading(e)) for n, e in ts.items()], ts.container_type)
 
 
-def _stack_clients(members: list, member_type: t.Type, where: str) -> Any:
+def _stack_clients(members: list, member_type: t.Type, where: str,
+                   per_doubling: int = 8) -> Any:
   """Stacks client payloads; sequences are padded to one bucketed length as they are copied."""
   if isinstance(member_type, t.SequenceType):
     lengths = [m.mask.shape[0] for m in members]
-    length = bucket(max(lengths))
+    length = bucket(max(lengths), per_doubling)
     filled = next((m for m in members if m.mask.shape[0]), None)
     if filled is None:
       return PaddedSequence(zeros_like_type(member_type.element, (len(members), 0)),
@@ -107,7 +153,7 @@ def _stack_clients(members: list, member_type: t.Type, where: str) -> Any:
     mask = np.arange(length)[None, :] < np.asarray(lengths)[:, None]
     return PaddedSequence(elements, mask)
   if isinstance(member_type, t.StructType):
-    return tuple(_stack_clients([m[i] for m in members], et, where)
+    return tuple(_stack_clients([m[i] for m in members], et, where, per_doubling)
                  for i, et in enumerate(member_type))
   return stack(members, where)
 
@@ -141,11 +187,19 @@ class VectorizedRuntime:
   Args:
     seed: the seed of `federated_eval`'s PRNG keys.
     default_num_clients: the number of clients when no argument is placed at CLIENTS.
-    chunk_size: above this many clients, `federated_map` runs in vmapped chunks of this size
-      (a `lax.map`), bounding the working memory; None never chunks.
-    sequence_loop: how a sequence reduction loops: "scan" (a rolled `lax.scan`), "unroll"
-      (fully unrolled), or "auto": unrolled when the step convolves on CPU, where XLA runs
-      convolutions inside a rolled loop many times slower, else scan.
+    chunk_size: when clients are vmapped, above this many clients `federated_map` runs in
+      vmapped chunks of this size (a `lax.map`), bounding the working memory; None never chunks.
+    sequence_loop: how a sequence reduction loops: "while" (a rolled loop over the real
+      elements only, skipping the padding), "scan" (a rolled `lax.scan` over all padded
+      elements, masked), "unroll" (that scan fully unrolled), or "auto": "while" on CPU,
+      "scan" elsewhere. On CPU, rolled loops get their convolutions in the layout XLA:CPU runs
+      fast inside loops (see `_conv_layout`).
+    client_loop: how `federated_map` runs the clients: "vmap" (a batch of clients, in chunks),
+      "map" (one client after another, a rolled `lax.map`: each runs only its own real
+      elements), or "auto": on CPU "map" when the client's function convolves (vmap makes a
+      grouped convolution, several times slower on XLA:CPU) or does at least
+      `MAP_FLOPS` floating-point operations per step (enough to keep the cores busy on its own),
+      else "vmap"; "vmap" on other backends.
     shard: with several devices, shard the client axis over them when it divides evenly.
 
   Example:
@@ -156,23 +210,30 @@ class VectorizedRuntime:
   name = "vectorized"
 
   def __init__(self, *, seed: int = 0, default_num_clients: Optional[int] = None,
-               chunk_size: Optional[int] = 512, sequence_loop: str = "auto", shard: bool = True):
-    if sequence_loop not in ("auto", "scan", "unroll"):
-      raise ValueError(f"sequence_loop must be 'auto', 'scan' or 'unroll', got {sequence_loop!r}.")
+               chunk_size: Optional[int] = 512, sequence_loop: str = "auto",
+               client_loop: str = "auto", shard: bool = True):
+    if sequence_loop not in SEQUENCE_LOOPS:
+      raise ValueError(f"sequence_loop must be one of {', '.join(map(repr, SEQUENCE_LOOPS))}; "
+                       f"got {sequence_loop!r}.")
+    if client_loop not in CLIENT_LOOPS:
+      raise ValueError(f"client_loop must be one of {', '.join(map(repr, CLIENT_LOOPS))}; "
+                       f"got {client_loop!r}.")
     if chunk_size is not None and chunk_size < 1:
       raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size}.")
     self.options = RuntimeOptions(seed=seed, default_num_clients=default_num_clients)
     self.chunk_size = chunk_size
     self.sequence_loop = sequence_loop
+    self.client_loop = client_loop
     self.shard = shard
     self._programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     self._fallback = SequentialRuntime(seed=seed, default_num_clients=default_num_clients)
     self._warned: set = set()
     self._token = []
+    self._cohorts = _CohortCache()
 
   def __repr__(self) -> str:
     return (f"fx.runtime.vectorized({self.options}, chunk_size={self.chunk_size}, "
-            f"sequence_loop={self.sequence_loop!r})")
+            f"sequence_loop={self.sequence_loop!r}, client_loop={self.client_loop!r})")
 
   def __enter__(self):
     self._token.append(context._runtime.set(self))
@@ -189,7 +250,8 @@ class VectorizedRuntime:
       return _convert.to_python(self._program(concrete, None)(payload), signature.result, rep, 0)
     if _invoke.has_strings(signature.parameter) or _invoke.has_strings(signature.result):
       return self._fall_back("string tensors cannot enter a JAX program", comp, args, kwargs)
-    rep = _Stacked()
+    # A loop over the real elements does not compute on padding: coarse buckets, fewer programs.
+    rep = _Stacked(self._cohorts, 1 if self._sequence_loop() == "while" else 8)
     try:
       payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
     except RaggedError as e:
@@ -200,6 +262,11 @@ class VectorizedRuntime:
     payload = self._place(pad_standalone(payload, signature.parameter), signature.parameter, n)
     out = self._program(comp, n)(payload)
     return _convert.to_python(out, signature.result, rep, n)
+
+  def _sequence_loop(self) -> str:
+    if self.sequence_loop != "auto":
+      return self.sequence_loop
+    return "while" if jax.default_backend() == "cpu" else "scan"
 
   def _fall_back(self, why: str, comp, args, kwargs):
     key = (comp.__wrapped__.__qualname__, why.split(":")[0])
@@ -248,16 +315,43 @@ def _broadcast(payload: Any, n: int) -> Any:
   return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)), payload)
 
 
-def _uses_convolution(fn, *abstract_args) -> bool:
-  try:
-    jaxpr = jax.make_jaxpr(fn)(*abstract_args)
-  except Exception:  # Tracing for inspection only; the real trace reports real errors.
-    return False
-  return "conv_general_dilated" in str(jaxpr)
+def _on_cpu_canonical(fn):
+  """`fn` with XLA:CPU-friendly convolutions when compiling for CPU (a rolled loop's body)."""
+  return canonical_convs(fn) if jax.default_backend() == "cpu" else fn
 
 
-def _abstract(x):
-  return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
+class _Cost(NamedTuple):
+  flops: float
+  convolves: bool
+
+
+def _step_cost(jaxpr) -> _Cost:
+  """Matmul and convolution flops of `jaxpr`, each loop body counted once (one step)."""
+  flops, convolves = 0.0, False
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == "dot_general":
+      (contract, _), _ = eqn.params["dimension_numbers"]
+      lhs = eqn.invars[0].aval.shape
+      flops += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[d] for d in contract])
+    elif name == "conv_general_dilated":
+      convolves = True
+      rhs = eqn.invars[1].aval.shape
+      out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+      flops += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod(rhs) / out_features
+    for sub in _subjaxprs(eqn):
+      inner = _step_cost(sub)
+      flops, convolves = flops + inner.flops, convolves or inner.convolves
+  return _Cost(flops, convolves)
+
+
+def _subjaxprs(eqn):
+  for param in eqn.params.values():
+    for p in param if isinstance(param, (tuple, list)) else (param,):
+      if hasattr(p, "jaxpr") and hasattr(p.jaxpr, "eqns"):
+        yield p.jaxpr
+      elif hasattr(p, "eqns"):
+        yield p
 
 
 class VectorizedExecution:
@@ -278,10 +372,28 @@ class VectorizedExecution:
     return concrete(payload)
 
   def _vmap(self, fn, payload):
+    """`fn` over the client axis of `payload`: vmapped (in chunks), or one client at a time."""
+    if self.n > 1 and self._loops_clients(fn, payload):
+      return jax.lax.map(_on_cpu_canonical(fn), payload)
     chunk = self.runtime.chunk_size
     if chunk is not None and self.n > chunk:
       return jax.lax.map(fn, payload, batch_size=chunk)
     return jax.vmap(fn)(payload)
+
+  def _loops_clients(self, fn, payload) -> bool:
+    loop = self.runtime.client_loop
+    if loop != "auto":
+      return loop == "map"
+    if jax.default_backend() != "cpu":
+      return False
+    one = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x)[1:],
+                                                                jnp.result_type(x)), payload)
+    try:
+      jaxpr = jax.make_jaxpr(fn)(one).jaxpr
+    except Exception:  # Tracing for inspection only; the real trace reports real errors.
+      return False
+    cost = _step_cost(jaxpr)
+    return cost.convolves or cost.flops >= MAP_FLOPS
 
   def federated_eval(self, member_fn, placement, takes_key: bool):
     base = jax.random.fold_in(jax.random.PRNGKey(self.runtime.options.seed), self._evals)
@@ -367,27 +479,25 @@ class VectorizedExecution:
     return PaddedSequence(jax.vmap(fn)(seq.elements), seq.mask)
 
   def sequence_reduce(self, seq: PaddedSequence, zero, step):
-    def body(acc, element_and_mask):
+    loop = self.runtime._sequence_loop()
+    length = seq.mask.shape[0]
+    if loop == "while":
+      # Padding is always at the end (PaddedSequence), so the real elements are a prefix.
+      body = _on_cpu_canonical(lambda i, acc: step((acc, jax.tree_util.tree_map(
+          lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), seq.elements))))
+      return jax.lax.fori_loop(0, jnp.sum(seq.mask, dtype=jnp.int32), body, zero)
+
+    def masked(acc, element_and_mask):
       element, real = element_and_mask
       new = step((acc, element))
       return jax.tree_util.tree_map(lambda a, b: jnp.where(real, a, b), new, acc), None
 
-    length = seq.mask.shape[0]
-    unroll = self._unroll(step, zero, seq, length)
-    acc, _ = jax.lax.scan(body, zero, (seq.elements, seq.mask), unroll=unroll)
-    return acc
-
-  def _unroll(self, step, zero, seq: PaddedSequence, length: int):
-    loop = self.runtime.sequence_loop
-    if loop == "scan" or length <= 1:
-      return 1
     if loop == "unroll":
-      return max(length, 1)
-    if jax.default_backend() != "cpu":
-      return 1
-    first = jax.tree_util.tree_map(lambda x: _abstract(x[0]), seq.elements)
-    acc = jax.tree_util.tree_map(_abstract, zero)
-    return max(length, 1) if _uses_convolution(lambda a, e: step((a, e)), acc, first) else 1
+      unroll = max(length, 1)
+    else:
+      unroll, masked = 1, _on_cpu_canonical(masked)
+    acc, _ = jax.lax.scan(masked, zero, (seq.elements, seq.mask), unroll=unroll)
+    return acc
 
   def sequence_sum(self, seq: PaddedSequence, element_type):
     def masked_sum(x):

@@ -9,7 +9,7 @@ import pytest
 
 import federax as fx
 from federax.runtime import padding
-from federax.runtime.vectorized import _uses_convolution
+from federax.runtime.vectorized import VectorizedExecution, _step_cost
 
 
 def test_second_call_with_same_shapes_does_not_retrace():
@@ -39,6 +39,8 @@ def test_sequence_lengths_are_bucketed():
       0, 1, 8, 9, 18, 26, 104, 1024]
   for n in range(1, 3000):
     assert n <= padding.bucket(n) <= n * 1.125 + 1
+  assert [padding.bucket(n, 1) for n in (0, 1, 2, 3, 5, 9, 17, 100)] == [0, 1, 2, 4, 8, 16, 32, 128]
+  assert [padding.bucket(n, 2) for n in (3, 5, 7, 9, 13)] == [3, 6, 8, 12, 16]
 
 
 def test_empty_client_sequence_with_unknown_element_dims_stays_compiled():
@@ -119,31 +121,62 @@ def test_client_axis_is_sharded_over_devices_when_it_divides():
   assert isinstance(unchanged[0], np.ndarray)  # 6 clients do not divide over 4 devices.
 
 
-def test_sequence_loop_strategies_agree():
+def test_loop_strategies_agree_with_a_python_fold():
   @fx.federated_computation(fx.FederatedType(fx.SequenceType(np.float32), fx.CLIENTS))
   def folds(data):
     return fx.sequence_reduce(data, 1.0, lambda acc, x: acc * 0.9 + x)
 
-  data = [[1.0, 2.0, 3.0], [4.0], []]
-  results = []
-  for loop in ("scan", "unroll", "auto"):
-    with fx.runtime.vectorized(sequence_loop=loop):
-      results.append(folds(data))
-  np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
-  np.testing.assert_allclose(results[0], results[2], rtol=1e-6)
-  with pytest.raises(ValueError, match="sequence_loop must be 'auto', 'scan' or 'unroll'"):
+  data = [[1.0, 2.0, 3.0], [4.0], [], [5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0]]
+  expected = []
+  for client in data:
+    acc = 1.0
+    for x in client:
+      acc = acc * 0.9 + x
+    expected.append(acc)
+  for sequence_loop in ("auto", "while", "scan", "unroll"):
+    for client_loop in ("auto", "vmap", "map"):
+      with fx.runtime.vectorized(sequence_loop=sequence_loop, client_loop=client_loop):
+        np.testing.assert_allclose(folds(data), expected, rtol=1e-6,
+                                   err_msg=f"{sequence_loop}, {client_loop}")
+
+
+def test_bad_loop_options_are_named():
+  with pytest.raises(ValueError, match="sequence_loop must be one of 'auto', 'while', 'scan', "
+                     "'unroll'; got 'fast'"):
     fx.runtime.vectorized(sequence_loop="fast")
+  with pytest.raises(ValueError, match="client_loop must be one of 'auto', 'vmap', 'map'; "
+                     "got 'pmap'"):
+    fx.runtime.vectorized(client_loop="pmap")
   with pytest.raises(ValueError, match="chunk_size must be a positive int or None"):
     fx.runtime.vectorized(chunk_size=0)
 
 
-def test_convolutions_are_detected_for_the_loop_choice():
+def test_step_cost_counts_matmul_and_convolution_flops_once_per_loop_body():
+  kernel = jnp.ones((3, 3, 2, 4))
+  conv = lambda x: jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  cost = _step_cost(jax.make_jaxpr(conv)(jnp.ones((5, 8, 8, 2))).jaxpr)
+  assert cost.convolves
+  assert cost.flops == 2 * (5 * 6 * 6 * 4) * (3 * 3 * 2)  # Each output: 18 multiply-adds.
+
+  matmul = lambda a: a @ jnp.ones((7, 3))
+  assert _step_cost(jax.make_jaxpr(matmul)(jnp.ones((4, 7))).jaxpr) == (2 * 4 * 3 * 7, False)
+  looped = lambda a: jax.lax.fori_loop(0, 10, lambda i, b: b + matmul(a), jnp.zeros((4, 3)))
+  assert _step_cost(jax.make_jaxpr(looped)(jnp.ones((4, 7))).jaxpr) == (2 * 4 * 3 * 7, False)
+
+
+def test_auto_client_loop_maps_heavy_or_convolving_clients_on_cpu():
+  execution = VectorizedExecution(fx.runtime.vectorized(), 3)
+  assert not execution._loops_clients(lambda a: a @ jnp.ones((7, 3)), jnp.ones((3, 4, 7)))
+  big = jnp.ones((3, 256, 512))
+  assert execution._loops_clients(lambda a: a @ jnp.ones((512, 8)), big)  # 2 MFLOP a client.
   kernel = jnp.ones((3, 3, 1, 2))
+  images = jnp.ones((3, 1, 8, 8, 1))
   conv = lambda x: jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  image = jax.ShapeDtypeStruct((1, 8, 8, 1), jnp.float32)
-  assert _uses_convolution(conv, image)
-  assert not _uses_convolution(lambda x: x @ jnp.ones((8, 2)), image)
+  assert execution._loops_clients(conv, images)
+  forced = VectorizedExecution(fx.runtime.vectorized(client_loop="vmap"), 3)
+  assert not forced._loops_clients(conv, images)
 
 
 def test_runtime_selection_and_default():
@@ -154,3 +187,29 @@ def test_runtime_selection_and_default():
   assert fx.runtime.current() is default
   with pytest.raises(TypeError, match="Expected a runtime"):
     fx.runtime.set_default("fast")
+
+
+def test_cached_datasets_reuse_the_stacked_cohort_and_give_the_same_results():
+  from federax.simulation.dataset import Dataset
+  element = fx.TensorType(np.float32, [2])
+
+  @fx.federated_computation(fx.FederatedType(fx.SequenceType(element), fx.CLIENTS))
+  def totals(data):
+    return fx.sequence_sum(data)
+
+  arrays = [np.arange(2 * n, dtype=np.float32).reshape(n, 2) for n in (3, 1, 5)]
+  cached = [Dataset.from_tensor_slices(a).cache() for a in arrays]
+  runtime = fx.runtime.vectorized()
+  with runtime:
+    first = totals(cached)
+    entries = list(runtime._cohorts._entries)
+    second = totals(cached)
+    assert len(entries) == 1 and runtime._cohorts._entries[0][2] is entries[0][2]  # A hit.
+    totals([Dataset.from_tensor_slices(a) for a in arrays])  # Writable arrays: never cached.
+    assert len(runtime._cohorts._entries) == 1
+  with fx.runtime.sequential():
+    expected = totals(cached)
+  for result in (first, second):
+    for r, e, a in zip(result, expected, arrays):
+      np.testing.assert_array_equal(r, e)
+      np.testing.assert_array_equal(r, a.sum(0))
