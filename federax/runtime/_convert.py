@@ -18,7 +18,8 @@ from federax.core.type_conversions import elements_of, make_container
 
 
 class Representation(Protocol):
-  def clients(self, members: list, member_type: t.Type, where: str) -> Any: ...
+  def reused_clients(self, values: list, member_type: t.Type) -> Optional[Any]: ...
+  def clients(self, members: list, member_type: t.Type, where: str, values: list) -> Any: ...
   def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> Any: ...
   def client_list(self, payload: Any, member_type: t.Type, n: int) -> list: ...
   def sequence_list(self, payload: Any, seq_type: t.SequenceType) -> list: ...
@@ -83,9 +84,12 @@ def argument(x: Any, ts: t.Type, rep: Representation, where: str, op: str,
         raise ArgumentError(op, f"{where}: a value at CLIENTS is a list with one entry per client.",
                             expected=ts, actual=_short(x))
       counts[where] = len(x)
+      reused = rep.reused_clients(x, ts.member)
+      if reused is not None:
+        return reused
       members = [argument(m, ts.member, rep, f"{where}[client {i}]", op, counts)
                  for i, m in enumerate(x)]
-      return rep.clients(members, ts.member, where)
+      return rep.clients(members, ts.member, where, x)
     return argument(x, ts.member, rep, where, op, counts)
   if isinstance(ts, t.SequenceType):
     return rep.sequence(_sequence_elements(x, ts, where, op), ts, where)

@@ -31,7 +31,10 @@ def _tree_add(a, b):
 class _Lists:
   """Sequential representation: clients and sequences are Python lists."""
 
-  def clients(self, members: list, member_type: t.Type, where: str) -> list:
+  def reused_clients(self, values: list, member_type: t.Type) -> None:
+    return None
+
+  def clients(self, members: list, member_type: t.Type, where: str, values: list) -> list:
     return members
 
   def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> list:

@@ -42,34 +42,36 @@ class FallbackWarning(UserWarning):
 
 
 class _CohortCache:
-  """The last few cohorts of client sequences, stacked, padded and on the device, by the
-  identity of their read-only source arrays (`Dataset.cache()` hands out the same read-only
-  arrays every pass): the same clients next round skip the copy and the transfer."""
+  """The last few cohorts of client datasets, stacked, padded and on the device, by the
+  identity of the dataset objects. Only datasets whose `to_stacked()` hands out read-only
+  arrays (`Dataset.cache()` does) are kept: datasets are immutable, so those never change, and
+  the same clients next round skip the checks, the copy and the transfer."""
 
   def __init__(self, size: int = 2):
     self.size = size
-    self._entries: list = []  # (key, sources, payload), most recent last.
+    self._entries: list = []  # (key, datasets, payload), most recent last.
 
   @staticmethod
-  def _sources(members: list):
-    leaves = [x for m in members for x in jax.tree_util.tree_leaves(m.elements)]
-    if not all(isinstance(x, np.ndarray) and not x.flags.writeable for x in leaves):
-      return None, None
-    return tuple(map(id, leaves)), leaves
+  def key(values: list, member_type: t.Type, per_doubling: int):
+    if not isinstance(member_type, t.SequenceType) or not all(
+        hasattr(v, "to_stacked") for v in values):
+      return None
+    return (tuple(map(id, values)), member_type, per_doubling)
 
-  def stacked(self, members: list, member_type: t.SequenceType, where: str,
-              per_doubling: int) -> Any:
-    key, sources = self._sources(members)
-    if key is None:
-      return _stack_clients(members, member_type, where, per_doubling)
-    key += (per_doubling,)
+  def get(self, key) -> Optional[Any]:
     for i, (k, _, payload) in enumerate(self._entries):
-      if k == key:  # The entry holds the sources, so their ids cannot have been reused.
+      if k == key:  # The entry holds the datasets, so their ids cannot have been reused.
         self._entries.append(self._entries.pop(i))
         return payload
-    payload = jax.device_put(_stack_clients(members, member_type, where, per_doubling))
+    return None
+
+  def put(self, key, values: list, members: list, payload: Any) -> Any:
+    leaves = [x for m in members for x in jax.tree_util.tree_leaves(m.elements)]
+    if not all(isinstance(x, np.ndarray) and not x.flags.writeable for x in leaves):
+      return payload
+    payload = jax.device_put(payload)
     self._entries = self._entries[-(self.size - 1):] if self.size > 1 else []
-    self._entries.append((key, sources, payload))
+    self._entries.append((key, list(values), payload))
     return payload
 
 
@@ -80,12 +82,18 @@ class _Stacked:
     self.cohorts = cohorts
     self.per_doubling = per_doubling
 
-  def clients(self, members: list, member_type: t.Type, where: str) -> Any:
+  def reused_clients(self, values: list, member_type: t.Type) -> Optional[Any]:
+    if self.cohorts is None or not values:
+      return None
+    return self.cohorts.get(_CohortCache.key(values, member_type, self.per_doubling))
+
+  def clients(self, members: list, member_type: t.Type, where: str, values: list) -> Any:
     if not members:
       return zeros_like_type_payload(member_type, (0,))
-    if self.cohorts is not None and isinstance(member_type, t.SequenceType):
-      return self.cohorts.stacked(members, member_type, where, self.per_doubling)
-    return _stack_clients(members, member_type, where, self.per_doubling)
+    payload = _stack_clients(members, member_type, where, self.per_doubling)
+    key = None if self.cohorts is None else _CohortCache.key(values, member_type,
+                                                              self.per_doubling)
+    return payload if key is None else self.cohorts.put(key, values, members, payload)
 
   def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> PaddedSequence:
     if isinstance(elements, list):
