@@ -16,7 +16,8 @@ from typing import Optional
 
 
 def _stat(pid: int) -> Optional[tuple[int, int, str]]:
-  """(parent pid, start time in clock ticks, name) of `pid`, or None if it is gone."""
+  """(parent pid, start time in clock ticks, name) of `pid`, or None if it is gone or a
+  zombie (exited, waiting to be reaped: nothing to stop)."""
   try:
     with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
       text = f.read()
@@ -24,6 +25,8 @@ def _stat(pid: int) -> Optional[tuple[int, int, str]]:
     return None
   name = text[text.index("(") + 1:text.rindex(")")]
   fields = text[text.rindex(")") + 2:].split()
+  if fields[0] in ("Z", "X"):
+    return None
   return int(fields[1]), int(fields[19]), name
 
 

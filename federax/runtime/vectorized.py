@@ -24,7 +24,7 @@ from federax.core.errors import user_stacklevel
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
 from federax.runtime import _convert, _invoke
-from federax.runtime._conv_layout import canonical_convs
+from federax.runtime._cpu_rewrites import for_xla_cpu
 from federax.runtime._options import RuntimeOptions
 from federax.runtime.padding import (PaddedSequence, RaggedError, bucket, pad_to, stack,
                                      zeros_like_type)
@@ -201,7 +201,7 @@ class VectorizedRuntime:
       elements only, skipping the padding), "scan" (a rolled `lax.scan` over all padded
       elements, masked), "unroll" (that scan fully unrolled), or "auto": "while" on CPU,
       "scan" elsewhere. On CPU, rolled loops get their convolutions in the layout XLA:CPU runs
-      fast inside loops (see `_conv_layout`).
+      fast inside loops (see `_cpu_rewrites`).
     client_loop: how `federated_map` runs the clients: "vmap" (a batch of clients, in chunks),
       "map" (one client after another, a rolled `lax.map`: each runs only its own real
       elements), or "auto": on CPU "map" when the client's function convolves (vmap makes a
@@ -323,9 +323,9 @@ def _broadcast(payload: Any, n: int) -> Any:
   return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)), payload)
 
 
-def _on_cpu_canonical(fn):
+def _for_cpu(fn):
   """`fn` with XLA:CPU-friendly convolutions when compiling for CPU (a rolled loop's body)."""
-  return canonical_convs(fn) if jax.default_backend() == "cpu" else fn
+  return for_xla_cpu(fn) if jax.default_backend() == "cpu" else fn
 
 
 class _Cost(NamedTuple):
@@ -382,7 +382,7 @@ class VectorizedExecution:
   def _vmap(self, fn, payload):
     """`fn` over the client axis of `payload`: vmapped (in chunks), or one client at a time."""
     if self.n > 1 and self._loops_clients(fn, payload):
-      return jax.lax.map(_on_cpu_canonical(fn), payload)
+      return jax.lax.map(_for_cpu(fn), payload)
     chunk = self.runtime.chunk_size
     if chunk is not None and self.n > chunk:
       return jax.lax.map(fn, payload, batch_size=chunk)
@@ -491,7 +491,7 @@ class VectorizedExecution:
     length = seq.mask.shape[0]
     if loop == "while":
       # Padding is always at the end (PaddedSequence), so the real elements are a prefix.
-      body = _on_cpu_canonical(lambda i, acc: step((acc, jax.tree_util.tree_map(
+      body = _for_cpu(lambda i, acc: step((acc, jax.tree_util.tree_map(
           lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), seq.elements))))
       return jax.lax.fori_loop(0, jnp.sum(seq.mask, dtype=jnp.int32), body, zero)
 
@@ -503,7 +503,7 @@ class VectorizedExecution:
     if loop == "unroll":
       unroll = max(length, 1)
     else:
-      unroll, masked = 1, _on_cpu_canonical(masked)
+      unroll, masked = 1, _for_cpu(masked)
     acc, _ = jax.lax.scan(masked, zero, (seq.elements, seq.mask), unroll=unroll)
     return acc
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from federax.runtime._conv_layout import canonical_convs, needs_rewrite
+from federax.runtime._cpu_rewrites import for_xla_cpu, needs_rewrite
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.standard_normal((4, 9, 10, 6)).astype(np.float32)     # NHWC
@@ -34,10 +34,10 @@ def test_gradients_equal_the_stock_convolutions(layout, strides, dilation, group
   grads, args = convolution(layout, strides, dilation, groups)
   assert needs_rewrite(jax.make_jaxpr(grads)(*args).jaxpr)  # The kernel gradient is 'f01b'.
   expected = jax.jit(grads)(*args)
-  actual = jax.jit(canonical_convs(grads))(*args)
+  actual = jax.jit(for_xla_cpu(grads))(*args)
   for e, a in zip(expected, actual):
     np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5)
-  rewritten = jax.make_jaxpr(canonical_convs(grads))(*args).jaxpr
+  rewritten = jax.make_jaxpr(for_xla_cpu(grads))(*args).jaxpr
   assert not needs_rewrite(rewritten)
 
 
@@ -56,7 +56,7 @@ def test_inside_a_loop_under_jit_closing_over_traced_values_and_nested_jit():
     def train(scale, images):
       def step(i, k):
         grad = jax.grad(lambda k: jnp.sum(nested(images[i], k * scale) ** 2))
-        return k - 1e-4 * (canonical_convs(grad) if rewrite else grad)(k)
+        return k - 1e-4 * (for_xla_cpu(grad) if rewrite else grad)(k)
       return lax.fori_loop(0, images.shape[0], step, KERNEL)
     return train(jnp.float32(0.5), jnp.stack([IMAGES, IMAGES[::-1]]))
 
@@ -66,5 +66,29 @@ def test_inside_a_loop_under_jit_closing_over_traced_values_and_nested_jit():
 def test_pytrees_in_and_out_keep_their_structure():
   grads, (x, k) = convolution("NHWC")
   fn = lambda inputs: {"dx": grads(inputs["x"], inputs["k"])[0], "n": 3}
-  out = canonical_convs(fn)({"x": x, "k": k})
+  out = for_xla_cpu(fn)({"x": x, "k": k})
   assert set(out) == {"dx", "n"} and out["dx"].shape == x.shape
+
+
+@pytest.mark.parametrize("shape,window", [((3, 6, 8, 5), (1, 2, 2, 1)), ((4, 9, 2), (1, 3, 2)),
+                                          ((2, 6, 6, 3), (1, 3, 3, 1))])
+def test_tiled_max_pool_gradient_equals_select_and_scatter_ties_included(shape, window):
+  x = np.round(RNG.standard_normal(shape), 1).astype(np.float32)  # Many ties.
+  x[0] = 0.0  # Whole windows tied, as after a ReLU.
+  pool = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, window, window, "VALID")
+  grad = jax.grad(lambda x: jnp.sum(jnp.cos(pool(x)) * jnp.arange(pool(x).size).reshape(
+      pool(x).shape)))
+  assert needs_rewrite(jax.make_jaxpr(grad)(x).jaxpr)
+  expected = jax.jit(grad)(x)
+  actual = jax.jit(for_xla_cpu(grad))(x)
+  np.testing.assert_array_equal(actual, expected)
+  assert not needs_rewrite(jax.make_jaxpr(for_xla_cpu(grad))(x).jaxpr)
+
+
+def test_overlapping_or_padded_pools_are_left_to_xla():
+  x = RNG.standard_normal((2, 7, 7, 3)).astype(np.float32)
+  for window, strides, padding in [((1, 3, 3, 1), (1, 2, 2, 1), "VALID"),
+                                   ((1, 2, 2, 1), (1, 2, 2, 1), "SAME")]:
+    grad = jax.grad(lambda x: jnp.sum(lax.reduce_window(x, -jnp.inf, lax.max, window, strides,
+                                                        padding)))
+    assert not needs_rewrite(jax.make_jaxpr(grad)(x).jaxpr)
