@@ -1,6 +1,6 @@
 """federax side by side with TFF, Flower and the centralized floors: `python -m benchmarks`.
 
-    python -m benchmarks                      # W1, W2, W3 for every installed system (~30 min)
+    python -m benchmarks                      # W1, W2, W3, every installed system (16 min here)
     python -m benchmarks --workloads w1 --systems federax tff --repeats 3
     python -m benchmarks --smoke              # federax only, tiny: checks the harness (tests)
     python -m benchmarks --device gpu         # federax and the JAX floor on the GPU: W2, CIFAR-10
