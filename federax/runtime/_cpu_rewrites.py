@@ -1,7 +1,7 @@
 """Rewrites of a traced program into operations XLA:CPU runs fast inside rolled loops.
 
-Convolutions: JAX differentiates a convolution into convolutions with permuted dimension numbers: the kernel
-gradient contracts over the examples, so its input is labelled 'f01b' (examples as features).
+Convolutions: JAX differentiates a convolution into convolutions with permuted dimension
+numbers: the kernel gradient contracts over the examples, so its input is labelled 'f01b'.
 In straight-line code XLA:CPU rewrites such convolutions into its canonical layout and runs them
 with Eigen; inside a rolled loop (`while`, `scan`, `fori_loop`) it does not, and emits a naive
 loop nest, about 30x slower (benchmarks/results/learning_rounds.md: 344 ms against 11.8 ms per
@@ -22,10 +22,9 @@ import functools
 from typing import Any, Callable
 
 import jax
+import numpy as np
 from jax import lax
 from jax.extend import core as jex
-
-import numpy as np
 
 _CONV = jex.primitives.conv_general_dilated_p
 _JIT = jex.primitives.jit_p
@@ -127,15 +126,19 @@ def _evaluate(jaxpr, consts, *args) -> list:
 
 def for_xla_cpu(fn: Callable) -> Callable:
   """`fn` with its convolutions in XLA:CPU's canonical layout and its tiled max pools'
-  gradients as reshapes (same values); `fn` itself when it has none. Traces `fn` once per call,
-  so call it while tracing (inside `jit`)."""
+  gradients as reshapes (same values). Traces `fn` once per call, so call it while tracing
+  (inside `jit`)."""
 
   @functools.wraps(fn)
   def wrapped(*args: Any):
-    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-    if not needs_rewrite(closed.jaxpr):
-      return fn(*args)
-    outs = _evaluate(closed.jaxpr, closed.consts, *jax.tree_util.tree_leaves(args))
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), outs)
+    return run_for_xla_cpu(jax.make_jaxpr(fn, return_shape=True)(*args), *args)
 
   return wrapped
+
+
+def run_for_xla_cpu(traced, *args: Any):
+  """Runs `traced = jax.make_jaxpr(fn, return_shape=True)(...)` on `args` (arguments of the
+  traced shapes) with the rewrites: `for_xla_cpu(fn)(*args)` for a trace made beforehand."""
+  closed, out_shape = traced
+  outs = _evaluate(closed.jaxpr, closed.consts, *jax.tree_util.tree_leaves(args))
+  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), outs)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import jaxprs_in_params
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from federax.core import context
@@ -24,7 +25,7 @@ from federax.core.errors import user_stacklevel
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
 from federax.runtime import _convert, _invoke
-from federax.runtime._cpu_rewrites import for_xla_cpu
+from federax.runtime._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
 from federax.runtime._options import RuntimeOptions
 from federax.runtime.padding import (PaddedSequence, RaggedError, bucket, pad_to, stack,
                                      zeros_like_type)
@@ -347,19 +348,10 @@ def _step_cost(jaxpr) -> _Cost:
       rhs = eqn.invars[1].aval.shape
       out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
       flops += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod(rhs) / out_features
-    for sub in _subjaxprs(eqn):
+    for sub in jaxprs_in_params(eqn.params):
       inner = _step_cost(sub)
       flops, convolves = flops + inner.flops, convolves or inner.convolves
   return _Cost(flops, convolves)
-
-
-def _subjaxprs(eqn):
-  for param in eqn.params.values():
-    for p in param if isinstance(param, (tuple, list)) else (param,):
-      if hasattr(p, "jaxpr") and hasattr(p.jaxpr, "eqns"):
-        yield p.jaxpr
-      elif hasattr(p, "eqns"):
-        yield p
 
 
 class VectorizedExecution:
@@ -381,27 +373,30 @@ class VectorizedExecution:
 
   def _vmap(self, fn, payload):
     """`fn` over the client axis of `payload`: vmapped (in chunks), or one client at a time."""
-    if self.n > 1 and self._loops_clients(fn, payload):
-      return jax.lax.map(_for_cpu(fn), payload)
+    if self.n > 1:
+      one_by_one = self._map_one_by_one(fn, payload)
+      if one_by_one is not None:
+        return one_by_one
     chunk = self.runtime.chunk_size
     if chunk is not None and self.n > chunk:
       return jax.lax.map(fn, payload, batch_size=chunk)
     return jax.vmap(fn)(payload)
 
-  def _loops_clients(self, fn, payload) -> bool:
-    loop = self.runtime.client_loop
-    if loop != "auto":
-      return loop == "map"
-    if jax.default_backend() != "cpu":
-      return False
+  def _map_one_by_one(self, fn, payload):
+    """A rolled `lax.map` over the clients when `client_loop` asks for one ("auto": on CPU,
+    when one client's trace convolves or does `MAP_FLOPS` per step); else None."""
+    loop, cpu = self.runtime.client_loop, jax.default_backend() == "cpu"
+    if loop == "vmap" or (loop == "auto" and not cpu):
+      return None
+    if not cpu:
+      return jax.lax.map(fn, payload)
     one = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x)[1:],
                                                                 jnp.result_type(x)), payload)
-    try:
-      jaxpr = jax.make_jaxpr(fn)(one).jaxpr
-    except Exception:  # Tracing for inspection only; the real trace reports real errors.
-      return False
-    cost = _step_cost(jaxpr)
-    return cost.convolves or cost.flops >= MAP_FLOPS
+    traced = jax.make_jaxpr(fn, return_shape=True)(one)
+    cost = _step_cost(traced[0].jaxpr)
+    if loop == "auto" and not (cost.convolves or cost.flops >= MAP_FLOPS):
+      return None
+    return jax.lax.map(lambda client: run_for_xla_cpu(traced, client), payload)
 
   def federated_eval(self, member_fn, placement, takes_key: bool):
     base = jax.random.fold_in(jax.random.PRNGKey(self.runtime.options.seed), self._evals)

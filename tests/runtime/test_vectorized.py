@@ -166,17 +166,21 @@ def test_step_cost_counts_matmul_and_convolution_flops_once_per_loop_body():
 
 
 def test_auto_client_loop_maps_heavy_or_convolving_clients_on_cpu():
+  def mapped(execution, fn, payload):  # A rolled lax.map over the clients, or None (vmap).
+    return execution._map_one_by_one(fn, payload)
+
   execution = VectorizedExecution(fx.runtime.vectorized(), 3)
-  assert not execution._loops_clients(lambda a: a @ jnp.ones((7, 3)), jnp.ones((3, 4, 7)))
+  assert mapped(execution, lambda a: a @ jnp.ones((7, 3)), jnp.ones((3, 4, 7))) is None
   big = jnp.ones((3, 256, 512))
-  assert execution._loops_clients(lambda a: a @ jnp.ones((512, 8)), big)  # 2 MFLOP a client.
+  out = mapped(execution, lambda a: a @ jnp.ones((512, 8)), big)  # 2 MFLOP a client.
+  np.testing.assert_array_equal(out, np.full((3, 256, 8), 512.0))
   kernel = jnp.ones((3, 3, 1, 2))
   images = jnp.ones((3, 1, 8, 8, 1))
   conv = lambda x: jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  assert execution._loops_clients(conv, images)
+  np.testing.assert_array_equal(mapped(execution, conv, images), jax.vmap(conv)(images))
   forced = VectorizedExecution(fx.runtime.vectorized(client_loop="vmap"), 3)
-  assert not forced._loops_clients(conv, images)
+  assert mapped(forced, conv, images) is None
 
 
 def test_runtime_selection_and_default():
