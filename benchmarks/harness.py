@@ -166,22 +166,20 @@ def verdicts(table: dict) -> dict:
       continue
     lines = []
 
-    def best(prefix, role=None):
+    def best(prefix):
       found = [(label, r) for label, r in rows.items() if label.startswith(prefix)
                and "round_s" in r]
       return min(found, key=lambda lr: lr[1]["round_s"]) if found else (None, None)
 
     floor_label, floor = best("JAX (centralized)")
-    if workload in ("w1", "w2") or floor:
-      if floor:
-        ratio = ours["round_s"] / floor["round_s"]
-        efficiency = ours["examples_per_s"] / floor["examples_per_s"]
-        if workload == "w1":
-          lines.append(("federax / centralized JAX, seconds per round", ratio, ratio <= 1.25,
-                        f"{floor_label}"))
-        else:
-          lines.append(("federax / centralized JAX, examples per second", efficiency,
-                        efficiency >= 0.8 if workload == "w2" else None, f"{floor_label}"))
+    if floor and workload == "w1":
+      ratio = ours["round_s"] / floor["round_s"]
+      lines.append(("federax / centralized JAX, seconds per round", ratio, ratio <= 1.25,
+                    floor_label))
+    elif floor:
+      efficiency = ours["examples_per_s"] / floor["examples_per_s"]
+      lines.append(("federax / centralized JAX, examples per second", efficiency,
+                    efficiency >= 0.8 if workload == "w2" else None, floor_label))
     for peer, need in (("TFF", 20.0 if workload == "w1" else 1.0),
                        ("Flower", 10.0 if workload == "w1" else 1.0)):
       label, row = best(peer)
@@ -338,8 +336,7 @@ def main(argv=None) -> int:
                  else workloads.ensure(workload, args.data_dir, cache))
     else:
       path = workload
-    rounds = (2 if args.smoke else None)
-    clients = 8 if args.smoke else None
+    rounds, clients = (2, 8) if args.smoke else (None, None)
     runs: dict = {}
     for s in contenders:
       if workload not in s.workloads:
@@ -353,8 +350,7 @@ def main(argv=None) -> int:
       for s in contenders:
         if s.label not in runs:
           continue
-        run = run_one(s, path, out_dir, env, rounds if workload != "w3" or args.smoke else None,
-                      clients, args.timeout, index)
+        run = run_one(s, path, out_dir, env, rounds, clients, args.timeout, index)
         runs[s.label].append(run)
         status = "ok" if "result" in run else f"FAILED (see {out_dir})"
         print(f"{workload} {s.label} run {index + 1}: {status}, {run['wall_s']:.1f} s wall, "

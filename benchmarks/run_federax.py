@@ -57,11 +57,12 @@ def rss_mib() -> float:
 
 def versions() -> dict:
   import jax
+  import jaxlib
   import numpy as np
   import federax
   return {"python": platform.python_version(), "federax": federax.__version__,
-          "jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__")
-          else jax.__version__, "numpy": np.__version__, "backend": jax.default_backend(),
+          "jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__,
+          "backend": jax.default_backend(),
           "devices": [str(d) for d in jax.devices()]}
 
 

@@ -1,5 +1,6 @@
 """`python -m benchmarks --smoke`: the side-by-side harness end to end, federax only, tiny."""
 
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -46,10 +47,15 @@ def test_smoke_without_shared_data_runs_the_generated_workloads(tmp_path):
   assert set(json.loads((tmp_path / "suite.json").read_text())["table"]) == {"w3"}
 
 
-def test_a_peer_that_is_not_set_up_is_skipped_with_the_reason():
+def test_a_peer_that_is_not_set_up_is_named_with_the_reason(tmp_path):
   tff = next(s for s in harness.systems("cpu") if s.name == "TFF")
-  missing = tff.missing() if not tff.python.exists() else "set up here"
-  assert "not set up" in missing or missing == "set up here"
+  absent = dataclasses.replace(tff, python=tmp_path / "no-venv" / "bin" / "python")
+  assert absent.missing() == f"not set up ({absent.python} missing)"
+  no_script = dataclasses.replace(tff, python=pathlib.Path(sys.executable),
+                                  argv=(str(tmp_path / "run_tff.py"),))
+  assert no_script.missing() == f"{tmp_path / 'run_tff.py'} missing"
+  assert dataclasses.replace(tff, python=pathlib.Path(sys.executable),
+                             argv=(__file__,)).missing() is None
 
 
 def test_the_monitor_sums_the_tree_and_stops_what_outlives_its_root(tmp_path):
@@ -59,9 +65,8 @@ def test_the_monitor_sums_the_tree_and_stops_what_outlives_its_root(tmp_path):
   measured = process_tree.run_measured([sys.executable, "-c", script], timeout=30)
   assert measured["returncode"] == 0
   assert measured["peak_pss_mib"] > 64  # The child's 64 MiB counted with the parent's.
-  assert list(measured["leftovers"].values()) == ["python"] or all(
-      "python" in n for n in measured["leftovers"].values())
   assert len(measured["leftovers"]) == 1
+  assert "python" in next(iter(measured["leftovers"].values()))
   pid = next(iter(measured["leftovers"]))
   assert process_tree._stat(pid) is None  # Stopped (gone, or a zombie waiting for init).
 
