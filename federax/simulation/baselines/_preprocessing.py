@@ -10,7 +10,14 @@ from federax.simulation.baselines.client_spec import ClientSpec
 from federax.simulation.seeds import check_seed, derive_seed
 from federax.simulation.dataset import Dataset
 
-__all__ = ["check_seed", "derive_seed", "shuffle_repeat_take", "task_seed"]
+__all__ = ["check_client_spec", "check_seed", "derive_seed", "shuffle_repeat_take", "task_seed"]
+
+
+def check_client_spec(preprocess_spec: object) -> None:
+  """Raises TypeError unless `preprocess_spec` is a `ClientSpec` (every `create_preprocess_fn`)."""
+  if not isinstance(preprocess_spec, ClientSpec):
+    raise TypeError(f"create_preprocess_fn(preprocess_spec=...) expects a ClientSpec, got a "
+                    f"{type(preprocess_spec).__name__}.")
 
 
 def task_seed(seed: object, where: str) -> int:

@@ -18,8 +18,8 @@ from federax.core.types import TensorType
 from federax.learning.models import FunctionalModel
 from federax.simulation.baselines import _layers as layers
 from federax.simulation.baselines._classifier import classification_model
-from federax.simulation.baselines._preprocessing import (check_seed, shuffle_repeat_take,
-                                                         task_seed)
+from federax.simulation.baselines._preprocessing import (check_client_spec, check_seed,
+                                                        shuffle_repeat_take, task_seed)
 from federax.simulation.baselines.baseline_task import BaselineTask
 from federax.simulation.baselines.client_spec import ClientSpec
 from federax.simulation.baselines.task_data import BaselineTaskDatasets, PreprocessFn
@@ -40,9 +40,7 @@ def create_preprocess_fn(preprocess_spec: ClientSpec) -> PreprocessFn:
   Raises:
     TypeError: if `preprocess_spec` is not a `ClientSpec`.
   """
-  if not isinstance(preprocess_spec, ClientSpec):
-    raise TypeError(f"create_preprocess_fn(preprocess_spec=...) expects a ClientSpec, got a "
-                    f"{type(preprocess_spec).__name__}.")
+  check_client_spec(preprocess_spec)
 
   def preprocess_fn(dataset: Dataset, seed: Optional[int] = None) -> Dataset:
     seed = check_seed(seed, "synthetic preprocess_fn(seed=...)")

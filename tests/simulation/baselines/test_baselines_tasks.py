@@ -1,6 +1,7 @@
 """The tasks on the real data in ../shared/data (skipped without it), the registry, and errors."""
 
 import collections
+import importlib
 import shutil
 
 import jax
@@ -297,3 +298,14 @@ def test_emnist_reads_tffs_hdf5_files_from_data_dir(tmp_path):
   assert task.datasets.train_data.client_ids == ["f0000_00", "f0001_00"]
   batches = task.datasets.create_train_dataset("f0000_00", seed=0).to_stacked()
   assert batches["x"].shape == (2, 4, 28, 28, 1) and batches["mask"].sum() == 5
+
+
+@pytest.mark.parametrize("module", [
+    "federax.simulation.baselines.emnist.emnist_preprocessing",
+    "federax.simulation.baselines.shakespeare.char_prediction_preprocessing",
+    "federax.simulation.baselines.synthetic"])
+def test_create_preprocess_fn_names_the_client_spec_it_expects(module):
+  create = importlib.import_module(module).create_preprocess_fn
+  with pytest.raises(TypeError, match=r"create_preprocess_fn\(preprocess_spec=\.\.\.\) expects a "
+                     "ClientSpec, got a dict"):
+    create({"num_epochs": 1, "batch_size": 20})

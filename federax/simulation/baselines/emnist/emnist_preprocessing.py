@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from federax.simulation.baselines._preprocessing import check_seed, shuffle_repeat_take
+from federax.simulation.baselines._preprocessing import (check_client_spec, check_seed,
+                                                        shuffle_repeat_take)
 from federax.simulation.baselines.client_spec import ClientSpec
 from federax.simulation.baselines.task_data import PreprocessFn
 from federax.simulation.dataset import Dataset
@@ -42,9 +43,7 @@ def create_preprocess_fn(preprocess_spec: ClientSpec) -> PreprocessFn:
     >>> preprocess = create_preprocess_fn(ClientSpec(num_epochs=1, batch_size=20))
     >>> batches = preprocess(emnist_train.create_dataset(client_id), seed=0)
   """
-  if not isinstance(preprocess_spec, ClientSpec):
-    raise TypeError(f"create_preprocess_fn(preprocess_spec=...) expects a ClientSpec, got a "
-                    f"{type(preprocess_spec).__name__}.")
+  check_client_spec(preprocess_spec)
 
   def preprocess_fn(dataset: Dataset, seed: Optional[int] = None) -> Dataset:
     seed = check_seed(seed, "EMNIST preprocess_fn(seed=...)")

@@ -14,7 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from federax.simulation.baselines._preprocessing import check_seed, shuffle_repeat_take
+from federax.simulation.baselines._preprocessing import (check_client_spec, check_seed,
+                                                        shuffle_repeat_take)
 from federax.simulation.baselines.client_spec import ClientSpec
 from federax.simulation.baselines.task_data import PreprocessFn
 from federax.simulation.dataset import Dataset
@@ -113,9 +114,7 @@ def create_preprocess_fn(preprocess_spec: ClientSpec,
     >>> preprocess = create_preprocess_fn(ClientSpec(num_epochs=1, batch_size=4))
     >>> batches = preprocess(shakespeare_train.create_dataset(client_id), seed=0)
   """
-  if not isinstance(preprocess_spec, ClientSpec):
-    raise TypeError(f"create_preprocess_fn(preprocess_spec=...) expects a ClientSpec, got a "
-                    f"{type(preprocess_spec).__name__}.")
+  check_client_spec(preprocess_spec)
   if int(sequence_length) < 1:
     raise ValueError(f"create_preprocess_fn(sequence_length=...) expects a positive int, got "
                      f"{sequence_length}.")
