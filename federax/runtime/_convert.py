@@ -18,7 +18,8 @@ from federax.core.type_conversions import elements_of, make_container
 
 
 class Representation(Protocol):
-  def reused_clients(self, values: list, member_type: t.Type) -> Optional[Any]: ...
+  def whole_clients(self, values: list, member_type: t.Type, where: str,
+                    op: str) -> Optional[Any]: ...
   def clients(self, members: list, member_type: t.Type, where: str, values: list) -> Any: ...
   def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> Any: ...
   def client_list(self, payload: Any, member_type: t.Type, n: int) -> list: ...
@@ -84,15 +85,15 @@ def argument(x: Any, ts: t.Type, rep: Representation, where: str, op: str,
         raise ArgumentError(op, f"{where}: a value at CLIENTS is a list with one entry per client.",
                             expected=ts, actual=_short(x))
       counts[where] = len(x)
-      reused = rep.reused_clients(x, ts.member)
-      if reused is not None:
-        return reused
+      whole = rep.whole_clients(x, ts.member, where, op)  # A cached or streamed cohort.
+      if whole is not None:
+        return whole
       members = [argument(m, ts.member, rep, f"{where}[client {i}]", op, counts)
                  for i, m in enumerate(x)]
       return rep.clients(members, ts.member, where, x)
     return argument(x, ts.member, rep, where, op, counts)
   if isinstance(ts, t.SequenceType):
-    return rep.sequence(_sequence_elements(x, ts, where, op), ts, where)
+    return rep.sequence(sequence_elements(x, ts, where, op), ts, where)
   if isinstance(ts, t.StructType) and t.contains(
       ts, lambda c: isinstance(c, (t.FederatedType, t.SequenceType))):
     try:
@@ -104,7 +105,7 @@ def argument(x: Any, ts: t.Type, rep: Representation, where: str, op: str,
   return local(x, ts, where, op)
 
 
-def _sequence_elements(x: Any, ts: t.SequenceType, where: str, op: str) -> Any:
+def sequence_elements(x: Any, ts: t.SequenceType, where: str, op: str) -> Any:
   """A dataset stays as is (the representation stacks it); a list becomes checked payloads."""
   if hasattr(x, "element_spec"):
     from federax.core.type_conversions import to_type

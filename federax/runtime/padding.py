@@ -47,6 +47,20 @@ def stack(members: list, where: str) -> Any:
   return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *members)
 
 
+ALIGNMENT = 64
+"""XLA:CPU takes a host array aligned to this many bytes without copying it (it copies others:
+3.5 ms for the 18 MB of a 10-client FedAvg round on this machine, against 0.04 ms aligned)."""
+
+
+def aligned_empty(shape: tuple, dtype: Any) -> np.ndarray:
+  """`np.empty(shape, dtype)` whose data starts at a multiple of `ALIGNMENT` bytes."""
+  dtype = np.dtype(dtype)
+  size = math.prod(shape) * dtype.itemsize
+  raw = np.empty(size + ALIGNMENT, np.uint8)
+  start = -raw.ctypes.data % ALIGNMENT
+  return raw[start:start + size].view(dtype).reshape(shape)
+
+
 def zeros_like_type(ts: t.Type, leading: tuple = ()) -> Any:
   if isinstance(ts, t.TensorType):
     return np.zeros(leading + tuple(d or 0 for d in ts.shape), ts.dtype)

@@ -31,7 +31,7 @@ def _tree_add(a, b):
 class _Lists:
   """Sequential representation: clients and sequences are Python lists."""
 
-  def reused_clients(self, values: list, member_type: t.Type) -> None:
+  def whole_clients(self, values: list, member_type: t.Type, where: str, op: str) -> None:
     return None
 
   def clients(self, members: list, member_type: t.Type, where: str, values: list) -> list:

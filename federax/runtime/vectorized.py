@@ -1,7 +1,8 @@
 """The vectorized runtime: a whole federated computation compiled into one XLA program.
 
 Clients are the leading axis of every client value; `federated_map` is `jax.vmap` (in chunks
-above `chunk_size` clients, so working memory does not grow with the cohort); a sequence is a
+above `chunk_size` clients, so working memory does not grow with the cohort; a cohort of more
+client datasets than that is read a chunk at a time, `streaming`); a sequence is a
 `PaddedSequence` of elements padded to a bucketed length with a mask; a reduction over a
 sequence is a masked `lax.scan`. Programs are cached per computation and client count, and
 by `jax.jit` per input shapes. With several devices the client axis is sharded over them.
@@ -9,8 +10,10 @@ by `jax.jit` per input shapes. With several devices the client axis is sharded o
 
 from __future__ import annotations
 
+import math
 import warnings
 import weakref
+from functools import partial
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -24,11 +27,11 @@ from federax.core import types as t
 from federax.core.errors import user_stacklevel
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
-from federax.runtime import _convert, _invoke
+from federax.runtime import _convert, _invoke, streaming
 from federax.runtime._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
 from federax.runtime._options import RuntimeOptions
-from federax.runtime.padding import (PaddedSequence, RaggedError, bucket, pad_to, stack,
-                                     zeros_like_type)
+from federax.runtime.padding import (PaddedSequence, RaggedError, aligned_empty, bucket, pad_to,
+                                     stack, zeros_like_type)
 from federax.runtime.sequential import SequentialRuntime
 
 
@@ -36,6 +39,11 @@ SEQUENCE_LOOPS = ("auto", "while", "scan", "unroll")
 CLIENT_LOOPS = ("auto", "vmap", "map")
 MAP_FLOPS = 2**18
 """Per-step floating-point operations from which, on CPU, clients run one after another."""
+STREAM_BYTES = 2**25
+"""Padded size from which a cohort of at most `chunk_size` clients is streamed too: reading
+overlaps computing once reading costs more than the thread hand-offs (FedAvg round, linear
+784->10 model, on 2 cores: 100 clients, 180 MB: 0.18 s against 0.26 s stacked before the
+call; 10 clients, 18 MB: 0.020 s against 0.016 s)."""
 
 
 class FallbackWarning(UserWarning):
@@ -77,16 +85,87 @@ class _CohortCache:
 
 
 class _Stacked:
-  """Vectorized representation: client values stacked, sequences padded and masked."""
+  """Vectorized representation: client values stacked, sequences padded and masked.
 
-  def __init__(self, cohorts: Optional[_CohortCache] = None, per_doubling: int = 8):
+  With `streams`, a cohort of more than `stream_above` client datasets is not stacked here: it
+  becomes a `StreamedClients` stand-in that the program reads one chunk at a time.
+  """
+
+  def __init__(self, cohorts: Optional[_CohortCache] = None, per_doubling: int = 8,
+               streams: Optional[streaming.Streams] = None, stream_above: int = 0):
     self.cohorts = cohorts
     self.per_doubling = per_doubling
+    self.streams = streams
+    self.stream_above = stream_above
 
-  def reused_clients(self, values: list, member_type: t.Type) -> Optional[Any]:
-    if self.cohorts is None or not values:
+  def whole_clients(self, values: list, member_type: t.Type, where: str, op: str) -> Optional[Any]:
+    if not values:
       return None
-    return self.cohorts.get(_CohortCache.key(values, member_type, self.per_doubling))
+    if self.cohorts is not None:
+      cached = self.cohorts.get(_CohortCache.key(values, member_type, self.per_doubling))
+      if cached is not None:
+        return cached
+    if self.streams is not None and len(values) > 1:
+      return self._stream(values, member_type, where, op)
+    return None
+
+  def _stream(self, values: list, member_type: t.Type, where: str,
+              op: str) -> Optional[streaming.StreamedClients]:
+    """A stand-in for the datasets in `values`, checked now and read by the program, or None:
+    where their padded shapes are not known without reading them (unknown cardinality or
+    dimensions), and for a cohort of at most `stream_above` clients that is either small
+    (under `STREAM_BYTES` padded) or of cached datasets (the cohort cache keeps those on the
+    device)."""
+    if not isinstance(member_type, t.SequenceType) or not all(
+        hasattr(v, "to_stacked") and hasattr(v, "cardinality") for v in values):
+      return None
+    lengths = [v.cardinality() for v in values]
+    if min(lengths) < 0 or max(lengths) == 0:
+      return None
+    length = bucket(max(lengths), self.per_doubling)
+    shape = _element_shapes(member_type.element, values[0].element_spec)
+    if shape is None:
+      return None
+    avals = PaddedSequence(
+        jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct((length,) + s[0], s[1]),
+                               shape, is_leaf=_is_shape),
+        jax.ShapeDtypeStruct((length,), np.dtype(bool)))
+    small = len(values) <= self.stream_above
+    if small and len(values) * sum(math.prod(a.shape) * a.dtype.itemsize
+                                   for a in jax.tree_util.tree_leaves(avals)) < STREAM_BYTES:
+      return None  # Checked and stacked as any other cohort.
+    for i, v in enumerate(values):
+      _convert.sequence_elements(v, member_type, f"{where}[client {i}]", op)
+    if any(_element_shapes(member_type.element, v.element_spec) != shape for v in values[1:]):
+      return None
+    peeked = {}
+    if small:
+      first = self.sequence(values[0], member_type, f"{where}[client 0]")
+      if not any(x.flags.writeable for x in jax.tree_util.tree_leaves(first.elements)):
+        return None  # Cached datasets (read-only arrays): the cohort cache does better.
+      peeked[0] = first
+
+    def stack_chunk(chunk: list, start: int) -> PaddedSequence:
+      """Reads and pads one client at a time into the chunk's arrays (one copy in memory)."""
+      padded = jax.tree_util.tree_map(lambda a: np.zeros((len(chunk),) + a.shape, a.dtype), avals)
+      out = jax.tree_util.tree_leaves(padded.elements)
+      for i, v in enumerate(chunk):
+        client = f"{where}[client {start + i}]"
+        seq = peeked.pop(start + i, None) or self.sequence(v, member_type, client)
+        real = seq.mask.shape[0]
+        leaves = jax.tree_util.tree_leaves(seq.elements)
+        if real > length or any(x.shape[1:] != o.shape[2:] for x, o in zip(leaves, out)):
+          raise RaggedError(f"{client}: the dataset gave {real} elements of shapes "
+                            f"{[x.shape[1:] for x in leaves]}, not at most {length} of "
+                            f"{[o.shape[2:] for o in out]} as its element_spec and "
+                            "cardinality() said.")
+        for o, x in zip(out, leaves):
+          o[i, :real] = x
+        padded.mask[i, :real] = True
+      return padded
+
+    return self.streams.open(where, values, stack_chunk, avals,
+                             streaming.read_size(len(values), self.stream_above))
 
   def clients(self, members: list, member_type: t.Type, where: str, values: list) -> Any:
     if not members:
@@ -127,6 +206,29 @@ class _Stacked:
             for j in np.flatnonzero(np.asarray(mask))]
 
 
+def _is_shape(x) -> bool:
+  return isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], np.dtype)
+
+
+def _element_shapes(element_type: t.Type, spec: Any) -> Optional[Any]:
+  """(shape, dtype) of each leaf of one element as the runtime holds it (tuples, the declared
+  dtypes, the dataset's shapes), or None if a dimension is unknown."""
+  from federax.core.type_conversions import to_type
+
+  def walk(declared: t.Type, actual: t.Type):
+    if isinstance(declared, t.TensorType):
+      if not isinstance(actual, t.TensorType) or None in actual.shape:
+        return None
+      return (tuple(actual.shape), np.dtype(declared.dtype))
+    parts = tuple(walk(d, a) for d, a in zip(declared, actual))
+    return None if None in parts else parts
+
+  try:
+    return walk(element_type, t.aligned_like(element_type, to_type(spec)))
+  except (TypeError, ValueError):  # Not a structure of tensors: the type checks will say why.
+    return None
+
+
 def _leading(ts: t.Type) -> t.Type:
   """The type of a stacked payload: one unknown leading dimension on every tensor."""
   if isinstance(ts, t.TensorType):
@@ -151,9 +253,11 @@ def _stack_clients(members: list, member_type: t.Type, where: str,
                         f"{sorted(shapes)[:3]}")
 
     def fill(*leaves):
-      out = np.zeros((len(members), length) + leaves[0].shape[1:], leaves[0].dtype)
+      # Not zeroed first: writing each row once (data, then zeros) beats zeroing it all first.
+      out = aligned_empty((len(members), length) + leaves[0].shape[1:], leaves[0].dtype)
       for i, (leaf, n) in enumerate(zip(leaves, lengths)):
         out[i, :n] = leaf[:n]
+        out[i, n:] = 0
       return out
 
     template = filled.elements
@@ -196,8 +300,13 @@ class VectorizedRuntime:
   Args:
     seed: the seed of `federated_eval`'s PRNG keys.
     default_num_clients: the number of clients when no argument is placed at CLIENTS.
-    chunk_size: when clients are vmapped, above this many clients `federated_map` runs in
-      vmapped chunks of this size (a `lax.map`), bounding the working memory; None never chunks.
+    chunk_size: above this many clients, memory is bounded by the chunk, not the cohort: client
+      datasets are not stacked before the call but read, padded and sent to the device one
+      chunk of this many clients at a time while the program runs (the next chunk is prepared
+      while one computes; `federax.runtime.streaming`), and vmapped clients run in chunks of
+      this size (a `lax.map`). None stacks every cohort whole and never chunks. Streaming needs
+      datasets whose `cardinality()` and element shapes are known before they are read; it is
+      off when the client axis is sharded over several devices.
     sequence_loop: how a sequence reduction loops: "while" (a rolled loop over the real
       elements only, skipping the padding), "scan" (a rolled `lax.scan` over all padded
       elements, masked), "unroll" (that scan fully unrolled), or "auto": "while" on CPU,
@@ -219,7 +328,7 @@ class VectorizedRuntime:
   name = "vectorized"
 
   def __init__(self, *, seed: int = 0, default_num_clients: Optional[int] = None,
-               chunk_size: Optional[int] = 512, sequence_loop: str = "auto",
+               chunk_size: Optional[int] = 128, sequence_loop: str = "auto",
                client_loop: str = "auto", shard: bool = True):
     if sequence_loop not in SEQUENCE_LOOPS:
       raise ValueError(f"sequence_loop must be one of {', '.join(map(repr, SEQUENCE_LOOPS))}; "
@@ -239,6 +348,7 @@ class VectorizedRuntime:
     self._warned: set = set()
     self._token = []
     self._cohorts = _CohortCache()
+    self._streams = streaming.Streams()
 
   def __repr__(self) -> str:
     return (f"fx.runtime.vectorized({self.options}, chunk_size={self.chunk_size}, "
@@ -260,17 +370,29 @@ class VectorizedRuntime:
     if _invoke.has_strings(signature.parameter) or _invoke.has_strings(signature.result):
       return self._fall_back("string tensors cannot enter a JAX program", comp, args, kwargs)
     # A loop over the real elements does not compute on padding: coarse buckets, fewer programs.
-    rep = _Stacked(self._cohorts, 1 if self._sequence_loop() == "while" else 8)
+    rep = _Stacked(self._cohorts, 1 if self._sequence_loop() == "while" else 8,
+                   self._streams if self._may_stream(signature) else None, self.chunk_size or 0)
     try:
-      payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
-    except RaggedError as e:
-      return self._fall_back(f"{e}; make elements one shape (Dataset.masked_batch, or "
-                             "batch(..., drop_remainder=True)) to keep the compiled path",
-                             comp, args, kwargs)
-    n = self.options.num_clients(n)
-    payload = self._place(pad_standalone(payload, signature.parameter), signature.parameter, n)
-    out = self._program(comp, n)(payload)
-    return _convert.to_python(out, signature.result, rep, n)
+      try:
+        payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
+      except RaggedError as e:
+        return self._fall_back(f"{e}; make elements one shape (Dataset.masked_batch, or "
+                               "batch(..., drop_remainder=True)) to keep the compiled path",
+                               comp, args, kwargs)
+      n = self.options.num_clients(n)
+      payload = self._place(pad_standalone(payload, signature.parameter), signature.parameter, n)
+      out = self._program(comp, n)(payload)
+      return _convert.to_python(out, signature.result, rep, n)
+    finally:
+      self._streams.close()  # After the results are read: the program reads chunks until then.
+
+  def _may_stream(self, signature: t.FunctionType) -> bool:
+    """Cohorts above `chunk_size` are read a chunk at a time unless the client axis is sharded
+    (every device reads its own clients) or client sequences are returned (they are whole)."""
+    sharded = self.shard and len(jax.devices()) > 1
+    returns_sequences = signature.result is not None and t.contains(
+        signature.result, lambda x: isinstance(x, t.SequenceType))
+    return self.chunk_size is not None and not sharded and not returns_sequences
 
   def _sequence_loop(self) -> str:
     if self.sequence_loop != "auto":
@@ -372,31 +494,33 @@ class VectorizedExecution:
     return concrete(payload)
 
   def _vmap(self, fn, payload):
-    """`fn` over the client axis of `payload`: vmapped (in chunks), or one client at a time."""
-    if self.n > 1:
-      one_by_one = self._map_one_by_one(fn, payload)
-      if one_by_one is not None:
-        return one_by_one
+    """`fn` over the client axis of `payload`: one client after another, or vmapped (in chunks
+    of `chunk_size`). Streamed clients are read a chunk at a time as the loop reaches them."""
+    client_fn = self._one_by_one(fn, payload) if self.n > 1 else None
     chunk = self.runtime.chunk_size
+    if streaming.holds_streams(payload):
+      on_chunk = jax.vmap(fn) if client_fn is None else partial(jax.lax.map, client_fn)
+      return streaming.map_chunks(on_chunk, payload, self.n, streaming.read_size(self.n, chunk))
+    if client_fn is not None:
+      return jax.lax.map(client_fn, payload)
     if chunk is not None and self.n > chunk:
       return jax.lax.map(fn, payload, batch_size=chunk)
     return jax.vmap(fn)(payload)
 
-  def _map_one_by_one(self, fn, payload):
-    """A rolled `lax.map` over the clients when `client_loop` asks for one ("auto": on CPU,
-    when one client's trace convolves or does `MAP_FLOPS` per step); else None."""
+  def _one_by_one(self, fn, payload):
+    """The function to run on each client in turn when `client_loop` asks for one client
+    after another ("auto": on CPU, when one client's trace convolves or does `MAP_FLOPS` per
+    step); else None."""
     loop, cpu = self.runtime.client_loop, jax.default_backend() == "cpu"
     if loop == "vmap" or (loop == "auto" and not cpu):
       return None
     if not cpu:
-      return jax.lax.map(fn, payload)
-    one = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x)[1:],
-                                                                jnp.result_type(x)), payload)
-    traced = jax.make_jaxpr(fn, return_shape=True)(one)
+      return fn
+    traced = jax.make_jaxpr(fn, return_shape=True)(streaming.one_client(payload))
     cost = _step_cost(traced[0].jaxpr)
     if loop == "auto" and not (cost.convolves or cost.flops >= MAP_FLOPS):
       return None
-    return jax.lax.map(lambda client: run_for_xla_cpu(traced, client), payload)
+    return lambda client: run_for_xla_cpu(traced, client)
 
   def federated_eval(self, member_fn, placement, takes_key: bool):
     base = jax.random.fold_in(jax.random.PRNGKey(self.runtime.options.seed), self._evals)

@@ -46,10 +46,11 @@ def gather(plan: Plan, idx: np.ndarray) -> Any:
   valid = idx >= 0
   if bool(np.all(valid)):
     leaves = [leaf[idx] for leaf in plan.leaves]
-  else:  # Padding rows read row 0, then are zeroed.
+  else:  # Padding rows read row 0, then are zeroed in place (one copy of the data, not two).
     safe = np.where(valid, idx, 0)
-    leaves = [np.where(valid.reshape(valid.shape + (1,) * (leaf.ndim - 1)), leaf[safe],
-                       np.zeros((), leaf.dtype)) for leaf in plan.leaves]
+    leaves = [leaf[safe] for leaf in plan.leaves]
+    for leaf in leaves:
+      leaf[~valid] = np.zeros((), leaf.dtype)  # "" for strings.
   tree = plan.treedef.unflatten(leaves)
   return tree if plan.mask_key is None else with_key(tree, plan.mask_key, valid)
 

@@ -238,3 +238,32 @@ def test_every_algorithm_gives_the_same_results_on_both_runtimes(name):
   for got, want in zip(jax.tree_util.tree_leaves(outcomes[0]),
                        jax.tree_util.tree_leaves(outcomes[1])):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_algorithm_streams_a_cohort_above_the_chunk_size_with_the_same_results(
+    name, monkeypatch):
+  from federax.runtime import streaming
+  from federax.simulation import Dataset
+
+  rng = np.random.default_rng(3)
+  datasets = [Dataset.from_tensor_slices(collections.OrderedDict(
+      x=rng.normal(size=(n, FEATURES)).astype(np.float32),
+      y=rng.integers(0, CLASSES, n).astype(np.int32))).masked_batch(BATCH)
+      for n in (7, 12, 3, 9, 1, 5, 8)]
+  reads = []
+  original = streaming.Streams.read
+  monkeypatch.setattr(streaming.Streams, "read",
+                      lambda self, *chunk: reads.append(chunk) or original(self, *chunk))
+  outcomes = []
+  for make_runtime in (lambda: fx.runtime.vectorized(chunk_size=3, shard=False),
+                       fx.runtime.sequential):
+    with make_runtime():
+      process = BUILDERS[name](linear_model())
+      state, metrics = process.next(process.initialize(), datasets)
+      outcomes.append((jax.tree_util.tree_leaves(process.get_model_weights(state)),
+                       jax.tree_util.tree_leaves(metrics)))
+  assert len(reads) >= 3  # Chunks of 3, 3 and 1 clients, read once per pass over the data.
+  for got, want in zip(jax.tree_util.tree_leaves(outcomes[0]),
+                       jax.tree_util.tree_leaves(outcomes[1])):
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)

@@ -167,7 +167,8 @@ def test_step_cost_counts_matmul_and_convolution_flops_once_per_loop_body():
 
 def test_auto_client_loop_maps_heavy_or_convolving_clients_on_cpu():
   def mapped(execution, fn, payload):  # A rolled lax.map over the clients, or None (vmap).
-    return execution._map_one_by_one(fn, payload)
+    client_fn = execution._one_by_one(fn, payload)
+    return None if client_fn is None else jax.lax.map(client_fn, payload)
 
   execution = VectorizedExecution(fx.runtime.vectorized(), 3)
   assert mapped(execution, lambda a: a @ jnp.ones((7, 3)), jnp.ones((3, 4, 7))) is None
