@@ -1,13 +1,14 @@
 """Client datasets read by the compiled program as it reaches them, not stacked before the call.
 
-The vectorized runtime hands a cohort of client datasets to the program as a `StreamedClients`
-stand-in (shapes and dtypes, no arrays). A `federated_map` over it asks the host for its
-clients through `jax.experimental.io_callback` while it runs, a chunk at a time (at most
-`chunk_size` clients, at most a quarter of the cohort). Only then are those datasets read,
-padded and stacked, and a background thread reads the next chunk while the program computes on
-this one. So host and device hold a chunk of client data at a time, whatever the
-cohort, reading overlaps computing, and the computation is still one compiled program.
-"""
+The vectorized runtime hands a large cohort of client datasets (over `STREAM_BYTES` padded,
+not cached) to the program as a `StreamedClients` stand-in: shapes and dtypes, no arrays. A
+`federated_map` over it asks the host for its clients through `jax.experimental.io_callback`
+while it runs, a chunk at a time (at most `chunk_size` clients, at most a quarter of the
+cohort). Only then are those datasets read, padded and stacked, and a background thread reads
+the next chunk while the program computes on this one. So host and device hold a few chunks of
+client data, whatever the cohort; reading overlaps computing; and the computation is still one
+compiled program. Datasets are read on that background thread: their pipelines (a `map`'s
+function, for one) must not depend on the calling thread."""
 
 from __future__ import annotations
 

@@ -40,10 +40,11 @@ CLIENT_LOOPS = ("auto", "vmap", "map")
 MAP_FLOPS = 2**18
 """Per-step floating-point operations from which, on CPU, clients run one after another."""
 STREAM_BYTES = 2**25
-"""Padded size from which a cohort of at most `chunk_size` clients is streamed too: reading
-overlaps computing once reading costs more than the thread hand-offs (FedAvg round, linear
-784->10 model, on 2 cores: 100 clients, 180 MB: 0.18 s against 0.26 s stacked before the
-call; 10 clients, 18 MB: 0.020 s against 0.016 s)."""
+"""Padded size of a cohort's client datasets from which the program reads them a chunk at a
+time rather than taking them stacked (`streaming`). Below it the whole stack is small, and
+reading it in one go costs less than the thread hand-offs of reading it in parts (FedAvg
+round, linear 784->10 model, 2 cores: 10 clients, 18 MB, 0.016 s stacked against 0.017-0.020 s
+streamed; 100 clients, 180 MB, 0.26 s against 0.16-0.18 s)."""
 
 
 class FallbackWarning(UserWarning):
@@ -87,16 +88,16 @@ class _CohortCache:
 class _Stacked:
   """Vectorized representation: client values stacked, sequences padded and masked.
 
-  With `streams`, a cohort of more than `stream_above` client datasets is not stacked here: it
+  With `streams`, a cohort of client datasets over `STREAM_BYTES` padded is not stacked here: it
   becomes a `StreamedClients` stand-in that the program reads one chunk at a time.
   """
 
   def __init__(self, cohorts: Optional[_CohortCache] = None, per_doubling: int = 8,
-               streams: Optional[streaming.Streams] = None, stream_above: int = 0):
+               streams: Optional[streaming.Streams] = None, chunk: int = 0):
     self.cohorts = cohorts
     self.per_doubling = per_doubling
     self.streams = streams
-    self.stream_above = stream_above
+    self.chunk = chunk
 
   def whole_clients(self, values: list, member_type: t.Type, where: str, op: str) -> Optional[Any]:
     if not values:
@@ -112,10 +113,9 @@ class _Stacked:
   def _stream(self, values: list, member_type: t.Type, where: str,
               op: str) -> Optional[streaming.StreamedClients]:
     """A stand-in for the datasets in `values`, checked now and read by the program, or None:
-    where their padded shapes are not known without reading them (unknown cardinality or
-    dimensions), and for a cohort of at most `stream_above` clients that is either small
-    (under `STREAM_BYTES` padded) or of cached datasets (the cohort cache keeps those on the
-    device)."""
+    for a cohort under `STREAM_BYTES` padded, one of cached datasets (the cohort cache keeps
+    those on the device), and datasets whose padded shapes are not known without reading them
+    (unknown cardinality or dimensions)."""
     if not isinstance(member_type, t.SequenceType) or not all(
         hasattr(v, "to_stacked") and hasattr(v, "cardinality") for v in values):
       return None
@@ -130,20 +130,19 @@ class _Stacked:
         jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct((length,) + s[0], s[1]),
                                shape, is_leaf=_is_shape),
         jax.ShapeDtypeStruct((length,), np.dtype(bool)))
-    small = len(values) <= self.stream_above
-    if small and len(values) * sum(math.prod(a.shape) * a.dtype.itemsize
-                                   for a in jax.tree_util.tree_leaves(avals)) < STREAM_BYTES:
+    if len(values) * sum(math.prod(a.shape) * a.dtype.itemsize
+                         for a in jax.tree_util.tree_leaves(avals)) < STREAM_BYTES:
       return None  # Checked and stacked as any other cohort.
     for i, v in enumerate(values):
       _convert.sequence_elements(v, member_type, f"{where}[client {i}]", op)
     if any(_element_shapes(member_type.element, v.element_spec) != shape for v in values[1:]):
       return None
-    peeked = {}
-    if small:
-      first = self.sequence(values[0], member_type, f"{where}[client 0]")
-      if not any(x.flags.writeable for x in jax.tree_util.tree_leaves(first.elements)):
-        return None  # Cached datasets (read-only arrays): the cohort cache does better.
-      peeked[0] = first
+    # Cached datasets (read-only arrays) are kept in memory by the user's choice, and the
+    # cohort cache keeps them stacked on the device: no reads at all from the second round.
+    first = self.sequence(values[0], member_type, f"{where}[client 0]")
+    if not any(x.flags.writeable for x in jax.tree_util.tree_leaves(first.elements)):
+      return None
+    peeked = {0: first}  # Read once: the program's first read takes it.
 
     def stack_chunk(chunk: list, start: int) -> PaddedSequence:
       """Reads and pads one client at a time into the chunk's arrays (one copy in memory)."""
@@ -165,7 +164,7 @@ class _Stacked:
       return padded
 
     return self.streams.open(where, values, stack_chunk, avals,
-                             streaming.read_size(len(values), self.stream_above))
+                             streaming.read_size(len(values), self.chunk))
 
   def clients(self, members: list, member_type: t.Type, where: str, values: list) -> Any:
     if not members:
@@ -300,13 +299,14 @@ class VectorizedRuntime:
   Args:
     seed: the seed of `federated_eval`'s PRNG keys.
     default_num_clients: the number of clients when no argument is placed at CLIENTS.
-    chunk_size: above this many clients, memory is bounded by the chunk, not the cohort: client
-      datasets are not stacked before the call but read, padded and sent to the device one
-      chunk of this many clients at a time while the program runs (the next chunk is prepared
-      while one computes; `federax.runtime.streaming`), and vmapped clients run in chunks of
-      this size (a `lax.map`). None stacks every cohort whole and never chunks. Streaming needs
-      datasets whose `cardinality()` and element shapes are known before they are read; it is
-      off when the client axis is sharded over several devices.
+    chunk_size: bounds memory and vmap width. A cohort of client datasets larger than
+      `STREAM_BYTES` (32 MB) padded is not stacked before the call: the program reads, pads
+      and sends it to the device at most this many clients at a time while it runs (the next
+      chunk is read while one computes; `federax.runtime.streaming`). Cohorts of
+      `Dataset.cache()`d datasets are kept stacked on the device instead. Vmapped clients
+      run in chunks of this size (a `lax.map`). None stacks every cohort whole and never
+      chunks. Streaming needs datasets whose `cardinality()` and element shapes are known
+      before they are read; it is off when the client axis is sharded over several devices.
     sequence_loop: how a sequence reduction loops: "while" (a rolled loop over the real
       elements only, skipping the padding), "scan" (a rolled `lax.scan` over all padded
       elements, masked), "unroll" (that scan fully unrolled), or "auto": "while" on CPU,
@@ -387,8 +387,8 @@ class VectorizedRuntime:
       self._streams.close()  # After the results are read: the program reads chunks until then.
 
   def _may_stream(self, signature: t.FunctionType) -> bool:
-    """Cohorts above `chunk_size` are read a chunk at a time unless the client axis is sharded
-    (every device reads its own clients) or client sequences are returned (they are whole)."""
+    """Large cohorts are read a chunk at a time unless `chunk_size` is None, the client axis is
+    sharded (every device would read its own clients) or client sequences are returned."""
     sharded = self.shard and len(jax.devices()) > 1
     returns_sequences = signature.result is not None and t.contains(
         signature.result, lambda x: isinstance(x, t.SequenceType))

@@ -87,6 +87,13 @@ class ReadSpy:
 
 
 W = np.array([0.5, -1.0, 2.0], np.float32)
+VECTORIZED = sys.modules["federax.runtime.vectorized"]  # `fx.runtime.vectorized` is a function.
+
+
+@pytest.fixture(autouse=True)
+def stream_every_cohort(monkeypatch):
+  """These cohorts are a few kB: stream them as if they were over the 32 MB threshold."""
+  monkeypatch.setattr(VECTORIZED, "STREAM_BYTES", 0)
 
 
 @pytest.mark.parametrize("client_loop", ["map", "vmap"])
@@ -122,21 +129,24 @@ def test_the_compiled_program_reads_each_call_s_own_cohort(monkeypatch):
     np.testing.assert_allclose(result[0], numpy_round(W, datasets)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_small_cohorts_up_to_the_chunk_size_are_stacked_before_the_call(monkeypatch):
+def test_cohorts_under_the_stream_threshold_are_stacked_before_the_call(monkeypatch):
+  monkeypatch.setattr(VECTORIZED, "STREAM_BYTES", 8192)  # 20 and 7 clients: 5.5 and 1.9 kB.
   spy = ReadSpy(monkeypatch)
-  datasets = client_datasets([3, 5, 2, 4])
+  small, large = client_datasets([3, 5, 2, 4] * 5), client_datasets([3, 5, 2, 4, 6, 1, 3])
   with fx.runtime.vectorized(chunk_size=4, shard=False):
-    mean, _ = fedavg_round(W, datasets)
-  assert spy.reads == []
-  np.testing.assert_allclose(mean, numpy_round(W, datasets)[0], rtol=1e-5, atol=1e-6)
+    small_mean, _ = fedavg_round(W, small)
+    assert spy.reads == []  # More clients than chunk_size, but small.
+    monkeypatch.setattr(VECTORIZED, "STREAM_BYTES", 1024)
+    large_mean, _ = fedavg_round(W, large)
+    assert len(spy.reads) == 4  # Parts of 2, 2, 2 and 1 clients.
+  np.testing.assert_allclose(small_mean, numpy_round(W, small)[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(large_mean, numpy_round(W, large)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_large_cohorts_up_to_the_chunk_size_stream_unless_cached(monkeypatch):
-  # `fx.runtime.vectorized` is also a function: take the module itself.
-  monkeypatch.setattr(sys.modules["federax.runtime.vectorized"], "STREAM_BYTES", 1024)  # These cohorts are 2-3 kB padded.
+def test_cached_cohorts_of_any_size_stay_on_the_device(monkeypatch):
   spy = ReadSpy(monkeypatch)
   datasets = client_datasets([3, 5, 2, 4, 6])
-  runtime = fx.runtime.vectorized(chunk_size=8, shard=False)
+  runtime = fx.runtime.vectorized(chunk_size=2, shard=False)
   with runtime:
     mean, _ = fedavg_round(W, datasets)
     assert len(spy.reads) == 3  # Parts of 2, 2 and 1 clients.
@@ -226,3 +236,15 @@ def test_host_memory_is_bounded_by_the_chunk_not_the_cohort():
   streamed, whole = peak_mb(10), peak_mb(None)
   # A chunk is 1/12 of the cohort; with the one read ahead, two chunks can be on the host.
   assert streamed < whole / 4, (streamed, whole)
+
+
+def test_dataset_pipelines_that_call_jax_are_read_while_the_program_runs(monkeypatch):
+  """The reads run inside the program's callback and on the read-ahead thread."""
+  spy = ReadSpy(monkeypatch)
+  doubled = [d.map(lambda b: {**b, "x": np.asarray(jnp.asarray(b["x"]) * 2.0)})
+             for d in client_datasets([5, 9, 3, 7, 2, 8])]
+  with fx.runtime.vectorized(chunk_size=2, shard=False):
+    mean, total = fedavg_round(W, doubled)
+  assert len(spy.reads) == 3
+  np.testing.assert_allclose(mean, numpy_round(W, doubled)[0], rtol=1e-5, atol=1e-6)
+  assert total == 68.0
