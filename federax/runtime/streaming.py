@@ -159,12 +159,12 @@ class Streams:
       raise error
 
 
+def is_streamed(x: Any) -> bool:
+  return isinstance(x, StreamedClients)
+
+
 def holds_streams(payload: Any) -> bool:
-  return any(isinstance(x, StreamedClients) for x in _leaves(payload))
-
-
-def _leaves(payload: Any) -> list:
-  return jax.tree_util.tree_leaves(payload, is_leaf=lambda x: isinstance(x, StreamedClients))
+  return any(map(is_streamed, jax.tree_util.tree_leaves(payload, is_leaf=is_streamed)))
 
 
 def one_client(payload: Any) -> Any:

@@ -218,3 +218,30 @@ def test_cached_datasets_reuse_the_stacked_cohort_and_give_the_same_results():
     for r, e, a in zip(result, expected, arrays):
       np.testing.assert_array_equal(r, e)
       np.testing.assert_array_equal(r, a.sum(0))
+
+
+def test_a_broadcast_value_reaches_each_client_without_a_copy_per_client():
+  dim, n = 1000, 8
+  vector = fx.TensorType(np.float32, [dim])
+
+  @fx.computation(vector, vector)
+  def add(w, x):
+    return w + x
+
+  @fx.federated_computation(fx.FederatedType(vector, fx.SERVER),
+                            fx.FederatedType(vector, fx.CLIENTS))
+  def mean_of_sums(w, x):
+    return (fx.federated_mean(fx.federated_map(add, (fx.federated_broadcast(w), x))),
+            fx.federated_map(add, (fx.federated_broadcast(w), fx.federated_broadcast(w))))
+
+  rng = np.random.default_rng(0)
+  w, x = rng.normal(size=dim).astype(np.float32), rng.normal(size=(n, dim)).astype(np.float32)
+  runtime = fx.runtime.vectorized(shard=False)
+  jaxpr = jax.make_jaxpr(lambda p: runtime._run(mean_of_sums, n, p))((w, x))
+  broadcasts = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "broadcast_in_dim"
+                and e.outvars[0].aval.shape == (n, dim)]
+  assert len(broadcasts) == 1  # Only the result at CLIENTS, which the caller receives per client.
+  with runtime:
+    mean, doubled = mean_of_sums(w, list(x))
+  np.testing.assert_allclose(mean, w + x.mean(0), rtol=1e-5, atol=1e-6)
+  assert len(doubled) == n and all(np.array_equal(d, 2 * w) for d in doubled)
