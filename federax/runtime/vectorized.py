@@ -1,8 +1,8 @@
 """The vectorized runtime: a whole federated computation compiled into one XLA program.
 
 Clients are the leading axis of every client value; `federated_map` is `jax.vmap` (in chunks
-above `chunk_size` clients, so working memory does not grow with the cohort; a cohort of more
-client datasets than that is read a chunk at a time, `streaming`); a sequence is a
+above `chunk_size` clients, so working memory does not grow with the cohort; client datasets
+over `STREAM_BYTES` are read by the program a chunk at a time, `streaming`); a sequence is a
 `PaddedSequence` of elements padded to a bucketed length with a mask; a reduction over a
 sequence is a masked `lax.scan`. Programs are cached per computation and client count, and
 by `jax.jit` per input shapes. With several devices the client axis is sharded over them.
