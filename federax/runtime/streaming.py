@@ -27,15 +27,16 @@ class StreamedClients:
   """The payload of `{T*}@CLIENTS` whose datasets stay on the host until the program reads them.
 
   It is a pytree node without leaves: `jax.jit` sees only its static description (the slot,
-  the number of clients and the padded shapes of one client's sequence, `avals`), so a
-  program compiled for one cohort serves every cohort of the same shapes.
+  the number of clients, the clients per read `chunk` and the padded shapes of one client's
+  sequence, `avals`), so a program compiled for one cohort serves every cohort of the same
+  shapes.
   """
 
-  def __init__(self, streams: Streams, slot: str, n: int, avals: PaddedSequence):
-    self.streams, self.slot, self.n, self.avals = streams, slot, n, avals
+  def __init__(self, streams: Streams, slot: str, n: int, chunk: int, avals: PaddedSequence):
+    self.streams, self.slot, self.n, self.chunk, self.avals = streams, slot, n, chunk, avals
 
   def _key(self):
-    return (id(self.streams), self.slot, self.n, self.avals)
+    return (id(self.streams), self.slot, self.n, self.chunk, self.avals)
 
   def __eq__(self, other):
     return isinstance(other, StreamedClients) and self._key() == other._key()
@@ -74,8 +75,6 @@ class _Stream:
   def upcoming(self, read: tuple) -> Optional[tuple]:
     """The chunk the loop reads after `read` if this pass has not read it yet (XLA may run the
     remainder before the loop)."""
-    if read not in self.reads:
-      return None
     position = self.chunks.index(read) + 1
     following = self.chunks[position] if position < len(self.chunks) else None
     if following is None or following in self.ahead or self.reads[following] >= self.reads[read]:
@@ -96,10 +95,9 @@ def _pool() -> ThreadPoolExecutor:
 class Streams:
   """The streamed client datasets of the call in flight, by slot (the argument's path).
 
-  The compiled program reads clients through `read` while it runs. While it computes on those,
-  a background thread stacks the same number of following clients (so at most two reads'
-  worth are on the host).
-  An error in a read (a dataset that does not produce what its `element_spec` and
+  The compiled program reads chunks of clients through `read` while it runs. While it computes
+  on one, a background thread stacks the next (so at most two chunks are on the host). An
+  error in a read (a dataset that does not produce what its `element_spec` and
   `cardinality()` promised) is kept and raised by `close` after the call, since an exception
   cannot cross the callback.
   """
@@ -116,14 +114,13 @@ class Streams:
     stream = _Stream(values, stack, jax.tree_util.tree_leaves(avals), chunk)
     self._open[slot] = stream
     self._read_ahead(stream, stream.chunks[0])
-    return StreamedClients(self, slot, len(values), avals)
+    return StreamedClients(self, slot, len(values), chunk, avals)
 
   def read(self, slot: str, start: int, size: int) -> list:
     stream = self._open[slot]
     ahead = stream.ahead.pop((start, size), None)
     leaves = ahead.result() if ahead is not None else self._stack(stream, start, size)
-    if (start, size) in stream.reads:
-      stream.reads[(start, size)] += 1
+    stream.reads[(start, size)] += 1
     upcoming = stream.upcoming((start, size))
     if upcoming is not None:
       self._read_ahead(stream, upcoming)
@@ -134,20 +131,14 @@ class Streams:
       stream.ahead[chunk] = _pool().submit(self._stack, stream, *chunk)
 
   def _stack(self, stream: _Stream, start: int, size: int) -> list:
-    zeros = [np.zeros((size,) + a.shape, a.dtype) for a in stream.avals]
-    if self._error is not None:
-      return zeros
-    try:
-      leaves = jax.tree_util.tree_leaves(stream.stack(stream.values[start:start + size], start))
-      got = [(np.shape(x), np.asarray(x).dtype) for x in leaves]
-      want = [(z.shape, z.dtype) for z in zeros]
-      if got != want:
-        raise ValueError(f"clients {start}-{start + size - 1}: the datasets gave arrays {got}, "
-                         f"not the {want} their element_spec and cardinality() promised.")
-      return leaves
-    except Exception as e:  # Raised by `close`, after the program returns.
-      self._error = self._error or e
-      return zeros
+    """The chunk's leaves (`stack` fills arrays of the promised shapes), or zeros after an
+    error, which `close` raises once the program returns."""
+    if self._error is None:
+      try:
+        return jax.tree_util.tree_leaves(stream.stack(stream.values[start:start + size], start))
+      except Exception as e:  # An exception cannot cross the callback.
+        self._error = e
+    return [np.zeros((size,) + a.shape, a.dtype) for a in stream.avals]
 
   def close(self) -> None:
     """Forgets the call's datasets (waiting for reads in flight); raises the first error."""
@@ -170,23 +161,23 @@ def holds_streams(payload: Any) -> bool:
 def one_client(payload: Any) -> Any:
   """Shapes and dtypes of one client's part of `payload` (for tracing a client's function)."""
   return jax.tree_util.tree_map(
-      lambda x: x.avals if isinstance(x, StreamedClients) else
+      lambda x: x.avals if is_streamed(x) else
       jax.ShapeDtypeStruct(jnp.shape(x)[1:], jnp.result_type(x)),
-      payload, is_leaf=lambda x: isinstance(x, StreamedClients))
+      payload, is_leaf=is_streamed)
 
 
 def _split(payload: Any):
-  leaves, treedef = jax.tree_util.tree_flatten(
-      payload, is_leaf=lambda x: isinstance(x, StreamedClients))
-  resident = [x for x in leaves if not isinstance(x, StreamedClients)]
+  leaves, treedef = jax.tree_util.tree_flatten(payload, is_leaf=is_streamed)
+  resident = [x for x in leaves if not is_streamed(x)]
 
   def clients(start, size: int, resident_part: list) -> Any:
     """The payload of clients `[start, start + size)`: streamed parts read, the others given."""
     part = iter(resident_part)
-    return treedef.unflatten([x.read(start, size) if isinstance(x, StreamedClients)
-                              else next(part) for x in leaves])
+    return treedef.unflatten([x.read(start, size) if is_streamed(x) else next(part)
+                              for x in leaves])
 
-  return resident, clients
+  # Every stand-in of one call has the call's client count and read size.
+  return resident, clients, next(x.chunk for x in leaves if is_streamed(x))
 
 
 READS_PER_COHORT = 4
@@ -200,10 +191,10 @@ def read_size(n: int, chunk: int) -> int:
   return max(1, min(chunk, -(-n // READS_PER_COHORT)))
 
 
-def map_chunks(chunk_fn: Callable, payload: Any, n: int, chunk: int) -> Any:
-  """`chunk_fn` (over a leading client axis) on chunks of `chunk` clients: a rolled loop over
-  the full chunks, then the remainder, each reading its streamed clients."""
-  resident, clients = _split(payload)
+def map_chunks(chunk_fn: Callable, payload: Any, n: int) -> Any:
+  """`chunk_fn` (over a leading client axis) on chunks of the streamed clients' read size: a
+  rolled loop over the full chunks, then the remainder, each reading its streamed clients."""
+  resident, clients, chunk = _split(payload)
   full, rest = divmod(n, chunk)
   outputs = []
   if full:

@@ -537,12 +537,12 @@ class VectorizedExecution:
     if not jax.tree_util.tree_leaves(payload, is_leaf=streaming.is_streamed):
       return Replicated(fn(payload))  # Nothing differs between clients.
     client_fn = self._one_by_one(fn, payload) if self.n > 1 else None
-    chunk = self.runtime.chunk_size
     if streaming.holds_streams(payload):
       on_chunk = jax.vmap(fn) if client_fn is None else partial(jax.lax.map, client_fn)
-      return streaming.map_chunks(on_chunk, payload, self.n, streaming.read_size(self.n, chunk))
+      return streaming.map_chunks(on_chunk, payload, self.n)
     if client_fn is not None:
       return jax.lax.map(client_fn, payload)
+    chunk = self.runtime.chunk_size
     if chunk is not None and self.n > chunk:
       return jax.lax.map(fn, payload, batch_size=chunk)
     return jax.vmap(fn)(payload)
@@ -610,7 +610,8 @@ class VectorizedExecution:
     return jax.tree_util.tree_map(lambda x: jnp.max(x, axis=0), self._members(payload, ts))
 
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
-    partials = self._vmap(lambda v: accumulate((zero, v)), self._members(payload, ts))
+    members = Replicated(payload) if ts.all_equal else payload  # `_vmap` takes it as it is.
+    partials = _dense(self._vmap(lambda v: accumulate((zero, v)), members), self.n)
     merged, _ = jax.lax.scan(lambda acc, p: (merge((acc, p)), None), zero, partials)
     return report(merged)
 

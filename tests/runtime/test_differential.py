@@ -85,6 +85,18 @@ def test_aggregate_computes_a_mean_via_accumulate_merge_report(n):
 
   assert_all_close(run_everywhere(aggregate_mean, x), np.mean(np.float32(x)))
 
+  @fx.federated_computation(fx.FederatedType(np.float32, fx.SERVER))
+  def aggregate_broadcast(v):  # An all-equal value: every client holds v.
+    return fx.federated_aggregate(
+        fx.federated_broadcast(v), (0.0, 0),
+        lambda acc, v: (acc[0] + v, acc[1] + 1),
+        lambda a, b: (a[0] + b[0], a[1] + b[1]),
+        lambda acc: (acc[0], acc[1]))
+
+  with fx.runtime.vectorized(default_num_clients=n):
+    total, count = aggregate_broadcast(1.5)
+  assert (float(total), int(count)) == (1.5 * n, n)
+
 
 @pytest.mark.parametrize("n", CLIENT_COUNTS)
 def test_secure_sums(n):
