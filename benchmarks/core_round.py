@@ -84,9 +84,8 @@ def bench_model(name: str, logits_fn, model, n: int, repeats: int, sequential: b
     _, row["federax_cached_s"] = timed(lambda: fedavg_round(model, cached), repeats)
     row["streamed"] = _streams(runtime, lambda: fedavg_round(model, datasets))
     if not row["streamed"]:  # A streamed round reads its data while the program runs.
-      payload = runtime._place(_payload(fedavg_round, model, datasets),  # Clients only: no standalone padding.
-                               fedavg_round.type_signature.parameter, n)
-      program = runtime._program(fedavg_round, n)
+      plan, payload = _prepared(runtime, fedavg_round, model, datasets)
+      program = runtime._program(fedavg_round, plan)
       _, row["federax_compute_s"] = timed(lambda: program(payload), repeats)
   floors = {"scan": programs.floor_round(logits_fn)}
   if name == "conv":
@@ -124,13 +123,13 @@ def _streams(runtime, call) -> bool:
   return bool(reads)
 
 
-def _payload(comp, model, datasets):
-  """The converted argument alone, to time the compiled program without host-side stacking."""
+def _prepared(runtime, comp, model, datasets):
+  """The call's plan and converted argument, to time the compiled program without host-side
+  stacking."""
   from federax.runtime import _invoke
-  from federax.runtime.vectorized import _Stacked
   signature, python_arg, _ = _invoke.bind(comp, (model, datasets), {})
-  payload, _ = _invoke.convert_argument(comp, signature, python_arg, _Stacked())
-  return payload
+  plan, payload, _ = runtime._prepare(comp, signature, python_arg, traced=False)
+  return plan, payload
 
 
 def memory_probe(n: int, chunk: int | None) -> dict:

@@ -18,6 +18,9 @@ from federax import runtime as runtime
 from federax import simulation as simulation
 from federax import templates as templates
 
+# The default runtime is set here, above the core, so the core needs no runtime to import.
+runtime.set_default(runtime.vectorized())
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [*_core_all, "aggregators", "learning", "program", "runtime", "simulation", "templates"]

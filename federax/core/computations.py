@@ -13,25 +13,76 @@ import jax
 from federax.core import context
 from federax.core import types as t
 from federax.core.errors import FederatedTypeError, without_library_frames
+from federax.core.execution import Execution
 from federax.core.type_conversions import map_structure, to_type, type_of
 from federax.core.values import Value, to_value
 
 
-class TypingExecution:
+class TypingExecution(Execution):
   """The execution used while tracing a body at definition time: only types flow.
 
-  Every intrinsic's payload is None, so each method simply returns None.
+  Every payload is None, so each hook returns None; the intrinsics have checked the types.
   """
-
-  def __getattr__(self, name: str):
-    return _no_payload
 
   def __repr__(self) -> str:
     return "TypingExecution()"
 
+  def constant(self, obj, value_type):
+    return None
 
-def _no_payload(*args, **kwargs):
-  return None
+  def project(self, payload, ts, index):
+    return None
+
+  def call_local(self, concrete, payload):
+    return None
+
+  def broadcast(self, payload):
+    return None
+
+  def federated_eval(self, member_fn, placement, takes_key):
+    return None
+
+  def client_keys(self, key):
+    return None
+
+  def map_clients(self, member_fn, payload, all_equal):
+    return None
+
+  def zip_clients(self, payloads, all_equal_flags):
+    return None
+
+  def federated_sum(self, payload, ts):
+    return None
+
+  def federated_mean(self, payload, ts, weight, weight_type):
+    return None
+
+  def federated_min(self, payload, ts):
+    return None
+
+  def federated_max(self, payload, ts):
+    return None
+
+  def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
+    return None
+
+  def federated_secure_sum_bitwidth(self, payload, ts, bits):
+    return None
+
+  def federated_secure_modular_sum(self, payload, ts, modulus):
+    return None
+
+  def federated_select(self, keys, max_key, server_val, select_fn):
+    return None
+
+  def sequence_map(self, fn, seq):
+    return None
+
+  def sequence_reduce(self, seq, zero, step):
+    return None
+
+  def sequence_sum(self, seq, element_type):
+    return None
 
 
 def _parameter_names(fn: Callable) -> list[str]:

@@ -1,44 +1,42 @@
 """Which runtime runs top-level calls, and which execution carries out intrinsics now.
 
 Both live in context variables, so threads and asyncio tasks each see their own: nothing is
-swapped into a module while a computation is traced.
+swapped into a module while a computation is traced. Runtimes are entered with `use_runtime`
+(a runtime's `with` block) and executions with `use_execution` (one trace or run of a body);
+`federax/__init__` sets the default runtime.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Any, Optional, Protocol
+from typing import Optional
 
-
-class Runtime(Protocol):
-  """Runs a top-level call of a computation with Python arguments; see `federax.runtime`."""
-
-  def invoke(self, computation: Any, args: tuple, kwargs: dict) -> Any:
-    ...
-
+from federax.core.execution import Execution, Runtime
 
 _runtime: contextvars.ContextVar[Optional[Runtime]] = contextvars.ContextVar("federax_runtime",
                                                                             default=None)
-# The execution carries out intrinsics during one trace or run of a body: each of its methods
-# (federated_sum, map_clients, sequence_reduce, ...) takes payloads and checked types and
-# returns the result's payload. See TypingExecution, VectorizedExecution, SequentialExecution.
-_execution: contextvars.ContextVar[Optional[Any]] = contextvars.ContextVar("federax_execution",
-                                                                          default=None)
+_execution: contextvars.ContextVar[Optional[Execution]] = contextvars.ContextVar(
+    "federax_execution", default=None)
 _default_runtime: list[Runtime] = []
 
 
 def set_default_runtime(runtime: Runtime) -> None:
+  """Makes `runtime` the one that runs top-level calls outside any `with` block."""
   _default_runtime[:] = [runtime]
 
 
-def current_runtime() -> Runtime:
-  runtime = _runtime.get()
-  if runtime is not None:
-    return runtime
+def default_runtime() -> Runtime:
   if not _default_runtime:
-    import federax.runtime  # noqa: F401  (registers the vectorized runtime as the default)
+    raise RuntimeError("No default runtime is set: import federax (which sets the vectorized "
+                       "runtime), or call fx.runtime.set_default(...).")
   return _default_runtime[0]
+
+
+def current_runtime() -> Runtime:
+  """The innermost runtime entered with `use_runtime`, else the default."""
+  runtime = _runtime.get()
+  return runtime if runtime is not None else default_runtime()
 
 
 @contextlib.contextmanager
@@ -50,12 +48,12 @@ def use_runtime(runtime: Runtime):
     _runtime.reset(token)
 
 
-def current_execution() -> Optional[Any]:
+def current_execution() -> Optional[Execution]:
   return _execution.get()
 
 
 @contextlib.contextmanager
-def use_execution(execution: Any):
+def use_execution(execution: Execution):
   token = _execution.set(execution)
   try:
     yield execution

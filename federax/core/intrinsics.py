@@ -30,6 +30,10 @@ def _execution():
   return execution
 
 
+def _broadcast(payload: Any) -> Any:
+  return None if payload is None else _execution().broadcast(payload)
+
+
 def _arg(op: str, name: str, obj: Any) -> Value:
   try:
     return to_value(obj)
@@ -123,7 +127,8 @@ def federated_value(value: Any, placement: Placement) -> Value:
   ts = _unplaced(op, "value", v)
   if not isinstance(placement, Placement):
     raise FederatedTypeError(op, "`placement` must be fx.CLIENTS or fx.SERVER.", actual=placement)
-  return Value(t.FederatedType(ts, placement, all_equal=True), v.payload)
+  payload = _broadcast(v.payload) if placement is CLIENTS else v.payload
+  return Value(t.FederatedType(ts, placement, all_equal=True), payload)
 
 
 def federated_eval(fn: Any, placement: Placement) -> Value:
@@ -149,7 +154,7 @@ def federated_broadcast(value: Any) -> Value:
   v = _arg(op, "value", value)
   ts = _placed(op, "value", v, SERVER, hint="only server values are broadcast; client values "
                "are already at the clients")
-  return Value(t.FederatedType(ts.member, CLIENTS, all_equal=True), v.payload)
+  return Value(t.FederatedType(ts.member, CLIENTS, all_equal=True), _broadcast(v.payload))
 
 
 def federated_client_keys(key: Any) -> Value:

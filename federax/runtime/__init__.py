@@ -3,13 +3,17 @@
 `vectorized` (the default) compiles a whole computation into one XLA program over a client
 axis; `sequential` runs it client by client in Python, the reference and the debugger.
 Select one for a block with `with fx.runtime.sequential(): ...`, or for the process with
-`fx.runtime.set_default(fx.runtime.sequential())`.
+`fx.runtime.set_default(fx.runtime.sequential())`. `fx.runtime.explain(comp, *args)` shows how
+the vectorized runtime would run a call.
 """
 
 from federax.core import context as _context
+from federax.core.execution import Execution as Execution
+from federax.core.execution import Runtime as Runtime
 from federax.runtime.padding import PaddedSequence as PaddedSequence
 from federax.runtime.sequential import SequentialRuntime as SequentialRuntime
 from federax.runtime.vectorized import FallbackWarning as FallbackWarning
+from federax.runtime.vectorized import Plan as Plan
 from federax.runtime.vectorized import VectorizedRuntime as VectorizedRuntime
 
 
@@ -23,25 +27,44 @@ def sequential(**options) -> SequentialRuntime:
   return SequentialRuntime(**options)
 
 
-def set_default(runtime) -> None:
+def set_default(runtime: Runtime) -> None:
   """Makes `runtime` the one that runs top-level calls outside any `with` block."""
-  if not hasattr(runtime, "invoke"):
-    raise TypeError(f"Expected a runtime (fx.runtime.vectorized() or sequential()), got {runtime!r}.")
+  if not isinstance(runtime, Runtime):
+    raise TypeError("fx.runtime.set_default: expected a runtime (fx.runtime.vectorized() or "
+                    f"fx.runtime.sequential()), got {runtime!r}.")
   _context.set_default_runtime(runtime)
 
 
-def get_default():
+def get_default() -> Runtime:
   """The runtime that runs top-level calls outside any `with` block."""
-  return _context._default_runtime[0]
+  return _context.default_runtime()
 
 
-def current():
+def current() -> Runtime:
   """The runtime a top-level call would use here (the innermost `with`, else the default)."""
   return _context.current_runtime()
 
 
-if not _context._default_runtime:
-  _context.set_default_runtime(VectorizedRuntime())
+def explain(comp, *args, **kwargs) -> str:
+  """How the current runtime would run `comp(*args, **kwargs)`, as text; nothing is run.
 
-__all__ = ["vectorized", "sequential", "set_default", "get_default", "current",
-           "VectorizedRuntime", "SequentialRuntime", "PaddedSequence", "FallbackWarning"]
+  On the vectorized runtime: the call's `Plan` (loops, chunks, streaming, sharding, CPU
+  rewrites, differentiable or not), the padded sequence lengths, and how each
+  `federated_map` runs its clients, and why.
+
+  Example:
+    >>> @fx.federated_computation(fx.FederatedType(np.float32, fx.CLIENTS))
+    ... def average(values):
+    ...   return fx.federated_mean(values)
+    >>> print(fx.runtime.explain(average, [1.0, 2.0]).splitlines()[0])
+    average: one XLA program (({float32}@CLIENTS -> float32@SERVER))
+  """
+  runtime = current()
+  if not hasattr(runtime, "explain"):
+    return f"{comp.__wrapped__.__qualname__}: runs on {runtime!r}, one Python call at a time."
+  return runtime.explain(comp, *args, **kwargs)
+
+
+__all__ = ["vectorized", "sequential", "set_default", "get_default", "current", "explain",
+           "Execution", "Runtime", "Plan", "VectorizedRuntime", "SequentialRuntime",
+           "PaddedSequence", "FallbackWarning"]

@@ -39,6 +39,8 @@ def tensor(x: Any, tt: t.TensorType, where: str, op: str) -> np.ndarray:
     if arr.dtype.kind not in "UO":
       raise ArgumentError(op, f"{where}: expected strings.", expected=tt, actual=arr.dtype)
     arr = arr.astype(np.str_)
+  elif isinstance(x, jax.core.Tracer):  # A call under a JAX transformation: keep it traced.
+    return _traced_tensor(x, tt, where, op)
   else:
     try:
       arr = np.asarray(x)
@@ -54,6 +56,22 @@ def tensor(x: Any, tt: t.TensorType, where: str, op: str) -> np.ndarray:
     raise ArgumentError(op, f"{where}: the shape does not fit.", expected=tt,
                         actual=t.TensorType(tt.dtype, arr.shape))
   return arr
+
+
+def _traced_tensor(x: jax.Array, tt: t.TensorType, where: str, op: str) -> jax.Array:
+  if x.dtype.kind not in "biufc" or not np.can_cast(x.dtype, tt.dtype, "same_kind"):
+    raise ArgumentError(op, f"{where}: the dtype does not convert to {tt.dtype}.",
+                        expected=tt, actual=f"traced {x.dtype}{list(x.shape)}",
+                        hint="floats do not convert to integers implicitly; cast first")
+  if not tt.is_assignable_from(t.TensorType(tt.dtype, x.shape)):
+    raise ArgumentError(op, f"{where}: the shape does not fit.", expected=tt,
+                        actual=t.TensorType(tt.dtype, x.shape))
+  return x.astype(tt.dtype) if x.dtype != tt.dtype else x
+
+
+def is_traced(payload: Any) -> bool:
+  """Whether any leaf of `payload` is a JAX tracer (a call inside `jax.jit`, `grad`, `vmap`)."""
+  return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(payload))
 
 
 def _short(x: Any) -> str:
@@ -147,5 +165,7 @@ def to_python(payload: Any, ts: t.Type, rep: Representation, n: int) -> Any:
     return [to_python(e, ts.element, rep, n) for e in rep.sequence_list(payload, ts)]
   if isinstance(ts, t.StructType):
     return make_container(tuple(to_python(p, et, rep, n) for p, et in zip(payload, ts)), ts)
+  if isinstance(payload, jax.core.Tracer):
+    return payload
   arr = np.asarray(jax.device_get(payload))
   return arr[()] if arr.ndim == 0 else arr

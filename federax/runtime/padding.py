@@ -6,6 +6,7 @@ import math
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from federax.core import types as t
@@ -44,7 +45,8 @@ def stack(members: list, where: str) -> Any:
   shapes = {tuple(np.shape(x) for x in ls) for ls in leaves}
   if len(shapes) > 1:
     raise RaggedError(f"{where}: values have different shapes {sorted(shapes)[:3]}...")
-  return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *members)
+  traced = any(isinstance(x, jax.core.Tracer) for ls in leaves for x in ls)
+  return jax.tree_util.tree_map(lambda *xs: (jnp.stack if traced else np.stack)(xs), *members)
 
 
 ALIGNMENT = 64

@@ -17,10 +17,11 @@ import numpy as np
 
 from federax.core import context
 from federax.core import types as t
+from federax.core.execution import Execution
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
 from federax.runtime import _convert, _invoke
-from federax.runtime._options import RuntimeOptions
+from federax.runtime._base import EvalKeys, RuntimeBase, RuntimeOptions, client_key
 from federax.runtime.padding import zeros_like_type
 
 
@@ -50,7 +51,7 @@ class _Lists:
     return list(payload)
 
 
-class SequentialRuntime:
+class SequentialRuntime(RuntimeBase):
   """Runs federated computations client by client in Python.
 
   Args:
@@ -67,22 +68,14 @@ class SequentialRuntime:
   name = "sequential"
 
   def __init__(self, *, jit: bool = True, seed: int = 0, default_num_clients: Optional[int] = None):
-    self.options = RuntimeOptions(seed=seed, default_num_clients=default_num_clients)
+    super().__init__(RuntimeOptions(seed=seed, default_num_clients=default_num_clients))
     self.jit = jit
     self._jitted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-    self._token = []
 
   def __repr__(self) -> str:
     return f"fx.runtime.sequential(jit={self.jit}, {self.options})"
 
-  def __enter__(self):
-    self._token.append(context._runtime.set(self))
-    return self
-
-  def __exit__(self, *exc):
-    context._runtime.reset(self._token.pop())
-
-  def local_function(self, concrete):
+  def _local_function(self, concrete):
     if not self.jit:
       return concrete
     if concrete not in self._jitted:
@@ -94,7 +87,7 @@ class SequentialRuntime:
     rep = _Lists()
     payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
     if concrete is not None:
-      return _convert.to_python(self.local_function(concrete)(payload), signature.result, rep, 0)
+      return _convert.to_python(self._local_function(concrete)(payload), signature.result, rep, 0)
     n = self.options.num_clients(n)
     execution = SequentialExecution(self, n)
     with context.use_execution(execution):
@@ -103,13 +96,16 @@ class SequentialRuntime:
     return _convert.to_python(result.payload, signature.result, rep, n)
 
 
-class SequentialExecution:
-  """Carries out intrinsics on Python lists, one client at a time."""
+class SequentialExecution(Execution):
+  """Carries out intrinsics on Python lists, one client at a time.
+
+  A client value is a list of `n` members; an all-equal one (`T@CLIENTS`) is its one member.
+  """
 
   def __init__(self, runtime: SequentialRuntime, n: int):
     self.runtime = runtime
     self.n = n
-    self._evals = 0
+    self._eval_keys = EvalKeys(runtime.options.seed)
 
   def constant(self, obj: Any, value_type: t.Type) -> Any:
     return constant_payload(obj, value_type)
@@ -120,19 +116,21 @@ class SequentialExecution:
     return [p[index] for p in payload]
 
   def call_local(self, concrete, payload):
-    return self.runtime.local_function(concrete)(payload)
+    return self.runtime._local_function(concrete)(payload)
+
+  def broadcast(self, payload):
+    return payload
 
   def federated_eval(self, member_fn, placement, takes_key: bool):
-    base = jax.random.fold_in(jax.random.PRNGKey(self.runtime.options.seed), self._evals)
-    self._evals += 1
+    base = self._eval_keys.next()
     if placement is SERVER:
       return member_fn(base if takes_key else None)
     if takes_key:
-      return [member_fn(jax.random.fold_in(base, i)) for i in range(self.n)]
+      return [member_fn(client_key(base, i)) for i in range(self.n)]
     return [member_fn(None) for _ in range(self.n)]
 
   def client_keys(self, key):
-    return [jax.random.fold_in(key, i) for i in range(self.n)]
+    return [client_key(key, i) for i in range(self.n)]
 
   def map_clients(self, member_fn, payload, all_equal: bool):
     if all_equal:

@@ -244,7 +244,7 @@ def test_every_algorithm_gives_the_same_results_on_both_runtimes(name):
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_every_algorithm_streams_a_large_cohort_with_the_same_results(
     name, monkeypatch):
-  from federax.runtime import streaming
+  from federax.runtime.vectorized import streaming
   from federax.simulation import Dataset
 
   rng = np.random.default_rng(3)
@@ -252,7 +252,7 @@ def test_every_algorithm_streams_a_large_cohort_with_the_same_results(
       x=rng.normal(size=(n, FEATURES)).astype(np.float32),
       y=rng.integers(0, CLASSES, n).astype(np.int32))).masked_batch(BATCH)
       for n in (7, 12, 3, 9, 1, 5, 8)]
-  monkeypatch.setattr(sys.modules["federax.runtime.vectorized"], "STREAM_BYTES", 0)  # 1 kB here.
+  monkeypatch.setattr(sys.modules["federax.runtime.vectorized.stacking"], "STREAM_BYTES", 0)  # 1 kB here.
   reads = []
   original = streaming.Streams.read
   monkeypatch.setattr(streaming.Streams, "read",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from federax.runtime._cpu_rewrites import for_xla_cpu, needs_rewrite
+from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, needs_rewrite
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.standard_normal((4, 9, 10, 6)).astype(np.float32)     # NHWC

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import federax as fx
-from federax.runtime import streaming
+from federax.runtime.vectorized import streaming
 from federax.simulation import Dataset
 
 BATCH_TYPE = fx.to_type({"x": (np.float32, [4, 3]), "y": (np.float32, [4]), "mask": (np.bool_, [4])})
@@ -87,7 +87,7 @@ class ReadSpy:
 
 
 W = np.array([0.5, -1.0, 2.0], np.float32)
-VECTORIZED = sys.modules["federax.runtime.vectorized"]  # `fx.runtime.vectorized` is a function.
+VECTORIZED = sys.modules["federax.runtime.vectorized.stacking"]  # Where STREAM_BYTES is read.
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,8 @@ import pytest
 
 import federax as fx
 from federax.runtime import padding
-from federax.runtime.vectorized import VectorizedExecution, _step_cost
+from federax.runtime.vectorized import VectorizedExecution
+from federax.runtime.vectorized.plan import step_cost as _step_cost
 
 
 def test_second_call_with_same_shapes_does_not_retrace():
@@ -113,11 +114,14 @@ def test_client_axis_is_sharded_over_devices_when_it_divides():
   client_type = fx.FederatedType(np.float32, fx.CLIENTS)
   server_type = fx.FederatedType(np.float32, fx.SERVER)
   param = fx.StructType([client_type, server_type])
-  placed = runtime._place((np.arange(8, dtype=np.float32), np.float32(1)), param, 8)
+  signature = fx.FunctionType(param, fx.FederatedType(np.float32, fx.SERVER))
+  placed = runtime._place((np.arange(8, dtype=np.float32), np.float32(1)), param,
+                          runtime._plan(signature, 8, traced=False))
   assert len(placed[0].sharding.device_set) == 4
   assert placed[0].sharding.spec == jax.sharding.PartitionSpec("clients")
   assert placed[1].sharding.is_fully_replicated
-  unchanged = runtime._place((np.arange(6, dtype=np.float32), np.float32(1)), param, 6)
+  unchanged = runtime._place((np.arange(6, dtype=np.float32), np.float32(1)), param,
+                             runtime._plan(signature, 6, traced=False))
   assert isinstance(unchanged[0], np.ndarray)  # 6 clients do not divide over 4 devices.
 
 
@@ -165,12 +169,18 @@ def test_step_cost_counts_matmul_and_convolution_flops_once_per_loop_body():
   assert _step_cost(jax.make_jaxpr(looped)(jnp.ones((4, 7))).jaxpr) == (2 * 4 * 3 * 7, False)
 
 
+def _plan(**options):
+  from federax.runtime.vectorized import plan
+  return plan.decide(fx.runtime.vectorized(**options), clients=3, streams_possible=True,
+                     differentiable=False)
+
+
 def test_auto_client_loop_maps_heavy_or_convolving_clients_on_cpu():
   def mapped(execution, fn, payload):  # A rolled lax.map over the clients, or None (vmap).
-    client_fn = execution._one_by_one(fn, payload)
+    client_fn, _ = execution._client_loop(fn, payload)
     return None if client_fn is None else jax.lax.map(client_fn, payload)
 
-  execution = VectorizedExecution(fx.runtime.vectorized(), 3)
+  execution = VectorizedExecution(_plan(), 3)
   assert mapped(execution, lambda a: a @ jnp.ones((7, 3)), jnp.ones((3, 4, 7))) is None
   big = jnp.ones((3, 256, 512))
   out = mapped(execution, lambda a: a @ jnp.ones((512, 8)), big)  # 2 MFLOP a client.
@@ -180,7 +190,7 @@ def test_auto_client_loop_maps_heavy_or_convolving_clients_on_cpu():
   conv = lambda x: jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
   np.testing.assert_array_equal(mapped(execution, conv, images), jax.vmap(conv)(images))
-  forced = VectorizedExecution(fx.runtime.vectorized(client_loop="vmap"), 3)
+  forced = VectorizedExecution(_plan(client_loop="vmap"), 3)
   assert mapped(forced, conv, images) is None
 
 
@@ -190,7 +200,7 @@ def test_runtime_selection_and_default():
   with fx.runtime.sequential() as rt:
     assert fx.runtime.current() is rt
   assert fx.runtime.current() is default
-  with pytest.raises(TypeError, match="Expected a runtime"):
+  with pytest.raises(TypeError, match="expected a runtime"):
     fx.runtime.set_default("fast")
 
 
@@ -237,7 +247,8 @@ def test_a_broadcast_value_reaches_each_client_without_a_copy_per_client():
   rng = np.random.default_rng(0)
   w, x = rng.normal(size=dim).astype(np.float32), rng.normal(size=(n, dim)).astype(np.float32)
   runtime = fx.runtime.vectorized(shard=False)
-  jaxpr = jax.make_jaxpr(lambda p: runtime._run(mean_of_sums, n, p))((w, x))
+  plan = runtime._plan(mean_of_sums.type_signature, n, traced=False)
+  jaxpr = jax.make_jaxpr(lambda p: runtime._run(mean_of_sums, plan, p)[0])((w, x))
   broadcasts = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "broadcast_in_dim"
                 and e.outvars[0].aval.shape == (n, dim)]
   assert len(broadcasts) == 1  # Only the result at CLIENTS, which the caller receives per client.
@@ -245,3 +256,36 @@ def test_a_broadcast_value_reaches_each_client_without_a_copy_per_client():
     mean, doubled = mean_of_sums(w, list(x))
   np.testing.assert_allclose(mean, w + x.mean(0), rtol=1e-5, atol=1e-6)
   assert len(doubled) == n and all(np.array_equal(d, 2 * w) for d in doubled)
+
+
+def test_a_run_compiles_one_program_per_doubling_of_its_longest_client():
+  @fx.federated_computation(fx.FederatedType(fx.SequenceType(np.float32), fx.CLIENTS))
+  def totals(data):
+    return fx.federated_sum(fx.sequence_sum(data))
+
+  runtime = fx.runtime.vectorized(sequence_loop="while")
+  cohorts = [[3, 2], [9, 1], [5, 4], [16, 2], [4, 4], [7, 15], [2]]
+  with runtime:
+    for lengths in cohorts:
+      data = [list(np.arange(k, dtype=np.float32)) for k in lengths]
+      assert totals(data) == sum(k * (k - 1) / 2 for k in lengths)
+  # Padded to the longest so far, in powers of two: 4, 16, 16, 16, 16, 16, 16. The cohort of
+  # one client is another program (another client count).
+  assert runtime.programs_traced == 3
+  with runtime:
+    text = fx.runtime.explain(totals, [list(np.ones(3, np.float32))] * 2)
+  assert "padded sequence lengths: 16" in text and "grow_only: True" in text
+
+
+def test_a_scan_plan_pads_each_cohort_to_its_own_bucket():
+  @fx.federated_computation(fx.FederatedType(fx.SequenceType(np.float32), fx.CLIENTS))
+  def totals(data):
+    return fx.federated_sum(fx.sequence_sum(data))
+
+  runtime = fx.runtime.vectorized(sequence_loop="scan")
+  with runtime:
+    for lengths in ([3, 2], [40, 1], [3, 2]):
+      totals([list(np.ones(k, np.float32)) for k in lengths])
+    text = fx.runtime.explain(totals, [list(np.ones(3, np.float32))] * 2)
+  assert runtime.programs_traced == 2  # 3 and 40 (bucketed to 40): the third reuses the first.
+  assert "padded sequence lengths: 3" in text and "grow_only: False" in text

@@ -1,0 +1,73 @@
+"""What every runtime shares: options, entering it as the current runtime, PRNG keys."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Optional
+
+import jax
+
+from federax.core import context
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeOptions:
+  """Seed of runtime-drawn PRNG keys, and the client count when no argument is at CLIENTS.
+
+  As in TFF, a computation with no argument placed at CLIENTS runs with
+  `default_num_clients` clients (0 unless set).
+  """
+
+  seed: int = 0
+  default_num_clients: Optional[int] = None
+
+  def num_clients(self, n: Optional[int]) -> int:
+    if n is not None:
+      return n
+    return self.default_num_clients or 0
+
+  def __str__(self) -> str:
+    return f"seed={self.seed}, default_num_clients={self.default_num_clients}"
+
+
+class RuntimeBase:
+  """A runtime's `with` block: entered through the context API, nestable and re-entrant."""
+
+  name: str
+
+  def __init__(self, options: RuntimeOptions):
+    self.options = options
+    self._entered: list[contextlib.AbstractContextManager] = []
+
+  def __enter__(self):
+    entered = context.use_runtime(self)
+    entered.__enter__()
+    self._entered.append(entered)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self._entered.pop().__exit__(*exc)
+
+
+def eval_key(seed: int, call_index: int) -> jax.Array:
+  """The base key of a body's `call_index`-th `federated_eval`."""
+  return jax.random.fold_in(jax.random.PRNGKey(seed), call_index)
+
+
+def client_key(key: jax.Array, client: int | jax.Array) -> jax.Array:
+  """Client `client`'s key from a server key: the same on every runtime."""
+  return jax.random.fold_in(key, client)
+
+
+class EvalKeys:
+  """Counts a body's `federated_eval`s, giving each its base key."""
+
+  def __init__(self, seed: int):
+    self.seed = seed
+    self.calls = 0
+
+  def next(self) -> jax.Array:
+    key = eval_key(self.seed, self.calls)
+    self.calls += 1
+    return key

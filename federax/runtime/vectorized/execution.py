@@ -1,0 +1,218 @@
+"""The intrinsics as array operations on the client axis, inside one traced program."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from federax.core.execution import Execution
+from federax.core.placements import SERVER
+from federax.core.values import constant_payload
+from federax.runtime._base import EvalKeys, client_key
+from federax.runtime.padding import PaddedSequence
+from federax.runtime.vectorized import clients, streaming
+from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
+from federax.runtime.vectorized.plan import Plan, step_cost
+
+
+class VectorizedExecution(Execution):
+  """Carries out intrinsics as array operations on the client axis (see `clients` for the
+  form of a client value), following the call's `Plan`.
+
+  `decisions` records, per `federated_map`, how its clients ran (`fx.runtime.explain`).
+  """
+
+  def __init__(self, plan: Plan, n: int, seed: int = 0):
+    self.plan = plan
+    self.n = n
+    self.decisions: list[str] = []
+    self._eval_keys = EvalKeys(seed)
+
+  def constant(self, obj, value_type):
+    return constant_payload(obj, value_type)
+
+  def project(self, payload, ts, index):
+    return payload[index]
+
+  def call_local(self, concrete, payload):
+    return concrete(payload)
+
+  def broadcast(self, payload):
+    return clients.shared(payload)
+
+  # --- Clients -----------------------------------------------------------------------------------
+
+  def _map(self, fn, payload, name: str = "federated_map"):
+    """`fn` over the client axis of `payload`: one client after another, or vmapped (in chunks
+    of `chunk_size`). Streamed clients are read a chunk at a time as the loop reaches them;
+    `Shared` leaves are passed to each client as they are."""
+    if clients.all_shared(payload):
+      self.decisions.append(f"{name}: once (no client's value differs)")
+      return clients.shared(fn(clients.member(payload)))
+    fn, payload = clients.without_shared(fn, payload)
+    client_fn, how = self._client_loop(fn, payload)
+    streams = streaming.holds_streams(payload)
+    self.decisions.append(f"{name} over {self.n} clients: {how}"
+                          + (", streamed a read at a time" if streams else ""))
+    if streams:
+      on_chunk = jax.vmap(fn) if client_fn is None else partial(jax.lax.map, client_fn)
+      return streaming.map_chunks(on_chunk, payload, self.n)
+    if client_fn is not None:
+      return jax.lax.map(client_fn, payload)
+    chunk = self.plan.chunk_size
+    if chunk is not None and self.n > chunk:
+      return jax.lax.map(fn, payload, batch_size=chunk)
+    return jax.vmap(fn)(payload)
+
+  def _client_loop(self, fn, payload) -> tuple:
+    """(the function to run on each client in turn, or None to vmap; how and why)."""
+    plan = self.plan
+    if self.n <= 1 or plan.client_loop == "vmap":
+      chunks = (f" in chunks of {plan.chunk_size}" if plan.chunk_size and self.n > plan.chunk_size
+                else "")
+      return None, f"vmap{chunks}"
+    if plan.client_loop == "map" and not plan.cpu_rewrites:
+      return fn, "map (client_loop option)"
+    traced = jax.make_jaxpr(fn, return_shape=True)(streaming.one_client(payload))
+    loop, why = plan.client_loop_for(step_cost(traced[0].jaxpr))
+    if loop == "vmap":
+      return None, f"vmap ({why})"
+    if not plan.cpu_rewrites:
+      return fn, f"map ({why})"
+    return (lambda client: run_for_xla_cpu(traced, client)), f"map with CPU rewrites ({why})"
+
+  def federated_eval(self, member_fn, placement, takes_key):
+    base = self._eval_keys.next()
+    if placement is SERVER:
+      return member_fn(base if takes_key else None)
+    if takes_key:
+      keys = jax.vmap(partial(client_key, base))(jnp.arange(self.n))
+      return self._map(member_fn, keys, "federated_eval")
+    return clients.shared(member_fn(None))
+
+  def client_keys(self, key):
+    return jax.vmap(partial(client_key, key))(jnp.arange(self.n))
+
+  def map_clients(self, member_fn, payload, all_equal):
+    return self._map(member_fn, payload)
+
+  def zip_clients(self, payloads, all_equal_flags):
+    return tuple(payloads)
+
+  # --- Aggregations ------------------------------------------------------------------------------
+
+  def federated_sum(self, payload, ts):
+    return jax.tree_util.tree_map(lambda x: jnp.sum(x, axis=0, dtype=x.dtype),
+                                  clients.stacked(payload, self.n))
+
+  def federated_mean(self, payload, ts, weight, weight_type):
+    members = clients.stacked(payload, self.n)
+    if weight is None:
+      return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0).astype(x.dtype), members)
+    w = clients.stacked(weight, self.n).astype(jnp.float32)
+    total = jnp.sum(w)
+
+    def mean(x):
+      wx = jnp.tensordot(w.astype(x.dtype), x, axes=1)
+      return (wx / total.astype(x.dtype)).astype(x.dtype)
+
+    return jax.tree_util.tree_map(mean, members)
+
+  def federated_min(self, payload, ts):
+    return jax.tree_util.tree_map(lambda x: jnp.min(x, axis=0), clients.stacked(payload, self.n))
+
+  def federated_max(self, payload, ts):
+    return jax.tree_util.tree_map(lambda x: jnp.max(x, axis=0), clients.stacked(payload, self.n))
+
+  def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
+    partials = self._map(lambda v: accumulate((zero, v)), payload, "federated_aggregate")
+    merged, _ = jax.lax.scan(lambda acc, p: (merge((acc, p)), None), zero,
+                             clients.stacked(partials, self.n))
+    return report(merged)
+
+  def federated_secure_sum_bitwidth(self, payload, ts, bits):
+    leaves, treedef = jax.tree_util.tree_flatten(clients.stacked(payload, self.n))
+    bit_leaves = [bits] * len(leaves) if isinstance(bits, int) else jax.tree_util.tree_leaves(bits)
+    sums = []
+    for x, b in zip(leaves, bit_leaves):
+      high = 2**b - 1
+      if self.n * high > np.iinfo(x.dtype).max:
+        raise OverflowError(
+            f"federated_secure_sum_bitwidth: {self.n} clients of {b}-bit values can overflow "
+            f"{x.dtype}; use fewer bits or a wider integer type (jax_enable_x64 for int64).")
+      _check_in_range(x, 0, high, "federated_secure_sum_bitwidth")
+      sums.append(jnp.sum(x, axis=0, dtype=x.dtype))
+    return jax.tree_util.tree_unflatten(treedef, sums)
+
+  def federated_secure_modular_sum(self, payload, ts, modulus):
+    leaves, treedef = jax.tree_util.tree_flatten(clients.stacked(payload, self.n))
+    mods = [modulus] * len(leaves) if isinstance(modulus, int) else jax.tree_util.tree_leaves(modulus)
+    return jax.tree_util.tree_unflatten(
+        treedef, [_modular_sum(x, m).astype(x.dtype) for x, m in zip(leaves, mods)])
+
+  def federated_select(self, keys, max_key, server_val, select_fn):
+    keys = clients.stacked(keys, self.n)
+    _check_in_range(keys, 0, max_key - 1, "federated_select")
+    per_key = lambda k: select_fn((server_val, k))
+    elements = jax.vmap(jax.vmap(per_key))(keys)
+    return PaddedSequence(elements, jnp.ones(keys.shape, bool))
+
+  # --- Sequences ---------------------------------------------------------------------------------
+
+  def sequence_map(self, fn, seq: PaddedSequence):
+    return PaddedSequence(jax.vmap(fn)(seq.elements), seq.mask)
+
+  def sequence_reduce(self, seq: PaddedSequence, zero, step):
+    loop = self.plan.sequence_loop
+    for_cpu = for_xla_cpu if self.plan.cpu_rewrites else (lambda fn: fn)
+    if loop == "while":
+      # Padding is always at the end (PaddedSequence), so the real elements are a prefix.
+      body = for_cpu(lambda i, acc: step((acc, jax.tree_util.tree_map(
+          lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), seq.elements))))
+      return jax.lax.fori_loop(0, jnp.sum(seq.mask, dtype=jnp.int32), body, zero)
+
+    def masked(acc, element_and_mask):
+      element, real = element_and_mask
+      new = step((acc, element))
+      return jax.tree_util.tree_map(lambda a, b: jnp.where(real, a, b), new, acc), None
+
+    if loop == "unroll":
+      unroll = max(seq.mask.shape[0], 1)
+    else:
+      unroll, masked = 1, for_cpu(masked)
+    acc, _ = jax.lax.scan(masked, zero, (seq.elements, seq.mask), unroll=unroll)
+    return acc
+
+  def sequence_sum(self, seq: PaddedSequence, element_type):
+    def masked_sum(x):
+      mask = seq.mask.reshape(seq.mask.shape + (1,) * (x.ndim - 1))
+      return jnp.sum(jnp.where(mask, x, jnp.zeros((), x.dtype)), axis=0, dtype=x.dtype)
+
+    return jax.tree_util.tree_map(masked_sum, seq.elements)
+
+
+def _modular_sum(x: jax.Array, modulus: int) -> jax.Array:
+  """`sum(x mod m) mod m` over axis 0 in uint32, by pairwise halving: exact for m < 2**31."""
+  wide = x.astype(jnp.promote_types(x.dtype, jnp.int32))
+  values = jnp.mod(wide, jnp.asarray(modulus, wide.dtype)).astype(jnp.uint32)
+  m = jnp.uint32(modulus)
+  while values.shape[0] > 1:
+    if values.shape[0] % 2:
+      values = jnp.concatenate([values, jnp.zeros((1,) + values.shape[1:], values.dtype)])
+    values = (values[0::2] + values[1::2]) % m
+  return values[0] if values.shape[0] else jnp.zeros(values.shape[1:], jnp.uint32)
+
+
+def _check_in_range(x: jax.Array, low, high, op: str) -> None:
+  """Raises (when the program runs) if any entry of `x` is outside [low, high]."""
+  def check(values, low, high):
+    values = np.asarray(values)
+    if values.size and (values.min() < low or values.max() > high):
+      bad = values[(values < low) | (values > high)].ravel()[:5]
+      raise ValueError(f"{op}: client values {bad.tolist()} lie outside [{low}, {high}].")
+
+  jax.debug.callback(check, x, low, high)

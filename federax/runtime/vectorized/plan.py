@@ -1,0 +1,134 @@
+"""How one call runs on the vectorized runtime: decided in one place, frozen, printable.
+
+Every choice that shapes the compiled program is made here from the runtime's options, the
+backend and the call: how a sequence reduction loops, how `federated_map` runs the clients,
+how sequences are bucketed, whether large cohorts stream, whether the client axis is sharded,
+and whether XLA:CPU rewrites apply. A call under a JAX transformation (`jax.jit`, `grad`,
+`vmap` of a user's function) gets a *differentiable* plan: masked `scan`s, no host reads, no
+rewrites, so reverse-mode differentiation sees only differentiable loops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Optional
+
+import jax
+import numpy as np
+from jax.extend.core import jaxprs_in_params
+
+SEQUENCE_LOOPS = ("auto", "while", "scan", "unroll")
+CLIENT_LOOPS = ("auto", "vmap", "map")
+MAP_FLOPS = 2**18
+"""Per-step floating-point operations from which, on CPU, clients run one after another."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """The decisions for one call; also the key of its compiled program.
+
+  Attributes:
+    backend: the JAX backend ("cpu", "gpu", "tpu").
+    clients: the number of clients of the call (None: a local computation).
+    sequence_loop: "while" (a rolled loop over the real elements), "scan" (a masked scan over
+      the padded elements) or "unroll" (that scan unrolled).
+    client_loop: "vmap", "map" (one client after another), or "auto": per `federated_map`,
+      "map" on CPU when a client's step convolves or does at least `map_flops`.
+    map_flops: the per-step flops from which "auto" runs clients one after another.
+    chunk_size: vmapped clients per chunk, and streamed clients per read (None: unchunked).
+    per_doubling: padded sequence lengths per doubling (`padding.bucket`); 1 (powers of two)
+      where padding costs memory only (a loop over the real elements), else 8.
+    grow_only: sequences are padded to at least the longest length this runtime has padded
+      that type to, so a run compiles a bounded number of programs (padding costs memory only).
+    stream: large cohorts of client datasets are read by the program a chunk at a time.
+    shard: the number of devices the client axis is sharded over (1: none).
+    cpu_rewrites: rolled loops get convolutions in the layout XLA:CPU runs fast in loops.
+    differentiable: called under a JAX transformation (see the module's docstring).
+  """
+
+  backend: str
+  clients: Optional[int]
+  sequence_loop: str
+  client_loop: str
+  map_flops: float
+  chunk_size: Optional[int]
+  per_doubling: int
+  grow_only: bool
+  stream: bool
+  shard: int
+  cpu_rewrites: bool
+  differentiable: bool
+
+  def client_loop_for(self, cost: Cost) -> tuple[str, str]:
+    """("vmap" or "map", why) for a `federated_map` whose client step costs `cost`."""
+    if self.client_loop != "auto":
+      return self.client_loop, "client_loop option"
+    if self.backend != "cpu":
+      return "vmap", f"{self.backend} backend"
+    if cost.convolves:
+      return "map", "convolves on CPU (vmap makes a grouped convolution)"
+    if cost.flops >= self.map_flops:
+      return "map", f"{cost.flops:.3g} flops per step >= {self.map_flops:.3g} on CPU"
+    return "vmap", f"{cost.flops:.3g} flops per step < {self.map_flops:.3g}"
+
+  def __str__(self) -> str:
+    lines = [f"{f.name}: {getattr(self, f.name)}" for f in dataclasses.fields(self)]
+    return "Plan(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def decide(options, *, clients: Optional[int], streams_possible: bool,
+           differentiable: bool) -> Plan:
+  """The plan for a call on a runtime with `options` (a `VectorizedRuntime`'s settings).
+
+  `streams_possible`: the call's result holds no client sequences (streamed clients are read
+  by the program and cannot be returned).
+  """
+  backend = jax.default_backend()
+  devices = len(jax.devices())
+  shard = devices if (options.shard and devices > 1 and clients and not clients % devices
+                      and not differentiable) else 1
+  if differentiable:
+    sequence_loop = "scan"  # A while loop with a traced trip count has no reverse derivative.
+  elif options.sequence_loop == "auto":
+    sequence_loop = "while" if backend == "cpu" else "scan"
+  else:
+    sequence_loop = options.sequence_loop
+  client_loop = options.client_loop
+  if client_loop == "auto" and backend != "cpu":
+    client_loop = "vmap"
+  return Plan(
+      backend=backend, clients=clients, sequence_loop=sequence_loop, client_loop=client_loop,
+      map_flops=MAP_FLOPS, chunk_size=options.chunk_size,
+      per_doubling=1 if sequence_loop == "while" else 8,
+      grow_only=sequence_loop == "while",
+      # Every device would read its own clients: streaming is for one device.
+      stream=(options.chunk_size is not None and streams_possible and not differentiable
+              and not (options.shard and devices > 1)),
+      shard=shard,
+      cpu_rewrites=backend == "cpu" and not differentiable,
+      differentiable=differentiable)
+
+
+class Cost(NamedTuple):
+  flops: float
+  convolves: bool
+
+
+def step_cost(jaxpr) -> Cost:
+  """Matmul and convolution flops of `jaxpr`, each loop body counted once (one step)."""
+  flops, convolves = 0.0, False
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == "dot_general":
+      (contract, _), _ = eqn.params["dimension_numbers"]
+      lhs = eqn.invars[0].aval.shape
+      flops += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[d] for d in contract])
+    elif name == "conv_general_dilated":
+      convolves = True
+      rhs = eqn.invars[1].aval.shape
+      out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+      flops += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod(rhs) / out_features
+    for sub in jaxprs_in_params(eqn.params):
+      inner = step_cost(sub)
+      flops, convolves = flops + inner.flops, convolves or inner.convolves
+  return Cost(flops, convolves)

@@ -1,0 +1,257 @@
+"""`VectorizedRuntime`: each federated computation compiled into one XLA program per plan."""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from typing import Any, Optional
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from federax.core import context
+from federax.core import types as t
+from federax.core.errors import user_stacklevel
+from federax.core.placements import SERVER
+from federax.core.values import Value
+from federax.runtime import _convert, _invoke
+from federax.runtime._base import RuntimeBase, RuntimeOptions
+from federax.runtime.padding import RaggedError
+from federax.runtime.sequential import SequentialRuntime
+from federax.runtime.vectorized import clients, plan as plans, streaming
+from federax.runtime.vectorized.execution import VectorizedExecution
+from federax.runtime.vectorized.plan import CLIENT_LOOPS, SEQUENCE_LOOPS, Plan
+from federax.runtime.vectorized.stacking import (CohortCache, Stacked, pad_standalone)
+
+
+class FallbackWarning(UserWarning):
+  """The vectorized runtime handed a call to the sequential runtime (shown once per cause)."""
+
+
+class VectorizedRuntime(RuntimeBase):
+  """Compiles each federated computation into one XLA program over a client axis.
+
+  How a call runs (loops, chunks, streaming, sharding) is its `Plan`;
+  `fx.runtime.explain(comp, *args)` prints it. Called inside `jax.jit`, `jax.grad` or
+  `jax.vmap` of a user's function, a computation is part of the user's program, with a
+  differentiable plan (the gradient of a broadcast is a sum over the clients).
+
+  Args:
+    seed: the seed of `federated_eval`'s PRNG keys.
+    default_num_clients: the number of clients when no argument is placed at CLIENTS.
+    chunk_size: bounds memory and vmap width. A cohort of client datasets larger than
+      `STREAM_BYTES` (32 MB) padded is not stacked before the call: the program reads, pads
+      and sends it to the device at most this many clients at a time while it runs (the next
+      chunk is read while one computes; `federax.runtime.vectorized.streaming`). Cohorts of
+      `Dataset.cache()`d datasets are kept stacked on the device instead. Vmapped clients
+      run in chunks of this size (a `lax.map`). None stacks every cohort whole and never
+      chunks. Streaming needs datasets whose `cardinality()` and element shapes are known
+      before they are read; it is off when the client axis is sharded over several devices.
+    sequence_loop: how a sequence reduction loops: "while" (a rolled loop over the real
+      elements only, skipping the padding), "scan" (a rolled `lax.scan` over all padded
+      elements, masked), "unroll" (that scan fully unrolled), or "auto": "while" on CPU,
+      "scan" elsewhere. On CPU, rolled loops get their convolutions in the layout XLA:CPU runs
+      fast inside loops (see `_cpu_rewrites`). With "while", sequences are padded to the
+      longest length padded so far (powers of two), so a run compiles at most one program per
+      doubling of its longest client.
+    client_loop: how `federated_map` runs the clients: "vmap" (a batch of clients, in chunks),
+      "map" (one client after another, a rolled `lax.map`: each runs only its own real
+      elements), or "auto": on CPU "map" when the client's function convolves (vmap makes a
+      grouped convolution, several times slower on XLA:CPU) or does at least
+      `MAP_FLOPS` floating-point operations per step (enough to keep the cores busy on its own),
+      else "vmap"; "vmap" on other backends.
+    shard: with several devices, shard the client axis over them when it divides evenly.
+
+  Example:
+    >>> runtime = fx.runtime.vectorized(chunk_size=256)
+    >>> @fx.federated_computation(fx.FederatedType(np.float32, fx.CLIENTS))
+    ... def total(values):
+    ...   return fx.federated_sum(values)
+    >>> with runtime:
+    ...   print(total([1.0, 2.0, 3.5]))
+    6.5
+  """
+
+  name = "vectorized"
+
+  def __init__(self, *, seed: int = 0, default_num_clients: Optional[int] = None,
+               chunk_size: Optional[int] = 128, sequence_loop: str = "auto",
+               client_loop: str = "auto", shard: bool = True):
+    if sequence_loop not in SEQUENCE_LOOPS:
+      raise ValueError(f"sequence_loop must be one of {', '.join(map(repr, SEQUENCE_LOOPS))}; "
+                       f"got {sequence_loop!r}.")
+    if client_loop not in CLIENT_LOOPS:
+      raise ValueError(f"client_loop must be one of {', '.join(map(repr, CLIENT_LOOPS))}; "
+                       f"got {client_loop!r}.")
+    if chunk_size is not None and chunk_size < 1:
+      raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size}.")
+    super().__init__(RuntimeOptions(seed=seed, default_num_clients=default_num_clients))
+    self.chunk_size = chunk_size
+    self.sequence_loop = sequence_loop
+    self.client_loop = client_loop
+    self.shard = shard
+    self.programs_traced = 0
+    """How many programs this runtime has traced (each is compiled once)."""
+    self._programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    self._fallback = SequentialRuntime(seed=seed, default_num_clients=default_num_clients)
+    self._warned: set = set()
+    self._cohorts = CohortCache()
+    self._streams = streaming.Streams()
+    self._lengths: dict = {}  # Sequence type -> longest padded length so far (`Plan.grow_only`).
+
+  def __repr__(self) -> str:
+    return (f"fx.runtime.vectorized({self.options}, chunk_size={self.chunk_size}, "
+            f"sequence_loop={self.sequence_loop!r}, client_loop={self.client_loop!r})")
+
+  # --- A call ------------------------------------------------------------------------------------
+
+  def invoke(self, comp, args: tuple, kwargs: dict) -> Any:
+    signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
+    if concrete is not None:
+      rep = Stacked()
+      payload, _ = _invoke.convert_argument(comp, signature, python_arg, rep)
+      return _convert.to_python(self._program(concrete, None)(payload), signature.result, rep, 0)
+    if _invoke.has_strings(signature.parameter) or _invoke.has_strings(signature.result):
+      return self._fall_back("string tensors cannot enter a JAX program", comp, args, kwargs)
+    try:
+      prepared = self._prepare(comp, signature, python_arg, _convert.is_traced((args, kwargs)))
+    except RaggedError as e:
+      self._streams.close()
+      return self._fall_back(f"{e}; make elements one shape (Dataset.masked_batch, or "
+                             "batch(..., drop_remainder=True)) to keep the compiled path",
+                             comp, args, kwargs)
+    plan, payload, rep = prepared
+    try:
+      out = self._program(comp, plan)(payload)
+      return _convert.to_python(out, signature.result, rep, plan.clients)
+    finally:
+      self._streams.close()  # After the results are read: the program reads chunks until then.
+
+  def _prepare(self, comp, signature: t.FunctionType, python_arg: Any,
+               traced: bool) -> tuple[Plan, Any, Stacked]:
+    """(plan, argument payload, representation) for a call of a federated computation."""
+    plan = self._plan(signature, None, traced)
+    rep = Stacked(plan, self._cohorts, self._streams, self._lengths)
+    payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
+    if not traced and _convert.is_traced(payload):  # Tracers hidden in an unregistered class.
+      self._streams.close()
+      return self._prepare(comp, signature, python_arg, True)
+    plan = self._plan(signature, self.options.num_clients(n), traced)
+    payload = self._place(pad_standalone(payload, signature.parameter), signature.parameter, plan)
+    return plan, payload, rep
+
+  def _plan(self, signature: t.FunctionType, n: Optional[int], traced: bool) -> Plan:
+    returns_sequences = signature.result is not None and t.contains(
+        signature.result, lambda x: isinstance(x, t.SequenceType))
+    return plans.decide(self, clients=n, streams_possible=not returns_sequences,
+                        differentiable=traced)
+
+  def _fall_back(self, why: str, comp, args, kwargs):
+    key = (comp.__wrapped__.__qualname__, why.split(":")[0])
+    if key not in self._warned:
+      self._warned.add(key)
+      warnings.warn(f"{comp.__wrapped__.__qualname__}: running on the sequential runtime "
+                    f"because {why}.", FallbackWarning, stacklevel=user_stacklevel())
+    return self._fallback.invoke(comp, args, kwargs)
+
+  def _program(self, comp, plan: Optional[Plan]):
+    """The jitted program of `comp` under `plan` (None: a local computation)."""
+    programs = self._programs.setdefault(comp, {})
+    if plan not in programs:
+      if plan is None:
+        programs[plan] = jax.jit(comp)
+      else:
+        programs[plan] = jax.jit(lambda payload: self._run(comp, plan, payload)[0])
+    return programs[plan]
+
+  def _run(self, comp, plan: Plan, payload: Any) -> tuple[Any, VectorizedExecution]:
+    """The body traced on `payload` under `plan`: (the result's payload, the execution)."""
+    self.programs_traced += 1
+    parameter = comp.type_signature.parameter
+    execution = VectorizedExecution(plan, plan.clients, self.options.seed)
+    with context.use_execution(execution):
+      arg = None if parameter is None else Value(parameter, _enter(payload, parameter))
+      result = comp.run_body(arg)
+    return _leave(result.payload, comp.type_signature.result, plan.clients), execution
+
+  def _place(self, payload: Any, ts: Optional[t.Type], plan: Plan) -> Any:
+    """Shards client-axis leaves over the devices when the plan says so."""
+    if plan.shard < 2 or ts is None:
+      return payload
+    mesh = Mesh(np.array(jax.devices()[:plan.shard]), ("clients",))
+    by_client = NamedSharding(mesh, PartitionSpec("clients"))
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def place(p, pt):
+      if isinstance(pt, t.FederatedType):
+        sharding = replicated if pt.all_equal or pt.placement is SERVER else by_client
+        return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), p)
+      if isinstance(pt, t.StructType) and isinstance(p, tuple):
+        return tuple(place(e, et) for e, et in zip(p, pt))
+      return jax.tree_util.tree_map(lambda x: jax.device_put(x, replicated), p)
+
+    return place(payload, ts)
+
+  # --- Explaining a call -------------------------------------------------------------------------
+
+  def explain(self, comp, *args, **kwargs) -> str:
+    """How a call `comp(*args, **kwargs)` would run: its plan and each map's client loop.
+
+    Traces the program (nothing is compiled or run).
+    """
+    signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
+    name = comp.__wrapped__.__qualname__
+    if concrete is not None:
+      return f"{name}: a local computation, one jitted JAX function ({signature})."
+    if _invoke.has_strings(signature.parameter) or _invoke.has_strings(signature.result):
+      return f"{name}: runs on the sequential runtime (string tensors cannot enter a JAX program)."
+    try:
+      plan, payload, rep = self._prepare(comp, signature, python_arg,
+                                         _convert.is_traced((args, kwargs)))
+    except RaggedError as e:
+      self._streams.close()
+      return f"{name}: runs on the sequential runtime ({e})."
+    try:
+      executions = []
+      jax.make_jaxpr(lambda p: executions.append(self._run(comp, plan, p)[1]) or 0)(payload)
+      self.programs_traced -= 1  # Explaining traced it; the call will trace it again.
+    finally:
+      self._streams.close()
+    lengths = _sequence_lengths(payload)
+    lines = [f"{name}: one XLA program ({signature})", str(plan)]
+    if lengths:
+      lines.append("padded sequence lengths: " + ", ".join(map(str, lengths)))
+    lines += executions[0].decisions or ["(no federated_map)"]
+    return "\n".join(lines)
+
+
+def _enter(payload: Any, ts: t.Type) -> Any:
+  """An argument's payload with its all-equal client values in the `Shared` form."""
+  if isinstance(ts, t.FederatedType):
+    return clients.shared(payload) if ts.all_equal and ts.placement is not SERVER else payload
+  if isinstance(ts, t.StructType) and isinstance(payload, tuple):
+    return tuple(_enter(p, et) for p, et in zip(payload, ts))
+  return payload
+
+
+def _leave(payload: Any, ts: Optional[t.Type], n: int) -> Any:
+  """A result's payload as `to_python` reads it: client values stacked, all-equal ones as
+  their one member."""
+  if ts is None:
+    return payload
+  if isinstance(ts, t.FederatedType) and ts.placement is not SERVER:
+    return clients.member(payload) if ts.all_equal else clients.stacked(payload, n)
+  if isinstance(ts, t.StructType) and isinstance(payload, tuple):
+    return tuple(_leave(p, et, n) for p, et in zip(payload, ts))
+  return payload
+
+
+def _sequence_lengths(payload: Any) -> list:
+  from federax.runtime.padding import PaddedSequence
+
+  found = []
+  jax.tree_util.tree_map(
+      lambda x: found.append(x.mask.shape[-1]) if isinstance(x, PaddedSequence) else None,
+      payload, is_leaf=lambda x: isinstance(x, PaddedSequence) or streaming.is_streamed(x))
+  return found

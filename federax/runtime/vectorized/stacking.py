@@ -1,0 +1,290 @@
+"""Client data into the program: client values stacked, sequences padded, large cohorts streamed.
+
+This is the vectorized runtime's `Representation` for `federax.runtime._convert`: a list of
+client values becomes arrays with a leading client axis, a sequence a `PaddedSequence` (its
+elements padded to a bucketed length, with a mask), and a cohort of client datasets over
+`STREAM_BYTES` padded a `StreamedClients` stand-in that the program reads a chunk at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from federax.core import types as t
+from federax.core.placements import SERVER
+from federax.runtime import _convert
+from federax.runtime.padding import (PaddedSequence, RaggedError, aligned_empty, bucket, pad_to,
+                                     stack, zeros_like_type)
+from federax.runtime.vectorized import streaming
+from federax.runtime.vectorized.plan import Plan
+
+STREAM_BYTES = 2**25
+"""Padded size of a cohort's client datasets from which the program reads them a chunk at a
+time rather than taking them stacked (`streaming`). Below it the whole stack is small, and
+reading it in one go costs less than the thread hand-offs of reading it in parts (FedAvg
+round, linear 784->10 model, 2 cores: 10 clients, 18 MB, 0.016 s stacked against 0.017-0.020 s
+streamed; 100 clients, 180 MB, 0.26 s against 0.16-0.18 s)."""
+
+
+class CohortCache:
+  """The last few cohorts of client datasets, stacked, padded and on the device, by the
+  identity of the dataset objects. Only datasets whose `to_stacked()` hands out read-only
+  arrays (`Dataset.cache()` does) are kept: datasets are immutable, so those never change, and
+  the same clients next round skip the checks, the copy and the transfer."""
+
+  def __init__(self, size: int = 2):
+    self.size = size
+    self._entries: list = []  # (key, datasets, payload), most recent last.
+
+  @staticmethod
+  def key(values: list, member_type: t.Type, per_doubling: int):
+    if not isinstance(member_type, t.SequenceType) or not all(
+        hasattr(v, "to_stacked") for v in values):
+      return None
+    return (tuple(map(id, values)), member_type, per_doubling)
+
+  def get(self, key) -> Optional[Any]:
+    for i, (k, _, payload) in enumerate(self._entries):
+      if k == key:  # The entry holds the datasets, so their ids cannot have been reused.
+        self._entries.append(self._entries.pop(i))
+        return payload
+    return None
+
+  def put(self, key, values: list, members: list, payload: Any) -> Any:
+    leaves = [x for m in members for x in jax.tree_util.tree_leaves(m.elements)]
+    if not all(isinstance(x, np.ndarray) and not x.flags.writeable for x in leaves):
+      return payload
+    payload = jax.device_put(payload)
+    self._entries = self._entries[-(self.size - 1):] if self.size > 1 else []
+    self._entries.append((key, list(values), payload))
+    return payload
+
+
+class Stacked:
+  """Vectorized representation: client values stacked, sequences padded and masked.
+
+  With `streams`, a cohort of client datasets over `STREAM_BYTES` padded is not stacked here: it
+  becomes a `StreamedClients` stand-in that the program reads one chunk at a time. `lengths`
+  holds, per sequence type, the longest padded length so far (the plan's `grow_only`).
+  """
+
+  def __init__(self, plan: Optional[Plan] = None, cohorts: Optional[CohortCache] = None,
+               streams: Optional[streaming.Streams] = None, lengths: Optional[dict] = None):
+    self.plan = plan
+    self.cohorts = cohorts
+    self.per_doubling = plan.per_doubling if plan else 8
+    self.streams = streams if plan and plan.stream else None
+    self.chunk = (plan.chunk_size or 0) if plan else 0
+    self.lengths = lengths if plan and plan.grow_only else None
+
+  def padded_length(self, seq_type: t.SequenceType, longest: int) -> int:
+    """The bucketed length for a cohort whose longest sequence has `longest` elements."""
+    length = bucket(longest, self.per_doubling)
+    if self.lengths is not None:
+      length = self.lengths[seq_type] = max(length, self.lengths.get(seq_type, 0))
+    return length
+
+  def whole_clients(self, values: list, member_type: t.Type, where: str, op: str) -> Optional[Any]:
+    if not values:
+      return None
+    if self.cohorts is not None:
+      cached = self.cohorts.get(CohortCache.key(values, member_type, self.per_doubling))
+      if cached is not None:
+        return cached
+    if self.streams is not None and len(values) > 1:
+      return self._stream(values, member_type, where, op)
+    return None
+
+  def _stream(self, values: list, member_type: t.Type, where: str,
+              op: str) -> Optional[streaming.StreamedClients]:
+    """A stand-in for the datasets in `values`, checked now and read by the program, or None:
+    for a cohort under `STREAM_BYTES` padded, one of cached datasets (the cohort cache keeps
+    those on the device), and datasets whose padded shapes are not known without reading them
+    (unknown cardinality or dimensions)."""
+    if not isinstance(member_type, t.SequenceType) or not all(
+        hasattr(v, "to_stacked") and hasattr(v, "cardinality") for v in values):
+      return None
+    lengths = [v.cardinality() for v in values]
+    if min(lengths) < 0 or max(lengths) == 0:
+      return None
+    length = self.padded_length(member_type, max(lengths))
+    shape = _element_shapes(member_type.element, values[0].element_spec)
+    if shape is None:
+      return None
+    avals = PaddedSequence(
+        jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct((length,) + s[0], s[1]),
+                               shape, is_leaf=_is_shape),
+        jax.ShapeDtypeStruct((length,), np.dtype(bool)))
+    if len(values) * sum(math.prod(a.shape) * a.dtype.itemsize
+                         for a in jax.tree_util.tree_leaves(avals)) < STREAM_BYTES:
+      return None  # Checked and stacked as any other cohort.
+    for i, v in enumerate(values):
+      _convert.sequence_elements(v, member_type, f"{where}[client {i}]", op)
+    if any(_element_shapes(member_type.element, v.element_spec) != shape for v in values[1:]):
+      return None
+    # Cached datasets (read-only arrays) are kept in memory by the user's choice, and the
+    # cohort cache keeps them stacked on the device: no reads at all from the second round.
+    first = self.sequence(values[0], member_type, f"{where}[client 0]")
+    if not any(x.flags.writeable for x in jax.tree_util.tree_leaves(first.elements)):
+      return None
+    peeked = {0: first}  # Read once: the program's first read takes it.
+
+    def stack_chunk(chunk: list, start: int) -> PaddedSequence:
+      """Reads and pads one client at a time into the chunk's arrays (one copy in memory)."""
+      padded = jax.tree_util.tree_map(lambda a: np.zeros((len(chunk),) + a.shape, a.dtype), avals)
+      out = jax.tree_util.tree_leaves(padded.elements)
+      for i, v in enumerate(chunk):
+        client = f"{where}[client {start + i}]"
+        seq = peeked.pop(start + i, None) or self.sequence(v, member_type, client)
+        real = seq.mask.shape[0]
+        leaves = jax.tree_util.tree_leaves(seq.elements)
+        if real > length or any(x.shape[1:] != o.shape[2:] for x, o in zip(leaves, out)):
+          raise RaggedError(f"{client}: the dataset gave {real} elements of shapes "
+                            f"{[x.shape[1:] for x in leaves]}, not at most {length} of "
+                            f"{[o.shape[2:] for o in out]} as its element_spec and "
+                            "cardinality() said.")
+        for o, x in zip(out, leaves):
+          o[i, :real] = x
+        padded.mask[i, :real] = True
+      return padded
+
+    return self.streams.open(where, values, stack_chunk, avals,
+                             streaming.read_size(len(values), self.chunk))
+
+  def clients(self, members: list, member_type: t.Type, where: str, values: list) -> Any:
+    if not members:
+      return zeros_like_type_payload(member_type, (0,))
+    payload = _stack_clients(members, member_type, where, self.padded_length)
+    key = None if self.cohorts is None else CohortCache.key(values, member_type,
+                                                              self.per_doubling)
+    return payload if key is None else self.cohorts.put(key, values, members, payload)
+
+  def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> PaddedSequence:
+    if isinstance(elements, list):
+      if not elements:
+        return PaddedSequence(zeros_like_type(seq_type.element, (0,)), np.zeros(0, bool))
+      stacked = stack(elements, where)
+    else:
+      to_stacked = getattr(elements, "to_stacked", None)
+      if to_stacked is None:
+        elements = [_convert.local(e, seq_type.element, where, "dataset") for e in elements]
+        return self.sequence(elements, seq_type, where)
+      try:
+        raw = to_stacked()
+      except ValueError as e:  # A ragged final batch, for example.
+        raise RaggedError(f"{where}: {e}") from None
+      stacked = _convert.local(raw, _leading(seq_type.element), where, "dataset")
+    length = np.shape(jax.tree_util.tree_leaves(stacked)[0])[0] if jax.tree_util.tree_leaves(
+        stacked) else 0
+    # Unpadded: clients() pads all clients' sequences together in one copy, and
+    # pad_standalone() pads sequences that are not at CLIENTS.
+    return PaddedSequence(stacked, np.ones(length, bool))
+
+  def client_list(self, payload: Any, member_type: t.Type, n: int) -> list:
+    host = payload if _convert.is_traced(payload) else jax.device_get(payload)
+    return [jax.tree_util.tree_map(lambda x, i=i: x[i], host) for i in range(n)]
+
+  def sequence_list(self, payload: PaddedSequence, seq_type: t.SequenceType) -> list:
+    if _convert.is_traced(payload):
+      raise _convert.ArgumentError(
+          "federated computation", "a result holding a sequence cannot leave a call made under a "
+          "JAX transformation (its length would be traced).", actual=seq_type,
+          hint="return the sequence's reduction, or call the computation outside jax.jit")
+    elements, mask = jax.device_get((payload.elements, payload.mask))
+    return [jax.tree_util.tree_map(lambda x, j=j: x[j], elements)
+            for j in np.flatnonzero(np.asarray(mask))]
+
+
+def _is_shape(x) -> bool:
+  return isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], np.dtype)
+
+
+def _element_shapes(element_type: t.Type, spec: Any) -> Optional[Any]:
+  """(shape, dtype) of each leaf of one element as the runtime holds it (tuples, the declared
+  dtypes, the dataset's shapes), or None if a dimension is unknown."""
+  from federax.core.type_conversions import to_type
+
+  def walk(declared: t.Type, actual: t.Type):
+    if isinstance(declared, t.TensorType):
+      if not isinstance(actual, t.TensorType) or None in actual.shape:
+        return None
+      return (tuple(actual.shape), np.dtype(declared.dtype))
+    parts = tuple(walk(d, a) for d, a in zip(declared, actual))
+    return None if None in parts else parts
+
+  try:
+    return walk(element_type, t.aligned_like(element_type, to_type(spec)))
+  except (TypeError, ValueError):  # Not a structure of tensors: the type checks will say why.
+    return None
+
+
+def _leading(ts: t.Type) -> t.Type:
+  """The type of a stacked payload: one unknown leading dimension on every tensor."""
+  if isinstance(ts, t.TensorType):
+    return t.TensorType(ts.dtype, (None,) + tuple(ts.shape))
+  return t.StructType([(n, _leading(e)) for n, e in ts.items()], ts.container_type)
+
+
+def _stack_clients(members: list, member_type: t.Type, where: str,
+                   padded_length=lambda _, longest: bucket(longest)) -> Any:
+  """Stacks client payloads; sequences are padded to one bucketed length as they are copied."""
+  if isinstance(member_type, t.SequenceType):
+    lengths = [m.mask.shape[0] for m in members]
+    length = padded_length(member_type, max(lengths))
+    filled = next((m for m in members if m.mask.shape[0]), None)
+    if filled is None:
+      return PaddedSequence(zeros_like_type(member_type.element, (len(members), 0)),
+                            np.zeros((len(members), 0), bool))
+    shapes = {tuple(np.shape(x)[1:] for x in jax.tree_util.tree_leaves(m.elements))
+              for m, n in zip(members, lengths) if n}
+    if len(shapes) > 1:
+      raise RaggedError(f"{where}: client sequences have elements of different shapes "
+                        f"{sorted(shapes)[:3]}")
+
+    def fill(*leaves):
+      # Not zeroed first: writing each row once (data, then zeros) beats zeroing it all first.
+      out = aligned_empty((len(members), length) + leaves[0].shape[1:], leaves[0].dtype)
+      for i, (leaf, n) in enumerate(zip(leaves, lengths)):
+        out[i, :n] = leaf[:n]
+        out[i, n:] = 0
+      return out
+
+    template = filled.elements
+    elements = jax.tree_util.tree_map(
+        fill, *[m.elements if n else template for m, n in zip(members, lengths)])
+    mask = np.arange(length)[None, :] < np.asarray(lengths)[:, None]
+    return PaddedSequence(elements, mask)
+  if isinstance(member_type, t.StructType):
+    return tuple(_stack_clients([m[i] for m in members], et, where, padded_length)
+                 for i, et in enumerate(member_type))
+  return stack(members, where)
+
+
+def pad_standalone(payload: Any, ts: Optional[t.Type]) -> Any:
+  """Pads sequences not placed at CLIENTS to a bucketed length (those are padded already)."""
+  if ts is None:
+    return payload
+  if isinstance(ts, t.SequenceType):
+    return pad_to(payload, bucket(payload.mask.shape[0]))
+  if isinstance(ts, t.FederatedType):
+    if ts.placement is SERVER or ts.all_equal:
+      return pad_standalone(payload, ts.member)
+    return payload
+  if isinstance(ts, t.StructType) and isinstance(payload, tuple):
+    return tuple(pad_standalone(p, et) for p, et in zip(payload, ts))
+  return payload
+
+
+def zeros_like_type_payload(ts: t.Type, leading: tuple) -> Any:
+  if isinstance(ts, t.SequenceType):
+    return PaddedSequence(zeros_like_type(ts.element, leading + (0,)), np.zeros(leading + (0,), bool))
+  if isinstance(ts, t.StructType):
+    return tuple(zeros_like_type_payload(e, leading) for e in ts)
+  return zeros_like_type(ts, leading)
+
+
