@@ -248,3 +248,19 @@ def test_dataset_pipelines_that_call_jax_are_read_while_the_program_runs(monkeyp
   assert len(spy.reads) == 3
   np.testing.assert_allclose(mean, numpy_round(W, doubled)[0], rtol=1e-5, atol=1e-6)
   assert total == 68.0
+
+
+def test_explain_says_which_cohorts_stream_and_why_others_do_not(monkeypatch):
+  datasets = client_datasets([5, 9, 1, 13, 4, 7])
+  with fx.runtime.vectorized(chunk_size=4, shard=False, client_loop="vmap"):
+    streamed = fx.runtime.explain(fedavg_round, W, datasets)
+    monkeypatch.setattr(VECTORIZED, "STREAM_BYTES", 2**25)
+    stacked = fx.runtime.explain(fedavg_round, W, datasets)
+    cached = [d.cache() for d in datasets]
+    fedavg_round(W, cached)
+    from_cache = fx.runtime.explain(fedavg_round, W, cached)
+  # 6 clients, chunk_size 4: reads of at most a quarter of the cohort, 2 clients.
+  assert "arguments.data: streamed, 2 clients a read" in streamed
+  assert "federated_map over 6 clients: vmap, streamed a read at a time" in streamed
+  assert "arguments.data: stacked (0.0 MB padded, under STREAM_BYTES (32 MB))" in stacked
+  assert "arguments.data: the cached cohort, already on the device" in from_cache

@@ -56,14 +56,17 @@ class VectorizedExecution(Execution):
     fn, payload = clients.without_shared(fn, payload)
     client_fn, how = self._client_loop(fn, payload)
     streams = streaming.holds_streams(payload)
-    self.decisions.append(f"{name} over {self.n} clients: {how}"
-                          + (", streamed a read at a time" if streams else ""))
+    chunk = self.plan.chunk_size
+    if streams:
+      how += ", streamed a read at a time"
+    elif client_fn is None and chunk is not None and self.n > chunk:
+      how += f", in chunks of {chunk}"
+    self.decisions.append(f"{name} over {self.n} clients: {how}")
     if streams:
       on_chunk = jax.vmap(fn) if client_fn is None else partial(jax.lax.map, client_fn)
       return streaming.map_chunks(on_chunk, payload, self.n)
     if client_fn is not None:
       return jax.lax.map(client_fn, payload)
-    chunk = self.plan.chunk_size
     if chunk is not None and self.n > chunk:
       return jax.lax.map(fn, payload, batch_size=chunk)
     return jax.vmap(fn)(payload)
@@ -72,9 +75,7 @@ class VectorizedExecution(Execution):
     """(the function to run on each client in turn, or None to vmap; how and why)."""
     plan = self.plan
     if self.n <= 1 or plan.client_loop == "vmap":
-      chunks = (f" in chunks of {plan.chunk_size}" if plan.chunk_size and self.n > plan.chunk_size
-                else "")
-      return None, f"vmap{chunks}"
+      return None, "vmap"
     if plan.client_loop == "map" and not plan.cpu_rewrites:
       return fn, "map (client_loop option)"
     traced = jax.make_jaxpr(fn, return_shape=True)(streaming.one_client(payload))

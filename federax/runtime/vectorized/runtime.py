@@ -222,7 +222,7 @@ class VectorizedRuntime(RuntimeBase):
     lines = [f"{name}: one XLA program ({signature})", str(plan)]
     if lengths:
       lines.append("padded sequence lengths: " + ", ".join(map(str, lengths)))
-    lines += executions[0].decisions or ["(no federated_map)"]
+    lines += rep.notes + (executions[0].decisions or ["(no federated_map)"])
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from federax.core import types as t
+from federax.core.datasets import StackableDataset
 from federax.core.placements import SERVER
 from federax.runtime import _convert
 from federax.runtime.padding import (PaddedSequence, RaggedError, aligned_empty, bucket, pad_to,
@@ -44,7 +45,7 @@ class CohortCache:
   @staticmethod
   def key(values: list, member_type: t.Type, per_doubling: int):
     if not isinstance(member_type, t.SequenceType) or not all(
-        hasattr(v, "to_stacked") for v in values):
+        isinstance(v, StackableDataset) for v in values):
       return None
     return (tuple(map(id, values)), member_type, per_doubling)
 
@@ -81,6 +82,7 @@ class Stacked:
     self.streams = streams if plan and plan.stream else None
     self.chunk = (plan.chunk_size or 0) if plan else 0
     self.lengths = lengths if plan and plan.grow_only else None
+    self.notes: list[str] = []
 
   def padded_length(self, seq_type: t.SequenceType, longest: int) -> int:
     """The bucketed length for a cohort whose longest sequence has `longest` elements."""
@@ -90,48 +92,54 @@ class Stacked:
     return length
 
   def whole_clients(self, values: list, member_type: t.Type, where: str, op: str) -> Optional[Any]:
-    if not values:
+    """A cohort taken whole: cached on the device, or streamed; None to stack it member by
+    member. Why it is stacked or streamed goes to `notes` (`fx.runtime.explain`)."""
+    if not values or not isinstance(member_type, t.SequenceType):
       return None
     if self.cohorts is not None:
       cached = self.cohorts.get(CohortCache.key(values, member_type, self.per_doubling))
       if cached is not None:
+        self.notes.append(f"{where}: the cached cohort, already on the device")
         return cached
-    if self.streams is not None and len(values) > 1:
-      return self._stream(values, member_type, where, op)
-    return None
+    if self.streams is None or len(values) < 2:
+      return None
+    streamed = self._stream(values, member_type, where, op)
+    if isinstance(streamed, str):
+      self.notes.append(f"{where}: stacked ({streamed})")
+      return None
+    self.notes.append(f"{where}: streamed, {streamed.chunk} clients a read")
+    return streamed
 
-  def _stream(self, values: list, member_type: t.Type, where: str,
-              op: str) -> Optional[streaming.StreamedClients]:
-    """A stand-in for the datasets in `values`, checked now and read by the program, or None:
-    for a cohort under `STREAM_BYTES` padded, one of cached datasets (the cohort cache keeps
-    those on the device), and datasets whose padded shapes are not known without reading them
-    (unknown cardinality or dimensions)."""
-    if not isinstance(member_type, t.SequenceType) or not all(
-        hasattr(v, "to_stacked") and hasattr(v, "cardinality") for v in values):
-      return None
+  def _stream(self, values: list, member_type: t.SequenceType, where: str,
+              op: str) -> streaming.StreamedClients | str:
+    """A stand-in for the datasets in `values`, checked now and read by the program, or why
+    the cohort is stacked instead."""
+    if not all(isinstance(v, StackableDataset) for v in values):
+      return "not all clients are datasets"
     lengths = [v.cardinality() for v in values]
-    if min(lengths) < 0 or max(lengths) == 0:
-      return None
-    length = self.padded_length(member_type, max(lengths))
     shape = _element_shapes(member_type.element, values[0].element_spec)
-    if shape is None:
-      return None
+    if min(lengths) < 0 or shape is None:
+      return "a dataset's length or element shapes are unknown until it is read"
+    if max(lengths) == 0:
+      return "every dataset is empty"
+    length = self.padded_length(member_type, max(lengths))
     avals = PaddedSequence(
         jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct((length,) + s[0], s[1]),
                                shape, is_leaf=_is_shape),
         jax.ShapeDtypeStruct((length,), np.dtype(bool)))
-    if len(values) * sum(math.prod(a.shape) * a.dtype.itemsize
-                         for a in jax.tree_util.tree_leaves(avals)) < STREAM_BYTES:
-      return None  # Checked and stacked as any other cohort.
+    size = len(values) * sum(math.prod(a.shape) * a.dtype.itemsize
+                             for a in jax.tree_util.tree_leaves(avals))
+    if size < STREAM_BYTES:
+      return f"{size / 2**20:.1f} MB padded, under STREAM_BYTES ({STREAM_BYTES / 2**20:.0f} MB)"
     for i, v in enumerate(values):
       _convert.sequence_elements(v, member_type, f"{where}[client {i}]", op)
     if any(_element_shapes(member_type.element, v.element_spec) != shape for v in values[1:]):
-      return None
+      return "the clients' element shapes differ"
     # Cached datasets (read-only arrays) are kept in memory by the user's choice, and the
     # cohort cache keeps them stacked on the device: no reads at all from the second round.
     first = self.sequence(values[0], member_type, f"{where}[client 0]")
     if not any(x.flags.writeable for x in jax.tree_util.tree_leaves(first.elements)):
-      return None
+      return "cached datasets: the cohort cache keeps them on the device"
     peeked = {0: first}  # Read once: the program's first read takes it.
 
     def stack_chunk(chunk: list, start: int) -> PaddedSequence:
@@ -170,12 +178,11 @@ class Stacked:
         return PaddedSequence(zeros_like_type(seq_type.element, (0,)), np.zeros(0, bool))
       stacked = stack(elements, where)
     else:
-      to_stacked = getattr(elements, "to_stacked", None)
-      if to_stacked is None:
+      if not isinstance(elements, StackableDataset):
         elements = [_convert.local(e, seq_type.element, where, "dataset") for e in elements]
         return self.sequence(elements, seq_type, where)
       try:
-        raw = to_stacked()
+        raw = elements.to_stacked()
       except ValueError as e:  # A ragged final batch, for example.
         raise RaggedError(f"{where}: {e}") from None
       stacked = _convert.local(raw, _leading(seq_type.element), where, "dataset")
