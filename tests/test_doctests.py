@@ -1,4 +1,4 @@
-"""Every docstring example in federax runs and prints what it shows (STYLE.md: examples that run)."""
+"""Every docstring example in federax runs and prints what it shows (STYLE.md: examples run)."""
 
 import doctest
 import importlib

@@ -9,7 +9,7 @@ from federax.core import types as t
 from federax.core.computations import federated_computation
 from federax.core.placements import CLIENTS, SERVER
 from federax.templates.measured_process import MeasuredProcessOutput
-from federax.aggregators.factory import AggregationFactory, AggregationProcess
+from federax.aggregators.factory import AggregationFactory, AggregationProcess, named
 
 
 class SumFactory(AggregationFactory):
@@ -28,10 +28,12 @@ class SumFactory(AggregationFactory):
       raise TypeError(f"SumFactory sums numeric tensors; got value_type {value_type}.")
 
     @federated_computation
+    @named(f"{type(self).__name__}.create(value_type).initialize")
     def initialize():
       return fi.federated_value((), SERVER)
 
     @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS))
+    @named(f"{type(self).__name__}.create(value_type).next")
     def next_fn(state, value):
       return MeasuredProcessOutput(state=state, result=fi.federated_sum(value),
                                    measurements=fi.federated_value((), SERVER))

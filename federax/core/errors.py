@@ -1,4 +1,13 @@
-"""Errors that name the operator, the expected and actual types, and the user's line."""
+"""Errors that name the operator, the expected and actual types, and the user's line.
+
+`format_message` writes every federax error message, so all of them read the same way:
+
+    federated_sum: argument `value` must be placed at CLIENTS.
+      expected: {T}@CLIENTS
+      actual:   float32@SERVER
+      hint: ...
+      at /home/me/train.py:12: return fx.federated_sum(x)
+"""
 
 from __future__ import annotations
 
@@ -6,11 +15,10 @@ import linecache
 import os
 import sys
 import types as pytypes
-from typing import Optional
+from typing import Any, Optional, Sequence
 
-import federax
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(federax.__file__))
+# federax/ itself, two levels up from federax/core/errors.py (the core imports nothing above it).
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SKIPPED_DIRS = (_PACKAGE_DIR, os.path.dirname(os.__file__))
 
 
@@ -39,6 +47,57 @@ def user_stacklevel() -> int:
   return level
 
 
+# Structures can differ in many places; the first few are enough to find the mistake.
+_MAX_DIFFERENCES = 8
+
+
+def format_message(operator: str, problem: str, *, expected: Any = None, actual: Any = None,
+                   differences: Sequence[tuple[str, Any, Any]] = (), details: Sequence[str] = (),
+                   hint: Optional[str] = None, location: Optional[str] = None) -> str:
+  """The text of every federax error: the operator and problem, then what was expected.
+
+  Args:
+    operator: the operator, computation or argument that rejected the input.
+    problem: one sentence saying what is wrong.
+    expected: what was expected; no `expected:` line when None (unknown or self-evident).
+    actual: what was given; no `actual:` line when None.
+    differences: `(path, expected, actual)` for each place where two structures differ; when
+      given, they replace the `expected`/`actual` lines (only the first 8 are listed).
+    details: further lines, e.g. the names the user may have meant.
+    hint: how to fix it.
+    location: the user's `file:line: code` (see `user_location`), if known.
+
+  Returns:
+    The message, one line per item, details indented under the first line.
+
+  Example:
+    >>> print(format_message("federated_sum", "argument `value` must be placed at CLIENTS.",
+    ...                      expected="{T}@CLIENTS", actual="float32@SERVER",
+    ...                      hint="broadcast it first"))
+    federated_sum: argument `value` must be placed at CLIENTS.
+      expected: {T}@CLIENTS
+      actual:   float32@SERVER
+      hint: broadcast it first
+  """
+  lines = [f"{operator}: {problem}"]
+  if differences:
+    for path, exp, act in differences[:_MAX_DIFFERENCES]:
+      lines.append(f"  at {path}: expected {exp}, got {act}")
+    if len(differences) > _MAX_DIFFERENCES:
+      lines.append(f"  ... and {len(differences) - _MAX_DIFFERENCES} more differences")
+  else:
+    if expected is not None:
+      lines.append(f"  expected: {expected}")
+    if actual is not None:
+      lines.append(f"  actual:   {actual}")
+  lines.extend(f"  {line}" for line in details)
+  if hint:
+    lines.append(f"  hint: {hint}")
+  if location:
+    lines.append(f"  at {location}")
+  return "\n".join(lines)
+
+
 class FederatedTypeError(TypeError):
   """A federated operator was applied to a value of the wrong type or placement.
 
@@ -51,20 +110,16 @@ class FederatedTypeError(TypeError):
                differences=(), hint: Optional[str] = None, location: Optional[str] = None):
     self.operator = operator
     self.location = location if location is not None else user_location()
-    lines = [f"{operator}: {problem}"]
-    if differences:
-      for path, exp, act in differences[:8]:
-        lines.append(f"  at {path}: expected {exp}, got {act}")
-      if len(differences) > 8:
-        lines.append(f"  ... and {len(differences) - 8} more differences")
-    elif expected is not None or actual is not None:
-      lines.append(f"  expected: {expected}")
-      lines.append(f"  actual:   {actual}")
-    if hint:
-      lines.append(f"  hint: {hint}")
-    if self.location:
-      lines.append(f"  at {self.location}")
-    super().__init__("\n".join(lines))
+    super().__init__(format_message(operator, problem, expected=expected, actual=actual,
+                                    differences=differences, hint=hint, location=self.location))
+
+
+class RaggedError(ValueError):
+  """Values whose shapes differ cannot be stacked into one array.
+
+  Raised for client values, sequence elements or dataset elements of different shapes (a smaller
+  final batch, ragged data); `fx.simulation.RaggedElementsError` is this class.
+  """
 
 
 def without_library_frames(tb: Optional[pytypes.TracebackType]) -> Optional[pytypes.TracebackType]:

@@ -1,6 +1,7 @@
 """SumFactory, MeanFactory and UnweightedMeanFactory against NumPy, on every runtime."""
 
 import collections
+import re
 
 import numpy as np
 import pytest
@@ -123,6 +124,27 @@ def test_aggregation_process_checks_placements():
   def next_fn(state, value):
     return fx.templates.MeasuredProcessOutput(state, value, fx.federated_value((), fx.SERVER))
 
-  with pytest.raises(fx.FederatedTypeError, match="the value must be placed at CLIENTS") as info:
+  with pytest.raises(fx.FederatedTypeError) as info:
     aggregators.AggregationProcess(initialize, next_fn)
-  assert "float32@SERVER" in str(info.value)
+  # The same check and text as the learning templates' (federax/templates/_checks.py).
+  assert re.fullmatch(
+      re.escape("AggregationProcess: the value must be placed at CLIENTS.\n"
+                "  expected: {T}@CLIENTS\n"
+                "  actual:   float32@SERVER\n"
+                f"  at {__file__}:") + r"\d+: " + re.escape(
+                    "aggregators.AggregationProcess(initialize, next_fn)"), str(info.value))
+
+
+def test_calling_an_unweighted_process_with_weights_names_how_it_was_created():
+  process = aggregators.MeanFactory().create(fx.TensorType(np.float32))
+  # It used to name `_unweighted_mean.<locals>.next_fn`, a function the user never wrote.
+  with pytest.raises(TypeError) as info:
+    process.next(process.initialize(), [1.0, 2.0], [1.0, 1.0])
+  assert str(info.value) == ("MeanFactory.create(value_type).next takes 2 argument(s) "
+                             "['state', 'value'], got 3.")
+  sums = aggregators.SumFactory().create(fx.TensorType(np.float32))
+  assert repr(sums.next).startswith("<fx.federated_computation SumFactory.create(value_type)"
+                                    ".next: ")
+  weighted = aggregators.MeanFactory().create(fx.TensorType(np.float32), np.float32)
+  assert repr(weighted.initialize).startswith(
+      "<fx.federated_computation MeanFactory.create(value_type, weight_type).initialize: ")

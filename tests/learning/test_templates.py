@@ -1,5 +1,7 @@
 """The learning templates: what they print, and every misuse they reject, with its message."""
 
+import re
+
 import numpy as np
 import optax
 import pytest
@@ -151,9 +153,16 @@ def test_template_classes_check_placements():
   def stays_at_server(state, weights):
     return fx.templates.MeasuredProcessOutput(state, weights, fx.federated_value((), fx.SERVER))
 
-  with pytest.raises(fx.FederatedTypeError, match=r"DistributionProcess: the result must be "
-                     r"placed at CLIENTS"):
+  with pytest.raises(fx.FederatedTypeError) as info:
     templates.DistributionProcess(initialize, stays_at_server)
+  # One check and one text with the aggregators (federax/templates/_checks.py).
+  assert re.fullmatch(
+      re.escape("DistributionProcess: the result must be placed at CLIENTS.\n"
+                "  expected: {T}@CLIENTS\n"
+                "  actual:   float32@SERVER\n"
+                f"  at {__file__}:") + r"\d+: " + re.escape(
+                    "templates.DistributionProcess(initialize, stays_at_server)"),
+      str(info.value))
   with pytest.raises(fx.FederatedTypeError, match=r"next_fn must take \(state, weights, "
                      r"update\)"):
     templates.FinalizerProcess(initialize, stays_at_server)

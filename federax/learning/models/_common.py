@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from federax.core import types as t
-from federax.core.errors import user_location
+from federax.core.errors import format_message, user_location
 from federax.core.structure import Struct
 from federax.core.type_conversions import make_container, to_type
 
@@ -22,15 +22,8 @@ _BATCH_HINT = ("a batch is {'x': inputs, 'y': labels} (plus an optional bool 'ma
 def error(cls: type[Exception], operator: str, problem: str, *, expected: Any = None,
           actual: Any = None, hint: Optional[str] = None) -> Exception:
   """An exception in federax's template: operator, problem, expected/actual, hint, user line."""
-  lines = [f"{operator}: {problem}"]
-  if expected is not None or actual is not None:
-    lines += [f"  expected: {expected}", f"  actual:   {actual}"]
-  if hint:
-    lines.append(f"  hint: {hint}")
-  location = user_location()
-  if location:
-    lines.append(f"  at {location}")
-  return cls("\n".join(lines))
+  return cls(format_message(operator, problem, expected=expected, actual=actual, hint=hint,
+                            location=user_location()))
 
 
 def unpack_batch(batch: Any, operator: str) -> tuple[Any, Any, Optional[jax.Array]]:
