@@ -2,8 +2,12 @@
 
 import doctest
 import importlib
+import os
 import pathlib
 import pkgutil
+
+# Keras examples run on JAX (as tests/learning/conftest.py sets up, when this file runs alone).
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import jax
 import jax.numpy as jnp
