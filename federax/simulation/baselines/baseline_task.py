@@ -60,8 +60,11 @@ class BaselineTask:
     ValueError: if the model's `input_spec` does not accept the preprocessed batches.
 
   Example:
-    >>> task = fx.simulation.baselines.create_task('synthetic', ClientSpec(20, 10))
-    >>> process = fx.learning.algorithms.build_weighted_fed_avg(task.model_fn(), ...)
+    >>> from federax.simulation import baselines
+    >>> task = baselines.create_task('synthetic', baselines.ClientSpec(20, 10))
+    >>> process = fx.learning.algorithms.build_weighted_fed_avg(
+    ...     task.model_fn(), fx.learning.optimizers.build_sgdm(0.01))
+    >>> state = process.initialize()
     >>> state, metrics = process.next(state, task.datasets.sample_train_clients(10, random_seed=0))
   """
 
