@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from federax.core import types as t
 from federax.core.computations import Computation
@@ -100,21 +100,6 @@ class AggregationFactory(abc.ABC):
 # TFF's two interfaces, one class here: ported `isinstance` checks keep working.
 UnweightedAggregationFactory = AggregationFactory
 WeightedAggregationFactory = AggregationFactory
-
-
-def named(name: str) -> Callable[[Callable], Callable]:
-  """Names a factory's inner function as its user sees it (`SumFactory.create(value_type).next`).
-
-  Errors about a computation name its function; without this they would show
-  `_unweighted_mean.<locals>.next_fn`, which the user never wrote. Apply it under the
-  computation decorator.
-  """
-
-  def rename(fn: Callable) -> Callable:
-    fn.__qualname__ = name
-    return fn
-
-  return rename
 
 
 def check_float_value(factory: str, value_type: t.Type) -> None:

@@ -14,8 +14,9 @@ from federax.core import types as t
 from federax.core.computations import computation, federated_computation
 from federax.core.placements import CLIENTS
 from federax.templates.measured_process import MeasuredProcessOutput
+from federax.templates._naming import named
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
-                                         check_float_value, named)
+                                         check_float_value)
 from federax.aggregators.sum_factory import SumFactory
 
 

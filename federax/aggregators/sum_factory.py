@@ -9,7 +9,8 @@ from federax.core import types as t
 from federax.core.computations import federated_computation
 from federax.core.placements import CLIENTS, SERVER
 from federax.templates.measured_process import MeasuredProcessOutput
-from federax.aggregators.factory import AggregationFactory, AggregationProcess, named
+from federax.templates._naming import named
+from federax.aggregators.factory import AggregationFactory, AggregationProcess
 
 
 class SumFactory(AggregationFactory):
