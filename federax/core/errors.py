@@ -27,10 +27,17 @@ def _is_library_frame(filename: str) -> bool:
   return path.startswith(_SKIPPED_DIRS) or "site-packages/jax" in path or filename.startswith("<frozen")
 
 
+def _is_library_code(code: pytypes.CodeType) -> bool:
+  """Library code, or a method Python generated (a dataclass's `__init__` calling a federax
+  `__post_init__`): the user's line is the one that called it."""
+  generated = code.co_filename == "<string>" and code.co_name.startswith("__")
+  return generated or _is_library_frame(code.co_filename)
+
+
 def user_location() -> Optional[str]:
   """`file:line: code` of the innermost stack frame outside federax, JAX and the stdlib."""
   frame = sys._getframe(1)
-  while frame is not None and _is_library_frame(frame.f_code.co_filename):
+  while frame is not None and _is_library_code(frame.f_code):
     frame = frame.f_back
   if frame is None:
     return None
@@ -42,7 +49,7 @@ def user_location() -> Optional[str]:
 def user_stacklevel() -> int:
   """The `warnings.warn` stacklevel that attributes a warning to the user's calling line."""
   frame, level = sys._getframe(1), 1
-  while frame is not None and _is_library_frame(frame.f_code.co_filename):
+  while frame is not None and _is_library_code(frame.f_code):
     frame, level = frame.f_back, level + 1
   return level
 
@@ -126,7 +133,7 @@ def without_library_frames(tb: Optional[pytypes.TracebackType]) -> Optional[pyty
   """The traceback with federax's own frames removed, so the user sees their lines first."""
   frames = []
   while tb is not None:
-    if not _is_library_frame(tb.tb_frame.f_code.co_filename):
+    if not _is_library_code(tb.tb_frame.f_code):
       frames.append(tb)
     tb = tb.tb_next
   result = None
