@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from federax.core import types as t
 from federax.core.computations import Computation
-from federax.core.errors import FederatedTypeError
+from federax.core.errors import FederatedTypeError, error
 from federax.core.placements import CLIENTS, SERVER
 from federax.core.type_conversions import to_type
 from federax.templates._checks import placed_at
@@ -87,9 +87,9 @@ class AggregationFactory(abc.ABC):
     """
     value_type = to_type(value_type)
     if weight_type is not None and not self.weighted:
-      raise TypeError(f"{type(self).__name__} does not take weights; it was given weight_type "
-                      f"{to_type(weight_type)}. Use fx.aggregators.MeanFactory for weighted "
-                      "aggregation.")
+      raise error(TypeError, f"{type(self).__name__}.create", "this factory does not take "
+                  "weights.", actual=f"weight_type {to_type(weight_type)}",
+                  hint="use fx.aggregators.MeanFactory for weighted aggregation")
     return self._create(value_type, None if weight_type is None else to_type(weight_type))
 
   @abc.abstractmethod
@@ -105,6 +105,7 @@ WeightedAggregationFactory = AggregationFactory
 def check_float_value(factory: str, value_type: t.Type) -> None:
   """Raises TypeError unless every tensor in `value_type` is floating point."""
   if not t.has_dtype_kind(value_type, "f") or not t.is_numeric(value_type):
-    raise TypeError(f"{factory} averages floating-point values; got value_type {value_type}. "
-                    "Cast integer values to a float dtype first (a mean of integers is not an "
-                    "integer).")
+    raise error(TypeError, f"{factory}.create", "the values must be floating point.",
+                expected="floating-point tensors", actual=f"value_type {value_type}",
+                hint="cast integer values to a float dtype first (a mean of integers is not an "
+                "integer)")

@@ -11,6 +11,7 @@ import numpy as np
 
 from federax.core import intrinsics as fi
 from federax.core import types as t
+from federax.core.errors import error
 from federax.core.computations import computation, federated_computation
 from federax.core.placements import CLIENTS
 from federax.templates.measured_process import MeasuredProcessOutput
@@ -51,8 +52,8 @@ class MeanFactory(AggregationFactory):
     for name, factory in (("value_sum_factory", value_sum_factory),
                           ("weight_sum_factory", weight_sum_factory)):
       if factory is not None and not isinstance(factory, AggregationFactory):
-        raise TypeError(f"MeanFactory: {name} must be an aggregation factory (e.g. "
-                        f"fx.aggregators.SumFactory()); got {factory!r}.")
+        raise error(TypeError, "MeanFactory", f"{name} must be an aggregation factory.",
+                    actual=repr(factory), hint="e.g. fx.aggregators.SumFactory()")
     self._value_sum_factory = value_sum_factory or SumFactory()
     self._weight_sum_factory = weight_sum_factory or SumFactory()
     self._no_nan_division = bool(no_nan_division)
@@ -64,8 +65,9 @@ class MeanFactory(AggregationFactory):
                               self._no_nan_division, type(self).__name__)
     if not (isinstance(weight_type, t.TensorType) and weight_type.shape == ()
             and weight_type.dtype.kind == "f"):
-      raise TypeError(f"MeanFactory: the weight must be a floating-point scalar; got weight_type "
-                      f"{weight_type}.")
+      raise error(TypeError, f"{type(self).__name__}.create", "the weight must be a "
+                  "floating-point scalar.", expected="a floating-point scalar, e.g. float32",
+                  actual=f"weight_type {weight_type}")
     value_sum = self._value_sum_factory.create(value_type)
     weight_sum = self._weight_sum_factory.create(weight_type)
     divide = _divide(value_type, weight_type, self._no_nan_division)

@@ -6,6 +6,7 @@ from typing import Optional
 
 from federax.core import intrinsics as fi
 from federax.core import types as t
+from federax.core.errors import error
 from federax.core.computations import federated_computation
 from federax.core.placements import CLIENTS, SERVER
 from federax.templates.measured_process import MeasuredProcessOutput
@@ -26,7 +27,8 @@ class SumFactory(AggregationFactory):
 
   def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
     if not t.is_numeric(value_type):
-      raise TypeError(f"SumFactory sums numeric tensors; got value_type {value_type}.")
+      raise error(TypeError, f"{type(self).__name__}.create", "the values must be numeric tensors.",
+                  actual=f"value_type {value_type}")
 
     @federated_computation
     @named(f"{type(self).__name__}.create(value_type).initialize")

@@ -105,6 +105,15 @@ def format_message(operator: str, problem: str, *, expected: Any = None, actual:
   return "\n".join(lines)
 
 
+def error(cls: type[Exception], operator: str, problem: str, *, expected: Any = None,
+          actual: Any = None, differences: Sequence[tuple[str, Any, Any]] = (),
+          details: Sequence[str] = (), hint: Optional[str] = None) -> Exception:
+  """A `cls(...)` whose text is `format_message`'s, at the user's line (for `raise`)."""
+  return cls(format_message(operator, problem, expected=expected, actual=actual,
+                            differences=differences, details=details, hint=hint,
+                            location=user_location()))
+
+
 class FederatedTypeError(TypeError):
   """A federated operator was applied to a value of the wrong type or placement.
 
