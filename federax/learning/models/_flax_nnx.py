@@ -68,11 +68,12 @@ def from_nnx_module(module: Any, loss: Callable[[Any, Any], jax.Array], input_sp
   Example:
     >>> from flax import nnx
     >>> import optax
-    >>> fm = fx.learning.models.from_nnx_module(
+    >>> from federax.learning.models import metrics
+    >>> fm = from_nnx_module(
     ...     nnx.Linear(784, 10, rngs=nnx.Rngs(0)),
     ...     optax.softmax_cross_entropy_with_integer_labels,
     ...     input_spec={'x': (np.float32, [None, 784]), 'y': (np.int32, [None])},
-    ...     metrics=[fx.learning.models.metrics.sparse_categorical_accuracy()])
+    ...     metrics=[metrics.sparse_categorical_accuracy()])
     >>> sorted(fm.initial_weights.trainable)
     ['bias', 'kernel']
   """

@@ -160,7 +160,7 @@ def from_keras_model(keras_model: Any, loss: Any, input_spec: Any,
     >>> model = keras.Sequential([keras.Input((784,)),
     ...                           keras.layers.Dense(10, kernel_initializer='zeros'),
     ...                           keras.layers.Softmax()])
-    >>> fm = fx.learning.models.from_keras_model(model, keras.losses.SparseCategoricalCrossentropy(),
+    >>> fm = from_keras_model(model, keras.losses.SparseCategoricalCrossentropy(),
     ...     input_spec={'x': (np.float32, [None, 784]), 'y': (np.int32, [None])},
     ...     metrics=[keras.metrics.SparseCategoricalAccuracy()])
     >>> fm.metric_names

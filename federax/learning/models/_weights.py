@@ -47,7 +47,7 @@ class ModelWeights(NamedTuple):
     Example:
       >>> import keras  # with KERAS_BACKEND=jax
       >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-      >>> [a.shape for a in fx.learning.models.ModelWeights.from_model(model).trainable]
+      >>> [a.shape for a in ModelWeights.from_model(model).trainable]
       [(3, 2), (2,)]
     """
     from federax.learning.models import _keras  # Cycle: the wrappers build ModelWeights.
@@ -76,8 +76,7 @@ class ModelWeights(NamedTuple):
     Example:
       >>> import keras  # with KERAS_BACKEND=jax
       >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-      >>> weights = fx.learning.models.ModelWeights([jnp.ones((3, 2)), jnp.ones(2)], [])
-      >>> weights.assign_weights_to(model)
+      >>> ModelWeights([jnp.ones((3, 2)), jnp.ones(2)], []).assign_weights_to(model)
       >>> np.asarray(model.trainable_variables[1].value).tolist()
       [1.0, 1.0]
     """
