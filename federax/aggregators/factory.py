@@ -7,9 +7,10 @@ from typing import Any, Optional
 
 from federax.core import types as t
 from federax.core.computations import Computation
-from federax.core.errors import FederatedTypeError
+from federax.core.errors import FederatedTypeError, error
 from federax.core.placements import CLIENTS, SERVER
 from federax.core.type_conversions import to_type
+from federax.templates._checks import placed_at
 from federax.templates.measured_process import MeasuredProcess
 
 
@@ -25,26 +26,29 @@ class AggregationProcess(MeasuredProcess):
       or the result or measurements not at SERVER.
 
   Example:
-    >>> process = fx.aggregators.MeanFactory().create(fx.TensorType(np.float32))
+    >>> process = fx.aggregators.MeanFactory().create(fx.TensorType(np.float32),
+    ...                                               fx.TensorType(np.float32))
+    >>> process.is_weighted
+    True
     >>> output = process.next(process.initialize(), [1.0, 2.0, 4.0], [1.0, 1.0, 2.0])
-    >>> output.result
+    >>> float(output.result)
     2.75
   """
 
   def __init__(self, initialize_fn: Computation, next_fn: Computation):
     super().__init__(initialize_fn, next_fn)
     name = type(self).__name__
-    _placed_at(name, "the state", self.state_type, SERVER)
+    placed_at(name, "the state", self.state_type, SERVER)
     parameter = next_fn.type_signature.parameter
     if not isinstance(parameter, t.StructType) or len(parameter) not in (2, 3):
       raise FederatedTypeError(name, "next_fn must take (state, value) or (state, value, weight).",
                                actual=next_fn.type_signature)
-    _placed_at(name, "the value", parameter[1], CLIENTS)
+    placed_at(name, "the value", parameter[1], CLIENTS)
     if len(parameter) == 3:
-      _placed_at(name, "the weight", parameter[2], CLIENTS)
+      placed_at(name, "the weight", parameter[2], CLIENTS)
     result = next_fn.type_signature.result
-    _placed_at(name, "the result", result[1], SERVER)
-    _placed_at(name, "the measurements", result[2], SERVER)
+    placed_at(name, "the result", result[1], SERVER)
+    placed_at(name, "the measurements", result[2], SERVER)
     self._value_type = parameter[1].member
     self._weight_type = parameter[2].member if len(parameter) == 3 else None
 
@@ -57,12 +61,6 @@ class AggregationProcess(MeasuredProcess):
   def value_type(self) -> t.Type:
     """The type `V` of one client's value."""
     return self._value_type
-
-
-def _placed_at(name: str, what: str, type_spec: t.Type, placement) -> None:
-  if not (isinstance(type_spec, t.FederatedType) and type_spec.placement is placement):
-    raise FederatedTypeError(name, f"{what} must be placed at {placement}.",
-                             expected=f"T@{placement}", actual=type_spec)
 
 
 class AggregationFactory(abc.ABC):
@@ -89,9 +87,9 @@ class AggregationFactory(abc.ABC):
     """
     value_type = to_type(value_type)
     if weight_type is not None and not self.weighted:
-      raise TypeError(f"{type(self).__name__} does not take weights; it was given weight_type "
-                      f"{to_type(weight_type)}. Use fx.aggregators.MeanFactory for weighted "
-                      "aggregation.")
+      raise error(TypeError, f"{type(self).__name__}.create", "this factory does not take "
+                  "weights.", actual=f"weight_type {to_type(weight_type)}",
+                  hint="use fx.aggregators.MeanFactory for weighted aggregation")
     return self._create(value_type, None if weight_type is None else to_type(weight_type))
 
   @abc.abstractmethod
@@ -107,6 +105,7 @@ WeightedAggregationFactory = AggregationFactory
 def check_float_value(factory: str, value_type: t.Type) -> None:
   """Raises TypeError unless every tensor in `value_type` is floating point."""
   if not t.has_dtype_kind(value_type, "f") or not t.is_numeric(value_type):
-    raise TypeError(f"{factory} averages floating-point values; got value_type {value_type}. "
-                    "Cast integer values to a float dtype first (a mean of integers is not an "
-                    "integer).")
+    raise error(TypeError, f"{factory}.create", "the values must be floating point.",
+                expected="floating-point tensors", actual=f"value_type {value_type}",
+                hint="cast integer values to a float dtype first (a mean of integers is not an "
+                "integer)")

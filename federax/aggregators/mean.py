@@ -11,9 +11,11 @@ import numpy as np
 
 from federax.core import intrinsics as fi
 from federax.core import types as t
+from federax.core.errors import error
 from federax.core.computations import computation, federated_computation
 from federax.core.placements import CLIENTS
 from federax.templates.measured_process import MeasuredProcessOutput
+from federax.templates._naming import named
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
                                          check_float_value)
 from federax.aggregators.sum_factory import SumFactory
@@ -38,7 +40,7 @@ class MeanFactory(AggregationFactory):
   Example:
     >>> mean = fx.aggregators.MeanFactory().create(fx.TensorType(np.float32),
     ...                                            fx.TensorType(np.float32))
-    >>> mean.next(mean.initialize(), [1.0, 2.0, 4.0], [1.0, 1.0, 2.0]).result
+    >>> float(mean.next(mean.initialize(), [1.0, 2.0, 4.0], [1.0, 1.0, 2.0]).result)
     2.75
   """
 
@@ -50,8 +52,8 @@ class MeanFactory(AggregationFactory):
     for name, factory in (("value_sum_factory", value_sum_factory),
                           ("weight_sum_factory", weight_sum_factory)):
       if factory is not None and not isinstance(factory, AggregationFactory):
-        raise TypeError(f"MeanFactory: {name} must be an aggregation factory (e.g. "
-                        f"fx.aggregators.SumFactory()); got {factory!r}.")
+        raise error(TypeError, "MeanFactory", f"{name} must be an aggregation factory.",
+                    actual=repr(factory), hint="e.g. fx.aggregators.SumFactory()")
     self._value_sum_factory = value_sum_factory or SumFactory()
     self._weight_sum_factory = weight_sum_factory or SumFactory()
     self._no_nan_division = bool(no_nan_division)
@@ -60,11 +62,12 @@ class MeanFactory(AggregationFactory):
     check_float_value(type(self).__name__, value_type)
     if weight_type is None:
       return _unweighted_mean(self._value_sum_factory.create(value_type), value_type,
-                              self._no_nan_division)
+                              self._no_nan_division, type(self).__name__)
     if not (isinstance(weight_type, t.TensorType) and weight_type.shape == ()
             and weight_type.dtype.kind == "f"):
-      raise TypeError(f"MeanFactory: the weight must be a floating-point scalar; got weight_type "
-                      f"{weight_type}.")
+      raise error(TypeError, f"{type(self).__name__}.create", "the weight must be a "
+                  "floating-point scalar.", expected="a floating-point scalar, e.g. float32",
+                  actual=f"weight_type {weight_type}")
     value_sum = self._value_sum_factory.create(value_type)
     weight_sum = self._weight_sum_factory.create(weight_type)
     divide = _divide(value_type, weight_type, self._no_nan_division)
@@ -74,12 +77,14 @@ class MeanFactory(AggregationFactory):
       return jax.tree_util.tree_map(lambda v: v * weight.astype(v.dtype), value)
 
     @federated_computation
+    @named(f"{type(self).__name__}.create(value_type, weight_type).initialize")
     def initialize():
       return fi.federated_zip(collections.OrderedDict(
           value_sum_process=value_sum.initialize(), weight_sum_process=weight_sum.initialize()))
 
     @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS),
                            t.FederatedType(weight_type, CLIENTS))
+    @named(f"{type(self).__name__}.create(value_type, weight_type).next")
     def next_fn(state, value, weight):
       value_out = value_sum.next(state["value_sum_process"],
                                  fi.federated_map(weigh, (value, weight)))
@@ -110,7 +115,7 @@ class UnweightedMeanFactory(MeanFactory):
 
 
 def _unweighted_mean(value_sum: AggregationProcess, value_type: t.Type,
-                     no_nan_division: bool) -> AggregationProcess:
+                     no_nan_division: bool, factory: str) -> AggregationProcess:
   count_type = t.TensorType(np.float32)
   divide = _divide(value_type, count_type, no_nan_division)
 
@@ -119,10 +124,12 @@ def _unweighted_mean(value_sum: AggregationProcess, value_type: t.Type,
     return np.float32(1.0)
 
   @federated_computation
+  @named(f"{factory}.create(value_type).initialize")
   def initialize():
     return fi.federated_zip(collections.OrderedDict(value_sum_process=value_sum.initialize()))
 
   @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS))
+  @named(f"{factory}.create(value_type).next")
   def next_fn(state, value):
     value_out = value_sum.next(state["value_sum_process"], value)
     count = fi.federated_sum(fi.federated_eval(one, CLIENTS))

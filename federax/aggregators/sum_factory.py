@@ -6,9 +6,11 @@ from typing import Optional
 
 from federax.core import intrinsics as fi
 from federax.core import types as t
+from federax.core.errors import error
 from federax.core.computations import federated_computation
 from federax.core.placements import CLIENTS, SERVER
 from federax.templates.measured_process import MeasuredProcessOutput
+from federax.templates._naming import named
 from federax.aggregators.factory import AggregationFactory, AggregationProcess
 
 
@@ -25,13 +27,16 @@ class SumFactory(AggregationFactory):
 
   def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
     if not t.is_numeric(value_type):
-      raise TypeError(f"SumFactory sums numeric tensors; got value_type {value_type}.")
+      raise error(TypeError, f"{type(self).__name__}.create", "the values must be numeric tensors.",
+                  actual=f"value_type {value_type}")
 
     @federated_computation
+    @named(f"{type(self).__name__}.create(value_type).initialize")
     def initialize():
       return fi.federated_value((), SERVER)
 
     @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS))
+    @named(f"{type(self).__name__}.create(value_type).next")
     def next_fn(state, value):
       return MeasuredProcessOutput(state=state, result=fi.federated_sum(value),
                                    measurements=fi.federated_value((), SERVER))

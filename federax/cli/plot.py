@@ -159,8 +159,9 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], output_path: str | os.PathL
       unknown image suffix, an unwritable output, or matplotlib not installed.
 
   Example:
-    >>> plot_runs(['runs/fedavg', 'runs/fedprox'], 'comparison.png')
-    PosixPath('comparison.png')
+    With two run directories written by `federax train`::
+
+      plot_runs(['runs/fedavg', 'runs/fedprox'], 'comparison.png')  # PosixPath('comparison.png')
   """
   if not run_dirs:
     raise CLIError("plot_runs expects at least one run directory, got none.")

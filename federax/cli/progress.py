@@ -59,10 +59,12 @@ class RoundProgress(Live):
     stream: where to draw; default `sys.stderr`.
 
   Example:
-    >>> with RoundProgress(total_rounds=10) as progress:
-    ...   for round_num in range(1, 11):
-    ...     state, metrics = process.next(state, data)
-    ...     progress.update(round_num, flat_metrics)
+    In a terminal (it draws nothing when the stream is not one)::
+
+      with RoundProgress(total_rounds=10) as progress:
+        for round_num in range(1, 11):
+          state, metrics = process.next(state, data)
+          progress.update(round_num, flat_metrics)
   """
 
   _speed_estimate_period = 7 * 24 * 3600.0  # Rounds can take minutes: average over them all.
@@ -154,8 +156,10 @@ class DownloadProgress(Live):
     stream: where to draw; default `sys.stderr`.
 
   Example:
-    >>> with DownloadProgress('emnist') as progress:
-    ...   directory = download.ensure(emnist.DIGITS_ONLY, progress=progress)
+    In a terminal, while downloading::
+
+      with DownloadProgress('emnist') as progress:
+        directory = download.ensure(emnist.DIGITS_ONLY, progress=progress)
   """
 
   def __init__(self, description: str, *, enabled: Optional[bool] = None,

@@ -126,7 +126,8 @@ def federated_value(value: Any, placement: Placement) -> Value:
   v = _arg(op, "value", value)
   ts = _unplaced(op, "value", v)
   if not isinstance(placement, Placement):
-    raise FederatedTypeError(op, "`placement` must be fx.CLIENTS or fx.SERVER.", actual=placement)
+    raise FederatedTypeError(op, "`placement` must be fx.CLIENTS or fx.SERVER.",
+                             actual=repr(placement))
   payload = _broadcast(v.payload) if placement is CLIENTS else v.payload
   return Value(t.FederatedType(ts, placement, all_equal=True), payload)
 
@@ -140,7 +141,8 @@ def federated_eval(fn: Any, placement: Placement) -> Value:
   """
   op = "federated_eval"
   if not isinstance(placement, Placement):
-    raise FederatedTypeError(op, "`placement` must be fx.CLIENTS or fx.SERVER.", actual=placement)
+    raise FederatedTypeError(op, "`placement` must be fx.CLIENTS or fx.SERVER.",
+                             actual=repr(placement))
   comp = as_computation(fn)
   takes_key = len(comp._signature.names) == 1
   member_fn, result = _function(op, "fn", comp, KEY_TYPE if takes_key else None)
@@ -214,9 +216,12 @@ def federated_zip(value: Any, *, _op: str = "federated_zip") -> Value:
     elements.append((name, element))
   placements = {e.type_signature.placement for _, e in elements}
   if len(placements) != 1:
+    found = ", ".join(f"element {name or i} at {e.type_signature.placement}"
+                      for i, (name, e) in enumerate(elements))
     raise FederatedTypeError(
         _op, "all elements must be placed at the same placement.",
-        expected=" and ".join(f"{{T}}@{p}" for p in (CLIENTS, CLIENTS)), actual=ts,
+        expected="every element at one placement (all at CLIENTS, or all at SERVER)",
+        actual=f"{found} ({ts})",
         hint="broadcast server values to the clients (fx.federated_broadcast) before zipping")
   placement = placements.pop()
   all_equal = all(e.type_signature.all_equal for _, e in elements)

@@ -48,7 +48,7 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "w", **open_kwargs) ->
 
   Example:
     >>> with atomic_file("metrics.csv", newline="") as f:
-    ...   f.write("key\\n")
+    ...   _ = f.write("key\\n")
   """
   path = os.fspath(path)
   directory = os.path.dirname(os.path.abspath(path))

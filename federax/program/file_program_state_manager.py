@@ -52,13 +52,15 @@ class FileProgramStateManager(ProgramStateManager):
   `load_latest` does not fall back to an older version on its own.
 
   Example:
-    >>> manager = fx.program.FileProgramStateManager("/tmp/run1/checkpoints", keep_total=3)
-    >>> state, version = manager.load_latest(process.initialize())
-    >>> if state is None:
-    ...   state = process.initialize()
-    >>> for round_num in range(version + 1, 11):
-    ...   state, metrics = process.next(state, clients)
-    ...   manager.save(state, round_num)
+    A loop that resumes where it stopped (`process` a learning process, `clients` a cohort)::
+
+      manager = fx.program.FileProgramStateManager("/tmp/run1/checkpoints", keep_total=3)
+      state, version = manager.load_latest(process.initialize())
+      if state is None:
+        state = process.initialize()
+      for round_num in range(version + 1, 11):
+        state, metrics = process.next(state, clients)
+        manager.save(state, round_num)
   """
 
   def __init__(self, root_dir: str | os.PathLike[str], prefix: str = "program_state_",

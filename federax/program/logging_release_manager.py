@@ -26,9 +26,11 @@ class LoggingReleaseManager(ReleaseManager):
   (see `flatten` for the names), logged at `level` to `logger`.
 
   Example:
-    >>> logging.basicConfig(level=logging.INFO)
-    >>> fx.program.LoggingReleaseManager().release({"train": {"loss": 0.5}}, key=3)
-    INFO:federax.program:Released key=3: train/loss=0.5
+    Logs go to the `logging` handlers (stderr by default)::
+
+      logging.basicConfig(level=logging.INFO)
+      fx.program.LoggingReleaseManager().release({"train": {"loss": 0.5}}, key=3)
+      # INFO:federax.program:Released key=3: train/loss=0.5
   """
 
   def __init__(self, logger: Optional[logging.Logger] = None, level: int = logging.INFO):

@@ -46,12 +46,15 @@ class ProgramStateManager(abc.ABC):
   saved. Implementations define `get_versions`, `load` and `save`; `load_latest` is derived.
 
   Example:
-    >>> state, version = manager.load_latest(process.initialize())
-    >>> if state is None:
-    ...   state, version = process.initialize(), 0
-    >>> for round_num in range(version + 1, total_rounds + 1):
-    ...   state, metrics = process.next(state, clients)
-    ...   manager.save(state, round_num)
+    A loop that resumes where it stopped (`manager` a program state manager, `process` a
+    learning process, `clients` a cohort)::
+
+      state, version = manager.load_latest(process.initialize())
+      if state is None:
+        state, version = process.initialize(), 0
+      for round_num in range(version + 1, total_rounds + 1):
+        state, metrics = process.next(state, clients)
+        manager.save(state, round_num)
   """
 
   @abc.abstractmethod

@@ -123,7 +123,7 @@ class GroupingReleaseManager(ReleaseManager):
     >>> manager = fx.program.GroupingReleaseManager([
     ...     fx.program.LoggingReleaseManager(),
     ...     fx.program.CSVFileReleaseManager("metrics.csv")])
-    >>> manager.release(metrics, key=round_num)
+    >>> manager.release({"train": {"loss": 0.5}}, key=1)
   """
 
   def __init__(self, release_managers: Sequence[ReleaseManager]):

@@ -63,10 +63,12 @@ class TensorBoardReleaseManager(ReleaseManager):
   Call `close()` (or use the manager as a context manager) at the end of the program.
 
   Example:
-    >>> with fx.program.TensorBoardReleaseManager("/tmp/run1/tb") as tensorboard:
-    ...   for round_num in range(1, 11):
-    ...     state, metrics = process.next(state, clients)
-    ...     tensorboard.release(metrics, key=round_num)
+    With `process` a learning process, `state` its state and `clients` a cohort::
+
+      with fx.program.TensorBoardReleaseManager("/tmp/run1/tb") as tensorboard:
+        for round_num in range(1, 11):
+          state, metrics = process.next(state, clients)
+          tensorboard.release(metrics, key=round_num)
   """
 
   def __init__(self, summary_dir: str | os.PathLike[str], flush_secs: float = 2.0):

@@ -24,8 +24,7 @@ class PaddedSequence(NamedTuple):
   mask: Any
 
 
-class RaggedError(ValueError):
-  """Client values or sequence elements whose shapes differ cannot be stacked."""
+from federax.core.errors import RaggedError as RaggedError  # one class for every ragged stack
 
 
 def bucket(length: int, per_doubling: int = 8) -> int:

@@ -61,8 +61,12 @@ class SequentialRuntime(RuntimeBase):
     default_num_clients: the number of clients when no argument is placed at CLIENTS.
 
   Example:
-    >>> with fx.runtime.sequential(jit=False):
-    ...   result = my_computation(client_values)
+    >>> @fx.federated_computation(fx.FederatedType(np.float32, fx.CLIENTS))
+    ... def total(values):
+    ...   return fx.federated_sum(values)
+    >>> with fx.runtime.sequential(jit=False):  # `print` and `breakpoint()` work in the body.
+    ...   print(total([1.0, 2.0, 3.5]))
+    6.5
   """
 
   name = "sequential"

@@ -8,13 +8,14 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
+from federax.core.errors import RaggedError
 from federax.core.types import TensorType
 
 Element = Any  # A pytree of NumPy arrays.
 
 
-class RaggedElementsError(ValueError):
-  """Elements differ in shape, so they cannot be stacked into one array per feature."""
+# Elements that differ in shape cannot be stacked into one array per feature: the core's error.
+RaggedElementsError = RaggedError
 
 
 def leaf_names(treedef: Any) -> list[str]:

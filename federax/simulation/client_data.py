@@ -210,7 +210,9 @@ class ClientData:
     """A new `ClientData` whose datasets are `preprocess_fn(dataset)`, applied lazily.
 
     Example:
-      >>> cd.preprocess(lambda ds: ds.shuffle(100, seed=0).batch(20))
+      >>> cd = ClientData.from_dict({'a': {'x': np.arange(50)}})
+      >>> [len(b['x']) for b in cd.preprocess(lambda ds: ds.batch(20)).create_dataset('a')]
+      [20, 20, 10]
     """
     return ClientData(self._client_ids, lambda cid: preprocess_fn(self.create_dataset(cid)))
 

@@ -82,7 +82,7 @@ class Dataset:
       ValueError: if a leaf is a scalar or the leading axes differ.
 
     Example:
-      >>> list(Dataset.from_tensor_slices(np.arange(3)).as_numpy_iterator())
+      >>> [x.tolist() for x in Dataset.from_tensor_slices(np.arange(3)).as_numpy_iterator()]
       [0, 1, 2]
     """
     return cls(Slices.from_tree(tensors))

@@ -45,6 +45,8 @@ def build_client_selection_fn(
     ValueError: for a cohort larger than the population (without replacement) or < 1.
 
   Example:
+    >>> client_data = fx.simulation.partitioners.iid({'x': np.arange(100)}, num_clients=20, seed=0)
+    >>> preprocess_fn = lambda ds, seed=None: ds.shuffle(10, seed=seed).batch(2)
     >>> select = build_client_selection_fn(client_data, 10, preprocess_fn, seed=0)
     >>> [len(list(d)) for d in select(1)] == [len(list(d)) for d in select(1)]
     True

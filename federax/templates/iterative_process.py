@@ -19,10 +19,17 @@ class IterativeProcess:
     FederatedTypeError: if the two computations disagree on the state's type.
 
   Example:
+    >>> initialize = fx.federated_computation(lambda: fx.federated_value(np.int32(0), fx.SERVER))
+    >>> increment = fx.computation(np.int32)(lambda count: count + 1)
+    >>> @fx.federated_computation(fx.FederatedType(np.int32, fx.SERVER))
+    ... def next_round(count):
+    ...   return fx.federated_map(increment, count)
     >>> process = fx.templates.IterativeProcess(initialize, next_round)
     >>> state = process.initialize()
     >>> for _ in range(3):
-    ...   state, metrics = process.next(state, client_data)
+    ...   state = process.next(state)
+    >>> int(state)
+    3
   """
 
   def __init__(self, initialize_fn: Computation, next_fn: Computation):

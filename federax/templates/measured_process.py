@@ -33,9 +33,16 @@ class MeasuredProcess(IterativeProcess):
       `<state=S,result=R,measurements=M>` with `S` the state's type.
 
   Example:
+    >>> initialize = fx.federated_computation(lambda: fx.federated_value((), fx.SERVER))
+    >>> @fx.federated_computation(initialize.type_signature.result,
+    ...                           fx.FederatedType(np.float32, fx.CLIENTS))
+    ... def next_fn(state, values):
+    ...   return fx.templates.MeasuredProcessOutput(
+    ...       state, fx.federated_sum(values), fx.federated_value((), fx.SERVER))
     >>> process = fx.templates.MeasuredProcess(initialize, next_fn)
-    >>> output = process.next(process.initialize(), client_values)
-    >>> output.state, output.result, output.measurements
+    >>> output = process.next(process.initialize(), [1.0, 2.0, 4.0])
+    >>> output.state, float(output.result), output.measurements
+    ((), 7.0, ())
   """
 
   def __init__(self, initialize_fn: Computation, next_fn: Computation):

@@ -1,6 +1,7 @@
 """SumFactory, MeanFactory and UnweightedMeanFactory against NumPy, on every runtime."""
 
 import collections
+import re
 
 import numpy as np
 import pytest
@@ -95,22 +96,48 @@ def test_inner_factories_compose_and_report_their_measurements(runtime):
     assert output.measurements["mean_weight"] == ()
 
 
-def test_errors_name_the_factory_and_what_was_given():
-  with pytest.raises(TypeError, match=r"SumFactory does not take weights; it was given "
-                     r"weight_type float32"):
-    aggregators.SumFactory().create(VALUE, np.float32)
-  with pytest.raises(TypeError, match=r"UnweightedMeanFactory does not take weights"):
-    aggregators.UnweightedMeanFactory().create(VALUE, np.float32)
-  with pytest.raises(TypeError, match=r"MeanFactory averages floating-point values; got "
-                     r"value_type int32\[2\]"):
-    aggregators.MeanFactory().create(fx.TensorType(np.int32, [2]))
-  with pytest.raises(TypeError, match=r"the weight must be a floating-point scalar; got "
-                     r"weight_type int32"):
-    aggregators.MeanFactory().create(VALUE, np.int32)
-  with pytest.raises(TypeError, match=r"value_sum_factory must be an aggregation factory"):
-    aggregators.MeanFactory(value_sum_factory=lambda: None)
-  with pytest.raises(TypeError, match=r"SumFactory sums numeric tensors; got value_type str"):
-    aggregators.SumFactory().create(fx.TensorType(np.str_))
+def _raised_here(message: str, code: str) -> str:
+  """A regex for the whole message `message`, then `at <this file>:<line>: <code>`."""
+  return re.escape(message) + rf"\n  at {re.escape(__file__)}:\d+: {re.escape(code)}"
+
+
+@pytest.mark.parametrize("make, message, code", [
+    (lambda: aggregators.SumFactory().create(VALUE, np.float32),
+     "SumFactory.create: this factory does not take weights.\n"
+     "  actual:   weight_type float32\n"
+     "  hint: use fx.aggregators.MeanFactory for weighted aggregation",
+     "(lambda: aggregators.SumFactory().create(VALUE, np.float32),"),
+    (lambda: aggregators.UnweightedMeanFactory().create(VALUE, np.float32),
+     "UnweightedMeanFactory.create: this factory does not take weights.\n"
+     "  actual:   weight_type float32\n"
+     "  hint: use fx.aggregators.MeanFactory for weighted aggregation",
+     "(lambda: aggregators.UnweightedMeanFactory().create(VALUE, np.float32),"),
+    (lambda: aggregators.MeanFactory().create(fx.TensorType(np.int32, [2])),
+     "MeanFactory.create: the values must be floating point.\n"
+     "  expected: floating-point tensors\n"
+     "  actual:   value_type int32[2]\n"
+     "  hint: cast integer values to a float dtype first (a mean of integers is not an integer)",
+     "(lambda: aggregators.MeanFactory().create(fx.TensorType(np.int32, [2])),"),
+    (lambda: aggregators.MeanFactory().create(VALUE, np.int32),
+     "MeanFactory.create: the weight must be a floating-point scalar.\n"
+     "  expected: a floating-point scalar, e.g. float32\n"
+     "  actual:   weight_type int32",
+     "(lambda: aggregators.MeanFactory().create(VALUE, np.int32),"),
+    (lambda: aggregators.MeanFactory(value_sum_factory=1),
+     "MeanFactory: value_sum_factory must be an aggregation factory.\n"
+     "  actual:   1\n"
+     "  hint: e.g. fx.aggregators.SumFactory()",
+     "(lambda: aggregators.MeanFactory(value_sum_factory=1),"),
+    (lambda: aggregators.SumFactory().create(fx.TensorType(np.str_)),
+     "SumFactory.create: the values must be numeric tensors.\n"
+     "  actual:   value_type str",
+     "(lambda: aggregators.SumFactory().create(fx.TensorType(np.str_)),"),
+])
+def test_errors_name_the_factory_and_what_was_given(make, message, code):
+  # The factories write the core's template (federax.core.errors.format_message).
+  with pytest.raises(TypeError) as info:
+    make()
+  assert re.fullmatch(_raised_here(message, code), str(info.value))
 
 
 def test_aggregation_process_checks_placements():
@@ -123,6 +150,27 @@ def test_aggregation_process_checks_placements():
   def next_fn(state, value):
     return fx.templates.MeasuredProcessOutput(state, value, fx.federated_value((), fx.SERVER))
 
-  with pytest.raises(fx.FederatedTypeError, match="the value must be placed at CLIENTS") as info:
+  with pytest.raises(fx.FederatedTypeError) as info:
     aggregators.AggregationProcess(initialize, next_fn)
-  assert "float32@SERVER" in str(info.value)
+  # The same check and text as the learning templates' (federax/templates/_checks.py).
+  assert re.fullmatch(
+      re.escape("AggregationProcess: the value must be placed at CLIENTS.\n"
+                "  expected: {T}@CLIENTS\n"
+                "  actual:   float32@SERVER\n"
+                f"  at {__file__}:") + r"\d+: " + re.escape(
+                    "aggregators.AggregationProcess(initialize, next_fn)"), str(info.value))
+
+
+def test_calling_an_unweighted_process_with_weights_names_how_it_was_created():
+  process = aggregators.MeanFactory().create(fx.TensorType(np.float32))
+  # It used to name `_unweighted_mean.<locals>.next_fn`, a function the user never wrote.
+  with pytest.raises(TypeError) as info:
+    process.next(process.initialize(), [1.0, 2.0], [1.0, 1.0])
+  assert str(info.value) == ("MeanFactory.create(value_type).next takes 2 argument(s) "
+                             "['state', 'value'], got 3.")
+  sums = aggregators.SumFactory().create(fx.TensorType(np.float32))
+  assert repr(sums.next).startswith("<fx.federated_computation SumFactory.create(value_type)"
+                                    ".next: ")
+  weighted = aggregators.MeanFactory().create(fx.TensorType(np.float32), np.float32)
+  assert repr(weighted.initialize).startswith(
+      "<fx.federated_computation MeanFactory.create(value_type, weight_type).initialize: ")

@@ -1,9 +1,14 @@
 """Misuse is reported when a computation is defined: operator, expected, actual, user's line."""
 
+import os
+import re
+
 import numpy as np
 import pytest
 
 import federax as fx
+from federax.core import errors
+from federax.core.errors import format_message
 
 THIS_FILE = __file__
 F32_CLIENTS = fx.FederatedType(np.float32, fx.CLIENTS)
@@ -16,6 +21,71 @@ def _assert_points_here(error: fx.FederatedTypeError, code: str):
   assert f"{THIS_FILE}:" in message
   assert code in message
   assert error.location.startswith(THIS_FILE)
+
+
+def _whole_message(*lines: str, code: str) -> str:
+  """A regex for the whole message: `lines` verbatim, then `at <this file>:<line>: <code>`."""
+  return ("\n".join(re.escape(line) for line in lines)
+          + rf"\n  at {re.escape(THIS_FILE)}:\d+: {re.escape(code)}")
+
+
+def test_format_message_writes_every_part_of_the_template():
+  assert format_message(
+      "federated_sum", "argument `value` must be placed at CLIENTS.", expected="{T}@CLIENTS",
+      actual="float32@SERVER", details=["one more line"], hint="broadcast it first",
+      location="train.py:12: return fx.federated_sum(x)") == (
+          "federated_sum: argument `value` must be placed at CLIENTS.\n"
+          "  expected: {T}@CLIENTS\n"
+          "  actual:   float32@SERVER\n"
+          "  one more line\n"
+          "  hint: broadcast it first\n"
+          "  at train.py:12: return fx.federated_sum(x)")
+
+
+def test_format_message_prints_no_line_for_an_unknown_expected_or_actual():
+  assert format_message("op", "it failed.", actual="x") == "op: it failed.\n  actual:   x"
+  assert format_message("op", "it failed.", expected="y") == "op: it failed.\n  expected: y"
+  assert format_message("op", "it failed.") == "op: it failed."
+
+
+def test_format_message_lists_the_differing_paths_and_cuts_them_short():
+  differences = [(f"['w{i}']", "float32[2]", "nothing") for i in range(10)]
+  assert format_message("op", "the structures differ.", expected="unused",
+                        differences=differences) == "\n".join(
+      ["op: the structures differ.",
+       *(f"  at ['w{i}']: expected float32[2], got nothing" for i in range(8)),
+       "  ... and 2 more differences"])
+
+
+def test_an_error_with_no_expected_value_prints_no_expected_line():
+  # It used to print `expected: None`.
+  with pytest.raises(fx.FederatedTypeError) as info:
+    @fx.federated_computation(F32_SERVER)
+    def bad(x):
+      return fx.federated_value(1.0, "clients")
+  assert re.fullmatch(_whole_message(
+      "federated_value: `placement` must be fx.CLIENTS or fx.SERVER.",
+      "  actual:   'clients'", code='return fx.federated_value(1.0, "clients")'),
+      str(info.value))
+
+
+def test_the_errors_module_finds_the_library_without_importing_it():
+  # The core imports nothing above it; the library's directory comes from errors.py's own path.
+  assert "federax" not in vars(errors)
+  assert errors._PACKAGE_DIR == os.path.dirname(os.path.abspath(fx.__file__))
+
+
+def test_ragged_values_raise_one_error_class_under_both_names():
+  from federax.runtime import padding
+  from federax.simulation import _elements
+  assert padding.RaggedError is errors.RaggedError
+  assert fx.simulation.RaggedElementsError is errors.RaggedError
+  assert _elements.RaggedElementsError is errors.RaggedError
+  assert issubclass(errors.RaggedError, ValueError)
+  dataset = fx.simulation.Dataset.from_tensor_slices({"x": np.arange(5.0)}).batch(2)
+  with pytest.raises(padding.RaggedError) as info:  # What the vectorized runtime catches.
+    dataset.to_stacked()
+  assert isinstance(info.value, fx.simulation.RaggedElementsError)
 
 
 def test_sum_of_server_value():
@@ -59,10 +129,14 @@ def test_zip_of_mismatched_placements():
     @fx.federated_computation(F32_CLIENTS, F32_SERVER)
     def bad(a, b):
       return fx.federated_zip((a, b))
-  message = str(info.value)
-  assert "federated_zip: all elements must be placed at the same placement." in message
-  assert "<{float32}@CLIENTS,float32@SERVER>" in message
-  assert "hint: broadcast server values" in message
+  # It used to say `expected: {T}@CLIENTS and {T}@CLIENTS`.
+  assert re.fullmatch(_whole_message(
+      "federated_zip: all elements must be placed at the same placement.",
+      "  expected: every element at one placement (all at CLIENTS, or all at SERVER)",
+      "  actual:   element 0 at CLIENTS, element 1 at SERVER "
+      "(<{float32}@CLIENTS,float32@SERVER>)",
+      "  hint: broadcast server values to the clients (fx.federated_broadcast) before zipping",
+      code="return fx.federated_zip((a, b))"), str(info.value))
   _assert_points_here(info.value, "return fx.federated_zip((a, b))")
 
 

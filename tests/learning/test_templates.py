@@ -1,5 +1,7 @@
 """The learning templates: what they print, and every misuse they reject, with its message."""
 
+import re
+
 import numpy as np
 import optax
 import pytest
@@ -151,9 +153,16 @@ def test_template_classes_check_placements():
   def stays_at_server(state, weights):
     return fx.templates.MeasuredProcessOutput(state, weights, fx.federated_value((), fx.SERVER))
 
-  with pytest.raises(fx.FederatedTypeError, match=r"DistributionProcess: the result must be "
-                     r"placed at CLIENTS"):
+  with pytest.raises(fx.FederatedTypeError) as info:
     templates.DistributionProcess(initialize, stays_at_server)
+  # One check and one text with the aggregators (federax/templates/_checks.py).
+  assert re.fullmatch(
+      re.escape("DistributionProcess: the result must be placed at CLIENTS.\n"
+                "  expected: {T}@CLIENTS\n"
+                "  actual:   float32@SERVER\n"
+                f"  at {__file__}:") + r"\d+: " + re.escape(
+                    "templates.DistributionProcess(initialize, stays_at_server)"),
+      str(info.value))
   with pytest.raises(fx.FederatedTypeError, match=r"next_fn must take \(state, weights, "
                      r"update\)"):
     templates.FinalizerProcess(initialize, stays_at_server)
@@ -178,3 +187,21 @@ def test_template_classes_check_placements():
   with pytest.raises(fx.FederatedTypeError, match=r"next_fn must return "
                      r"LearningProcessOutput\(state, metrics\)"):
     templates.LearningProcess(initialize, wrong_output, get, get)
+
+
+def test_a_learning_process_is_named_as_its_user_calls_it():
+  process = algorithms.build_weighted_fed_avg(linear_model(), optimizers.build_sgdm(0.1))
+  state = process.initialize()
+  # It used to name `compose_learning_process.<locals>.next_fn`, a function the user never wrote.
+  with pytest.raises(fx.FederatedTypeError) as info:
+    process.next(state)
+  assert re.fullmatch(
+      re.escape("LearningProcess.next: arguments: expected fields ['state', 'client_data'], got "
+                "['global_model_weights', 'distributor', 'client_work', 'aggregator', "
+                "'finalizer'].\n"
+                f"  expected: {process.next.type_signature.parameter}\n"
+                "  actual:   LearningAlgorithmState(") + r"[^\n]*"
+      + re.escape(f"\n  at {__file__}:") + r"\d+: " + re.escape("process.next(state)"),
+      str(info.value))
+  assert repr(process.initialize).startswith("<fx.federated_computation LearningProcess"
+                                             ".initialize: ")

@@ -46,11 +46,18 @@ def build_weighted_fed_avg(
     aggregator=<mean_value=<>,mean_weight=<>>, finalizer=<update_non_finite=int32>>`.
 
   Example:
+    >>> from federax.simulation.baselines import synthetic
+    >>> train, _ = fx.simulation.datasets.synthetic.load_data(1.0, 1.0, num_clients=3, seed=0)
+    >>> client_datasets = [train.create_dataset(c).masked_batch(10) for c in train.client_ids]
+    >>> sgdm = fx.learning.optimizers.build_sgdm
     >>> process = fx.learning.algorithms.build_weighted_fed_avg(
-    ...     model, client_optimizer_fn=build_sgdm(learning_rate=0.02),
-    ...     server_optimizer_fn=build_sgdm(learning_rate=1.0))
+    ...     synthetic.create_logistic_regression_model(),
+    ...     client_optimizer_fn=sgdm(learning_rate=0.02),
+    ...     server_optimizer_fn=sgdm(learning_rate=1.0))
     >>> state = process.initialize()
     >>> state, metrics = process.next(state, client_datasets)
+    >>> int(metrics['client_work']['train']['num_examples'])
+    410
   """
   where = "build_weighted_fed_avg"
   model = resolve_model(model_fn, where)
@@ -102,8 +109,10 @@ def build_weighted_fed_avg_with_optimizer_schedule(
     A `LearningProcess`; its client work state counts rounds.
 
   Example:
-    >>> process = build_weighted_fed_avg_with_optimizer_schedule(
-    ...     model, lambda round_num: 0.1 * 0.5 ** round_num, lambda lr: build_sgdm(lr))
+    >>> from federax.simulation.baselines import synthetic
+    >>> process = fx.learning.algorithms.build_weighted_fed_avg_with_optimizer_schedule(
+    ...     synthetic.create_logistic_regression_model(), lambda round_num: 0.1 * 0.5 ** round_num,
+    ...     lambda lr: fx.learning.optimizers.build_sgdm(lr))
   """
   where = "build_weighted_fed_avg_with_optimizer_schedule"
   model = resolve_model(model_fn, where)

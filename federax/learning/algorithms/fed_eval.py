@@ -39,11 +39,19 @@ def build_fed_eval(model_fn: Any,
     A `LearningProcess` with TFF's structure.
 
   Example:
+    >>> from federax.simulation.baselines import synthetic
+    >>> model = synthetic.create_logistic_regression_model()
+    >>> training = fx.learning.algorithms.build_weighted_fed_avg(
+    ...     model, fx.learning.optimizers.build_sgdm(0.02))
+    >>> train_state = training.initialize()
+    >>> _, test = fx.simulation.datasets.synthetic.load_data(1.0, 1.0, num_clients=3, seed=0)
+    >>> test_datasets = [test.create_dataset(c).masked_batch(10) for c in test.client_ids]
     >>> evaluation = fx.learning.algorithms.build_fed_eval(model)
     >>> state = evaluation.set_model_weights(evaluation.initialize(),
     ...                                      training.get_model_weights(train_state))
     >>> state, metrics = evaluation.next(state, test_datasets)
-    >>> metrics['client_work']['eval']['current_round_metrics']
+    >>> sorted(metrics['client_work']['eval']['current_round_metrics'])
+    ['loss', 'num_batches', 'num_examples', 'sparse_categorical_accuracy']
   """
   where = "build_fed_eval"
   model = resolve_model(model_fn, where)

@@ -34,7 +34,10 @@ def build_weighted_fed_prox(
     Others: as `fx.learning.algorithms.build_weighted_fed_avg`.
 
   Example:
-    >>> process = build_weighted_fed_prox(model, 0.01, build_sgdm(0.1))
+    >>> from federax.simulation.baselines import synthetic
+    >>> process = fx.learning.algorithms.build_weighted_fed_prox(
+    ...     synthetic.create_logistic_regression_model(), 0.01,
+    ...     fx.learning.optimizers.build_sgdm(0.1))
   """
   where = "build_weighted_fed_prox"
   mu = _check_strength(where, proximal_strength)

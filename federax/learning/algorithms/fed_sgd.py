@@ -36,7 +36,10 @@ def build_fed_sgd(model_fn: Any, server_optimizer_fn: Any = None,
     A `LearningProcess` with TFF's metrics structure.
 
   Example:
-    >>> process = fx.learning.algorithms.build_fed_sgd(model, build_sgdm(learning_rate=0.5))
+    >>> from federax.simulation.baselines import synthetic
+    >>> process = fx.learning.algorithms.build_fed_sgd(
+    ...     synthetic.create_logistic_regression_model(),
+    ...     fx.learning.optimizers.build_sgdm(learning_rate=0.5))
   """
   where = "build_fed_sgd"
   model = resolve_model(model_fn, where)

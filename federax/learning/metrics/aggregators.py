@@ -27,8 +27,10 @@ def sum_then_finalize(metric_finalizers: Callable[[Any], Any],
     A federated computation `({U}@CLIENTS -> F@SERVER)`.
 
   Example:
-    >>> aggregate = sum_then_finalize(model.finalize_metrics,
-    ...                               fx.type_of(model.initialize_metrics_state()))
+    >>> from federax.simulation.baselines import synthetic
+    >>> model = synthetic.create_logistic_regression_model()
+    >>> aggregate = fx.learning.metrics.sum_then_finalize(
+    ...     model.finalize_metrics, fx.type_of(model.initialize_metrics_state()))
   """
   if not callable(metric_finalizers):
     raise TypeError("sum_then_finalize: metric_finalizers must be a function from unfinalized "

@@ -10,27 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from federax.core import types as t
-from federax.core.errors import user_location
+from federax.core.errors import error as error  # the models' errors use the core's template
 from federax.core.structure import Struct
 from federax.core.type_conversions import make_container, to_type
 
 _BATCH_HINT = ("a batch is {'x': inputs, 'y': labels} (plus an optional bool 'mask'), or an "
                "(x, y) pair; rename features with Dataset.map(lambda e: {'x': e['pixels'], "
                "'y': e['label']})")
-
-
-def error(cls: type[Exception], operator: str, problem: str, *, expected: Any = None,
-          actual: Any = None, hint: Optional[str] = None) -> Exception:
-  """An exception in federax's template: operator, problem, expected/actual, hint, user line."""
-  lines = [f"{operator}: {problem}"]
-  if expected is not None or actual is not None:
-    lines += [f"  expected: {expected}", f"  actual:   {actual}"]
-  if hint:
-    lines.append(f"  hint: {hint}")
-  location = user_location()
-  if location:
-    lines.append(f"  at {location}")
-  return cls("\n".join(lines))
 
 
 def unpack_batch(batch: Any, operator: str) -> tuple[Any, Any, Optional[jax.Array]]:

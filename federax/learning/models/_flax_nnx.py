@@ -68,6 +68,7 @@ def from_nnx_module(module: Any, loss: Callable[[Any, Any], jax.Array], input_sp
   Example:
     >>> from flax import nnx
     >>> import optax
+    >>> from federax.learning.models import metrics
     >>> fm = from_nnx_module(
     ...     nnx.Linear(784, 10, rngs=nnx.Rngs(0)),
     ...     optax.softmax_cross_entropy_with_integer_labels,

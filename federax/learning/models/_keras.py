@@ -156,6 +156,7 @@ def from_keras_model(keras_model: Any, loss: Any, input_spec: Any,
     ValueError: if the model is not built, or `loss_weights` does not match `loss`.
 
   Example:
+    >>> import keras  # with KERAS_BACKEND=jax
     >>> model = keras.Sequential([keras.Input((784,)),
     ...                           keras.layers.Dense(10, kernel_initializer='zeros'),
     ...                           keras.layers.Softmax()])

@@ -45,6 +45,7 @@ class ModelWeights(NamedTuple):
       TypeError: if `model` is neither.
 
     Example:
+      >>> import keras  # with KERAS_BACKEND=jax
       >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
       >>> [a.shape for a in ModelWeights.from_model(model).trainable]
       [(3, 2), (2,)]
@@ -73,6 +74,7 @@ class ModelWeights(NamedTuple):
       ValueError: if the number or the shapes of the weights differ from the model's.
 
     Example:
+      >>> import keras  # with KERAS_BACKEND=jax
       >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
       >>> ModelWeights([jnp.ones((3, 2)), jnp.ones(2)], []).assign_weights_to(model)
       >>> np.asarray(model.trainable_variables[1].value).tolist()

@@ -10,18 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from federax.core.errors import user_location
+from federax.core.errors import format_message, user_location
 
 
-def message(op: str, problem: str, lines=(), hint: Optional[str] = None) -> str:
-  """The house error text: the operator and the problem, details, a hint, the user's line."""
-  parts = [f"{op}: {problem}", *(f"  {line}" for line in lines)]
-  if hint:
-    parts.append(f"  hint: {hint}")
-  location = user_location()
-  if location:
-    parts.append(f"  at {location}")
-  return "\n".join(parts)
+def message(op: str, problem: str, lines=(), hint: Optional[str] = None, *,
+            differences=()) -> str:
+  """The house error text (`format_message`) at the user's line."""
+  return format_message(op, problem, differences=differences, details=lines, hint=hint,
+                        location=user_location())
 
 
 class OptimizerKeyError(KeyError):
@@ -92,15 +88,15 @@ def zeros_like_specs(op: str, specs: Any) -> Any:
   bad = []
   for path, leaf in leaves:
     dtype = getattr(leaf, "dtype", None)
+    where = jax.tree_util.keystr(path) or "(root)"
     if not hasattr(leaf, "shape") or dtype is None:
-      bad.append(f"at {jax.tree_util.keystr(path) or '(root)'}: expected an array or a "
-                 f"jax.ShapeDtypeStruct, got {type(leaf).__name__} {leaf!r}")
+      bad.append((where, "an array or a jax.ShapeDtypeStruct", f"{type(leaf).__name__} {leaf!r}"))
     elif not jnp.issubdtype(dtype, jnp.floating):
-      bad.append(f"at {jax.tree_util.keystr(path) or '(root)'}: expected a floating dtype, "
-                 f"got {np.dtype(dtype).name}")
+      bad.append((where, "a floating dtype", np.dtype(dtype).name))
   if bad:
     raise TypeError(message(
-        op, "`specs` must be a pytree of floating-point arrays or shape/dtype specs.", bad,
+        op, "`specs` must be a pytree of floating-point arrays or shape/dtype specs.",
+        differences=bad,
         hint="pass the weights themselves, or jax.tree.map(lambda w: jax.ShapeDtypeStruct("
         "w.shape, w.dtype), weights)."))
   return jax.tree_util.tree_unflatten(
@@ -126,18 +122,16 @@ def check_like(op: str, what: str, weights: Any, tree: Any, hint: str):
   for path in [*expected, *(p for p in actual if p not in expected)]:
     exp, act = expected.get(path), actual.get(path)
     if exp is None or act is None or np.shape(exp) != np.shape(act):
-      differences.append(
-          f"at {jax.tree_util.keystr(path) or '(root)'}: expected "
-          f"{'nothing' if exp is None else _describe(exp)}, "
-          f"got {'nothing' if act is None else _describe(act)}")
+      differences.append((jax.tree_util.keystr(path) or "(root)",
+                          "nothing" if exp is None else _describe(exp),
+                          "nothing" if act is None else _describe(act)))
+  lines = []
   if not differences and jax.tree.structure(weights) != jax.tree.structure(tree):
-    differences.append(f"expected the structure {jax.tree.structure(weights)}, "
-                       f"got {jax.tree.structure(tree)}")
-  if differences:
-    if len(differences) > 8:
-      differences = [*differences[:8], f"... and {len(differences) - 8} more differences"]
+    lines.append(f"expected the structure {jax.tree.structure(weights)}, "
+                 f"got {jax.tree.structure(tree)}")
+  if differences or lines:
     raise ValueError(message(op, f"{what} must match `weights` in structure and shapes.",
-                              differences, hint=hint))
+                              lines, hint=hint, differences=differences))
 
 
 def check_hparam_keys(op: str, known: Any, hparams: Any):

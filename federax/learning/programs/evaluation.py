@@ -21,8 +21,11 @@ def build_evaluation_fn(evaluation_process: Any,
     get_model_weights: the training process's `get_model_weights`.
 
   Example:
-    >>> evaluate = build_evaluation_fn(build_fed_eval(model_fn), process.get_model_weights)
-    >>> metrics = evaluate(state, test_datasets)
+    With `process` a training process, `state` its state and `test_datasets` a list of client
+    datasets::
+
+      evaluate = build_evaluation_fn(build_fed_eval(model_fn), process.get_model_weights)
+      metrics = evaluate(state, test_datasets)
   """
   if not hasattr(evaluation_process, "set_model_weights"):
     raise TypeError(f"build_evaluation_fn expects a LearningProcess with set_model_weights "

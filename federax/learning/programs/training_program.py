@@ -29,8 +29,13 @@ class ClientDataSource:
     replace: whether a client may appear twice in one round.
 
   Example:
-    >>> source = ClientDataSource(task.datasets.train_data, task.datasets.train_preprocess_fn)
+    >>> from federax.simulation import baselines
+    >>> task = baselines.create_task('synthetic', baselines.ClientSpec(num_epochs=1, batch_size=10))
+    >>> source = fx.learning.programs.ClientDataSource(task.datasets.train_data,
+    ...                                               task.datasets.train_preprocess_fn)
     >>> datasets = source.select(round_num=1, num_clients=10)
+    >>> len(datasets)
+    10
   """
 
   client_data: ClientData

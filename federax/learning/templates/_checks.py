@@ -5,13 +5,7 @@ from __future__ import annotations
 from federax.core import types as t
 from federax.core.errors import FederatedTypeError
 from federax.core.computations import Computation
-
-
-def placed_at(process: str, what: str, type_spec: t.Type, placement) -> None:
-  """Raises `FederatedTypeError` unless `type_spec` is a federated type at `placement`."""
-  if not (isinstance(type_spec, t.FederatedType) and type_spec.placement is placement):
-    raise FederatedTypeError(process, f"{what} must be placed at {placement}.",
-                             expected=f"T@{placement}", actual=type_spec)
+from federax.templates._checks import placed_at as placed_at  # shared with the aggregators
 
 
 def parameters(process: str, next_fn: Computation, names: tuple[str, ...]) -> t.StructType:

@@ -15,6 +15,7 @@ from federax.learning.templates.client_works import ClientWorkProcess
 from federax.learning.templates.distributors import DistributionProcess
 from federax.learning.templates.finalizers import FinalizerProcess
 from federax.learning.templates.learning_process import LearningProcess, LearningProcessOutput
+from federax.templates._naming import named
 
 
 class LearningAlgorithmState(NamedTuple):
@@ -78,6 +79,7 @@ def compose_learning_process(initial_model_weights_fn: Computation,
                              expected=model_update_aggregator.value_type, actual=update_type)
 
   @federated_computation
+  @named("LearningProcess.initialize")
   def initialize():
     return fi.federated_zip(LearningAlgorithmState(
         global_model_weights=fi.federated_eval(initial_model_weights_fn, SERVER),
@@ -89,6 +91,7 @@ def compose_learning_process(initial_model_weights_fn: Computation,
   state_type = initialize.type_signature.result
 
   @federated_computation(state_type, client_work.next.type_signature.parameter[2])
+  @named("LearningProcess.next")
   def next_fn(state, client_data):
     distributed = model_weights_distributor.next(state.distributor, state.global_model_weights)
     work = client_work.next(state.client_work, distributed.result, client_data)

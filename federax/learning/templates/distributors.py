@@ -40,6 +40,7 @@ def build_broadcast_process(value_type: Any) -> DistributionProcess:
     A process with state `<>@SERVER` and measurements `<>@SERVER`.
 
   Example:
+    >>> weights = fx.learning.models.ModelWeights([np.zeros((3, 2), np.float32)], [])
     >>> distributor = fx.learning.templates.build_broadcast_process(fx.type_of(weights))
   """
   value_type = to_type(value_type)

@@ -27,11 +27,17 @@ class LearningProcess(IterativeProcess):
   `set_model_weights: (<S, W> -> S)`, all as in TFF.
 
   Example:
-    >>> process = fx.learning.algorithms.build_weighted_fed_avg(model, build_sgdm(0.02))
+    >>> from federax.simulation.baselines import synthetic
+    >>> train, _ = fx.simulation.datasets.synthetic.load_data(1.0, 1.0, num_clients=3, seed=0)
+    >>> client_datasets = [train.create_dataset(c).masked_batch(10) for c in train.client_ids]
+    >>> process = fx.learning.algorithms.build_weighted_fed_avg(
+    ...     synthetic.create_logistic_regression_model(), fx.learning.optimizers.build_sgdm(0.02))
     >>> state = process.initialize()
-    >>> for _ in range(10):
+    >>> for _ in range(2):
     ...   state, metrics = process.next(state, client_datasets)
     >>> weights = process.get_model_weights(state)
+    >>> [w.shape for w in weights.trainable]
+    [(60, 10), (10,)]
   """
 
   def __init__(self, initialize_fn: Computation, next_fn: Computation,

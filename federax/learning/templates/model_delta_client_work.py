@@ -54,7 +54,9 @@ def build_model_delta_client_work(
     training pass uses randomness (dropout), so runs replay exactly from a seed.
 
   Example:
-    >>> client_work = build_model_delta_client_work(model, fx.learning.optimizers.build_sgdm(0.02))
+    >>> from federax.simulation.baselines import synthetic
+    >>> client_work = fx.learning.templates.build_model_delta_client_work(
+    ...     synthetic.create_logistic_regression_model(), fx.learning.optimizers.build_sgdm(0.02))
   """
   where = "build_model_delta_client_work"
   model = resolve_model(model_fn, where)

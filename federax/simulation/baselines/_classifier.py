@@ -8,6 +8,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
+from federax.core.errors import format_message, user_location
 from federax.learning.models import FunctionalModel, ModelWeights, metrics
 
 __all__ = ["classification_model", "require_key", "sparse_categorical_crossentropy"]
@@ -34,10 +35,11 @@ def sparse_categorical_crossentropy(predictions: jax.Array, labels: jax.Array,
 def require_key(key: Optional[jax.Array], model_name: str) -> None:
   """Raises if a model with dropout is trained without a random key."""
   if key is None:
-    raise ValueError(
-        f"{model_name}: the model has dropout layers and training=True, but key is None.\n"
-        "  hint: pass key=jax.random.PRNGKey(seed) to forward_pass (a different key per client "
-        "and batch, e.g. jax.random.fold_in(client_key, step)), or training=False")
+    raise ValueError(format_message(
+        model_name, "the model has dropout layers and training=True, but key is None.",
+        hint="pass key=jax.random.PRNGKey(seed) to forward_pass (a different key per client "
+        "and batch, e.g. jax.random.fold_in(client_key, step)), or training=False",
+        location=user_location()))
 
 
 def classification_model(initial_weights: Sequence[jax.Array], predict_fn: Callable,

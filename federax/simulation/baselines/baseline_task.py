@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 from federax.core import types as t
+from federax.core.errors import format_message, user_location
 from federax.core.type_conversions import to_type
 from federax.learning.models import FunctionalModel
 from federax.simulation.baselines.task_data import BaselineTaskDatasets
@@ -30,18 +32,19 @@ def _accepts(model_type: t.Type, data_type: t.Type) -> bool:
       _accepts(model_fields[name], data_fields[name]) for name in model_fields)
 
 
-def _differences(model_type: t.Type, data_type: t.Type) -> str:
-  """The fields whose types differ, one per line (the whole types for unnamed structures)."""
+def _differences(model_type: t.Type, data_type: t.Type) -> list[tuple[str, Any, Any]]:
+  """`(field, model's type, dataset's type)` for each field whose types differ; none when the
+  structures are unnamed (then the whole types are shown)."""
   model_fields, data_fields = _named_fields(model_type), _named_fields(data_type)
   if model_fields is None or data_fields is None:
-    return f"  model input_spec: {model_type}\n  dataset elements: {data_type}"
-  lines = []
+    return []
+  differences = []
   for name in sorted(set(model_fields) | set(data_fields)):
     m, d = model_fields.get(name), data_fields.get(name)
     if m is None or d is None or not _accepts(m, d):
-      lines.append(f"  {name}: model input_spec {m if m is not None else '(absent)'}, dataset "
-                   f"{d if d is not None else '(absent)'}")
-  return "\n".join(lines)
+      differences.append((name, m if m is not None else "nothing",
+                          d if d is not None else "nothing"))
+  return differences
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +63,11 @@ class BaselineTask:
     ValueError: if the model's `input_spec` does not accept the preprocessed batches.
 
   Example:
-    >>> task = fx.simulation.baselines.create_task('synthetic', ClientSpec(20, 10))
-    >>> process = fx.learning.algorithms.build_weighted_fed_avg(task.model_fn(), ...)
+    >>> from federax.simulation import baselines
+    >>> task = baselines.create_task('synthetic', baselines.ClientSpec(20, 10))
+    >>> process = fx.learning.algorithms.build_weighted_fed_avg(
+    ...     task.model_fn(), fx.learning.optimizers.build_sgdm(0.01))
+    >>> state = process.initialize()
     >>> state, metrics = process.next(state, task.datasets.sample_train_clients(10, random_seed=0))
   """
 
@@ -82,7 +88,9 @@ class BaselineTask:
     model_type = to_type(model.input_spec)
     data_type = to_type(self.datasets.element_type_structure)
     if not _accepts(model_type, data_type):
-      raise ValueError("BaselineTask: the model's input_spec does not accept the task's "
-                       "preprocessed batches (datasets.element_type_structure):\n"
-                       f"{_differences(model_type, data_type)}\n  hint: build the model with "
-                       "input_spec=datasets.element_type_structure.")
+      raise ValueError(format_message(
+          "BaselineTask", "the model's input_spec does not accept the task's preprocessed "
+          "batches (datasets.element_type_structure).", expected=f"input_spec {model_type}",
+          actual=f"batches {data_type}", differences=_differences(model_type, data_type),
+          hint="build the model with input_spec=datasets.element_type_structure.",
+          location=user_location()))

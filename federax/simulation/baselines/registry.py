@@ -48,8 +48,14 @@ def create_task(name: str, train_client_spec: ClientSpec,
     DataNotFoundError: if the task's data cannot be found or downloaded.
 
   Example:
-    >>> task = create_task('emnist', ClientSpec(num_epochs=1, batch_size=20),
-    ...                    data_dir='shared/data/femnist-leaf', model_id='cnn')
+    >>> task = create_task('synthetic', ClientSpec(num_epochs=1, batch_size=10))
+    >>> [w.shape for w in task.model_fn().initial_weights.trainable]
+    [(60, 10), (10,)]
+
+    With LEAF's FEMNIST output in `shared/data/femnist-leaf`::
+
+      task = create_task('emnist', ClientSpec(num_epochs=1, batch_size=20),
+                         data_dir='shared/data/femnist-leaf', model_id='cnn')
   """
   if name not in TASKS:
     close = difflib.get_close_matches(str(name), list(TASKS), n=1)

@@ -141,7 +141,9 @@ class BaselineTaskDatasets:
     """One training client's preprocessed dataset (its shuffles seeded by `seed`).
 
     Example:
-      >>> datasets.create_train_dataset(client_id, seed=derive_seed(run_seed, round_num, i))
+      The `i`-th client of a round, replayable from the run's seed::
+
+        datasets.create_train_dataset(client_id, seed=derive_seed(run_seed, round_num, i))
     """
     return _preprocess(self._train_preprocess_fn, "train_preprocess_fn",
                        self._train_data.create_dataset(client_id), seed)
@@ -176,7 +178,11 @@ class BaselineTaskDatasets:
       ValueError: if `num_clients < 1`, or exceeds the number of clients without replacement.
 
     Example:
-      >>> [len(ds) for ds in datasets.sample_train_clients(2, random_seed=1)]
+      >>> train = ClientData.from_dict({c: {'x': np.zeros([n, 2], np.float32)}
+      ...                               for c, n in [('a', 3), ('b', 5), ('c', 7)]})
+      >>> datasets = BaselineTaskDatasets(train, train)
+      >>> sorted(len(ds) for ds in datasets.sample_train_clients(3, random_seed=1))
+      [3, 5, 7]
     """
     num_clients = operator.index(num_clients)
     random_seed = check_seed(random_seed, "sample_train_clients(random_seed=...)")
@@ -230,14 +236,15 @@ class BaselineTaskDatasets:
     """Prints a table of the splits (federated or centralized, number of clients).
 
     Example:
-      >>> datasets.summary()
-      Split      |Dataset Type |Number of Clients |
-      =============================================
-      Train      |Federated    |110               |
-      Test       |Federated    |198               |
-      _____________________________________________
+      >>> train = ClientData.from_dict({c: {'x': np.zeros([2, 1])} for c in ('a', 'b')})
+      >>> BaselineTaskDatasets(train, train, train_preprocess_fn=lambda ds, seed=None: ds).summary()
+      Split |Dataset Type |Number of Clients |
+      ========================================
+      Train |Federated    |2                 |
+      Test  |Federated    |2                 |
+      ________________________________________
       Train Preprocess Function: True
-      Eval Preprocess Function: True
+      Eval Preprocess Function: False
     """
     rows = self._rows()
     widths = [max(len(row[j]) for row in rows) + 1 for j in range(len(rows[0]))]

@@ -48,9 +48,10 @@ def load_data(cache_dir: Optional[str | os.PathLike] = None,
     ImportError: if h5py is not installed.
 
   Example:
-    >>> train, test = cifar100.load_data()
-    >>> len(train.client_ids), len(test.client_ids)
-    (500, 100)
+    Downloads TFF's files on first use::
+
+      train, test = cifar100.load_data()
+      len(train.client_ids), len(test.client_ids)  # (500, 100)
   """
   directory = download.ensure(FED_CIFAR100, cache_dir, progress)
   train_file, test_file = FED_CIFAR100.files

@@ -68,7 +68,7 @@ def search_dirs(cache_dir: Optional[str | os.PathLike] = None) -> list[pathlib.P
 
   Example:
     >>> search_dirs('/data')  # with FEDERAX_DATA_DIR unset
-    [PosixPath('/data'), PosixPath('/home/me/.cache/federax')]
+    [PosixPath('/data'), PosixPath('.../.cache/federax')]
   """
   candidates = [cache_dir, os.environ.get(ENV_DATA_DIR) or None, DEFAULT_CACHE_DIR]
   dirs: list[pathlib.Path] = []
@@ -171,7 +171,9 @@ def download(url: str, dest: str | os.PathLike, *, sha256: Optional[str] = None,
       so the next attempt starts afresh, and `dest` is never written).
 
   Example:
-    >>> download('https://example.org/data.tar.bz2', '/tmp/data.tar.bz2', sha256='ab12...')
+    Over the network::
+
+      download('https://example.org/data.tar.bz2', '/tmp/data.tar.bz2', sha256='ab12...')
   """
   dest = pathlib.Path(dest)
   dest.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +277,9 @@ def ensure(remote: RemoteFile, cache_dir: Optional[str | os.PathLike] = None,
     ChecksumError: if the download or an extracted file fails verification.
 
   Example:
-    >>> directory = ensure(RemoteFile(URL, ('shakespeare_train.h5', 'shakespeare_test.h5')))
+    With `URL` the address of an archive holding the two files::
+
+      directory = ensure(RemoteFile(URL, ('shakespeare_train.h5', 'shakespeare_test.h5')))
   """
   dirs = search_dirs(cache_dir)
   for directory in dirs:

@@ -57,8 +57,10 @@ def load_data(only_digits: bool = True, cache_dir: Optional[str | os.PathLike] =
     ImportError: if h5py is not installed.
 
   Example:
-    >>> train, test = emnist.load_data()
-    >>> train.create_dataset(train.client_ids[0]).element_spec
+    Downloads TFF's files on first use::
+
+      train, test = emnist.load_data()
+      train.create_dataset(train.client_ids[0]).element_spec
   """
   remote = DIGITS_ONLY if only_digits else ALL_CHARACTERS
   directory = download.ensure(remote, cache_dir, progress)

@@ -51,9 +51,10 @@ def load_data(data_dir: str | os.PathLike, only_digits: bool = False,
     FileNotFoundError: if no LEAF output directory is found under `data_dir`.
 
   Example:
-    >>> train, test = femnist.load_data('femnist-leaf/flic')
-    >>> len(train.client_ids)
-    110
+    With LEAF's FEMNIST output in `femnist-leaf/flic`::
+
+      train, test = femnist.load_data('femnist-leaf/flic')
+      len(train.client_ids)  # 110
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
   from federax.simulation.dataset import Dataset  # pylint: disable=g-import-not-at-top

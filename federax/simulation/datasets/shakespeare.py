@@ -55,9 +55,10 @@ def load_data(cache_dir: Optional[str | os.PathLike] = None,
     ImportError: if h5py is not installed.
 
   Example:
-    >>> train, test = shakespeare.load_data(cache_dir='data/shakespeare-tff')
-    >>> len(train.client_ids)
-    715
+    Downloads TFF's files into `data/shakespeare-tff` on first use::
+
+      train, test = shakespeare.load_data(cache_dir='data/shakespeare-tff')
+      len(train.client_ids)  # 715
   """
   directory = download.ensure(SHAKESPEARE, cache_dir, progress)
   return (hdf5_client_data(directory / "shakespeare_train.h5", to_elements),

@@ -67,7 +67,9 @@ def load_data(cache_dir: Optional[str | os.PathLike] = None,
     DatabaseFormatError: if the file is not in TFF's SQLite layout.
 
   Example:
-    >>> train, held_out, test = stackoverflow.load_data()
+    Downloads TFF's files on first use::
+
+      train, held_out, test = stackoverflow.load_data()
   """
   directory = download.ensure(STACKOVERFLOW, cache_dir, progress)
   path = directory / STACKOVERFLOW.files[0]
@@ -90,7 +92,9 @@ def load_word_counts(cache_dir: Optional[str | os.PathLike] = None,
     ValueError: if `vocab_size` is not positive.
 
   Example:
-    >>> vocab = list(stackoverflow.load_word_counts(vocab_size=10000))
+    Downloads TFF's word counts on first use::
+
+      vocab = list(stackoverflow.load_word_counts(vocab_size=10000))
   """
   if vocab_size is not None:
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
@@ -115,7 +119,9 @@ def load_tag_counts(cache_dir: Optional[str | os.PathLike] = None,
   """The number of training users with a post under each tag, most frequent first (as TFF).
 
   Example:
-    >>> tags = list(stackoverflow.load_tag_counts())[:500]
+    Downloads TFF's tag counts on first use::
+
+      tags = list(stackoverflow.load_tag_counts())[:500]
   """
   directory = download.ensure(TAG_COUNTS, cache_dir, progress)
   with open(directory / TAG_COUNTS.files[0], encoding="utf-8") as f:

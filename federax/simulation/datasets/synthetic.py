@@ -127,8 +127,11 @@ def load_data(alpha: float, beta: float, num_clients: int = 30, seed: int = 0,
     ValueError: if alpha or beta is negative, or a count is not positive.
 
   Example:
+    >>> synthetic = fx.simulation.datasets.synthetic
     >>> train, test = synthetic.load_data(1.0, 1.0, num_clients=30, seed=0)   # Synthetic(1,1)
     >>> train_iid, test_iid = synthetic.load_data(0, 0, iid=True)              # Synthetic-IID
+    >>> len(train.client_ids)
+    30
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
   from federax.simulation.dataset import Dataset  # pylint: disable=g-import-not-at-top

@@ -65,9 +65,10 @@ class HDF5ClientSource:
     ImportError: if h5py is not installed.
 
   Example:
-    >>> source = HDF5ClientSource('shakespeare_train.h5')
+    >>> write_hdf5('tiny.h5', {'a': {'snippets': np.array(['Yonder comes my master.'])}})
+    >>> source = HDF5ClientSource('tiny.h5')
     >>> source.read(source.client_ids[0])['snippets'][:1]
-    array(['Yonder comes my master, your brother.'], dtype='<U...')
+    array(['Yonder comes my master.'], dtype='<U...')
   """
 
   def __init__(self, path: str | os.PathLike):
@@ -169,8 +170,10 @@ def hdf5_client_data(path: str | os.PathLike,
     a client is read only when its dataset is created.
 
   Example:
-    >>> train = hdf5_client_data('shakespeare_train.h5')
-    >>> next(iter(train.create_dataset(train.client_ids[0])))['snippets']
+    >>> write_hdf5('tiny.h5', {'a': {'snippets': np.array(['Yonder comes my master.'])}})
+    >>> train = hdf5_client_data('tiny.h5')
+    >>> str(next(iter(train.create_dataset(train.client_ids[0])))['snippets'])
+    'Yonder comes my master.'
   """
   # Imported here: formats sit below ClientData and must import without it.
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top

@@ -236,9 +236,11 @@ def read_leaf_splits(data_dir: str | os.PathLike,
     ValueError: if a shard is not valid LEAF JSON, or is corrupt (e.g. a truncated gzip).
 
   Example:
-    >>> splits = read_leaf_splits('femnist-leaf/flic')
-    >>> len(splits['train'].client_ids)
-    110
+    >>> write_leaf_shard('data/train/s.json', {'f0': {'x': [[0.5]], 'y': [3]}})
+    >>> write_leaf_shard('data/test/s.json', {'f0': {'x': [[0.25]], 'y': [1]}})
+    >>> splits = read_leaf_splits('data')
+    >>> sorted(splits), splits['train'].client_ids
+    (['test', 'train'], ['f0'])
   """
   samples = find_samples(data_dir)
   headers: dict[tuple[str, str], dict[str, ShardEntry]] = {}
@@ -304,7 +306,11 @@ def load_leaf(data_dir: str | os.PathLike,
     FileNotFoundError: if no LEAF output directory is found.
 
   Example:
-    >>> train, test = load_leaf('leaf/data/femnist/data')
+    >>> write_leaf_shard('data/train/s.json', {'f0': {'x': [[0.5]], 'y': [3]}})
+    >>> write_leaf_shard('data/test/s.json', {'f0': {'x': [[0.25]], 'y': [1]}})
+    >>> train, test = load_leaf('data')
+    >>> [e['x'].tolist() for e in train.create_dataset('f0')]
+    [[0.5]]
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
   from federax.simulation.dataset import Dataset  # pylint: disable=g-import-not-at-top

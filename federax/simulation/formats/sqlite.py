@@ -55,8 +55,12 @@ class SQLiteClientSource:
     ValueError: if no client belongs to `split_name` (the message lists the splits present).
 
   Example:
-    >>> source = SQLiteClientSource('stackoverflow.sqlite', 'train')
+    >>> from federax.simulation.formats.tf_example import encode_example
+    >>> write_sqlite('tiny.sqlite', {('train', 'a'): [encode_example({'label': 1})]})
+    >>> source = SQLiteClientSource('tiny.sqlite', 'train')
     >>> protos = source.read_serialized(source.client_ids[0])  # list of bytes
+    >>> len(protos)
+    1
   """
 
   def __init__(self, path: str | os.PathLike, split_name: Optional[str] = None):
@@ -132,6 +136,7 @@ def write_sqlite(path: str | os.PathLike,
     FileExistsError: if `path` exists.
 
   Example:
+    >>> from federax.simulation.formats.tf_example import encode_example
     >>> write_sqlite('tiny.sqlite', {('train', 'a'): [encode_example({'label': 1})]})
   """
   path = os.fspath(path)
@@ -184,8 +189,12 @@ def sql_client_data(path: str | os.PathLike, split_name: Optional[str],
     See `SQLiteClientSource`.
 
   Example:
+    >>> from federax.simulation.formats.tf_example import FixedLenFeature, encode_example
+    >>> write_sqlite('digits.sqlite', {('train', 'a'): [encode_example({'label': 7})]})
     >>> spec = {'label': FixedLenFeature((), np.int32)}
     >>> train = sql_client_data('digits.sqlite', 'train', spec)
+    >>> [int(e['label']) for e in train.create_dataset('a')]
+    [7]
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
   from federax.simulation.dataset import Dataset  # pylint: disable=g-import-not-at-top

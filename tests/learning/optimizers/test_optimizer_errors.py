@@ -130,6 +130,21 @@ def test_gradients_must_match_the_weights_listing_only_the_differences(optimizer
     optimizer.next(state, WEIGHTS, {"kernel": jnp.zeros((3, 2))})
 
 
+def test_a_difference_message_is_the_core_template_whole():
+  optimizer = optimizers.build_sgdm(0.1)
+  weights = {"a": jnp.zeros(2), "b": jnp.zeros(3)}
+  state = optimizer.initialize(weights)
+  with pytest.raises(ValueError) as error:
+    optimizer.next(state, weights, {"a": jnp.zeros(2), "b": jnp.zeros(4)})
+  assert re.fullmatch(re.escape(
+      "build_sgdm(...).next: `gradients` must match `weights` in structure and shapes.\n"
+      "  at ['b']: expected float32[3], got float32[4]\n"
+      "  hint: pass the gradients of the loss at these weights, e.g. jax.grad(loss)(weights).\n"
+      f"  at {__file__}:") + r"\d+: " + re.escape(
+          'optimizer.next(state, weights, {"a": jnp.zeros(2), "b": jnp.zeros(4)})'),
+      str(error.value))
+
+
 def test_a_structure_difference_without_path_differences_is_shown_whole():
   optimizer = optimizers.build_sgdm(0.1)
   weights = (jnp.zeros(2), jnp.zeros(3))

@@ -1,5 +1,7 @@
 """The pure-JAX baseline models against Keras 3 (JAX backend) with the same weights copied in."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,7 +85,13 @@ def test_dropout_needs_a_key_uses_it_and_is_off_in_evaluation():
   w = model.initial_weights
   with pytest.raises(ValueError) as e:
     model.predict_on_batch(w, x, training=True)
-  assert "dropout layers and training=True, but key is None" in str(e.value)
+  assert re.fullmatch(re.escape(
+      "create_conv_dropout_model: the model has dropout layers and training=True, but key is "
+      "None.\n"
+      "  hint: pass key=jax.random.PRNGKey(seed) to forward_pass (a different key per client and "
+      "batch, e.g. jax.random.fold_in(client_key, step)), or training=False\n"
+      f"  at {__file__}:") + r"\d+: " + re.escape(
+          "model.predict_on_batch(w, x, training=True)"), str(e.value))
   predict = jax.jit(model.predict_on_batch, static_argnames="training")
   key = jax.random.PRNGKey(0)
   a = predict(w, x, training=True, key=key)

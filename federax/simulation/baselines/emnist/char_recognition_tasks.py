@@ -149,10 +149,11 @@ def create_character_recognition_task(
     ValueError: if `model_id` is unknown.
 
   Example:
-    >>> task = create_character_recognition_task(ClientSpec(num_epochs=1, batch_size=20),
-    ...                                          data_dir='shared/data/femnist-leaf')
-    >>> task.datasets.element_type_structure['x']
-    TensorType(np.float32, (None, 28, 28, 1))
+    With LEAF's FEMNIST output in `shared/data/femnist-leaf`::
+
+      task = create_character_recognition_task(ClientSpec(num_epochs=1, batch_size=20),
+                                               data_dir='shared/data/femnist-leaf')
+      task.datasets.element_type_structure['x']  # TensorType(np.float32, (None, 28, 28, 1))
   """
   _model_enum(model_id)  # Fail on a bad name before loading data.
   train, test = load_data(data_dir, only_digits)
@@ -171,8 +172,10 @@ def create_digit_recognition_task(
   Otherwise as `create_character_recognition_task(..., only_digits=True)`.
 
   Example:
-    >>> task = create_digit_recognition_task(ClientSpec(num_epochs=5, batch_size=20,
-    ...                                                 shuffle_buffer_size=100))
+    Downloading TFF's digits-only EMNIST on first use::
+
+      task = create_digit_recognition_task(ClientSpec(num_epochs=5, batch_size=20,
+                                                      shuffle_buffer_size=100))
   """
   return create_character_recognition_task(train_client_spec, eval_client_spec,
                                            data_dir=data_dir, seed=seed, model_id=model_id,

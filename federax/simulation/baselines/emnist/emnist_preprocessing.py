@@ -41,7 +41,10 @@ def create_preprocess_fn(preprocess_spec: ClientSpec) -> PreprocessFn:
 
   Example:
     >>> preprocess = create_preprocess_fn(ClientSpec(num_epochs=1, batch_size=20))
-    >>> batches = preprocess(emnist_train.create_dataset(client_id), seed=0)
+    >>> client = fx.simulation.Dataset.from_tensor_slices(
+    ...     {'label': np.zeros(30, np.int32), 'pixels': np.zeros([30, 28, 28], np.float32)})
+    >>> [(b['x'].shape, int(b['mask'].sum())) for b in preprocess(client, seed=0)]
+    [((20, 28, 28, 1), 20), ((20, 28, 28, 1), 10)]
   """
   check_client_spec(preprocess_spec)
 

@@ -112,7 +112,10 @@ def create_preprocess_fn(preprocess_spec: ClientSpec,
 
   Example:
     >>> preprocess = create_preprocess_fn(ClientSpec(num_epochs=1, batch_size=4))
-    >>> batches = preprocess(shakespeare_train.create_dataset(client_id), seed=0)
+    >>> client = fx.simulation.Dataset.from_tensor_slices(
+    ...     {'snippets': np.array(['To be, or not to be', 'that is the question'])})
+    >>> [(b['x'].shape, int(b['mask'].sum())) for b in preprocess(client, seed=0)]
+    [((4, 80), 2)]
   """
   check_client_spec(preprocess_spec)
   if int(sequence_length) < 1:

@@ -103,10 +103,11 @@ def create_character_prediction_task(
     ValueError: if `sequence_length < 1`.
 
   Example:
-    >>> task = create_character_prediction_task(ClientSpec(num_epochs=1, batch_size=4),
-    ...                                         data_dir='shared/data/shakespeare-tff')
-    >>> task.datasets.element_type_structure['x']
-    TensorType(np.int32, (None, 80))
+    With TFF's Shakespeare HDF5 files in `shared/data/shakespeare-tff`::
+
+      task = create_character_prediction_task(ClientSpec(num_epochs=1, batch_size=4),
+                                              data_dir='shared/data/shakespeare-tff')
+      task.datasets.element_type_structure['x']  # TensorType(np.int32, (None, 80))
   """
   train, test = load_data(data_dir)
   return create_character_prediction_task_from_datasets(
