@@ -1,12 +1,12 @@
-"""Simulation: ClientData, datasets, partitioners, client sampling and the training loop."""
+"""Simulation: ClientData, data sets, partitioners, client sampling and the training loop."""
 
 from federax.simulation import partitioners as partitioners
 from federax.simulation import sampling as sampling
 from federax.simulation.client_data import ClientData as ClientData
-from federax.simulation.dataset import Dataset as Dataset
-from federax.simulation.dataset import INFINITE_CARDINALITY as INFINITE_CARDINALITY
-from federax.simulation.dataset import RaggedElementsError as RaggedElementsError
-from federax.simulation.dataset import UNKNOWN_CARDINALITY as UNKNOWN_CARDINALITY
+from federax.data import Dataset as Dataset
+from federax.data import INFINITE_CARDINALITY as INFINITE_CARDINALITY
+from federax.data import RaggedElementsError as RaggedElementsError
+from federax.data import UNKNOWN_CARDINALITY as UNKNOWN_CARDINALITY
 from federax.simulation.sampling import PoissonSampler as PoissonSampler
 from federax.simulation.sampling import UniformSampler as UniformSampler
 from federax.simulation.sampling import build_uniform_client_sampling_fn as build_uniform_client_sampling_fn

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Optional
 
 from federax.simulation.client_data import ClientData
-from federax.simulation.dataset import Dataset
+from federax.data import Dataset
 from federax.simulation.sampling import UniformSampler
 from federax.simulation.seeds import derive_seed, takes_seed
 

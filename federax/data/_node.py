@@ -6,8 +6,8 @@ import itertools
 from collections.abc import Iterator
 from typing import Any, Optional
 
-from federax.simulation._elements import Element, RaggedElementsError, empty_from_spec, stack_flat
-from federax.simulation._plan import Plan, materialize, plan_elements, row_index
+from federax.data._elements import Element, RaggedElementsError, empty_from_spec, stack_flat
+from federax.data._plan import Plan, materialize, plan_elements, row_index
 
 INFINITE_CARDINALITY = -1
 UNKNOWN_CARDINALITY = -2
