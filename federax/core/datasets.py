@@ -24,8 +24,7 @@ UNKNOWN_CARDINALITY = -2
 
 @runtime_checkable
 class StackableDataset(Protocol):
-  """A finite or infinite sequence of elements, each a pytree of NumPy arrays, that can hand
-  out all its elements at once, stacked.
+  """A client dataset: elements (pytrees of NumPy arrays) a runtime can read all at once.
 
   `isinstance(x, StackableDataset)` checks that the three hooks exist (not their signatures).
   The vectorized runtime stacks, pads and masks a cohort of such datasets into one array per
