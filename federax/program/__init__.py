@@ -16,15 +16,13 @@ evaluation, resumption and Ctrl-C handling; a `DataSource` selects each round's 
 """
 
 from federax.program._flatten import flatten as flatten
-from federax.program.data_source import ClientPopulation as ClientPopulation
-from federax.program.data_source import DataSource as DataSource
-from federax.program.data_source import SelectionFn as SelectionFn
-from federax.program.selection import ClientDataSource as ClientDataSource
-from federax.program.selection import build_client_selection_fn as build_client_selection_fn
 from federax.program.csv_release_manager import CSVFileReleaseManager as CSVFileReleaseManager
 from federax.program.csv_release_manager import CSVSaveMode as CSVSaveMode
 from federax.program.csv_release_manager import (
     FileReleaseManagerIncompatibleFileError as FileReleaseManagerIncompatibleFileError)
+from federax.program.data_source import ClientPopulation as ClientPopulation
+from federax.program.data_source import DataSource as DataSource
+from federax.program.data_source import SelectionFn as SelectionFn
 from federax.program.file_program_state_manager import (
     FileProgramStateManager as FileProgramStateManager)
 from federax.program.logging_release_manager import LoggingReleaseManager as LoggingReleaseManager
@@ -38,6 +36,8 @@ from federax.program.release_manager import FilteringReleaseManager as Filtering
 from federax.program.release_manager import GroupingReleaseManager as GroupingReleaseManager
 from federax.program.release_manager import NotFilterableError as NotFilterableError
 from federax.program.release_manager import ReleaseManager as ReleaseManager
+from federax.program.selection import ClientDataSource as ClientDataSource
+from federax.program.selection import build_client_selection_fn as build_client_selection_fn
 from federax.program.tensorboard_release_manager import (
     TensorBoardReleaseManager as TensorBoardReleaseManager)
 from federax.program.training_loop import EVALUATION_METRICS_PREFIX as EVALUATION_METRICS_PREFIX
