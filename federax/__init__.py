@@ -12,6 +12,7 @@
 from federax.core import *  # noqa: F401,F403  (the Federated Core's __all__)
 from federax.core import __all__ as _core_all
 from federax import aggregators as aggregators
+from federax import data as data
 from federax import learning as learning
 from federax import program as program
 from federax import runtime as runtime
@@ -23,4 +24,5 @@ runtime.set_default(runtime.vectorized())
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [*_core_all, "aggregators", "learning", "program", "runtime", "simulation", "templates"]
+__all__ = [*_core_all, "aggregators", "data", "learning", "program", "runtime", "simulation",
+           "templates"]

@@ -28,8 +28,8 @@ from federax.cli.config import TrainConfig
 from federax.cli.progress import RoundProgress, print_table
 from federax.learning.algorithms import build_fed_eval
 from federax.learning.programs import build_evaluation_fn
-from federax.simulation import training_loop
-from federax.simulation.selection import build_client_selection_fn
+from federax.program import training_loop
+from federax.program.selection import build_client_selection_fn
 
 _TIMING_KEYS = (training_loop.TRAINING_TIME_KEY, training_loop.EVALUATION_TIME_KEY,
                 training_loop.ROUND_NUMBER_KEY)

@@ -1,10 +1,69 @@
-"""TEMPORARY (replaced by the layers branch's version at merge)."""
+"""`StackableDataset`: what a runtime may ask of a client dataset, declared where runtimes see it.
+
+A `{T*}@CLIENTS` argument is a list with one dataset per client. A runtime reads a dataset
+through the three hooks below and nothing else, so it depends on this declaration instead of on
+`federax.data.Dataset` (which sits above the core and satisfies it) or on `hasattr` checks.
+A dataset that lacks the hooks (e.g. a plain list of elements) is iterated element by element.
+
+    from federax.core.datasets import StackableDataset
+
+    ds = fx.data.Dataset.from_tensor_slices({'x': np.arange(6.0)}).masked_batch(4)
+    isinstance(ds, StackableDataset)  # True
+    ds.cardinality(), ds.to_stacked()['x'].shape  # (2, (2, 4))
+"""
+
+from __future__ import annotations
+
 from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY", "StackableDataset"]
+
+INFINITE_CARDINALITY = -1
+UNKNOWN_CARDINALITY = -2
 
 
 @runtime_checkable
 class StackableDataset(Protocol):
+  """A client dataset: elements (pytrees of NumPy arrays) a runtime can read all at once.
+
+  `isinstance(x, StackableDataset)` checks that the three hooks exist (not their signatures).
+  The vectorized runtime stacks, pads and masks a cohort of such datasets into one array per
+  feature with a leading client axis; the sequential runtime iterates them (`__iter__`).
+  """
+
   @property
-  def element_spec(self) -> Any: ...
-  def cardinality(self) -> int: ...
-  def to_stacked(self) -> Any: ...
+  def element_spec(self) -> Any:
+    """The structure of one element (a dict, tuple, namedtuple ... of leaves), each leaf a
+    `federax.core.types.TensorType(dtype, shape)`; a `None` dimension varies between elements.
+
+    `federax.core.type_conversions.to_type` turns it into the `T` of the dataset's `T*`; the
+    runtime checks it against the declared sequence type before reading any element, and
+    reads the padded shapes of a cohort from it when every dimension is known.
+    """
+    ...
+
+  def cardinality(self) -> int:
+    """The number of elements, >= 0; or `INFINITE_CARDINALITY` (-1) for an endless dataset
+    (e.g. after `repeat()`), or `UNKNOWN_CARDINALITY` (-2) when it is only known by reading
+    the elements (e.g. after `filter()`).
+
+    Cheap, reading no element: with every cohort member's count known (>= 0) a runtime can
+    size and stream the cohort before reading it; with -1 or -2 it reads first.
+    """
+    ...
+
+  def to_stacked(self) -> Any:
+    """All elements stacked along a new leading axis: a pytree like the element whose leaves
+    are NumPy arrays of shape `[cardinality(), *element_shape]`, element i being
+    `tree_map(lambda a: a[i], stacked)`. An empty dataset gives leaves of shape `[0, ...]`.
+
+    The arrays may be shared with the dataset: a cached dataset (`Dataset.cache()`) returns
+    the same read-only arrays (`flags.writeable` False) on every call, which tells a runtime
+    it may keep them (on the device) across rounds; writable arrays are fresh per call and
+    must not be kept. A caller never writes into the result.
+
+    Raises:
+      ValueError: if the elements differ in shape (e.g. a smaller final batch), so they cannot
+        be stacked, or the dataset is infinite. The runtime then reports the client.
+    """
+    ...

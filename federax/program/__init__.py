@@ -1,4 +1,7 @@
-"""Federated programs: checkpoints and metric releases (TFF's `tff.program`), synchronous.
+"""Federated programs: the training loop, data sources, checkpoints and metric releases.
+
+TFF's `tff.program`, synchronous. `run_training_process` is the whole loop below, with
+evaluation, resumption and Ctrl-C handling; a `DataSource` selects each round's clients.
 
     manager = fx.program.FileProgramStateManager("/tmp/run1/checkpoints")
     metrics_out = fx.program.GroupingReleaseManager([
@@ -17,6 +20,9 @@ from federax.program.csv_release_manager import CSVFileReleaseManager as CSVFile
 from federax.program.csv_release_manager import CSVSaveMode as CSVSaveMode
 from federax.program.csv_release_manager import (
     FileReleaseManagerIncompatibleFileError as FileReleaseManagerIncompatibleFileError)
+from federax.program.data_source import ClientPopulation as ClientPopulation
+from federax.program.data_source import DataSource as DataSource
+from federax.program.data_source import SelectionFn as SelectionFn
 from federax.program.file_program_state_manager import (
     FileProgramStateManager as FileProgramStateManager)
 from federax.program.logging_release_manager import LoggingReleaseManager as LoggingReleaseManager
@@ -30,13 +36,23 @@ from federax.program.release_manager import FilteringReleaseManager as Filtering
 from federax.program.release_manager import GroupingReleaseManager as GroupingReleaseManager
 from federax.program.release_manager import NotFilterableError as NotFilterableError
 from federax.program.release_manager import ReleaseManager as ReleaseManager
+from federax.program.selection import ClientDataSource as ClientDataSource
+from federax.program.selection import build_client_selection_fn as build_client_selection_fn
 from federax.program.tensorboard_release_manager import (
     TensorBoardReleaseManager as TensorBoardReleaseManager)
+from federax.program.training_loop import EVALUATION_METRICS_PREFIX as EVALUATION_METRICS_PREFIX
+from federax.program.training_loop import EVALUATION_TIME_KEY as EVALUATION_TIME_KEY
+from federax.program.training_loop import ROUND_NUMBER_KEY as ROUND_NUMBER_KEY
+from federax.program.training_loop import TRAINING_TIME_KEY as TRAINING_TIME_KEY
+from federax.program.training_loop import run_training_process as run_training_process
 
 __all__ = [
-    "CSVFileReleaseManager", "CSVSaveMode", "FileProgramStateManager",
+    "CSVFileReleaseManager", "CSVSaveMode", "ClientDataSource", "ClientPopulation", "DataSource",
+    "EVALUATION_METRICS_PREFIX", "EVALUATION_TIME_KEY", "FileProgramStateManager",
     "FileReleaseManagerIncompatibleFileError", "FilteringReleaseManager",
     "GroupingReleaseManager", "LoggingReleaseManager", "MemoryReleaseManager",
     "NotFilterableError", "ProgramStateError", "ProgramStateExistsError", "ProgramStateManager",
-    "ProgramStateNotFoundError", "ReleaseManager", "TensorBoardReleaseManager", "flatten",
+    "ProgramStateNotFoundError", "ROUND_NUMBER_KEY", "ReleaseManager", "SelectionFn",
+    "TRAINING_TIME_KEY", "TensorBoardReleaseManager", "build_client_selection_fn", "flatten",
+    "run_training_process",
 ]

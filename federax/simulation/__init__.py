@@ -1,22 +1,27 @@
-"""Simulation: ClientData, datasets, partitioners, client sampling and the training loop."""
+"""Simulation: ClientData, data sets, partitioners, and (re-exported) sampling and the loop.
 
+`Dataset` lives in `fx.data`; client sampling, selection and `run_training_process` live in
+`fx.program`. They are re-exported here under their TFF `tff.simulation` names.
+"""
+
+from federax.data import Dataset as Dataset
+from federax.data import INFINITE_CARDINALITY as INFINITE_CARDINALITY
+from federax.data import RaggedElementsError as RaggedElementsError
+from federax.data import UNKNOWN_CARDINALITY as UNKNOWN_CARDINALITY
+from federax.simulation import sampling as sampling  # The former module, re-exporting.
+from federax.program.sampling import PoissonSampler as PoissonSampler
+from federax.program.sampling import UniformSampler as UniformSampler
+from federax.program.sampling import (
+    build_uniform_client_sampling_fn as build_uniform_client_sampling_fn)
+from federax.program.sampling import build_uniform_sampling_fn as build_uniform_sampling_fn
+from federax.program.selection import build_client_selection_fn as build_client_selection_fn
+from federax.program.training_loop import EVALUATION_METRICS_PREFIX as EVALUATION_METRICS_PREFIX
+from federax.program.training_loop import EVALUATION_TIME_KEY as EVALUATION_TIME_KEY
+from federax.program.training_loop import ROUND_NUMBER_KEY as ROUND_NUMBER_KEY
+from federax.program.training_loop import TRAINING_TIME_KEY as TRAINING_TIME_KEY
+from federax.program.training_loop import run_training_process as run_training_process
 from federax.simulation import partitioners as partitioners
-from federax.simulation import sampling as sampling
 from federax.simulation.client_data import ClientData as ClientData
-from federax.simulation.dataset import Dataset as Dataset
-from federax.simulation.dataset import INFINITE_CARDINALITY as INFINITE_CARDINALITY
-from federax.simulation.dataset import RaggedElementsError as RaggedElementsError
-from federax.simulation.dataset import UNKNOWN_CARDINALITY as UNKNOWN_CARDINALITY
-from federax.simulation.sampling import PoissonSampler as PoissonSampler
-from federax.simulation.sampling import UniformSampler as UniformSampler
-from federax.simulation.sampling import build_uniform_client_sampling_fn as build_uniform_client_sampling_fn
-from federax.simulation.sampling import build_uniform_sampling_fn as build_uniform_sampling_fn
-from federax.simulation.selection import build_client_selection_fn as build_client_selection_fn
-from federax.simulation.training_loop import EVALUATION_METRICS_PREFIX as EVALUATION_METRICS_PREFIX
-from federax.simulation.training_loop import EVALUATION_TIME_KEY as EVALUATION_TIME_KEY
-from federax.simulation.training_loop import ROUND_NUMBER_KEY as ROUND_NUMBER_KEY
-from federax.simulation.training_loop import TRAINING_TIME_KEY as TRAINING_TIME_KEY
-from federax.simulation.training_loop import run_training_process as run_training_process
 
 from federax.simulation import datasets as datasets  # Last: its loaders use the names above.
 

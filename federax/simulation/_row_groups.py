@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from federax.simulation.dataset import Dataset
+from federax.data import Dataset
 
 
 def group_rows(assignment: np.ndarray, num_groups: int) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from federax.core.types import FunctionType, SequenceType, TensorType
 from federax.simulation._row_groups import group_rows, row_group_datasets
-from federax.simulation.dataset import Dataset
+from federax.data import Dataset
 
 __all__ = ["ClientData"]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from federax.simulation._row_groups import group_rows, row_group_datasets
 from federax.simulation.client_data import ClientData
-from federax.simulation.dataset import Dataset
+from federax.data import Dataset
 
 __all__ = ["iid", "dirichlet", "shards", "quantity_skew", "by_key"]
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from federax.learning.models import metrics as metrics_lib
 from federax.learning.models._common import (
     as_array_tree, batch_weights, check_input_spec, error, unpack_batch)
-from federax.learning.models._weights import ModelWeights
+from federax.learning.models._weights import ModelWeights, register_reader
 
 _BUILTIN_METRICS = metrics_lib.to_metrics_fns(
     [metrics_lib.mean_loss(), metrics_lib.num_examples(), metrics_lib.num_batches()])
@@ -259,3 +259,7 @@ class FunctionalModel:
     builtin = {k: state[k] for k in BUILTIN_METRIC_NAMES}
     user = {k: state[k] for k in self._user_metric_keys}
     return {**_BUILTIN_METRICS.finalize(builtin), **self._metrics_fns[2](user)}
+
+
+register_reader(lambda model: isinstance(model, FunctionalModel),
+                lambda model: model.initial_weights)

@@ -18,7 +18,7 @@ from federax.learning.models import metrics as metrics_lib
 from federax.learning.models._common import (
     check_input_spec, error, masked_mean, raw_key, require_key)
 from federax.learning.models._functional import FunctionalModel, PredictOutput
-from federax.learning.models._weights import ModelWeights
+from federax.learning.models._weights import ModelWeights, register_reader, register_writer
 
 _OPERATOR = "from_keras_model"
 
@@ -54,6 +54,37 @@ def weights_of(model: Any) -> ModelWeights:
   trainable, non_trainable = weight_variables(model)
   return ModelWeights([jnp.asarray(v.value) for v in trainable],
                       [jnp.asarray(v.value) for v in non_trainable])
+
+
+def assign_weights(weights: ModelWeights, keras_model: Any) -> None:
+  """Writes `weights` into a Keras model's variables (`ModelWeights.assign_weights_to`).
+
+  Raises:
+    ValueError: if the number or the shapes of the weights differ from the model's.
+  """
+  operator = "ModelWeights.assign_weights_to"
+  trainable_vars, non_trainable_vars = weight_variables(keras_model)
+  for part, variables, values in (("trainable", trainable_vars, weights.trainable),
+                                  ("non_trainable", non_trainable_vars, weights.non_trainable)):
+    values = list(values) if values is not None else []
+    if len(values) != len(variables):
+      raise error(ValueError, operator, f"the model has {len(variables)} {part} weights, "
+                  f"these weights have {len(values)}.",
+                  expected=[v.path for v in variables], actual=f"{len(values)} arrays",
+                  hint="are the weights from a model with the same layers?")
+    for i, (variable, value) in enumerate(zip(variables, values)):
+      if tuple(np.shape(value)) != tuple(variable.shape):
+        raise error(ValueError, operator, f"{part}[{i}] ({variable.path}) has another shape.",
+                    expected=tuple(variable.shape), actual=tuple(np.shape(value)))
+  for variables, values in ((trainable_vars, weights.trainable),
+                            (non_trainable_vars, weights.non_trainable or [])):
+    for variable, value in zip(variables, values):
+      # A copy: Keras trains by donating its variables' buffers, which would delete ours.
+      variable.assign(jnp.array(value, variable.dtype, copy=True))
+
+
+register_reader(is_keras_model, weights_of)
+register_writer(is_keras_model, assign_weights)
 
 
 def _is_seed_state(variable: Any) -> bool:

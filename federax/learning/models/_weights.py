@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
-
-import jax.numpy as jnp
-import numpy as np
 
 from federax.learning.models._common import error
 
@@ -50,13 +48,9 @@ class ModelWeights(NamedTuple):
       >>> [a.shape for a in ModelWeights.from_model(model).trainable]
       [(3, 2), (2,)]
     """
-    from federax.learning.models import _keras  # Cycle: the wrappers build ModelWeights.
-    from federax.learning.models._functional import FunctionalModel
-
-    if isinstance(model, FunctionalModel):
-      return model.initial_weights
-    if _keras.is_keras_model(model):
-      return _keras.weights_of(model)
+    for accepts, read in _READERS:
+      if accepts(model):
+        return read(model)
     raise error(TypeError, "ModelWeights.from_model", "cannot read weights from this model.",
                 expected="a FunctionalModel or a Keras model",
                 actual=f"a {type(model).__name__}",
@@ -80,27 +74,28 @@ class ModelWeights(NamedTuple):
       >>> np.asarray(model.trainable_variables[1].value).tolist()
       [1.0, 1.0]
     """
-    from federax.learning.models import _keras
+    for accepts, write in _WRITERS:
+      if accepts(keras_model):
+        write(self, keras_model)
+        return
+    raise error(TypeError, "ModelWeights.assign_weights_to", "the target is not a Keras model.",
+                expected="a keras.Model", actual=f"a {type(keras_model).__name__}")
 
-    operator = "ModelWeights.assign_weights_to"
-    if not _keras.is_keras_model(keras_model):
-      raise error(TypeError, operator, "the target is not a Keras model.",
-                  expected="a keras.Model", actual=f"a {type(keras_model).__name__}")
-    trainable_vars, non_trainable_vars = _keras.weight_variables(keras_model)
-    for part, variables, values in (("trainable", trainable_vars, self.trainable),
-                                    ("non_trainable", non_trainable_vars, self.non_trainable)):
-      values = list(values) if values is not None else []
-      if len(values) != len(variables):
-        raise error(ValueError, operator, f"the model has {len(variables)} {part} weights, "
-                    f"these weights have {len(values)}.",
-                    expected=[v.path for v in variables], actual=f"{len(values)} arrays",
-                    hint="are the weights from a model with the same layers?")
-      for i, (variable, value) in enumerate(zip(variables, values)):
-        if tuple(np.shape(value)) != tuple(variable.shape):
-          raise error(ValueError, operator, f"{part}[{i}] ({variable.path}) has another shape.",
-                      expected=tuple(variable.shape), actual=tuple(np.shape(value)))
-    for variables, values in ((trainable_vars, self.trainable),
-                              (non_trainable_vars, self.non_trainable or [])):
-      for variable, value in zip(variables, values):
-        # A copy: Keras trains by donating its variables' buffers, which would delete ours.
-        variable.assign(jnp.array(value, variable.dtype, copy=True))
+
+# How to read weights from a kind of model and write them into one, registered by the module
+# that knows that kind (`_functional`, `_keras`): ModelWeights needs neither them nor Keras,
+# and the wrappers that build ModelWeights can import this module without a cycle.
+_READERS: list[tuple[Callable[[Any], bool], Callable[[Any], ModelWeights]]] = []
+_WRITERS: list[tuple[Callable[[Any], bool], Callable[[ModelWeights, Any], None]]] = []
+
+
+def register_reader(accepts: Callable[[Any], bool],
+                    read: Callable[[Any], ModelWeights]) -> None:
+  """Makes `ModelWeights.from_model(m)` return `read(m)` for models `m` with `accepts(m)`."""
+  _READERS.append((accepts, read))
+
+
+def register_writer(accepts: Callable[[Any], bool],
+                    write: Callable[[ModelWeights, Any], None]) -> None:
+  """Makes `weights.assign_weights_to(m)` call `write(weights, m)` for `m` with `accepts(m)`."""
+  _WRITERS.append((accepts, write))

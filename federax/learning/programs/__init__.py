@@ -2,7 +2,7 @@
 
 `train_model` runs training rounds with client sampling, periodic federated evaluation,
 checkpoints and metrics release, resumable from its program state manager; it is
-`fx.simulation.run_training_process` with learning-specific wiring.
+`fx.program.run_training_process` with learning-specific wiring.
 """
 
 from federax.learning.programs.evaluation import build_evaluation_fn as build_evaluation_fn

@@ -3,54 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, Optional
 
 from federax.learning.programs.evaluation import build_evaluation_fn
-from federax.simulation.client_data import ClientData
-from federax.simulation.selection import build_client_selection_fn
-from federax.simulation.training_loop import run_training_process
+from federax.program.data_source import DataSource
+from federax.program.selection import ClientDataSource as ClientDataSource
+from federax.program.training_loop import run_training_process
 
 __all__ = ["ClientDataSource", "EvaluationManager", "train_model"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ClientDataSource:
-  """Clients of a `ClientData`, sampled and preprocessed per round from `(seed, round)`.
-
-  The federax form of TFF's `FederatedDataSource`: instead of a stateful iterator that must
-  be checkpointed, a selection is a pure function of the round number, so a resumed program
-  selects exactly what the uninterrupted one would have.
-
-  Attributes:
-    client_data: the population.
-    preprocess_fn: `(dataset, seed=None) -> dataset`, e.g. a baseline task's preprocess fn.
-    seed: a non-negative int.
-    replace: whether a client may appear twice in one round.
-
-  Example:
-    >>> from federax.simulation import baselines
-    >>> task = baselines.create_task('synthetic', baselines.ClientSpec(num_epochs=1, batch_size=10))
-    >>> source = fx.learning.programs.ClientDataSource(task.datasets.train_data,
-    ...                                               task.datasets.train_preprocess_fn)
-    >>> datasets = source.select(round_num=1, num_clients=10)
-    >>> len(datasets)
-    10
-  """
-
-  client_data: ClientData
-  preprocess_fn: Optional[Callable[..., Any]] = None
-  seed: int = 0
-  replace: bool = False
-
-  def selection_fn(self, num_clients: Optional[int]) -> Callable[[int], list]:
-    """`round_num -> datasets` of `num_clients` clients (None: all of them, in order)."""
-    return build_client_selection_fn(self.client_data, num_clients, self.preprocess_fn,
-                                     seed=self.seed, replace=self.replace)
-
-  def select(self, round_num: int, num_clients: Optional[int]) -> list:
-    """The preprocessed datasets of round `round_num`'s `num_clients` clients."""
-    return self.selection_fn(num_clients)(round_num)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,16 +19,16 @@ class EvaluationManager:
 
   Attributes:
     evaluation_process: e.g. `fx.learning.algorithms.build_fed_eval(model_fn)`.
-    data_source: a `ClientDataSource` over evaluation clients.
+    data_source: a `DataSource` over evaluation clients (e.g. a `ClientDataSource`).
     per_round_clients: clients per evaluation; None evaluates on every client.
   """
 
   evaluation_process: Any
-  data_source: ClientDataSource
+  data_source: DataSource
   per_round_clients: Optional[int] = None
 
 
-def train_model(*, train_process: Any, train_data_source: ClientDataSource,
+def train_model(*, train_process: Any, train_data_source: DataSource,
                 train_per_round_clients: int, train_total_rounds: int,
                 program_state_manager: Any = None, model_output_manager: Any = None,
                 evaluation_manager: Optional[EvaluationManager] = None,
@@ -79,7 +39,7 @@ def train_model(*, train_process: Any, train_data_source: ClientDataSource,
 
   Args:
     train_process: a `LearningProcess`.
-    train_data_source: a `ClientDataSource` over training clients.
+    train_data_source: a `DataSource` over training clients (e.g. a `ClientDataSource`).
     train_per_round_clients: clients per round.
     train_total_rounds: rounds to run (a resumed program runs the ones not yet saved).
     program_state_manager: an `fx.program.ProgramStateManager` (e.g.

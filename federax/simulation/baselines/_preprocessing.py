@@ -7,8 +7,8 @@ from typing import Optional
 import numpy as np
 
 from federax.simulation.baselines.client_spec import ClientSpec
-from federax.simulation.seeds import check_seed, derive_seed
-from federax.simulation.dataset import Dataset
+from federax.program.seeds import check_seed, derive_seed
+from federax.data import Dataset
 
 __all__ = ["check_client_spec", "check_seed", "derive_seed", "shuffle_repeat_take", "task_seed"]
 

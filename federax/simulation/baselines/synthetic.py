@@ -24,7 +24,7 @@ from federax.simulation.baselines.baseline_task import BaselineTask
 from federax.simulation.baselines.client_spec import ClientSpec
 from federax.simulation.baselines.task_data import BaselineTaskDatasets, PreprocessFn
 from federax.simulation.datasets import synthetic
-from federax.simulation.dataset import Dataset
+from federax.data import Dataset
 
 __all__ = ["create_logistic_regression_model", "create_preprocess_fn", "create_synthetic_task"]
 

@@ -13,8 +13,8 @@ import numpy as np
 from federax.core.types import TensorType
 from federax.simulation.baselines._preprocessing import check_seed, derive_seed
 from federax.simulation.client_data import ClientData
-from federax.simulation.dataset import Dataset
-from federax.simulation.seeds import takes_seed
+from federax.data import Dataset
+from federax.program.seeds import takes_seed
 
 __all__ = ["BaselineTaskDatasets", "PreprocessFn"]
 

@@ -57,7 +57,7 @@ def load_data(data_dir: str | os.PathLike, only_digits: bool = False,
       len(train.client_ids)  # 110
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
-  from federax.simulation.dataset import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data import Dataset  # pylint: disable=g-import-not-at-top
 
   splits = leaf.read_leaf_splits(data_dir, cache_bytes)
 

@@ -134,7 +134,7 @@ def load_data(alpha: float, beta: float, num_clients: int = 30, seed: int = 0,
     30
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
-  from federax.simulation.dataset import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data import Dataset  # pylint: disable=g-import-not-at-top
 
   params = generate_params(alpha, beta, num_clients, seed, num_features, num_classes, iid)
   index = {c: k for k, c in enumerate(params.client_ids)}

@@ -177,7 +177,7 @@ def hdf5_client_data(path: str | os.PathLike,
   """
   # Imported here: formats sit below ClientData and must import without it.
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
-  from federax.simulation.dataset import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data import Dataset  # pylint: disable=g-import-not-at-top
 
   source = HDF5ClientSource(path)
 

@@ -313,7 +313,7 @@ def load_leaf(data_dir: str | os.PathLike,
     [[0.5]]
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
-  from federax.simulation.dataset import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data import Dataset  # pylint: disable=g-import-not-at-top
 
   def client_data(source: LeafClientSource):
     def create_dataset(client_id: str) -> Dataset:

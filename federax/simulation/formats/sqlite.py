@@ -197,7 +197,7 @@ def sql_client_data(path: str | os.PathLike, split_name: Optional[str],
     [7]
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
-  from federax.simulation.dataset import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data import Dataset  # pylint: disable=g-import-not-at-top
 
   source = SQLiteClientSource(path, split_name)
   spec = collections.OrderedDict(spec)

@@ -8,7 +8,7 @@ from federax.simulation.baselines._preprocessing import (check_client_spec, chec
                                                         shuffle_repeat_take)
 from federax.simulation.baselines.client_spec import ClientSpec
 from federax.simulation.baselines.task_data import PreprocessFn
-from federax.simulation.dataset import Dataset
+from federax.data import Dataset
 
 __all__ = ["MAX_CLIENT_DATASET_SIZE", "create_preprocess_fn"]
 

@@ -18,7 +18,7 @@ from federax.simulation.baselines._preprocessing import (check_client_spec, chec
                                                         shuffle_repeat_take)
 from federax.simulation.baselines.client_spec import ClientSpec
 from federax.simulation.baselines.task_data import PreprocessFn
-from federax.simulation.dataset import Dataset
+from federax.data import Dataset
 
 __all__ = [
     "CHAR_VOCAB", "DEFAULT_SEQUENCE_LENGTH", "DEFAULT_SHUFFLE_BUFFER_SIZE", "VOCAB_SIZE",

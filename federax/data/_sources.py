@@ -7,10 +7,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from federax.simulation._elements import (RaggedElementsError, leaf_type, merge_specs, spec_of,
+from federax.data._elements import (RaggedElementsError, leaf_type, merge_specs, spec_of,
                                           stack_flat, to_numpy)
-from federax.simulation._node import Node, min_limit
-from federax.simulation._plan import Plan, row_index
+from federax.data._node import Node, min_limit
+from federax.data._plan import Plan, row_index
 
 
 class Slices(Node):

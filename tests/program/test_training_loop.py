@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from federax.simulation import run_training_process
+from federax.program import run_training_process
 
 
 class CountingProcess:

@@ -10,11 +10,11 @@ import jax
 import numpy as np
 
 from federax.core.types import TensorType
-from federax.simulation._elements import (RaggedElementsError, call_with_element, map_spec, spec_of,
+from federax.data._elements import (RaggedElementsError, call_with_element, map_spec, spec_of,
                                           stack_flat, to_numpy)
-from federax.simulation._node import (INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Node, Unary,
+from federax.data._node import (INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Node, Unary,
                                       min_limit)
-from federax.simulation._plan import (Plan, concat_plans, distinct_elements, materialize,
+from federax.data._plan import (Plan, concat_plans, distinct_elements, materialize,
                                       plan_elements, row_index)
 
 

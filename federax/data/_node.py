@@ -6,11 +6,10 @@ import itertools
 from collections.abc import Iterator
 from typing import Any, Optional
 
-from federax.simulation._elements import Element, RaggedElementsError, empty_from_spec, stack_flat
-from federax.simulation._plan import Plan, materialize, plan_elements, row_index
-
-INFINITE_CARDINALITY = -1
-UNKNOWN_CARDINALITY = -2
+from federax.core.datasets import INFINITE_CARDINALITY as INFINITE_CARDINALITY
+from federax.core.datasets import UNKNOWN_CARDINALITY as UNKNOWN_CARDINALITY
+from federax.data._elements import Element, RaggedElementsError, empty_from_spec, stack_flat
+from federax.data._plan import Plan, materialize, plan_elements, row_index
 
 
 def min_limit(a: Optional[int], b: Optional[int]) -> Optional[int]:

@@ -6,8 +6,8 @@ import itertools
 
 import numpy as np
 
-from federax.simulation._node import Node, Unary
-from federax.simulation._plan import row_index
+from federax.data._node import Node, Unary
+from federax.data._plan import row_index
 
 
 _SHUFFLE_CHUNK = 4096

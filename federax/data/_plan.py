@@ -14,7 +14,7 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from federax.simulation._elements import Element, RaggedElementsError, with_key
+from federax.data._elements import Element, RaggedElementsError, with_key
 
 
 @dataclasses.dataclass(frozen=True)

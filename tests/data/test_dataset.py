@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from federax.core.types import TensorType
-from federax.simulation.dataset import Dataset, RaggedElementsError
+from federax.data import Dataset, RaggedElementsError
 
 
 def _r(n):
@@ -196,7 +196,7 @@ def test_to_stacked_of_empty_dataset_uses_the_spec():
 
 
 def test_to_stacked_does_not_call_python_per_element(monkeypatch):
-  from federax.simulation import _node, _plan, _sources  # pylint: disable=g-import-not-at-top
+  from federax.data import _node, _plan, _sources  # pylint: disable=g-import-not-at-top
 
   def fail(*args, **kwargs):
     raise AssertionError("per-element gather on the vectorized path")

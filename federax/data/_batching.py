@@ -8,10 +8,10 @@ import jax
 import numpy as np
 
 from federax.core.types import TensorType
-from federax.simulation._elements import (leaf_names, map_spec, prepend, stack_flat, to_numpy,
+from federax.data._elements import (leaf_names, map_spec, prepend, stack_flat, to_numpy,
                                           with_key)
-from federax.simulation._node import Node, Unary
-from federax.simulation._plan import Plan, as_rows
+from federax.data._node import Node, Unary
+from federax.data._plan import Plan, as_rows
 
 
 class Batch(Unary):

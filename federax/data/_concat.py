@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from federax.simulation._elements import merge_specs
-from federax.simulation._node import INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Node
-from federax.simulation._plan import concat_plans
+from federax.data._elements import merge_specs
+from federax.data._node import INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Node
+from federax.data._plan import concat_plans
 
 
 class Concat(Node):

@@ -13,25 +13,25 @@ directly or was resumed from a checkpoint, and every round shuffles anew, as TFF
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Optional
+from typing import Any, Optional
 
-from federax.simulation.client_data import ClientData
-from federax.simulation.dataset import Dataset
-from federax.simulation.sampling import UniformSampler
-from federax.simulation.seeds import derive_seed, takes_seed
+from federax.program.data_source import ClientPopulation, SelectionFn
+from federax.program.sampling import UniformSampler
+from federax.program.seeds import derive_seed, takes_seed
 
-__all__ = ["build_client_selection_fn"]
+__all__ = ["ClientDataSource", "build_client_selection_fn"]
 
 
 def build_client_selection_fn(
-    client_data: ClientData, clients_per_round: Optional[int],
-    preprocess_fn: Optional[Callable[..., Dataset]] = None, *, seed: int = 0,
-    replace: bool = False) -> Callable[[int], list[Dataset]]:
+    client_data: ClientPopulation, clients_per_round: Optional[int],
+    preprocess_fn: Optional[Callable[..., Any]] = None, *, seed: int = 0,
+    replace: bool = False) -> SelectionFn:
   """Returns `round_num -> [preprocessed client dataset, ...]` for a training loop.
 
   Args:
-    client_data: the population.
+    client_data: the population: a `ClientData` (any `ClientPopulation`).
     clients_per_round: the cohort size, drawn uniformly each round; None selects every client,
       in `client_data.client_ids` order, every round (as evaluation on a whole test set does).
     preprocess_fn: `(dataset, seed=None) -> dataset`, e.g. a baseline task's
@@ -41,7 +41,8 @@ def build_client_selection_fn(
     replace: whether a client may appear twice in a cohort.
 
   Raises:
-    TypeError: if `client_data` is not a `ClientData`.
+    TypeError: if `client_data` is not a `ClientData` (has no `client_ids` and
+      `create_dataset`).
     ValueError: for a cohort larger than the population (without replacement) or < 1.
 
   Example:
@@ -51,7 +52,8 @@ def build_client_selection_fn(
     >>> [len(list(d)) for d in select(1)] == [len(list(d)) for d in select(1)]
     True
   """
-  if not isinstance(client_data, ClientData):
+  # Checked by shape, not class: the program layer does not know where data comes from.
+  if not isinstance(client_data, ClientPopulation):
     raise TypeError(f"build_client_selection_fn expects a ClientData, got "
                     f"{type(client_data).__name__}.")
   if clients_per_round is None:
@@ -62,7 +64,7 @@ def build_client_selection_fn(
                             seed=seed).sample
   pass_seed = preprocess_fn is not None and takes_seed(preprocess_fn)
 
-  def select(round_num: int) -> list[Dataset]:
+  def select(round_num: int) -> list:
     datasets = []
     for position, client_id in enumerate(cohort(round_num)):
       dataset = client_data.create_dataset(client_id)
@@ -74,3 +76,41 @@ def build_client_selection_fn(
     return datasets
 
   return select
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientDataSource:
+  """Clients of a `ClientData`, sampled and preprocessed per round from `(seed, round)`.
+
+  The federax form of TFF's `FederatedDataSource` (a `DataSource`): instead of a stateful
+  iterator that must be checkpointed, a selection is a pure function of the round number, so a
+  resumed program selects exactly what the uninterrupted one would have.
+
+  Attributes:
+    client_data: the population (a `ClientData`, or any `ClientPopulation`).
+    preprocess_fn: `(dataset, seed=None) -> dataset`, e.g. a baseline task's preprocess fn.
+    seed: a non-negative int.
+    replace: whether a client may appear twice in one round.
+
+  Example:
+    >>> from federax.simulation import baselines
+    >>> task = baselines.create_task('synthetic', baselines.ClientSpec(num_epochs=1, batch_size=10))
+    >>> source = ClientDataSource(task.datasets.train_data, task.datasets.train_preprocess_fn)
+    >>> datasets = source.select(round_num=1, num_clients=10)
+    >>> len(datasets)
+    10
+  """
+
+  client_data: ClientPopulation
+  preprocess_fn: Optional[Callable[..., Any]] = None
+  seed: int = 0
+  replace: bool = False
+
+  def selection_fn(self, num_clients: Optional[int]) -> SelectionFn:
+    """`round_num -> datasets` of `num_clients` clients (None: all of them, in order)."""
+    return build_client_selection_fn(self.client_data, num_clients, self.preprocess_fn,
+                                     seed=self.seed, replace=self.replace)
+
+  def select(self, round_num: int, num_clients: Optional[int]) -> list:
+    """The preprocessed datasets of round `round_num`'s `num_clients` clients."""
+    return self.selection_fn(num_clients)(round_num)

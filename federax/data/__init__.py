@@ -1,0 +1,8 @@
+"""Data: `Dataset`, a lazy, NumPy-native sequence of elements with tf.data's operations."""
+
+from federax.data.dataset import Dataset as Dataset
+from federax.data.dataset import INFINITE_CARDINALITY as INFINITE_CARDINALITY
+from federax.data.dataset import RaggedElementsError as RaggedElementsError
+from federax.data.dataset import UNKNOWN_CARDINALITY as UNKNOWN_CARDINALITY
+
+__all__ = ["Dataset", "INFINITE_CARDINALITY", "RaggedElementsError", "UNKNOWN_CARDINALITY"]
