@@ -32,14 +32,6 @@ ALLOWED = {
     "cli": _BELOW_SIMULATION | {"simulation", "federax"},  # "federax": `import federax as fx`.
 }
 
-# Violations inside core/ and runtime/, which another change fixes (the core/runtime seam):
-# (importing module, imported name). Delete an entry when its import is gone; the test fails
-# on an entry that no longer matches anything, so the list cannot go stale.
-KNOWN_CORE_RUNTIME_VIOLATIONS = {
-    ("federax.core.context", "federax.runtime"),  # current_runtime() imports the default.
-    ("federax.core.errors", "federax"),  # Reads federax.__file__ to hide library frames.
-}
-
 # Modules outside the layers: the top-level package assembles every layer, and `_checks`
 # may be imported by any layer because it imports nothing from federax (checked below).
 EXEMPT = {"federax", "federax._checks"}
@@ -112,17 +104,9 @@ def violations(package: pathlib.Path = PACKAGE, known=frozenset()):
 
 
 def test_imports_point_down_the_layers():
-  found = violations(known=KNOWN_CORE_RUNTIME_VIOLATIONS)
+  found = violations()
   assert not found, ("Imports against the layers of DESIGN.md:\n" +
                      "\n".join(line for line, _ in found))
-
-
-def test_known_violations_are_in_core_or_runtime_and_still_exist():
-  for module, _ in KNOWN_CORE_RUNTIME_VIOLATIONS:
-    assert module.split(".")[1] in ("core", "runtime"), module
-  still = {pair for _, pair in violations()}
-  gone = KNOWN_CORE_RUNTIME_VIOLATIONS - still
-  assert not gone, f"Fixed, so delete from KNOWN_CORE_RUNTIME_VIOLATIONS: {sorted(gone)}"
 
 
 def test_checks_imports_nothing_from_federax():
