@@ -13,55 +13,17 @@ import subprocess
 import time
 from typing import Any, Callable
 
-# The backend compile of one XLA program. JAX records it also when the persistent cache serves
-# the program, so compilations are these events less the cache hits. (Trace events nest: federax
-# traces inside its own trace, so they would count twice.)
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
-CACHE_MISS_EVENT = "/jax/compilation_cache/cache_misses"
+_compiles = []
 
 
-class CompileCounter:
-  """Counts XLA compilations, persistent-cache hits and misses, and compile seconds, from
-  `jax.monitoring` events. One process-wide instance: JAX listeners cannot be unregistered."""
-
-  def __init__(self):
-    self.compile_events = 0
-    self.cache_hits = 0
-    self.cache_misses = 0
-    self.compile_s = 0.0
-    self._registered = False
-
-  def register(self) -> "CompileCounter":
-    if not self._registered:
-      import jax  # pylint: disable=g-import-not-at-top
-      jax.monitoring.register_event_listener(self._on_event)
-      jax.monitoring.register_event_duration_secs_listener(self._on_duration)
-      self._registered = True
-    return self
-
-  def _on_event(self, event: str, **_) -> None:
-    if event == CACHE_HIT_EVENT:
-      self.cache_hits += 1
-    elif event == CACHE_MISS_EVENT:
-      self.cache_misses += 1
-
-  def _on_duration(self, event: str, duration: float, **_) -> None:
-    if event == COMPILE_EVENT:
-      self.compile_events += 1
-      self.compile_s += duration
-
-  @property
-  def compilations(self) -> int:
-    """XLA compilations actually run: compile requests the persistent cache did not serve."""
-    return self.compile_events - self.cache_hits
-
-  def snapshot(self) -> dict:
-    return {"compilations": self.compilations, "cache_hits": self.cache_hits,
-            "cache_misses": self.cache_misses, "compile_s": self.compile_s}
-
-
-COMPILES = CompileCounter()
+def compiles():
+  """The process-wide count of XLA compilations, cache hits and compile seconds: the counter
+  `federax train` reports from (`federax.cli.compilation_cache.CompileCounter`), entered on
+  the first call and kept for the life of the process."""
+  if not _compiles:
+    from federax.cli.compilation_cache import CompileCounter  # pylint: disable=g-import-not-at-top
+    _compiles.append(CompileCounter().__enter__())
+  return _compiles[0]
 
 
 def block(tree: Any) -> Any:
@@ -77,12 +39,11 @@ def timed(fn: Callable[[], Any], repeats: int = 0) -> dict:
   Returns `first_s`, `s` (the median; NaN without repeats), `compile_s` (XLA compile seconds
   during the first call) and `result` (the first call's result).
   """
-  COMPILES.register()
-  before = COMPILES.compile_s
+  before = compiles().compile_s
   start = time.perf_counter()
   result = block(fn())
   first = time.perf_counter() - start
-  compile_s = COMPILES.compile_s - before
+  compile_s = compiles().compile_s - before
   times = []
   for _ in range(repeats):
     start = time.perf_counter()

@@ -15,16 +15,15 @@ def test_timed_reports_the_first_call_the_median_and_the_result():
 
 
 def test_a_new_program_counts_as_one_compilation_and_its_seconds():
-  measure.COMPILES.register()
-  before = measure.COMPILES.snapshot()
+  before = measure.compiles().snapshot()
   fn = jax.jit(lambda x: jnp.cos(x) + 1.5)
   t = measure.timed(lambda: fn(jnp.ones(7)), repeats=2)
-  after = measure.COMPILES.snapshot()
+  after = measure.compiles().snapshot()
   assert after["compilations"] >= before["compilations"] + 1
   assert t["compile_s"] > 0
-  again = measure.COMPILES.snapshot()
+  again = measure.compiles().snapshot()
   fn(jnp.ones(7)).block_until_ready()  # Compiled already: nothing new.
-  assert measure.COMPILES.snapshot()["compilations"] == again["compilations"]
+  assert measure.compiles().snapshot()["compilations"] == again["compilations"]
 
 
 def test_memory_and_machine():
