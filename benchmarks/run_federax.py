@@ -251,8 +251,18 @@ def main(argv=None) -> int:
   parser.add_argument("--rounds", type=int, default=None)
   parser.add_argument("--clients", type=int, default=None,
                       help="generated workloads: the population (a smaller run)")
+  parser.add_argument("--compilation-cache", type=pathlib.Path, default=None, metavar="DIR",
+                      help="JAX's persistent compilation cache, as `federax train` sets it "
+                           "(default: off)")
   args = parser.parse_args(argv)
+  measure.compiles()  # Counts from the first compile on.
+  from federax.cli import compilation_cache
+  with compilation_cache.enabled(args.compilation_cache):
+    return _run(args)
 
+
+def _run(args) -> int:
+  """Loads the workload, trains it and writes the result: `main` after parsing."""
   from benchmarks import workloads
   if args.workload in GENERATED:
     spec = generated_spec(args.workload, args.rounds, args.clients)
@@ -285,6 +295,7 @@ def main(argv=None) -> int:
     run_federax(spec, datasets, on_round)
   else:
     run_floor(spec, datasets, on_round, args.floor_loop)
+  result["compiles"] = measure.compiles().snapshot()
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(result, indent=1) + "\n")
   return 0
