@@ -18,6 +18,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
                         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 @needs_data
 def test_smoke_agrees_with_the_centralized_floor():
   # Smoke mode asserts that one client's round equals the centralized loop and scan (W1, and W2
