@@ -9,6 +9,7 @@ a later process running the same programs loads them from disk instead. On by de
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 from collections.abc import Iterator
@@ -22,6 +23,9 @@ OFF = "none"
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 CACHE_MISS_EVENT = "/jax/compilation_cache/cache_misses"
+# What a warm cache does not save: tracing to jaxprs and lowering them to MLIR.
+TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 
 
 def default_dir() -> pathlib.Path:
@@ -53,25 +57,31 @@ SETTINGS = {"jax_persistent_cache_min_compile_time_secs": 0.0,
 
 
 @contextlib.contextmanager
-def enabled(directory: Optional[pathlib.Path]) -> Iterator[None]:
-  """JAX's persistent compilation cache in `directory` (None: left as it is) for the block.
+def enabled(directory: Optional[pathlib.Path]) -> Iterator[Optional[pathlib.Path]]:
+  """JAX's persistent compilation cache in `directory` (None: left as it is) for the block;
+  yields the directory in use, or None.
 
   The previous settings come back afterwards, and JAX's cache object is reset both ways, so that
   runs in one process (the tests) each use their own directory.
   """
   if directory is None:
-    yield
+    yield None
+    return
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+  except OSError as e:  # A read-only home, say: training goes on, compiling as without a cache.
+    logging.getLogger("federax").warning("No compilation cache in %s: %s", directory, e)
+    yield None
     return
   import jax  # pylint: disable=g-import-not-at-top
   from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
-  directory.mkdir(parents=True, exist_ok=True)
   settings = {"jax_compilation_cache_dir": str(directory), **SETTINGS}
   previous = {name: jax.config.values[name] for name in settings}
   compilation_cache.reset_cache()  # JAX opens its cache once, in the first directory it sees.
   for name, value in settings.items():
     jax.config.update(name, value)
   try:
-    yield
+    yield directory
   finally:
     for name, value in previous.items():
       jax.config.update(name, value)
@@ -87,6 +97,8 @@ class CompileCounter:
     self.cache_hits = 0
     self.cache_misses = 0
     self.compile_s = 0.0
+    self.trace_s = 0.0
+    self.lower_s = 0.0
 
   def __enter__(self) -> "CompileCounter":
     import jax  # pylint: disable=g-import-not-at-top
@@ -109,6 +121,10 @@ class CompileCounter:
     if event == COMPILE_EVENT:
       self.compile_events += 1
       self.compile_s += duration
+    elif event == TRACE_EVENT:
+      self.trace_s += duration
+    elif event == LOWER_EVENT:
+      self.lower_s += duration
 
   @property
   def compilations(self) -> int:
@@ -117,4 +133,5 @@ class CompileCounter:
 
   def snapshot(self) -> dict:
     return {"compilations": self.compilations, "cache_hits": self.cache_hits,
-            "cache_misses": self.cache_misses, "compile_s": self.compile_s}
+            "cache_misses": self.cache_misses, "compile_s": self.compile_s,
+            "trace_s": self.trace_s, "lower_s": self.lower_s}

@@ -157,9 +157,10 @@ def _evaluation_fn(config: TrainConfig, task: Any, process: Any) -> Any:
 def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, verbose: bool = False,
                    cache_dir: Optional[pathlib.Path] = None) -> int:
   """Trains (or resumes) the run in `run_dir`, with JAX's persistent compilation cache in
-  `cache_dir` (None: off); returns the exit status."""
-  with compilation_cache.enabled(cache_dir), compilation_cache.CompileCounter() as compiles:
-    return _run(config, run_dir, verbose, cache_dir, compiles)
+  `cache_dir` (None: JAX's own setting, off unless set); returns the exit status."""
+  with (compilation_cache.enabled(cache_dir) as in_use,
+        compilation_cache.CompileCounter() as compiles):
+    return _run(config, run_dir, verbose, in_use, compiles)
 
 
 def _run(config: TrainConfig, run_dir: pathlib.Path, verbose: bool,

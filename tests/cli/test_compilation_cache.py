@@ -34,7 +34,8 @@ def test_the_cache_settings_last_only_for_the_run(tmp_path):
   import jax
   before = {k: jax.config.values[k] for k in ("jax_compilation_cache_dir",
                                               *compilation_cache.SETTINGS)}
-  with compilation_cache.enabled(tmp_path / "cache"):
+  with compilation_cache.enabled(tmp_path / "cache") as in_use:
+    assert in_use == tmp_path / "cache"
     assert jax.config.values["jax_compilation_cache_dir"] == str(tmp_path / "cache")
     assert jax.config.values["jax_persistent_cache_min_compile_time_secs"] == 0
   assert {k: jax.config.values[k] for k in before} == before
@@ -71,3 +72,11 @@ def test_a_second_process_loads_every_program_from_the_cache(tmp_path):
                            capture_output=True, text=True, timeout=300)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert json.loads((tmp_path / "first" / "summary.json").read_text())["compilations"] == 0
+
+
+def test_a_cache_directory_that_cannot_be_made_is_warned_about_and_skipped(tmp_path, caplog):
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  with compilation_cache.enabled(blocker / "cache") as in_use:
+    assert in_use is None
+  assert "No compilation cache" in caplog.text
