@@ -41,6 +41,7 @@ def test_the_cache_settings_last_only_for_the_run(tmp_path):
   assert {k: jax.config.values[k] for k in before} == before
 
 
+@pytest.mark.slow
 def test_the_summary_counts_compilations_and_says_when_the_cache_is_off(tmp_path, capsys):
   assert main(["train", "--out", str(tmp_path / "run"), *QUICK,
                "--compilation-cache", "none"]) == 0
