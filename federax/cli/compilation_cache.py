@@ -49,9 +49,10 @@ def add_argument(parser) -> None:
                            f"${ENV_VAR}, else $XDG_CACHE_HOME/federax/jax or ~/.cache/federax/jax)")
 
 
-# federax's programs are many and small (a round, an evaluation, aggregation steps); JAX's
-# defaults cache only programs that took over a second to compile, which leaves most of a
-# first round's compile time uncached. Every program goes in.
+# A federax run compiles several small programs (a round, an evaluation, aggregation steps).
+# JAX's default caches only programs that took over a second to compile, and W1's six take
+# about a second together (benchmarks/results/first_round.md). Every program goes in, whatever
+# its compile time or size.
 SETTINGS = {"jax_persistent_cache_min_compile_time_secs": 0.0,
             "jax_persistent_cache_min_entry_size_bytes": -1}
 
