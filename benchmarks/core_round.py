@@ -14,8 +14,6 @@ import argparse
 import json
 import pathlib
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -25,6 +23,7 @@ import numpy as np
 
 import federax as fx
 from benchmarks import fedavg_programs as programs
+from benchmarks import measure
 from federax.runtime.padding import bucket
 from federax.simulation import Dataset
 
@@ -56,17 +55,8 @@ def stacked_arrays(datasets: list) -> tuple:
 
 def timed(fn, repeats: int) -> tuple[float, float]:
   """(first call seconds, median seconds of `repeats` further calls)."""
-  block = lambda out: jax.tree_util.tree_map(
-      lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, out)
-  start = time.perf_counter()
-  block(fn())
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    block(fn())
-    times.append(time.perf_counter() - start)
-  return first, statistics.median(times) if times else float("nan")
+  t = measure.timed(fn, repeats)
+  return t["first_s"], t["s"]
 
 
 def bench_model(name: str, logits_fn, model, n: int, repeats: int, sequential: bool,
@@ -139,25 +129,16 @@ def memory_probe(n: int, chunk: int | None) -> dict:
   model = programs.linear_model(rng)
   input_bytes = sum(d.to_stacked()["x"].nbytes for d in datasets)
   fedavg_round = programs.federax_round(programs.linear_logits, model, BATCH)
-  before = _peak_rss_kb()
+  before = measure.vm_hwm_mib()
   with fx.runtime.vectorized(chunk_size=chunk) as runtime:
     streamed = _streams(runtime, lambda: fedavg_round(model, datasets))
-  peak = _peak_rss_kb()
+  peak = measure.vm_hwm_mib()
   return {"clients": n, "chunk_size": chunk, "streamed": streamed,
-          "peak_rss_mb": peak / 1024, "rss_growth_during_round_mb": (peak - before) / 1024,
+          "peak_rss_mb": peak, "rss_growth_during_round_mb": peak - before,
           "input_mb": input_bytes / 2**20, "data_mb": input_bytes / EPOCHS / 2**20}
 
 
 MEMORY_PROBES = [(100, 128), (1000, 128), (2000, 128), (1000, None)]  # 128: the default.
-
-
-def _peak_rss_kb() -> int:
-  """This process's peak resident set (VmHWM). Unlike ru_maxrss, which Linux carries across
-  fork and exec, VmHWM starts afresh in each new program."""
-  for line in open("/proc/self/status"):
-    if line.startswith("VmHWM:"):
-      return int(line.split()[1])
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run_memory(n: int, chunk: int | None) -> dict:
@@ -201,8 +182,8 @@ def main() -> None:
     rows.append(row)
     print(json.dumps(row), flush=True)
   memory = [] if args.smoke else [run_memory(n, chunk) for n, chunk in MEMORY_PROBES]
-  report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-            f"{jax.device_count()} {jax.default_backend()} device(s), {__import__('os').cpu_count()} cores",
+  report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{measure.describe(measure.machine())}, "
+            f"{jax.device_count()} {jax.default_backend()} device(s)",
             "versions": {"federax": fx.__version__, "jax": jax.__version__, "python": platform.python_version()},
             "command": "python -m benchmarks.core_round" + (" --smoke" if args.smoke else ""),
             "rounds": rows, "memory": memory}

@@ -23,7 +23,6 @@ import json
 import os
 import pathlib
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,20 +32,12 @@ import jax
 import numpy as np
 
 import federax as fx
+from benchmarks import measure
 from federax.simulation.datasets import femnist
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "femnist-leaf"
 EPOCHS, BUFFER, BATCH, SEED = 5, 100, 20, 1
-
-
-def vm_hwm_kib() -> int:
-  """Peak resident set size of this process so far (VmHWM), in KiB."""
-  with open("/proc/self/status", encoding="ascii") as f:
-    for line in f:
-      if line.startswith("VmHWM:"):
-        return int(line.split()[1])
-  raise RuntimeError("no VmHWM line in /proc/self/status")
 
 
 def stacked_round(train, client_ids) -> int:
@@ -82,28 +73,20 @@ def tf_round(train, client_ids) -> int:
 
 def timed(fn, repeats: int) -> dict:
   """Cold (first call) and warm (median of `repeats` more) seconds, and fn's result."""
-  start = time.perf_counter()
-  result = fn()
-  cold = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return {"cold_s": cold, "warm_s": statistics.median(times) if times else float("nan"),
-          "examples": result}
+  t = measure.timed(fn, repeats)
+  return {"cold_s": t["first_s"], "warm_s": t["s"], "examples": t["result"]}
 
 
 def full_pass(data_dir: str, limit: int | None) -> dict:
   """One cold pass over the train writers (each client's dataset stacked): time and peak RSS."""
-  before = vm_hwm_kib()
+  before = measure.vm_hwm_mib()
   start = time.perf_counter()
   train, _ = femnist.load_data(data_dir)
   ids = train.client_ids[:limit]
   examples = sum(len(train.create_dataset(c).to_stacked()["label"]) for c in ids)
   seconds = time.perf_counter() - start
   return {"writers": len(ids), "examples": examples, "seconds": seconds,
-          "vm_hwm_before_mib": before / 1024, "vm_hwm_mib": vm_hwm_kib() / 1024}
+          "vm_hwm_before_mib": before, "vm_hwm_mib": measure.vm_hwm_mib()}
 
 
 def tiny_leaf_fixture(directory: str) -> str:
@@ -116,16 +99,6 @@ def tiny_leaf_fixture(directory: str) -> str:
   write_leaf_shard(os.path.join(directory, "train", "s.json.gz"), users)
   write_leaf_shard(os.path.join(directory, "test", "s.json.gz"), dict(list(users.items())[:2]))
   return directory
-
-
-def machine() -> str:
-  model = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
 
 
 def tensorflow_version() -> str | None:
@@ -205,7 +178,7 @@ def main() -> None:
              "for this benchmark on purpose).")
   print(f"tf.data: {tf_note}")
   report = {
-      "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
+      "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": measure.describe(measure.machine()),
       "versions": {"federax": fx.__version__, "jax": jax.__version__, "numpy": np.__version__,
                    "python": platform.python_version(), "tensorflow": tensorflow_version()},
       "command": "python -m benchmarks.data_pipeline" + (" --smoke" if args.smoke else ""),

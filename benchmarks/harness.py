@@ -23,14 +23,13 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from typing import Optional
 
-from benchmarks import process_tree, workloads
+from benchmarks import measure, process_tree, workloads
 
 ROOT = workloads.ROOT
 BENCH = ROOT / "benchmarks"
@@ -198,23 +197,6 @@ def verdicts(table: dict) -> dict:
   return out
 
 
-def machine() -> dict:
-  info = {"platform": platform.platform(), "python": platform.python_version(),
-          "cpus": os.cpu_count()}
-  try:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    for line in lscpu.splitlines():
-      key, _, value = line.partition(":")
-      if key.strip() in ("Model name", "Hypervisor vendor", "L2 cache", "L3 cache"):
-        info[key.strip()] = value.strip()
-    with open("/proc/meminfo", encoding="ascii") as f:
-      info["memory_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
-    info["load_average_at_start"] = os.getloadavg()
-  except OSError:
-    pass
-  return info
-
-
 def render(report: dict) -> str:
   lines = [f"# Benchmarks: federax, TFF, Flower and the centralized floors ({report['date']})", "",
            f"Produced by `{report['command']}` in {report['wall_s'] / 60:.1f} minutes. Machine: "
@@ -357,7 +339,7 @@ def main(argv=None) -> int:
               f"peak PSS {run['peak_pss_mib']:.0f} MiB", flush=True)
     table[workload] = {label: summarize(r) for label, r in runs.items()}
 
-  report = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+  report = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": measure.machine(),
             "device": args.device, "repeats": repeats, "smoke": args.smoke,
             "command": "python -m benchmarks " + " ".join(argv if argv is not None
                                                           else sys.argv[1:]),

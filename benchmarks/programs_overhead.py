@@ -27,6 +27,7 @@ import time
 import jax
 
 import federax as fx
+from benchmarks import measure
 from federax import program
 from federax.simulation import baselines, build_client_selection_fn, run_training_process
 
@@ -118,7 +119,7 @@ def main() -> None:
   record = {"rounds": args.rounds, "repeats": args.repeats,
             "clients_per_round": args.clients_per_round, "checkpoint_every": CHECKPOINT_EVERY,
             "seconds": times, "median_seconds": medians, "overhead": overhead,
-            "machine": platform.platform(), "python": platform.python_version(),
+            "machine": measure.describe(measure.machine()), "python": platform.python_version(),
             "jax": jax.__version__, "date": time.strftime("%Y-%m-%d")}
   (RESULTS / "programs_overhead.json").write_text(json.dumps(record, indent=2) + "\n")
   (RESULTS / "programs_overhead.md").write_text(

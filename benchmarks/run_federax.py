@@ -26,6 +26,8 @@ import pathlib
 import platform
 import sys
 
+from benchmarks import measure  # pylint: disable=wrong-import-position
+
 W3 = dict(name="w3", model="logistic_regression", num_classes=10, clients=1000,
           clients_per_round=1000, examples_per_client=100, rounds=1000, epochs=1,
           shuffle_buffer=0, batch_size=10, client_lr=0.01, server_lr=1.0, memory_every=50)
@@ -48,11 +50,6 @@ def process_start_time() -> float:
     return boot + ticks / os.sysconf("SC_CLK_TCK")
   except (OSError, ValueError, StopIteration):
     return STARTED
-
-
-def rss_mib() -> float:
-  with open("/proc/self/status", encoding="ascii") as f:
-    return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
 def versions() -> dict:
@@ -187,23 +184,18 @@ def generated_spec(name: str, rounds, clients) -> dict:
 
 # --- The runs -------------------------------------------------------------------------------------
 
-def block(tree):
-  import jax
-  return jax.block_until_ready(tree)
-
-
 def run_federax(spec: dict, datasets: list, on_round) -> None:
   from federax.learning import algorithms, optimizers
   model = build_model(spec)
   process = algorithms.build_weighted_fed_avg(
       model, optimizers.build_sgdm(spec["client_lr"]), optimizers.build_sgdm(spec["server_lr"]))
-  state = block(process.initialize())
+  state = measure.block(process.initialize())
   on_round(None)  # Ready: startup ends here.
   for r, cohort in enumerate(spec["cohorts"]):
     data = [datasets[i] for i in cohort]
     start = time.perf_counter()
     state, metrics = process.next(state, data)
-    block(state)
+    measure.block(state)
     seconds = time.perf_counter() - start
     train = metrics["client_work"]["train"]
     on_round({"s": seconds, "examples": int(train["num_examples"]), "loss": float(train["loss"])},
@@ -243,7 +235,7 @@ def run_floor(spec: dict, datasets: list, on_round, loop: str) -> None:
     batches = {k: np.concatenate([s[k] for s in stacks]) for k in ("x", "y", "mask")}
     keys = jax.random.split(jax.random.PRNGKey(r), len(batches["mask"]))
     start = time.perf_counter()
-    weights = block(train(weights, batches, keys))
+    weights = measure.block(train(weights, batches, keys))
     seconds = time.perf_counter() - start
     on_round({"s": seconds, "examples": int(batches["mask"].sum())}, r)
 
@@ -259,8 +251,18 @@ def main(argv=None) -> int:
   parser.add_argument("--rounds", type=int, default=None)
   parser.add_argument("--clients", type=int, default=None,
                       help="generated workloads: the population (a smaller run)")
+  parser.add_argument("--compilation-cache", type=pathlib.Path, default=None, metavar="DIR",
+                      help="JAX's persistent compilation cache, as `federax train` sets it "
+                           "(default: off)")
   args = parser.parse_args(argv)
+  measure.compiles()  # Counts from the first compile on.
+  from federax.cli import compilation_cache
+  with compilation_cache.enabled(args.compilation_cache):
+    return _run(args)
 
+
+def _run(args) -> int:
+  """Loads the workload, trains it and writes the result: `main` after parsing."""
   from benchmarks import workloads
   if args.workload in GENERATED:
     spec = generated_spec(args.workload, args.rounds, args.clients)
@@ -283,7 +285,7 @@ def main(argv=None) -> int:
       return
     result["rounds"].append(row)
     if (r + 1) % spec.get("memory_every", 10**9) == 0 or r + 1 == spec["rounds"]:
-      result["memory"].append({"round": r + 1, "rss_mib": rss_mib()})
+      result["memory"].append({"round": r + 1, "rss_mib": measure.rss_mib()})
     loss = f" loss {row['loss']:.4f}" if "loss" in row else ""
     if r < 3 or (r + 1) % max(1, spec["rounds"] // 10) == 0:
       print(f"{result['system']} {spec['name']} round {r + 1}/{spec['rounds']}: "
@@ -293,6 +295,7 @@ def main(argv=None) -> int:
     run_federax(spec, datasets, on_round)
   else:
     run_floor(spec, datasets, on_round, args.floor_loop)
+  result["compiles"] = measure.compiles().snapshot()
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(result, indent=1) + "\n")
   return 0

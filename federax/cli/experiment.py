@@ -18,10 +18,10 @@ import logging
 import pathlib
 import statistics
 import time
-from typing import Any
+from typing import Any, Optional
 
 from federax import program
-from federax.cli import plot
+from federax.cli import compilation_cache, plot
 from federax.cli._errors import CLIError
 from federax.cli.algorithms import build_learning_process
 from federax.cli.config import TrainConfig
@@ -90,7 +90,8 @@ def _last(rows: list[dict], suffix: str, prefix: str) -> tuple[Any, Any]:
 
 
 def _summary(config: TrainConfig, run_dir: pathlib.Path, memory: Any, seconds: float,
-             plot_path: Any) -> dict:
+             plot_path: Any, compiles: compilation_cache.CompileCounter,
+             cache_dir: Optional[pathlib.Path]) -> dict:
   with open(run_dir / "metrics.csv", newline="") as f:
     rows = list(csv.DictReader(f))
   times = [float(v[training_loop.TRAINING_TIME_KEY]) for k, v in memory.values().items() if k]
@@ -105,6 +106,9 @@ def _summary(config: TrainConfig, run_dir: pathlib.Path, memory: Any, seconds: f
   summary["first_round_seconds"] = times[0] if times else None
   summary["median_round_seconds"] = statistics.median(times[1:]) if len(times) > 1 else None
   summary["wall_seconds"] = seconds
+  summary["compilations"] = compiles.compilations
+  summary["compilation_cache_hits"] = compiles.cache_hits
+  summary["compilation_cache"] = None if cache_dir is None else str(cache_dir)
   return summary
 
 
@@ -122,6 +126,10 @@ def _print_summary(summary: dict) -> None:
   rows.append(("first round (compile)", f"{fmt(summary['first_round_seconds'], 2)} s"))
   rows.append(("median round", f"{fmt(summary['median_round_seconds'], 3)} s"))
   rows.append(("wall time", f"{summary['wall_seconds']:.1f} s"))
+  cache = summary["compilation_cache"]
+  rows.append(("XLA compilations", f"{summary['compilations']}, "
+               + (f"{summary['compilation_cache_hits']} programs from the cache ({cache})"
+                  if cache else "compilation cache off")))
   rows.append(("run directory", summary["run_dir"]))
   if summary["plot"]:
     rows.append(("plot", summary["plot"]))
@@ -146,8 +154,17 @@ def _evaluation_fn(config: TrainConfig, task: Any, process: Any) -> Any:
   return evaluate_both
 
 
-def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, verbose: bool = False) -> int:
-  """Trains (or resumes) the run in `run_dir`; returns the exit status."""
+def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, verbose: bool = False,
+                   cache_dir: Optional[pathlib.Path] = None) -> int:
+  """Trains (or resumes) the run in `run_dir`, with JAX's persistent compilation cache in
+  `cache_dir` (None: JAX's own setting, off unless set); returns the exit status."""
+  with (compilation_cache.enabled(cache_dir) as in_use,
+        compilation_cache.CompileCounter() as compiles):
+    return _run(config, run_dir, verbose, in_use, compiles)
+
+
+def _run(config: TrainConfig, run_dir: pathlib.Path, verbose: bool,
+         cache_dir: Optional[pathlib.Path], compiles: compilation_cache.CompileCounter) -> int:
   import federax as fx
   start = time.perf_counter()
   if config.runtime == "sequential":
@@ -192,7 +209,8 @@ def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, verbose: bool 
     plot_path = plot.plot_runs([run_dir], run_dir / "metrics.png")
   except CLIError as e:
     _log.warning("No plot: %s", e)
-  summary = _summary(config, run_dir, memory, time.perf_counter() - start, plot_path)
+  summary = _summary(config, run_dir, memory, time.perf_counter() - start, plot_path, compiles,
+                     cache_dir)
   (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
   _print_summary(summary)
   return 0

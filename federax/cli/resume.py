@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import pathlib
 
+from federax.cli import compilation_cache
 from federax.cli import config as config_lib
 from federax.cli._errors import CLIError
 from federax.cli.experiment import run_experiment
@@ -22,6 +23,7 @@ def add_parser(subparsers) -> None:
   parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by federax train")
   parser.add_argument("--rounds", type=int, help="a new total number of rounds")
   parser.add_argument("-v", "--verbose", action="store_true", help="log every round's metrics")
+  compilation_cache.add_argument(parser)
   parser.set_defaults(func=run, prog=parser.prog)
 
 
@@ -34,4 +36,5 @@ def run(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, rounds=args.rounds)
     config_lib.validate(config)
     (run_dir / "config.toml").write_text(config_lib.to_toml(config))
-  return run_experiment(config, run_dir, verbose=args.verbose)
+  return run_experiment(config, run_dir, verbose=args.verbose,
+                        cache_dir=compilation_cache.resolve(args.compilation_cache))

@@ -11,6 +11,7 @@ import argparse
 import datetime
 import pathlib
 
+from federax.cli import compilation_cache
 from federax.cli import config as config_lib
 from federax.cli._errors import CLIError
 from federax.cli.algorithms import ALGORITHMS
@@ -82,6 +83,7 @@ def add_parser(subparsers) -> None:
       parser.add_argument(flag, dest=name, type=str if kind is str else _number(kind),
                           metavar=name.upper(), help=_HELP[name])
   parser.add_argument("-v", "--verbose", action="store_true", help="log every round's metrics")
+  compilation_cache.add_argument(parser)
   parser.set_defaults(func=run, prog=parser.prog)
 
 
@@ -111,4 +113,5 @@ def run(args: argparse.Namespace) -> int:
   config = config_lib.resolve(file_settings, flags)
   run_dir = new_run_dir(config)
   (run_dir / "config.toml").write_text(config_lib.to_toml(config))
-  return run_experiment(config, run_dir, verbose=args.verbose)
+  return run_experiment(config, run_dir, verbose=args.verbose,
+                        cache_dir=compilation_cache.resolve(args.compilation_cache))

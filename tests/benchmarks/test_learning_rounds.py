@@ -18,10 +18,11 @@ def run(*args: str) -> subprocess.CompletedProcess:
                         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 @needs_data
 def test_smoke_agrees_with_the_centralized_floor():
   # Smoke mode asserts that one client's round equals the centralized loop and scan (W1, and W2
-  # without dropout), and that every convolution lowering it times computes the same.
+  # without dropout).
   result = run("--smoke", "--data-dir", str(DATA))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "smoke ok" in result.stdout

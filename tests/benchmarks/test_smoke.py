@@ -4,6 +4,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -15,10 +17,12 @@ def run_benchmark(module: str, *args: str) -> str:
   return result.stdout
 
 
+@pytest.mark.slow
 def test_core_round_benchmark_agrees_with_the_floor():
   run_benchmark("core_round")  # Its smoke mode asserts federax == the hand-written floor.
 
 
+@pytest.mark.slow
 def test_data_pipeline_benchmark():
   out = run_benchmark("data_pipeline")
   assert "| masked_batch+to_stacked | 2 |" in out
@@ -26,10 +30,18 @@ def test_data_pipeline_benchmark():
   assert "tf.data:" in out
 
 
+@pytest.mark.slow
 def test_data_pipeline_benchmark_without_shared_data(tmp_path):
   run_benchmark("data_pipeline", "--data-dir", str(tmp_path / "absent"))
 
 
+@pytest.mark.slow
 def test_programs_overhead_benchmark(shared_data):
   out = run_benchmark("programs_overhead")
   assert "| run_training_process |" in out and "program-layer overhead" in out
+
+
+@pytest.mark.slow
+def test_first_round_benchmark_warm_process_compiles_nothing():
+  out = run_benchmark("first_round")  # Its smoke mode asserts the warm process compiled nothing.
+  assert "| W3 | warm |" in out

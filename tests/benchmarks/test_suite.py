@@ -18,6 +18,7 @@ def run(*args):
                         capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_smoke_runs_every_workload_and_writes_the_report(tmp_path, shared_data):
   results = tmp_path / "RESULTS.md"
   out = run("--smoke", "--data-dir", str(shared_data), "--results", str(results))
@@ -39,6 +40,7 @@ def test_smoke_runs_every_workload_and_writes_the_report(tmp_path, shared_data):
     assert heading in text
 
 
+@pytest.mark.slow
 def test_smoke_without_shared_data_runs_the_generated_workloads(tmp_path):
   out = run("--smoke", "--workloads", "w1", "w3", "--data-dir", str(tmp_path / "absent"),
             "--results", str(tmp_path / "RESULTS.md"))

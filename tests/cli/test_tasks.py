@@ -13,6 +13,7 @@ FEW = ["--rounds", "2", "--clients-per-round", "2", "--eval-clients", "2", "--ev
 @pytest.mark.parametrize("task, data", [("emnist_digits", "femnist-leaf"),
                                         ("emnist", "femnist-leaf"),
                                         ("shakespeare", "shakespeare-tff")])
+@pytest.mark.slow
 def test_train_on_real_data(tmp_path, shared_data, task, data):
   run_dir = tmp_path / task
   assert main(["train", "--task", task, "--data-dir", str(shared_data / data),

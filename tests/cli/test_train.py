@@ -75,6 +75,7 @@ def test_run_directory_holds_config_metrics_events_checkpoints_plot_summary(tmp_
   assert 'task = "synthetic"' in (run_dir / "config.toml").read_text()
 
 
+@pytest.mark.slow
 def test_same_seed_same_csv_different_seed_different_csv(tmp_path):
   a = train(tmp_path, "a", "--seed", "7")
   b = train(tmp_path, "b", "--seed", "7")
@@ -145,6 +146,7 @@ def test_out_directory_holding_a_run_is_refused(tmp_path, capsys):
   assert "already holds a run; continue it with `federax resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_extends_a_finished_run_like_a_longer_one(tmp_path):
   longer = train(tmp_path, "longer", "--rounds", "6")
   run_dir = train(tmp_path, "extended")
@@ -196,6 +198,7 @@ def wait_for_checkpoint(run_dir, version, process, timeout=120):
     time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_killed_with_sigkill_then_resumed_equals_uninterrupted(tmp_path):
   reference = run_federax("train", "--out", str(tmp_path / "reference"), *LONG)
   killed_dir = tmp_path / "killed"

@@ -77,7 +77,7 @@ def test_the_errors_module_finds_the_library_without_importing_it():
 
 def test_ragged_values_raise_one_error_class_under_both_names():
   from federax.runtime import padding
-  from federax.simulation import _elements
+  from federax.data import _elements
   assert padding.RaggedError is errors.RaggedError
   assert fx.simulation.RaggedElementsError is errors.RaggedError
   assert _elements.RaggedElementsError is errors.RaggedError

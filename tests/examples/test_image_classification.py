@@ -38,6 +38,7 @@ def scalar_events(logdir: pathlib.Path) -> dict:
   return found
 
 
+@pytest.mark.slow
 def test_unshuffled_tutorial_reproduces_tff_and_numpy(shared_data, tmp_path):
   result = image_classification.main(
       ["--data-dir", str(shared_data / "femnist-leaf"), "--no-shuffle",
@@ -61,6 +62,7 @@ def test_unshuffled_tutorial_reproduces_tff_and_numpy(shared_data, tmp_path):
   np.testing.assert_allclose([v for _, v in events["loss"]], keras_losses, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_tutorial_notebook_runs_and_its_loss_falls_every_round(shared_data, tmp_path):
   notebook = json.loads((ROOT / "docs/tutorials/image_classification.ipynb").read_text())
   source = "\n\n".join("".join(cell["source"]) for cell in notebook["cells"]

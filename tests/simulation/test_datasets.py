@@ -194,6 +194,7 @@ def test_femnist_real_flic_sample():
   assert 0 <= int(element["label"]) < 62
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FEMNIST.is_dir(), reason="shared FEMNIST data not present")
 def test_femnist_real_merged_samples_keep_duplicates_once():
   samples = ("flic", "leaf-torch", "wenzhu")
