@@ -17,7 +17,7 @@ from federax.core.placements import SERVER
 from federax.core.values import Value
 from federax.runtime import _convert, _invoke
 from federax.runtime._base import RuntimeBase, RuntimeOptions
-from federax.runtime.padding import RaggedError
+from federax.runtime.padding import PaddedSequence, RaggedError
 from federax.runtime.sequential import SequentialRuntime
 from federax.runtime.vectorized import clients, plan as plans, streaming
 from federax.runtime.vectorized.execution import VectorizedExecution
@@ -162,12 +162,16 @@ class VectorizedRuntime(RuntimeBase):
       if plan is None:
         programs[plan] = jax.jit(comp)
       else:
-        programs[plan] = jax.jit(lambda payload: self._run(comp, plan, payload)[0])
+        programs[plan] = jax.jit(lambda payload: self._traced(comp, plan, payload))
     return programs[plan]
+
+  def _traced(self, comp, plan: Plan, payload: Any) -> Any:
+    """The program's function: JAX calls it once per program it traces (and compiles)."""
+    self.programs_traced += 1
+    return self._run(comp, plan, payload)[0]
 
   def _run(self, comp, plan: Plan, payload: Any) -> tuple[Any, VectorizedExecution]:
     """The body traced on `payload` under `plan`: (the result's payload, the execution)."""
-    self.programs_traced += 1
     parameter = comp.type_signature.parameter
     execution = VectorizedExecution(plan, plan.clients, self.options.seed)
     with context.use_execution(execution):
@@ -215,7 +219,6 @@ class VectorizedRuntime(RuntimeBase):
     try:
       executions = []
       jax.make_jaxpr(lambda p: executions.append(self._run(comp, plan, p)[1]) or 0)(payload)
-      self.programs_traced -= 1  # Explaining traced it; the call will trace it again.
     finally:
       self._streams.close()
     lengths = _sequence_lengths(payload)
@@ -248,8 +251,6 @@ def _leave(payload: Any, ts: Optional[t.Type], n: int) -> Any:
 
 
 def _sequence_lengths(payload: Any) -> list:
-  from federax.runtime.padding import PaddedSequence
-
   found = []
   jax.tree_util.tree_map(
       lambda x: found.append(x.mask.shape[-1]) if isinstance(x, PaddedSequence) else None,
