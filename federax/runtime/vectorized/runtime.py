@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 import weakref
 from typing import Any, Optional
@@ -142,9 +143,7 @@ class VectorizedRuntime(RuntimeBase):
     return plan, payload, rep
 
   def _plan(self, signature: t.FunctionType, n: Optional[int], traced: bool) -> Plan:
-    returns_sequences = signature.result is not None and t.contains(
-        signature.result, lambda x: isinstance(x, t.SequenceType))
-    return plans.decide(self, clients=n, streams_possible=not returns_sequences,
+    return plans.decide(self, clients=n, streams_possible=not _returns_sequences(signature),
                         differentiable=traced)
 
   def _fall_back(self, why: str, comp, args, kwargs):
@@ -227,6 +226,13 @@ class VectorizedRuntime(RuntimeBase):
       lines.append("padded sequence lengths: " + ", ".join(map(str, lengths)))
     lines += rep.notes + (executions[0].decisions or ["(no federated_map)"])
     return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=256)
+def _returns_sequences(signature: t.FunctionType) -> bool:
+  """Whether a result holds sequences (streamed clients cannot be returned); once per type."""
+  return signature.result is not None and t.contains(
+      signature.result, lambda x: isinstance(x, t.SequenceType))
 
 
 def _enter(payload: Any, ts: t.Type) -> Any:

@@ -24,6 +24,18 @@ from federax.runtime.padding import (PaddedSequence, RaggedError, aligned_empty,
 from federax.runtime.vectorized import streaming
 from federax.runtime.vectorized.plan import Plan
 
+_STACKABLE: dict[type, bool] = {}
+
+
+def _stackable(x: Any) -> bool:
+  """`isinstance(x, StackableDataset)`, decided once per class: a protocol check inspects
+  every hook, and a call checks each client's dataset."""
+  cls = type(x)
+  if cls not in _STACKABLE:
+    _STACKABLE[cls] = isinstance(x, StackableDataset)
+  return _STACKABLE[cls]
+
+
 STREAM_BYTES = 2**25
 """Padded size of a cohort's client datasets from which the program reads them a chunk at a
 time rather than taking them stacked (`streaming`). Below it the whole stack is small, and
@@ -45,7 +57,7 @@ class CohortCache:
   @staticmethod
   def key(values: list, member_type: t.Type, per_doubling: int):
     if not isinstance(member_type, t.SequenceType) or not all(
-        isinstance(v, StackableDataset) for v in values):
+        _stackable(v) for v in values):
       return None
     return (tuple(map(id, values)), member_type, per_doubling)
 
@@ -114,7 +126,7 @@ class Stacked:
               op: str) -> streaming.StreamedClients | str:
     """A stand-in for the datasets in `values`, checked now and read by the program, or why
     the cohort is stacked instead."""
-    if not all(isinstance(v, StackableDataset) for v in values):
+    if not all(_stackable(v) for v in values):
       return "not all clients are datasets"
     lengths = [v.cardinality() for v in values]
     shape = _element_shapes(member_type.element, values[0].element_spec)
@@ -178,7 +190,7 @@ class Stacked:
         return PaddedSequence(zeros_like_type(seq_type.element, (0,)), np.zeros(0, bool))
       stacked = stack(elements, where)
     else:
-      if not isinstance(elements, StackableDataset):
+      if not _stackable(elements):
         elements = [_convert.local(e, seq_type.element, where, "dataset") for e in elements]
         return self.sequence(elements, seq_type, where)
       try:
