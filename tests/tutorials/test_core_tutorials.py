@@ -502,3 +502,197 @@ def test_aggregators_print_what_tff_prints(aggregators, snippet):
 
 def test_aggregators_stay_compiled(aggregators):
   assert fallbacks(aggregators) == []
+
+
+# --- JAX in federax (TFF's deleted "Experimental support for JAX in TFF") ---------------------------
+
+JAX = "jax_support"
+
+
+@pytest.fixture(scope="module")
+def jax_support(tmp_path_factory):
+  return notebooks.run_cells(JAX, tmp_path_factory.mktemp(JAX))
+
+
+def jax_support_loss(model, batch) -> float:
+  w, b = model
+  x, y = batch
+  logits = x @ w + b
+  log_p = logits - logits.max(axis=1, keepdims=True)
+  log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+  return float(-np.mean(log_p[np.arange(len(y)), y]))
+
+
+def jax_support_step(model, batch, step_size=0.001):
+  (w, b), (x, y) = model, batch
+  logits = x @ w + b
+  p = np.exp(logits - logits.max(axis=1, keepdims=True))
+  p /= p.sum(axis=1, keepdims=True)
+  error = (p - np.eye(10)[y]) / len(y)
+  return w - step_size * x.T @ error, b - step_size * error.sum(axis=0)
+
+
+def jax_support_train(model, batches):
+  for batch in batches:
+    model = jax_support_step(model, batch)
+  return model
+
+
+@pytest.fixture(scope="module")
+def jax_support_reference():
+  """The notebook's numbers in float64 NumPy, on the same random batches (seed 0, drawn in the
+  notebook's order)."""
+  rng = np.random.RandomState(0)
+
+  def random_batch():
+    pixels = rng.uniform(low=0.0, high=1.0, size=(50, 784)).astype(np.float32)
+    return pixels.astype(np.float64), rng.randint(low=0, high=9, size=(50,), dtype=np.int32)
+
+  train_data = [[random_batch() for _ in range(10)] for _ in range(2)]
+  eval_data = train_data[0] + train_data[1]
+
+  def average_loss(model, data):
+    return np.mean([jax_support_loss(model, batch) for batch in data])
+
+  zero = (np.zeros((784, 10)), np.zeros(10))
+  model, rounds = zero, []
+  for _ in range(1 + 5):  # The notebook's first round, then 5 more (FEDERAX_TUTORIAL_FAST).
+    trained = [jax_support_train(model, batches) for batches in train_data]
+    model = tuple(np.mean([t[i] for t in trained], axis=0) for i in range(2))
+    rounds.append(average_loss(model, eval_data))
+  first_round = tuple(np.mean([jax_support_train(zero, c)[i] for c in train_data], axis=0)
+                      for i in range(2))
+  sample_batch = random_batch()
+  sample_dataset = [random_batch() for _ in range(100)]
+  return {"rounds": rounds, "first_round_bias": first_round[1],
+          "one_batch": average_loss(jax_support_step(zero, sample_batch), [sample_batch]),
+          "one_client": average_loss(jax_support_train(zero, sample_dataset), sample_dataset)}
+
+
+def test_jax_support_runs(jax_support):
+  assert errors(jax_support) == []
+
+
+def test_jax_support_computation_and_xla(jax_support):
+  assert displayed(jax_support, "str(add_numbers.type_signature)") == "'(<x=int32,y=int32> -> int32)'"
+  assert displayed(jax_support, "fx.runtime.explain(add_numbers").startswith(
+      "add_numbers: a local computation")
+  hlo = displayed(jax_support, "as_text(dialect='hlo')")
+  # TFF's HLO: `add.5 = s32[] add(get-tuple-element.2, get-tuple-element.3)`.
+  assert hlo.startswith("HloModule jit_add_numbers") and re.search(r"= s32\[\] add\(", hlo)
+  assert displayed(jax_support, "add_numbers(2, 3)") == "5"
+
+
+def test_jax_support_canned_training(jax_support, jax_support_reference):
+  initial = displayed(jax_support, "initial_model = trainer.get_model_weights(state)")
+  assert initial.startswith("OrderedDict([('weights', array([[0., 0., 0.,")
+  assert initial.endswith("('bias', array([0., 0., 0., 0., 0., 0., 0., 0., 0., 0.], "
+                          "dtype=float32))])")
+  trained = displayed(jax_support, "trainable\ntrained_model")
+  np.testing.assert_allclose(numbers(trained.split("('bias', ")[1]),
+                             jax_support_reference["first_round_bias"], rtol=1e-4, atol=1e-9)
+  # TFF: 2.3025854 (ln 10), then 2.282762 on its own random data.
+  initial_loss, first = numbers(displayed(jax_support, "print (average_loss(initial_model"))
+  assert initial_loss == pytest.approx(2.3025854, abs=1e-6)
+  rounds = numbers(displayed(jax_support, "for _ in range(NUM_ROUNDS)"))
+  np.testing.assert_allclose([first] + rounds, jax_support_reference["rounds"], rtol=1e-5)
+  # TFF's losses on other random data of the same law agree to about 1e-3.
+  tff = [2.282762, 2.2685437, 2.257856, 2.2495182, 2.2428129, 2.2372835]
+  np.testing.assert_allclose([first] + rounds, tff, atol=3e-3)
+
+
+def test_jax_support_under_the_hood(jax_support, jax_support_reference):
+  # TFF: 2.3025854 -> 2.2977567 (one batch) and -> 2.2284968 (one client, 100 batches).
+  one_batch = numbers(displayed(jax_support, "trained_model = train_on_one_batch("))
+  assert one_batch[0] == pytest.approx(2.3025854, abs=1e-6)
+  assert one_batch[1] == pytest.approx(jax_support_reference["one_batch"], rel=1e-5)
+  one_client = numbers(displayed(jax_support, "trained_model = train_on_one_client("))
+  assert one_client[1] == pytest.approx(jax_support_reference["one_client"], rel=1e-5)
+  # A hand-written round is the canned process's first round (TFF: 2.282762 both times).
+  one_round = numbers(displayed(jax_support, "trained_model = train_one_round("))
+  canned = numbers(displayed(jax_support, "print (average_loss(initial_model"))
+  assert one_round == pytest.approx(canned, abs=1e-6)
+
+
+def test_jax_support_stays_compiled(jax_support):
+  assert fallbacks(jax_support) == []
+
+
+# --- High-performance simulations -------------------------------------------------------------------
+
+SIMULATIONS = "simulations"
+ITEMS_1_6_10 = ("issue 14 item 1: a short last batch from .batch(20) and Dataset.map's spec; "
+                "item 6: fx.learning.models.functional_model_from_keras; item 10: metrics "
+                "printed as TFF's (only 'accuracy')")
+TFF_SIMULATIONS = [0.14557613, 0.181893, 0.23374486, 0.26759258, 0.31944445, 0.37222221,
+                   0.42685184, 0.4712963, 0.5269547, 0.55833334]
+
+
+@pytest.fixture(scope="module")
+def simulations(tmp_path_factory, shared_data):
+  return notebooks.run_cells(SIMULATIONS, tmp_path_factory.mktemp(SIMULATIONS))
+
+
+def simulations_reference(clients, rounds: int, seed: int) -> list[float]:
+  """Each round's training accuracy of the notebook's FedAvg, in float64 NumPy: 10 epochs of
+  batches of 20 (the last one short), SGD 0.02 from zeros, updates weighted by examples.
+  Shuffling is this function's own (the notebook's `shuffle(500)` is unseeded, as TFF's)."""
+  rng = np.random.default_rng(seed)
+  w, b = np.zeros((784, 10)), np.zeros(10)
+  accuracies = []
+  for _ in range(rounds):
+    updates, sizes, correct, count = [], [], 0, 0
+    for x, y in clients:
+      order = np.concatenate([rng.permutation(len(y)) for _ in range(10)])
+      cw, cb = w.copy(), b.copy()
+      for i in range(0, len(order), 20):
+        bx, by = x[order[i:i + 20]], y[order[i:i + 20]]
+        logits = bx @ cw + cb
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        correct += np.sum(np.argmax(p, axis=1) == by)
+        count += len(by)
+        error = (p - np.eye(10)[by]) / len(by)
+        cw, cb = cw - 0.02 * bx.T @ error, cb - 0.02 * error.sum(axis=0)
+      updates.append((cw - w, cb - b))
+      sizes.append(len(order))
+    weights = np.asarray(sizes, float) / sum(sizes)
+    w = w + sum(s * u[0] for s, u in zip(weights, updates))
+    b = b + sum(s * u[1] for s, u in zip(weights, updates))
+    accuracies.append(correct / count)
+  return accuracies
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=ITEMS_1_6_10)
+def test_simulations_runs(simulations):
+  assert errors(simulations) == []
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=ITEMS_1_6_10)
+def test_simulations_train_metrics(simulations, shared_data):
+  from federax.simulation.datasets import femnist
+  source, _ = femnist.load_data(shared_data / "femnist-leaf" / "flic", only_digits=True)
+  clients = []
+  for n in range(10):
+    elements = list(source.create_dataset(source.client_ids[n]).as_numpy_iterator())
+    clients.append((np.stack([e["pixels"].reshape(784) for e in elements]).astype(float),
+                    np.asarray([e["label"] for e in elements])))
+  lines = displayed(simulations, "evaluate()").splitlines()
+  pattern = (r"train metrics OrderedDict\(\[\('accuracy', (\S+)\)\]\), "
+             r"round time \d+\.\d\d seconds")
+  assert len(lines) == 5 and all(re.fullmatch(pattern, l) for l in lines), lines
+  printed = [float(re.fullmatch(pattern, l).group(1)) for l in lines]
+  # The reference shuffles differently (unseeded, as TFF's): one seed's accuracies differ from
+  # another's by up to 0.03. Averaged over seeds, the notebook's should be within 0.04.
+  expected = np.mean([simulations_reference(clients, 5, seed) for seed in range(4)], axis=0)
+  np.testing.assert_allclose(printed, expected, atol=0.04)
+  # TFF's accuracies, on other writers of the same handwriting, are close too.
+  np.testing.assert_allclose(printed, TFF_SIMULATIONS[:5], atol=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=ITEMS_1_6_10)
+def test_simulations_stay_compiled(simulations):
+  assert errors(simulations) == [] and fallbacks(simulations) == []
