@@ -24,6 +24,7 @@ from federax.simulation import partitioners as partitioners
 from federax.simulation.client_data import ClientData as ClientData
 
 from federax.simulation import datasets as datasets  # Last: its loaders use the names above.
+from federax.simulation import baselines as baselines  # TFF's tff.simulation.baselines.
 
 __all__ = [
     "ClientData",
@@ -37,6 +38,7 @@ __all__ = [
     "TRAINING_TIME_KEY",
     "UNKNOWN_CARDINALITY",
     "UniformSampler",
+    "baselines",
     "build_client_selection_fn",
     "build_uniform_client_sampling_fn",
     "build_uniform_sampling_fn",
