@@ -208,7 +208,7 @@ def part_2_reference(shared_data):
   users = [client_batches(mnist_train, d) for d in range(10)]
   test_users = [client_batches(mnist_test, d) for d in range(10)]
   zero = (np.zeros((784, 10)), np.zeros(10))
-  ref = {"num_train_examples": len(mnist_train[1]), "initial_loss": softmax_loss(zero, users[5][-1])}
+  ref = {"num_train_examples": len(mnist_train[1])}
   model, ref["losses"] = zero, []
   for _ in range(5):
     model = sgd_step(model, users[5][-1], 0.1)
@@ -356,7 +356,7 @@ def test_select_stays_compiled(select):
                                     "broadcast_random_element(np.array")) == []
 
 
-# --- Random noise generation ------------------------------------------------------------------------
+# --- Random noise generation ----------------------------------------------------------------------
 
 NOISE = "random_noise_generation"
 ITEM_6 = "issue 14 item 6: fx.backends.native.set_sync_local_cpp_execution_context"
@@ -467,7 +467,7 @@ def test_noise_stays_compiled(noise):
   assert fallbacks(noise, allowed=("def hello_world",)) == []
 
 
-# --- Implementing Custom Aggregations ---------------------------------------------------------------
+# --- Implementing Custom Aggregations -------------------------------------------------------------
 
 AGGREGATORS = "custom_aggregators"
 ITEM_7 = "issue 14 item 7: subclassing UnweightedAggregationFactory overriding create"
@@ -528,7 +528,7 @@ def test_aggregators_stay_compiled(aggregators):
   assert fallbacks(aggregators) == []
 
 
-# --- JAX in federax (TFF's deleted "Experimental support for JAX in TFF") ---------------------------
+# --- JAX in federax (TFF's deleted "Experimental support for JAX in TFF") -------------------------
 
 JAX = "jax_support"
 
@@ -600,7 +600,8 @@ def test_jax_support_runs(jax_support):
 
 @pytest.mark.slow
 def test_jax_support_computation_and_xla(jax_support):
-  assert displayed(jax_support, "str(add_numbers.type_signature)") == "'(<x=int32,y=int32> -> int32)'"
+  assert displayed(jax_support, "str(add_numbers.type_signature)") == (
+      "'(<x=int32,y=int32> -> int32)'")
   assert displayed(jax_support, "fx.runtime.explain(add_numbers").startswith(
       "add_numbers: a local computation")
   hlo = displayed(jax_support, "as_text(dialect='hlo')")
@@ -647,7 +648,7 @@ def test_jax_support_stays_compiled(jax_support):
   assert fallbacks(jax_support) == []
 
 
-# --- High-performance simulations -------------------------------------------------------------------
+# --- High-performance simulations -----------------------------------------------------------------
 
 SIMULATIONS = "simulations"
 ITEMS_1_6_10 = ("issue 14 item 1: a short last batch from .batch(20) and Dataset.map's spec; "
@@ -727,7 +728,7 @@ def test_simulations_stay_compiled(simulations):
   assert errors(simulations) == [] and fallbacks(simulations) == []
 
 
-# --- The tutorials' index ---------------------------------------------------------------------------
+# --- The tutorials' index -------------------------------------------------------------------------
 
 
 def test_the_index_lists_every_notebook():
