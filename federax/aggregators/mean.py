@@ -17,11 +17,12 @@ from federax.core.placements import CLIENTS
 from federax.templates.measured_process import MeasuredProcessOutput
 from federax.templates._naming import named
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
-                                         check_float_value)
+                                         UnweightedAggregationFactory,
+                                         WeightedAggregationFactory, check_float_value)
 from federax.aggregators.sum_factory import SumFactory
 
 
-class MeanFactory(AggregationFactory):
+class MeanFactory(UnweightedAggregationFactory, WeightedAggregationFactory):
   """The (weighted) mean of client values, with the sums delegated to inner factories.
 
   Weighted (`create(value_type, weight_type)`): `sum_i w_i v_i / sum_i w_i`; the weighted
