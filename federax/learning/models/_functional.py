@@ -187,10 +187,18 @@ class FunctionalModel:
     user = jax.eval_shape(self._metrics_fns[2], jax.eval_shape(self._metrics_fns[0]))
     return BUILTIN_METRIC_NAMES + tuple(user)
 
-  def predict_on_batch(self, weights: Any, x: Any, training: bool = True,
+  def predict_on_batch(self, model_weights: Any, x: Any, training: bool = True,
                        key: Optional[jax.Array] = None) -> Any:
-    """The model's predictions for the inputs `x` (with `training=False`, no randomness)."""
-    return self._predict(ModelWeights(*weights), x, training, key).predictions
+    """The model's predictions for the inputs `x` (with `training=False`, no randomness).
+
+    Args:
+      model_weights: a `ModelWeights`, or a `(trainable, non_trainable)` pair.
+      x: the batch's inputs.
+      training: a Python bool.
+      key: a raw `jax.random.PRNGKey` for random layers in training (federax's addition;
+        the other names are TFF's).
+    """
+    return self._predict(ModelWeights(*model_weights), x, training, key).predictions
 
   def _predict(self, weights: ModelWeights, x: Any, training: bool, key: Any) -> PredictOutput:
     key = key if training else None
@@ -200,12 +208,14 @@ class FunctionalModel:
       out = self._predict_on_batch_fn(weights, x, training)
     return out if isinstance(out, PredictOutput) else PredictOutput(out)
 
-  def loss(self, predictions: Any, labels: Any, sample_weight: Optional[jax.Array] = None
+  def loss(self, output: Any, label: Any, sample_weight: Optional[jax.Array] = None
            ) -> jax.Array:
-    """`loss_fn` on one batch; `sample_weight` defaults to ones."""
+    """`loss_fn` on one batch: `output` from `predict_on_batch`, `label` the batch's labels
+    (TFF's names); `sample_weight` (float[B], e.g. the batch mask) defaults to ones."""
     if sample_weight is None:
-      sample_weight, _ = batch_weights(labels, None)
-    return jnp.asarray(self._loss_fn(predictions, labels, sample_weight), jnp.float32)
+      sample_weight, _ = batch_weights(label, None)
+    sample_weight = jnp.asarray(sample_weight, jnp.float32)
+    return jnp.asarray(self._loss_fn(output, label, sample_weight), jnp.float32)
 
   def forward_pass(self, weights: Any, batch: Any, training: bool = True,
                    key: Optional[jax.Array] = None) -> BatchOutput:

@@ -185,3 +185,20 @@ def test_docstring_examples_run():
     result = doctest.testmod(module, extraglobs={"jnp": jnp, "np": np, "jax": jax},
                              optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_predict_on_batch_and_loss_take_tff_keywords(spec, batch):
+  # TFF's building_your_own_federated_learning_algorithm tutorial calls both by keyword.
+  model = linear_model(spec)
+  trainable = model.initial_weights.trainable
+  x, y = batch["x"][:4], batch["y"][:4]
+  outputs = model.predict_on_batch(model_weights=(trainable, ()), x=x, training=True)
+  loss = model.loss(output=outputs, label=y)
+  np.testing.assert_allclose(loss, model.loss(outputs, y, sample_weight=np.ones(4, np.float32)),
+                             rtol=1e-6)
+  grads = jax.grad(lambda w: model.loss(
+      output=model.predict_on_batch(model_weights=(w, ()), x=x, training=True), label=y))(
+          trainable)
+  np.testing.assert_allclose(grads[1], jax.grad(
+      lambda b: cross_entropy(predict_linear(ModelWeights([trainable[0], b], []), x, True, None),
+                              y, np.ones(4, np.float32)))(trainable[1]), rtol=1e-5)

@@ -354,3 +354,13 @@ def test_assign_weights_to_copies_so_keras_cannot_delete_our_arrays():
   # Keras trains by donating its variables' buffers; ours must be untouched and alive.
   np.testing.assert_array_equal(np.asarray(kernel), np.ones((3, 2)))
   assert not np.allclose(np.asarray(model.trainable_variables[0].value), 1.0)
+
+
+def test_predict_on_batch_and_loss_take_tff_keywords(tutorial, batch):
+  model = tutorial.model
+  weights = random_weights(3)
+  outputs = model.predict_on_batch(model_weights=(weights.trainable, ()), x=batch["x"],
+                                   training=False)
+  loss = model.loss(output=outputs, label=batch["y"], sample_weight=batch["mask"])
+  reference_loss, _, _, _ = numpy_reference(weights, batch)
+  np.testing.assert_allclose(loss, reference_loss, rtol=1e-5)
