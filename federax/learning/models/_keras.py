@@ -173,7 +173,9 @@ def from_keras_model(keras_model: Any, loss: Any, input_spec: Any,
     weights.
   * Metrics: Keras metric objects run statelessly; their unfinalized state is their
     variables (sums and counts such as `[total, count]`), summed across clients and
-    finalized with `stateless_result`, under the metric's Keras name.
+    finalized with `stateless_result`, under the metric's Keras name. As in TFF, they come
+    first, then 'loss', 'num_examples' and 'num_batches' (those two only when no metric of
+    that name is given).
 
   Args:
     keras_model: a built `keras.Model` (give it an `Input` or call `build`).
@@ -201,7 +203,7 @@ def from_keras_model(keras_model: Any, loss: Any, input_spec: Any,
     ...     input_spec={'x': (np.float32, [None, 784]), 'y': (np.int32, [None])},
     ...     metrics=[keras.metrics.SparseCategoricalAccuracy()])
     >>> fm.metric_names
-    ('loss', 'num_examples', 'num_batches', 'sparse_categorical_accuracy')
+    ('sparse_categorical_accuracy', 'loss', 'num_examples', 'num_batches')
   """
   keras = import_keras(_OPERATOR)
   keras_metrics = [keras_metric(keras, m) for m in (metrics or [])]

@@ -321,7 +321,9 @@ def test_metric_constructors_are_accepted(spec, batch):
   model = models.from_keras_model(tutorial_model(), keras.losses.SparseCategoricalCrossentropy(),
                                   spec, metrics=[keras.metrics.SparseCategoricalAccuracy,
                                                  lambda: keras.metrics.MeanSquaredError()])
-  assert model.metric_names[3:] == ("mean_squared_error", "sparse_categorical_accuracy")
+  # TFF's order: the given metrics, in order, then loss, num_examples and num_batches.
+  assert model.metric_names == ("sparse_categorical_accuracy", "mean_squared_error", "loss",
+                                "num_examples", "num_batches")
 
 
 def test_backend_and_install_are_checked(spec, monkeypatch):
