@@ -10,11 +10,11 @@ from typing import Any, Optional
 
 import jax
 
+from federax.core import _host_random
 from federax.core import context
 from federax.core import types as t
 from federax.core.errors import FederatedTypeError, without_library_frames
 from federax.core.execution import Execution
-from federax.core import _host_random
 from federax.core.type_conversions import map_structure, to_type, type_of
 from federax.core.values import Value, to_value
 
