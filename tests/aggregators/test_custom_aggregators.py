@@ -240,6 +240,8 @@ def test_a_tff_style_weighted_factory_is_weighted_and_trains(runtime):
   assert not isinstance(fx.aggregators.SumFactory(), fx.aggregators.WeightedAggregationFactory)
   assert isinstance(fx.aggregators.MeanFactory(), fx.aggregators.WeightedAggregationFactory)
   assert isinstance(fx.aggregators.MeanFactory(), fx.aggregators.UnweightedAggregationFactory)
+  assert not isinstance(fx.aggregators.UnweightedMeanFactory(),
+                        fx.aggregators.WeightedAggregationFactory)
   process = factory.create(fx.TensorType(np.float32), fx.TensorType(np.float32))
   assert process.is_weighted
   output = process.next(process.initialize(), [1.0, 2.0, 4.0], [1.0, 1.0, 2.0])
