@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 import jax
+import numpy as np
 
 from federax.core import _host_random
 from federax.core import context
@@ -86,11 +87,25 @@ class TypingExecution(Execution):
     return None
 
 
+def callable_name(fn: Any) -> str:
+  """The name messages give a function: its `__qualname__`; `partial(f)` for a
+  `functools.partial` of `f`; the class name of a callable object.
+
+  Example:
+    >>> callable_name(functools.partial(np.reshape, newshape=(2,)))
+    'partial(reshape)'
+  """
+  if isinstance(fn, functools.partial):
+    return f"partial({callable_name(fn.func)})"
+  name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+  return name if isinstance(name, str) else type(fn).__qualname__
+
+
 def _parameter_names(fn: Callable) -> list[str]:
   names = []
   for p in inspect.signature(fn).parameters.values():
     if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-      raise TypeError(f"{fn.__qualname__}: computations cannot take *args or **kwargs.")
+      raise TypeError(f"{callable_name(fn)}: computations cannot take *args or **kwargs.")
     if p.default is p.empty:
       names.append(p.name)
   return names
@@ -117,7 +132,7 @@ class _Signature:
         self.declared = types[0]
       else:
         raise TypeError(
-            f"{fn.__qualname__} takes {len(self.names)} parameter(s) {self.names} but "
+            f"{callable_name(fn)} takes {len(self.names)} parameter(s) {self.names} but "
             f"{len(types)} type(s) were declared: {', '.join(map(str, types))}.")
 
   @property
@@ -154,6 +169,11 @@ class Computation:
   _fn: Callable
 
   @property
+  def name(self) -> str:
+    """The function's name, as messages show it (see `callable_name`)."""
+    return callable_name(self._fn)
+
+  @property
   def type_signature(self) -> t.FunctionType:
     raise NotImplementedError
 
@@ -162,13 +182,13 @@ class Computation:
     sig = self._signature
     if not sig.names:
       if args or kwargs:
-        raise TypeError(f"{self._fn.__qualname__} takes no arguments.")
+        raise TypeError(f"{self.name} takes no arguments.")
       return None
     if len(args) == 1 and not kwargs and len(sig.names) > 1:
       value = to_value(args[0])
       if isinstance(value.type_signature, t.StructType):
         return value
-    values = [to_value(a) for a in sig.pack(args, kwargs, self._fn.__qualname__)]
+    values = [to_value(a) for a in sig.pack(args, kwargs, self.name)]
     if len(values) == 1:
       return values[0]
     struct = t.StructType([(n, v.type_signature) for n, v in zip(sig.names, values)])
@@ -180,7 +200,7 @@ class Computation:
       return
     if not expected.is_assignable_from(actual):
       raise FederatedTypeError(
-          self._fn.__qualname__, "argument has the wrong type.",
+          self.name, "argument has the wrong type.",
           differences=t.differences(expected, actual),
           hint=f"the computation's type is {self.type_signature}")
 
@@ -213,13 +233,13 @@ class LocalComputation(Computation):
   def type_signature(self) -> t.FunctionType:
     if self._typed is None:
       raise AttributeError(
-          f"{self._fn.__qualname__} is polymorphic (declared without types); it is typed at "
+          f"{self.name} is polymorphic (declared without types); it is typed at "
           "each use. Declare types, e.g. @fx.computation(np.float32), to give it one signature.")
     return self._typed.type_signature
 
   def __repr__(self) -> str:
     sig = "polymorphic" if self._typed is None else str(self._typed.type_signature)
-    return f"<fx.computation {self._fn.__qualname__}: {sig}>"
+    return f"<fx.computation {self.name}: {sig}>"
 
   def concretize(self, parameter: Optional[t.Type]) -> ConcreteLocal:
     """The typed form for an argument of type `parameter` (raises if it does not fit)."""
@@ -239,7 +259,7 @@ class LocalComputation(Computation):
     arg_type = None if arg is None else arg.type_signature
     if arg_type is not None and t.contains(arg_type, lambda x: isinstance(x, t.FederatedType)):
       raise FederatedTypeError(
-          self._fn.__qualname__, "a local computation was called with a federated value.",
+          self.name, "a local computation was called with a federated value.",
           expected=self._typed.parameter if self._typed else "an unplaced value", actual=arg_type,
           hint="apply it to each member with fx.federated_map(fn, value)")
     concrete = self.concretize(arg_type)
@@ -254,7 +274,7 @@ class ConcreteLocal:
     self.fn = fn
     self.signature = signature
     self.parameter = parameter
-    self.name = fn.__qualname__
+    self.name = callable_name(fn)
     if parameter is not None:
       _check_local_type(self.name, "parameter", parameter)
     self.result = _infer_result_type(self)
@@ -411,14 +431,14 @@ class FederatedComputation(Computation):
   def type_signature(self) -> t.FunctionType:
     if self._type is None:
       raise AttributeError(
-          f"{self._fn.__qualname__} is polymorphic (declared without types); declare the "
+          f"{self.name} is polymorphic (declared without types); declare the "
           "parameter types, e.g. @fx.federated_computation(fx.FederatedType(np.float32, "
           "fx.CLIENTS)), to give it a type signature.")
     return self._type
 
   def __repr__(self) -> str:
     sig = "polymorphic" if self._type is None else str(self._type)
-    return f"<fx.federated_computation {self._fn.__qualname__}: {sig}>"
+    return f"<fx.federated_computation {self.name}: {sig}>"
 
   def signature_for(self, parameter: Optional[t.Type]) -> t.FunctionType:
     """The type signature for an argument of type `parameter` (tracing if polymorphic)."""
@@ -446,7 +466,7 @@ class FederatedComputation(Computation):
     else:
       out = self._fn(arg)
     if out is None:
-      raise FederatedTypeError(self._fn.__qualname__, "the body returned None.",
+      raise FederatedTypeError(self.name, "the body returned None.",
                                hint="return the computation's result")
     return to_value(out)
 

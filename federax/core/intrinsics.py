@@ -63,13 +63,13 @@ def _unplaced(op: str, name: str, value: Value) -> t.Type:
 def _function(op: str, name: str, fn: Any, parameter: Optional[t.Type]):
   """(payload -> payload callable, result type) for `fn` applied to values of `parameter`."""
   comp = as_computation(fn)
-  qualname = getattr(comp, "__qualname__", repr(comp))
+  qualname = comp.name
   parameter = _named_like(_declared_parameter(comp), parameter)
   if isinstance(comp, FederatedComputation):
     try:
       signature = comp.signature_for(parameter)
     except FederatedTypeError as e:
-      if e.operator != comp.__wrapped__.__qualname__:
+      if e.operator != comp.name:
         raise
       raise FederatedTypeError(
           op, f"`{name}` ({qualname}) does not accept the values it is applied to.",

@@ -147,10 +147,10 @@ class VectorizedRuntime(RuntimeBase):
                         differentiable=traced)
 
   def _fall_back(self, why: str, comp, args, kwargs):
-    key = (comp.__wrapped__.__qualname__, why.split(":")[0])
+    key = (comp.name, why.split(":")[0])
     if key not in self._warned:
       self._warned.add(key)
-      warnings.warn(f"{comp.__wrapped__.__qualname__}: running on the sequential runtime "
+      warnings.warn(f"{comp.name}: running on the sequential runtime "
                     f"because {why}.", FallbackWarning, stacklevel=user_stacklevel())
     return self._fallback.invoke(comp, args, kwargs)
 
@@ -204,7 +204,7 @@ class VectorizedRuntime(RuntimeBase):
     Traces the program (nothing is compiled or run).
     """
     signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
-    name = comp.__wrapped__.__qualname__
+    name = comp.name
     if concrete is not None:
       return f"{name}: a local computation, one jitted JAX function ({signature})."
     if _invoke.has_strings(signature.parameter) or _invoke.has_strings(signature.result):
