@@ -50,3 +50,13 @@ def test_partial_as_a_computation_has_a_name():
       "<fx.computation partial(test_partial_as_a_computation_has_a_name.<locals>.times): "
       "(float32 -> float32)>")
   assert comp(2.0) == 4.0
+
+
+def test_reduce_of_empty_client_sequences(runtime):
+  # The vectorized runtime's loop indexed an element of a sequence padded to length 0.
+  @fx.federated_computation(fx.FederatedType(fx.SequenceType(np.float32), fx.CLIENTS))
+  def totals(data):
+    return fx.sequence_reduce(data, 0.0, lambda acc, x: acc + x)
+
+  assert totals([[], []]) == [0.0, 0.0]
+  assert totals([[], [1.5, 2.0]]) == [0.0, 3.5]
