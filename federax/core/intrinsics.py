@@ -35,7 +35,17 @@ def _broadcast(payload: Any) -> Any:
   return None if payload is None else _execution().broadcast(payload)
 
 
+def _not_in_local_body(op: str) -> None:
+  if context.in_local_body():
+    raise FederatedTypeError(
+        op, "federated intrinsics cannot be called inside a local computation (@fx.computation), "
+        "whose values are JAX arrays.",
+        hint="call intrinsics in a @fx.federated_computation and pass their results to the "
+        "local computation")
+
+
 def _arg(op: str, name: str, obj: Any) -> Value:
+  _not_in_local_body(op)
   try:
     return to_value(obj)
   except TypeError as e:
@@ -141,6 +151,7 @@ def federated_eval(fn: Any, placement: Placement) -> Value:
   `call_index` counts `federated_eval`s in the body, so both runtimes draw the same numbers.
   """
   op = "federated_eval"
+  _not_in_local_body(op)
   if not isinstance(placement, Placement):
     raise FederatedTypeError(op, "`placement` must be fx.CLIENTS or fx.SERVER.",
                              actual=repr(placement))
