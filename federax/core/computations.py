@@ -197,8 +197,14 @@ class Computation:
     return Value(struct, None if all(p is None for p in payloads) else payloads)
 
   def _check_argument(self, expected: Optional[t.Type], actual: Optional[t.Type]) -> None:
-    if expected is None or actual is None:
+    if expected is None and actual is None:
       return
+    if expected is None or actual is None:  # One of them takes or gives no argument.
+      raise FederatedTypeError(
+          self.name, "argument has the wrong type.",
+          expected="no argument" if expected is None else expected,
+          actual="no argument" if actual is None else actual,
+          hint=f"the computation's type is {self.type_signature}")
     if not expected.is_assignable_from(actual):
       raise FederatedTypeError(
           self.name, "argument has the wrong type.",
@@ -281,15 +287,13 @@ class LocalComputation(Computation):
       return to_user(concrete(None), concrete.result, context.local_body_execution())
     if len(args) == 1 and not kwargs and sig.unpacks:
       python_arg = args[0]  # One struct for all the parameters.
-      actual = _type_of_argument(python_arg, self.name)
+      actual = _type_of_argument(python_arg, self.name, "argument")
     else:
       packed = sig.pack(args, kwargs, self.name)
       python_arg = packed[0] if len(packed) == 1 else packed
-      actual = _type_of_argument(packed, self.name)
-      if sig.unpacks:
-        actual = t.StructType(list(zip(sig.names, actual)))
-      else:
-        actual = actual[0]
+      types = [_type_of_argument(a, self.name, f"argument `{n}`")
+               for n, a in zip(sig.names, packed)]
+      actual = t.StructType(list(zip(sig.names, types))) if sig.unpacks else types[0]
     parameter = actual if self._typed is None else self._typed.parameter
     if not _converts(parameter, actual):
       raise FederatedTypeError(
@@ -366,12 +370,12 @@ def _from_user(output: Any, type_spec: t.Type, name: str) -> Any:
                              expected=type_spec, actual=type(output).__name__) from None
 
 
-def _type_of_argument(value: Any, name: str) -> t.Type:
+def _type_of_argument(value: Any, name: str, what: str) -> t.Type:
   try:
     return type_of(value)
-  except TypeError as e:
-    raise FederatedTypeError(name, f"the argument has no federated type ({e}).",
-                             actual=type(value).__name__) from None
+  except TypeError:
+    raise FederatedTypeError(name, f"{what} has no federated type.",
+                             actual=f"{value!r:.60} (a {type(value).__name__})") from None
 
 
 def _converts(expected: t.Type, actual: t.Type) -> bool:
@@ -408,6 +412,9 @@ def _infer_result_type(concrete: ConcreteLocal) -> t.Type:
 
     def traced(payload):
       out = concrete.call_user(payload)
+      if out is None:
+        raise FederatedTypeError(concrete.name, "the function returned None.",
+                                 hint="return the computation's result")
       captured.append(type_of(out))
       # The internal tuple form: the user's container (a dataclass, say) need not be a pytree.
       return _from_user(out, captured[-1], concrete.name)
@@ -499,6 +506,10 @@ class FederatedComputation(Computation):
           "parameter types, e.g. @fx.federated_computation(fx.FederatedType(np.float32, "
           "fx.CLIENTS)), to give it a type signature.")
     return self._type
+
+  @property
+  def is_polymorphic(self) -> bool:
+    return self._type is None
 
   def __repr__(self) -> str:
     sig = "polymorphic" if self._type is None else str(self._type)

@@ -73,33 +73,34 @@ def _unplaced(op: str, name: str, value: Value) -> t.Type:
 def _function(op: str, name: str, fn: Any, parameter: Optional[t.Type]):
   """(payload -> payload callable, result type) for `fn` applied to values of `parameter`."""
   comp = as_computation(fn)
-  qualname = comp.name
-  parameter = _named_like(_declared_parameter(comp), parameter)
+  declared = _declared_parameter(comp)
+  parameter = _named_like(declared, parameter)
+  if not comp.is_polymorphic and not _accepts(declared, parameter):
+    if declared is None or parameter is None:  # One of them takes or gives no argument.
+      shown = {"expected": _or_no_argument(declared), "actual": _or_no_argument(parameter)}
+    else:
+      shown = {"differences": t.differences(declared, parameter)}
+    raise FederatedTypeError(
+        op, f"`{name}` ({comp.name}) does not accept the values it is applied to.", **shown)
   if isinstance(comp, FederatedComputation):
-    try:
-      signature = comp.signature_for(parameter)
-    except FederatedTypeError as e:
-      if e.operator != comp.name:
-        raise
-      raise FederatedTypeError(
-          op, f"`{name}` ({qualname}) does not accept the values it is applied to.",
-          differences=t.differences(comp.type_signature.parameter, parameter)) from None
+    signature = comp.signature_for(parameter)
     if t.contains(signature.result, lambda x: isinstance(x, t.FederatedType)):
       raise FederatedTypeError(op, f"`{name}` must return an unplaced value.",
                                actual=signature.result)
     return (lambda p: comp.run_body(None if parameter is None else Value(parameter, p)).payload,
             signature.result)
-  if not comp.is_polymorphic:
-    declared = comp.type_signature.parameter
-    if (declared is None) != (parameter is None) or (
-        parameter is not None and not declared.is_assignable_from(parameter)):
-      raise FederatedTypeError(
-          op, f"`{name}` ({qualname}) does not accept the values it is applied to.",
-          expected=comp.type_signature.parameter, actual=parameter,
-          differences=() if declared is None or parameter is None else
-          t.differences(declared, parameter))
   concrete = comp.concretize(parameter)
   return (lambda p: context.current_execution().call_local(concrete, p)), concrete.result
+
+
+def _or_no_argument(parameter: Optional[t.Type]) -> Any:
+  return "no argument" if parameter is None else parameter
+
+
+def _accepts(declared: Optional[t.Type], parameter: Optional[t.Type]) -> bool:
+  if declared is None or parameter is None:
+    return declared is None and parameter is None
+  return declared.is_assignable_from(parameter)
 
 
 def _declared_parameter(comp: Computation) -> Optional[t.Type]:
