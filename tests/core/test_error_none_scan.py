@@ -147,3 +147,18 @@ def test_format_message_never_prints_none_for_unknown():
       "op: it failed.\n  actual:   None (a NoneType)")
   assert format_message("op", "they differ.", differences=[("x", None, "float32")]) == (
       "op: they differ.\n  at x: expected nothing, got float32")
+
+
+def test_a_process_whose_next_takes_no_parameter_says_so():
+  @fx.federated_computation
+  def initialize():
+    return fx.federated_value(0.0, S)
+
+  @fx.federated_computation
+  def next_fn():
+    return fx.federated_value(0.0, S)
+
+  with pytest.raises(fx.FederatedTypeError) as info:
+    fx.templates.IterativeProcess(initialize, next_fn)
+  assert ("next_fn's first parameter must accept the state initialize_fn returns.\n"
+          "  expected: float32@SERVER\n  actual:   no parameter\n") in str(info.value)
