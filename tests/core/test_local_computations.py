@@ -420,3 +420,31 @@ def test_sequence_returned_by_a_local_computation_inside_another(runtime):
 
   assert doubled_total([1.0, 2.5]) == 7.0
   assert totals([[1.0], [2.0, 3.0, 0.5]]) == [2.0, 11.0]
+
+
+def test_local_sequence_computation_over_a_streamed_cohort(monkeypatch):
+  # Cohorts over STREAM_BYTES are read by the program a chunk at a time: the local
+  # computation's reduce runs inside that loop.
+  import sys
+  monkeypatch.setattr(sys.modules["federax.runtime.vectorized.stacking"], "STREAM_BYTES", 0)
+  rng = np.random.default_rng(3)
+  sizes = [5, 0, 9, 1, 13, 4, 7]
+  columns = [rng.normal(20, 5, k).astype(np.float32) for k in sizes]
+  datasets = [fx.data.Dataset.from_tensor_slices(c) for c in columns]
+
+  @fx.computation(F32_SEQ)
+  def sum_and_count(xs):
+    return xs.reduce((0.0, np.int32(0)), lambda acc, x: (acc[0] + x, acc[1] + 1))
+
+  @fx.federated_computation(fx.FederatedType(F32_SEQ, fx.CLIENTS))
+  def totals(data):
+    return fx.federated_map(sum_and_count, data)
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", fx.runtime.FallbackWarning)
+    with fx.runtime.vectorized(chunk_size=3, shard=False):
+      assert "streamed" in fx.runtime.explain(totals, datasets)
+      result = totals(datasets)
+  for (total, count), column in zip(result, columns):
+    assert count == len(column)
+    assert total == pytest.approx(column.sum(), rel=1e-5)
