@@ -170,7 +170,7 @@ def _check_no_host_randomness(op: str, comp: LocalComputation,
   """Raises if `comp` drew from a host generator when traced: its clients would all agree."""
   if getattr(comp.concretize(parameter), "draws_host_randomness", False):
     raise FederatedTypeError(
-        op, f"`fn` ({comp.__qualname__}) drew random numbers from Python's `random` or NumPy's "
+        op, f"`fn` ({comp.name}) drew random numbers from Python's `random` or NumPy's "
         "global generator while it was traced (an unseeded Keras initializer does this): they "
         "are constants of the program, so every client would get the same values, and other "
         "values in another process.",

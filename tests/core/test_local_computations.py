@@ -187,6 +187,28 @@ def test_callable_object_in_federated_map_and_its_name_in_errors():
   assert str(info.value).startswith("partial(reshape): the function fails on arguments")
 
 
+@pytest.mark.parametrize("make", [fx.runtime.vectorized, fx.runtime.sequential])
+def test_partial_in_federated_eval_at_clients(make):
+  @fx.federated_computation
+  def draws():
+    return fx.federated_eval(functools.partial(jax.random.uniform, shape=(2,)), fx.CLIENTS)
+
+  base = jax.random.fold_in(jax.random.PRNGKey(0), 0)  # The runtime's seed 0, first eval.
+  expected = [jax.random.uniform(jax.random.fold_in(base, i), (2,)) for i in range(3)]
+  with make(default_num_clients=3):
+    np.testing.assert_allclose(draws(), expected, rtol=1e-6)
+
+
+def test_partial_drawing_host_randomness_is_named_in_the_error():
+  def noisy(key, scale):
+    return jnp.asarray(np.random.rand(), jnp.float32) * scale
+
+  with pytest.raises(fx.FederatedTypeError, match=r"`fn` \(partial\(.*noisy\)\) drew random"):
+    @fx.federated_computation
+    def bad():
+      return fx.federated_eval(functools.partial(noisy, scale=2.0), fx.CLIENTS)
+
+
 def test_partial_as_a_computation_has_a_name():
   def times(x, y):
     return x * y
