@@ -1,4 +1,4 @@
-"""The aggregation factory interface (`AggregationProcess` lives in `federax.templates`)."""
+"""The aggregation factory interface: `create(value_type[, weight_type]) -> AggregationProcess`."""
 
 from __future__ import annotations
 
@@ -18,9 +18,21 @@ class AggregationFactory(abc.ABC):
   returns a weighted process when given `weight_type`, an unweighted one otherwise. Factories
   compose: an outer factory (clipping, DP, compression) takes an inner one and calls its
   `create` with the type it hands on.
+
+  A federax factory implements `_create(value_type, weight_type)` and inherits `create`, which
+  converts and checks the types. A factory written TFF's way subclasses
+  `UnweightedAggregationFactory` or `WeightedAggregationFactory` and overrides `create` itself.
   """
 
   weighted: bool = False  # whether `create` accepts a weight type
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    # TFF's spelling: `create` overridden and no `_create`. Then `create` is the factory's
+    # only implementation, and `_create` (the abstract method) hands over to it.
+    if (cls.create is not AggregationFactory.create
+        and getattr(cls._create, "__isabstractmethod__", False)):
+      cls._create = _create_by_create
 
   def create(self, value_type: Any, weight_type: Any = None) -> AggregationProcess:
     """Returns a process aggregating `{value_type}@CLIENTS` (weighted by `{weight_type}@CLIENTS`).
@@ -45,9 +57,42 @@ class AggregationFactory(abc.ABC):
     """Builds the process; types are already converted and checked."""
 
 
-# TFF's two interfaces, one class here: ported `isinstance` checks keep working.
-UnweightedAggregationFactory = AggregationFactory
-WeightedAggregationFactory = AggregationFactory
+def _create_by_create(self, value_type: t.Type, weight_type: Optional[t.Type]):
+  """`_create` of a factory that overrides `create` (TFF's spelling)."""
+  if weight_type is None:
+    return self.create(value_type)
+  return self.create(value_type, weight_type)
+
+
+class UnweightedAggregationFactory(AggregationFactory):
+  """TFF's base for factories whose processes take no weights: override `create(value_type)`.
+
+  Example (TFF's custom_aggregators tutorial):
+    >>> class ExampleTaskFactory(fx.aggregators.UnweightedAggregationFactory):
+    ...   def create(self, value_type):
+    ...     @fx.federated_computation()
+    ...     def initialize_fn():
+    ...       return fx.federated_value((), fx.SERVER)
+    ...     @fx.federated_computation(initialize_fn.type_signature.result,
+    ...                               fx.FederatedType(value_type, fx.CLIENTS))
+    ...     def next_fn(state, value):
+    ...       total = fx.federated_sum(value)
+    ...       return fx.templates.MeasuredProcessOutput(state, total,
+    ...                                                 fx.federated_value((), fx.SERVER))
+    ...     return fx.templates.AggregationProcess(initialize_fn, next_fn)
+    >>> process = ExampleTaskFactory().create(fx.TensorType(np.float32))
+    >>> print(process.next(process.initialize(), [1.0, 2.0, 5.0]).result)
+    8.0
+  """
+
+  weighted = False
+
+
+class WeightedAggregationFactory(AggregationFactory):
+  """TFF's base for factories whose processes take weights: override
+  `create(value_type, weight_type)`; the process's `next` takes `(state, value, weight)`."""
+
+  weighted = True
 
 
 def check_float_value(factory: str, value_type: t.Type) -> None:

@@ -1,4 +1,5 @@
-"""Process templates: `IterativeProcess`, `MeasuredProcess`, `AggregationProcess` (as in TFF)."""
+"""Templates for stateful federated processes: `IterativeProcess`, `MeasuredProcess`,
+`AggregationProcess`."""
 
 from federax.templates.aggregation_process import AggregationProcess as AggregationProcess
 from federax.templates.iterative_process import IterativeProcess as IterativeProcess

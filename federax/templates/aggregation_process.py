@@ -1,4 +1,4 @@
-"""`AggregationProcess`: a measured process that reduces client values to a server value."""
+"""`AggregationProcess`: a `MeasuredProcess` reducing client values to a server value (TFF's)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from federax.core import context
 from federax.core import types as t
+from federax.core.computations import ConcreteLocal
 from federax.core.errors import user_stacklevel
 from federax.core.placements import SERVER
+from federax.core.sequences import SequenceIterationError
 from federax.core.values import Value
 from federax.runtime import _convert, _invoke
 from federax.runtime._base import RuntimeBase, RuntimeOptions
@@ -100,6 +102,7 @@ class VectorizedRuntime(RuntimeBase):
     self._cohorts = CohortCache()
     self._streams = streaming.Streams()
     self._lengths: dict = {}  # Sequence type -> longest padded length so far (`Plan.grow_only`).
+    self._iterating: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Comp -> why.
 
   def __repr__(self) -> str:
     return (f"fx.runtime.vectorized({self.options}, chunk_size={self.chunk_size}, "
@@ -108,11 +111,27 @@ class VectorizedRuntime(RuntimeBase):
   # --- A call ------------------------------------------------------------------------------------
 
   def invoke(self, comp, args: tuple, kwargs: dict) -> Any:
+    if comp in self._iterating:
+      return self._fall_back(self._iterating[comp], comp, args, kwargs)
+    try:
+      return self._invoke(comp, args, kwargs)
+    except SequenceIterationError as e:
+      if _convert.is_traced((args, kwargs)):
+        raise  # Under the user's JAX transformation: the sequential runtime cannot help.
+      self._iterating[comp] = _iterates(e)
+      return self._fall_back(self._iterating[comp], comp, args, kwargs)
+
+  def _invoke(self, comp, args: tuple, kwargs: dict) -> Any:
     signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
     if concrete is not None:
       rep = Stacked()
       payload, _ = _invoke.convert_argument(comp, signature, python_arg, rep)
-      return _convert.to_python(self._program(concrete, None)(payload), signature.result, rep, 0)
+      if not concrete.takes_sequences:
+        out = self._program(concrete, None)(payload)
+      else:  # Its sequences' loops are the execution's, as in a federated computation.
+        plan = self._plan(signature, None, _convert.is_traced(payload))
+        out = self._program(concrete, plan)(pad_standalone(payload, signature.parameter))
+      return _convert.to_python(out, signature.result, rep, 0)
     if _invoke.has_strings(signature.parameter) or _invoke.has_strings(signature.result):
       return self._fall_back("string tensors cannot enter a JAX program", comp, args, kwargs)
     try:
@@ -147,10 +166,10 @@ class VectorizedRuntime(RuntimeBase):
                         differentiable=traced)
 
   def _fall_back(self, why: str, comp, args, kwargs):
-    key = (comp.__wrapped__.__qualname__, why.split(":")[0])
+    key = (comp.name, why.split(":")[0])
     if key not in self._warned:
       self._warned.add(key)
-      warnings.warn(f"{comp.__wrapped__.__qualname__}: running on the sequential runtime "
+      warnings.warn(f"{comp.name}: running on the sequential runtime "
                     f"because {why}.", FallbackWarning, stacklevel=user_stacklevel())
     return self._fallback.invoke(comp, args, kwargs)
 
@@ -173,6 +192,9 @@ class VectorizedRuntime(RuntimeBase):
     """The body traced on `payload` under `plan`: (the result's payload, the execution)."""
     parameter = comp.type_signature.parameter
     execution = VectorizedExecution(plan, plan.clients, self.options.seed)
+    if isinstance(comp, ConcreteLocal):  # A local computation of sequences.
+      with context.use_execution(execution):
+        return comp(payload), execution
     with context.use_execution(execution):
       arg = None if parameter is None else Value(parameter, _enter(payload, parameter))
       result = comp.run_body(arg)
@@ -204,7 +226,7 @@ class VectorizedRuntime(RuntimeBase):
     Traces the program (nothing is compiled or run).
     """
     signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
-    name = comp.__wrapped__.__qualname__
+    name = comp.name
     if concrete is not None:
       return f"{name}: a local computation, one jitted JAX function ({signature})."
     if _invoke.has_strings(signature.parameter) or _invoke.has_strings(signature.result):
@@ -218,6 +240,8 @@ class VectorizedRuntime(RuntimeBase):
     try:
       executions = []
       jax.make_jaxpr(lambda p: executions.append(self._run(comp, plan, p)[1]) or 0)(payload)
+    except SequenceIterationError as e:
+      return f"{name}: runs on the sequential runtime ({_iterates(e)})."
     finally:
       self._streams.close()
     lengths = _sequence_lengths(payload)
@@ -226,6 +250,11 @@ class VectorizedRuntime(RuntimeBase):
       lines.append("padded sequence lengths: " + ", ".join(map(str, lengths)))
     lines += rep.notes + (executions[0].decisions or ["(no federated_map)"])
     return "\n".join(lines)
+
+
+def _iterates(e: SequenceIterationError) -> str:
+  where = f", at {e.location}" if e.location else ""
+  return f"a local computation iterates a sequence, exact only in Python{where}"
 
 
 @functools.lru_cache(maxsize=256)
