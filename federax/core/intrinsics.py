@@ -14,7 +14,8 @@ import numpy as np
 
 from federax.core import context
 from federax.core import types as t
-from federax.core.computations import (Computation, FederatedComputation, as_computation)
+from federax.core.computations import (Computation, FederatedComputation, LocalCall,
+                                       as_computation)
 from federax.core.errors import FederatedTypeError
 from federax.core.placements import CLIENTS, SERVER, Placement
 from federax.core.values import Value, to_value
@@ -88,7 +89,7 @@ def _function(op: str, name: str, fn: Any, parameter: Optional[t.Type]):
           differences=() if declared is None or parameter is None else
           t.differences(declared, parameter))
   concrete = comp.concretize(parameter)
-  return (lambda p: context.current_execution().call_local(concrete, p)), concrete.result
+  return LocalCall(comp, concrete), concrete.result
 
 
 def _declared_parameter(comp: Computation) -> Optional[t.Type]:
