@@ -255,9 +255,9 @@ class LocalComputation(Computation):
 class ConcreteLocal:
   """A local computation at one parameter type: its result type and payload function.
 
-  `on_host` when its parameter or result holds a string: it then runs in Python on NumPy
-  values (`federax.core.host`), its result type found by running it once on example values
-  unless declared.
+  `on_host` when its parameter or result holds a string, or its result a sequence: it then
+  runs in Python on NumPy values (`federax.core.host`), its result type found by running it
+  once on example values unless declared.
   """
 
   def __init__(self, fn: Callable, signature: _Signature, parameter: Optional[t.Type],
@@ -266,11 +266,11 @@ class ConcreteLocal:
     self.signature = signature
     self.parameter = parameter
     self.name = fn.__qualname__
-    maybe_host = host.holds_strings(parameter) or host.holds_strings(result)
+    maybe_host = host.runs_on_host(parameter, result)
     if parameter is not None:
       _check_local_type(self.name, "parameter", parameter, maybe_host)
     self.result = _infer_result_type(self, result)
-    self.on_host = maybe_host or host.holds_strings(self.result)
+    self.on_host = host.runs_on_host(parameter, self.result)
     _check_local_type(self.name, "result", self.result, self.on_host)
     self.type_signature = t.FunctionType(parameter, self.result)
 
@@ -348,26 +348,26 @@ def _abstract(type_spec: t.Type, unknown: int) -> Any:
 
 
 class _ReturnsStrings(Exception):
-  """Abstract evaluation met a function returning strings: it runs on the host."""
+  """Abstract evaluation met a function returning strings (or a dataset): it runs on the host."""
 
 
 def _infer_result_type(concrete: ConcreteLocal, declared: Optional[t.Type]) -> t.Type:
   """The declared result type, or one found by abstract evaluation (JAX) or, for a function
   on strings, by running it on example values (the host)."""
-  if host.holds_strings(concrete.parameter) or host.holds_strings(declared):
+  if host.runs_on_host(concrete.parameter, declared):
     return declared if declared is not None else _infer_on_host(concrete)
   try:
     inferred = _infer_with_jax(concrete)
   except _ReturnsStrings:
     inferred = _infer_on_host(concrete)
   except FederatedTypeError:
-    # A function JAX cannot trace may still return strings (`names[i]`): then it is a host
-    # computation; otherwise the abstract evaluation's error stands.
+    # A function JAX cannot trace may still return strings (`names[i]`) or a dataset: then it
+    # is a host computation; otherwise the abstract evaluation's error stands.
     try:
       inferred = _infer_on_host(concrete)
     except FederatedTypeError:
       inferred = None
-    if not host.holds_strings(inferred):
+    if inferred is None or not host.runs_on_host(concrete.parameter, inferred):
       raise
   if declared is None:
     return inferred
@@ -390,7 +390,7 @@ def _infer_with_jax(concrete: ConcreteLocal) -> t.Type:
     def traced(payload):
       out = concrete.call_user(payload)
       captured.append(type_of(out))
-      if host.holds_strings(captured[-1]):
+      if host.runs_on_host(None, captured[-1]):
         raise _ReturnsStrings()
       # The internal tuple form: the user's container (a dataclass, say) need not be a pytree.
       return _from_user(out, captured[-1], concrete.name)

@@ -1,11 +1,11 @@
 """Host values: strings, and the local computations on them, which run in Python and NumPy.
 
 JAX cannot hold a string, so a local computation whose parameter or result holds one (TFF's
-`tf.string`: client ids, words) runs on the host. It is typed like any other computation
+`tf.string`: client ids, words) runs on the host, as does one that returns a sequence (a
+dataset built from a client id: `(str -> T*)`). It is typed like any other computation
 (`(str -> int32)`), and a federated computation may mix it with compiled ones. Inside it, a
-string is a Python `str` (NumPy's `str_`), a string tensor a NumPy `str_` array, a number a
-NumPy scalar or array, a sequence a list of elements. Strings leave a computation as bytes, as
-TFF returns them.
+string is a Python `str`, a string tensor a NumPy `str_` array, a number a NumPy scalar or
+array, a sequence a list of elements. Strings leave a computation as bytes, as TFF returns them.
 """
 
 from __future__ import annotations
@@ -29,12 +29,30 @@ def holds_strings(type_spec: Optional[t.Type]) -> bool:
       type_spec, lambda x: isinstance(x, t.TensorType) and x.dtype.kind == "U")
 
 
+def runs_on_host(parameter: Optional[t.Type], result: Optional[t.Type]) -> bool:
+  """Whether a local computation of this type runs on the host: a string in or out, or a
+  sequence out (its length is known only once it is built).
+
+  Example:
+    >>> runs_on_host(fx.to_type(str), fx.to_type(np.int32))
+    True
+    >>> runs_on_host(fx.to_type(np.int32), fx.SequenceType(np.float32))
+    True
+    >>> runs_on_host(fx.to_type(np.int32), fx.to_type(np.float32))
+    False
+  """
+  return holds_strings(parameter) or holds_strings(result) or (result is not None and t.contains(
+      result, lambda x: isinstance(x, t.SequenceType)))
+
+
 def user_value(payload: Any, type_spec: t.Type) -> Any:
-  """What a host computation receives for `payload`: NumPy scalars for scalars, NumPy arrays,
-  lists for sequences, and the type's containers for structs."""
+  """What a host computation receives for `payload`: `str` for a string, NumPy scalars for
+  other scalars, NumPy arrays, lists for sequences, and the type's containers for structs."""
   if isinstance(type_spec, t.TensorType):
     array = np.asarray(payload)
-    return array[()] if array.ndim == 0 else array
+    if array.ndim:
+      return array
+    return array.item() if array.dtype.kind == "U" else array[()]
   if isinstance(type_spec, t.SequenceType):
     return [user_value(e, type_spec.element) for e in payload]
   if isinstance(type_spec, t.StructType):
