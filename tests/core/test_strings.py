@@ -3,6 +3,7 @@
 import functools
 import warnings
 
+import jax
 import numpy as np
 import pytest
 
@@ -73,6 +74,44 @@ def test_federated_select_tutorial_serves_strings(runtime):
     result = broadcast_based_on_client_data(['a', 'b', 'c'], client_data)
   assert result == [b'a,b', b'b,c', b'c,a']
   assert all(type(r) is bytes for r in result)
+
+
+# The tutorial's second part: a random element per client (keys from federated_eval, as
+# federax draws randomness from explicit keys; TFF's used tf.random.uniform).
+@fx.computation(np.int32, fx.TensorType(np.uint32, [2]))
+def get_random_key(max_key, key):
+  return jax.random.randint(key, [1], 0, max_key)
+
+
+@fx.computation(fx.SequenceType(np.str_))
+def get_last_element(sequence):
+  return functools.reduce(lambda _initial_state, val: val, sequence, '')
+
+
+@fx.federated_computation(fx.FederatedType(list_of_strings_type, fx.SERVER))
+def broadcast_random_element(list_of_strings_at_server):
+  max_key_at_server = fx.federated_map(get_size, list_of_strings_at_server)
+  max_key_at_clients = fx.federated_broadcast(max_key_at_server)
+  keys = fx.federated_eval(fx.computation(lambda key: key), fx.CLIENTS)
+  key_at_clients = fx.federated_map(get_random_key, (max_key_at_clients, keys))
+  random_string_sequence_at_clients = fx.federated_select(
+      key_at_clients, max_key_at_server, list_of_strings_at_server, select_fn)
+  # Even though we only passed in a single key, `federated_select` returns a
+  # sequence for each client. We only care about the last (and only) element.
+  random_string_at_clients = fx.federated_map(get_last_element,
+                                              random_string_sequence_at_clients)
+  return random_string_at_clients
+
+
+def test_federated_select_tutorial_sends_each_client_a_random_element():
+  draws = {}
+  for name in ("vectorized", "sequential"):
+    with getattr(fx.runtime, name)(default_num_clients=3), warnings.catch_warnings():
+      warnings.simplefilter("error", fx.runtime.FallbackWarning)
+      draws[name] = broadcast_random_element(np.array(['foo', 'bar', 'baz']))
+  assert draws["vectorized"] == draws["sequential"]  # The same keys on both runtimes.
+  assert len(draws["vectorized"]) == 3
+  assert set(draws["vectorized"]) <= {b'foo', b'bar', b'baz'}
 
 
 def test_federated_select_of_strings_gives_each_client_its_sequence(runtime):
