@@ -323,3 +323,9 @@ def test_a_nested_call_whose_elements_differ_in_shape_runs_on_the_host_and_says_
     with pytest.warns(fx.runtime.FallbackWarning, match=r"total: running on the sequential "
                       r"runtime because .*different shapes.*Dataset.masked_batch"):
       assert tuple(labelled('sum', data)) == (b'sum', 6.0)
+
+
+def test_a_number_where_a_string_is_expected_is_named(runtime):
+  with pytest.raises(fx.FederatedTypeError, match=r"word_lengths: argument\[client 1\]: expected "
+                     r"strings.\n  expected: str\n  actual:   int64 3"):
+    word_lengths(['a', 3])
