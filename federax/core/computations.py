@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import jax
 
+from federax.core import _host_random
 from federax.core import context, host
 from federax.core import types as t
 from federax.core.errors import FederatedTypeError, without_library_frames
@@ -397,7 +398,9 @@ def _infer_with_jax(concrete: ConcreteLocal) -> t.Type:
 
     abstract = None if concrete.parameter is None else _abstract(concrete.parameter, unknown)
     try:
-      jax.eval_shape(traced, abstract)
+      with _host_random.watch() as seen:
+        jax.eval_shape(traced, abstract)
+      concrete.draws_host_randomness = seen.drawn
     except (FederatedTypeError, _ReturnsStrings):
       raise
     except Exception as e:  # The user's code failed on the declared types: say which.

@@ -15,7 +15,7 @@ import numpy as np
 from federax.core import context
 from federax.core import types as t
 from federax.core.computations import (Computation, FederatedComputation, LocalCall,
-                                       as_computation)
+                                       LocalComputation, as_computation)
 from federax.core.errors import FederatedTypeError
 from federax.core.placements import CLIENTS, SERVER, Placement
 from federax.core.values import Value, to_value
@@ -147,8 +147,25 @@ def federated_eval(fn: Any, placement: Placement) -> Value:
   comp = as_computation(fn)
   takes_key = len(comp._signature.names) == 1
   member_fn, result = _function(op, "fn", comp, KEY_TYPE if takes_key else None)
+  if placement is CLIENTS and isinstance(comp, LocalComputation):
+    _check_no_host_randomness(op, comp, KEY_TYPE if takes_key else None)
   result_type = t.FederatedType(result, placement, all_equal=placement is SERVER)
   return Value(result_type, _execution().federated_eval(member_fn, placement, takes_key))
+
+
+def _check_no_host_randomness(op: str, comp: LocalComputation,
+                              parameter: Optional[t.Type]) -> None:
+  """Raises if `comp` drew from a host generator when traced: its clients would all agree."""
+  if getattr(comp.concretize(parameter), "draws_host_randomness", False):
+    raise FederatedTypeError(
+        op, f"`fn` ({comp.__qualname__}) drew random numbers from Python's `random` or NumPy's "
+        "global generator while it was traced (an unseeded Keras initializer does this): they "
+        "are constants of the program, so every client would get the same values, and other "
+        "values in another process.",
+        hint="give every client its own values from the key federated_eval passes: "
+        "def fn(key): ... jax.random.normal(key, shape) (or keras.random.normal(shape, "
+        "seed=key)); or, for the same weights everywhere, build the model once outside the "
+        "computation and return its initial_weights (or seed its initializers)")
 
 
 def federated_broadcast(value: Any) -> Value:

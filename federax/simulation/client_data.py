@@ -175,6 +175,11 @@ class ClientData:
   create_tf_dataset_for_client = create_dataset
 
   @property
+  def serializable_dataset_fn(self) -> Callable[[str], Dataset]:
+    """`client_id -> Dataset` (TFF's name; here the same as `create_dataset`)."""
+    return self.create_dataset
+
+  @property
   def element_type_structure(self) -> Any:
     """The element spec of the clients' datasets (read from the first client)."""
     if not self._spec:
@@ -226,6 +231,8 @@ class ClientData:
     if not parts:
       raise ValueError("create_dataset_from_all_clients(): this ClientData has no clients.")
     return Dataset.concatenate_lazily(parts)
+
+  create_tf_dataset_from_all_clients = create_dataset_from_all_clients
 
   @staticmethod
   def train_test_client_split(client_data: ClientData, num_test_clients: int,

@@ -105,8 +105,10 @@ def broadcast_random_element(list_of_strings_at_server):
 
 def test_federated_select_tutorial_sends_each_client_a_random_element():
   draws = {}
-  for name in ("vectorized", "sequential"):
-    with getattr(fx.runtime, name)(default_num_clients=3), warnings.catch_warnings():
+  runtimes = {"vectorized": fx.backends.native.create_sync_local_cpp_execution_context(
+      default_num_clients=3), "sequential": fx.runtime.sequential(default_num_clients=3)}
+  for name, runtime in runtimes.items():
+    with runtime, warnings.catch_warnings():
       warnings.simplefilter("error", fx.runtime.FallbackWarning)
       draws[name] = broadcast_random_element(np.array(['foo', 'bar', 'baz']))
   assert draws["vectorized"] == draws["sequential"]  # The same keys on both runtimes.

@@ -158,3 +158,14 @@ def test_femnist_leaf_shard_round_trip():
                                 np.asarray(raw['user_data'][user]['x'], np.float32))
   np.testing.assert_array_equal(stacked['label'].reshape(-1)[mask], raw['user_data'][user]['y'])
   assert (stacked['pixels'].reshape(-1, 784)[n:] == 0).all()
+
+
+def test_tff_spellings_of_the_methods_are_aliases():
+  # TFF's tutorials call these names; each is the federax method under TFF's name.
+  cd = _ragged()
+  assert np.array_equal(cd.create_tf_dataset_from_all_clients(seed=3).to_stacked()['x'],
+                        cd.create_dataset_from_all_clients(seed=3).to_stacked()['x'])
+  assert cd.serializable_dataset_fn('bob').to_stacked()['y'].tolist() == [1, 1, 1, 0, 0]
+  made = ClientData.from_clients_and_tf_fn(['a', 'b'], lambda cid: Dataset.from_tensor_slices(
+      {'x': np.arange(len(cid) + ord(cid) - ord('a'))}))
+  assert made.client_ids == ['a', 'b'] and len(made.create_tf_dataset_for_client('b')) == 2
