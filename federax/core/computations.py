@@ -196,8 +196,8 @@ class LocalComputation(Computation):
 
   Created with `@fx.computation`. Called outside a federated computation it runs (jitted)
   in the current runtime; inside one it applies to unplaced values; `fx.federated_map`
-  applies it to each client's value. One whose parameter or result holds a string runs on the
-  host instead (`federax.core.host`).
+  applies it to each client's value. One on strings, or returning a sequence, runs on the host
+  instead (`federax.core.host`).
   """
 
   def __init__(self, fn: Callable, declared: tuple, result: Any = None):

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
   from federax.core.placements import Placement
   from federax.core.values import Value
 
+
 class HostOnly(Exception):
   """A compiling execution met a string (a constant, or a host computation's call): the body
   must run on the host. Raised while a program is traced; the runtime catches it."""
