@@ -36,6 +36,8 @@ def tensor(x: Any, tt: t.TensorType, where: str, op: str) -> np.ndarray:
     arr = strings(x, tt, where, op)
   elif isinstance(x, jax.core.Tracer):  # A call under a JAX transformation: keep it traced.
     return _traced_tensor(x, tt, where, op)
+  elif x is None:
+    raise ArgumentError(op, f"{where}: no value (None) was given.", expected=tt)
   else:
     try:
       arr = np.asarray(x)
@@ -45,7 +47,7 @@ def tensor(x: Any, tt: t.TensorType, where: str, op: str) -> np.ndarray:
     if arr.dtype.kind not in "biufc" or not np.can_cast(arr.dtype, tt.dtype, "same_kind"):
       raise ArgumentError(op, f"{where}: the dtype does not convert to {tt.dtype}.",
                           expected=tt, actual=f"{arr.dtype} {_short(x)}",
-                          hint="floats do not convert to integers implicitly; cast first")
+                          hint=_cast_hint(arr.dtype, tt.dtype))
     arr = arr.astype(tt.dtype, copy=False)
   if not tt.is_assignable_from(t.TensorType(tt.dtype, arr.shape)):
     raise ArgumentError(op, f"{where}: the shape does not fit.", expected=tt,
@@ -73,11 +75,17 @@ def _traced_tensor(x: jax.Array, tt: t.TensorType, where: str, op: str) -> jax.A
   if x.dtype.kind not in "biufc" or not np.can_cast(x.dtype, tt.dtype, "same_kind"):
     raise ArgumentError(op, f"{where}: the dtype does not convert to {tt.dtype}.",
                         expected=tt, actual=f"traced {x.dtype}{list(x.shape)}",
-                        hint="floats do not convert to integers implicitly; cast first")
+                        hint=_cast_hint(x.dtype, tt.dtype))
   if not tt.is_assignable_from(t.TensorType(tt.dtype, x.shape)):
     raise ArgumentError(op, f"{where}: the shape does not fit.", expected=tt,
                         actual=t.TensorType(tt.dtype, x.shape))
   return x.astype(tt.dtype) if x.dtype != tt.dtype else x
+
+
+def _cast_hint(source: np.dtype, target: np.dtype) -> Optional[str]:
+  if source.kind == "f" and target.kind in "iu":
+    return "floats do not convert to integers implicitly; cast first"
+  return None
 
 
 def is_traced(payload: Any) -> bool:

@@ -13,7 +13,7 @@ from federax.runtime import _convert
 def bind(comp: Computation, args: tuple, kwargs: dict) -> tuple[t.FunctionType, Any, Any]:
   """(type signature, Python argument matching its parameter, concrete local or None)."""
   sig = comp._signature
-  name = comp.__wrapped__.__qualname__
+  name = comp.name
   packed = sig.pack(args, kwargs, name) if sig.names else ()
   if not sig.names and (args or kwargs):
     raise TypeError(f"{name} takes no arguments.")
@@ -36,7 +36,7 @@ def convert_argument(comp: Computation, signature: t.FunctionType, python_arg: A
   if signature.parameter is None:
     return None, None
   counts: dict = {}
-  name = comp.__wrapped__.__qualname__
+  name = comp.name
   where = "argument" if len(comp._signature.names) <= 1 else "arguments"
   try:
     payload = _convert.argument(python_arg, signature.parameter, rep, where, name, counts)

@@ -2,7 +2,8 @@
 
 Client values are Python lists, sequences are lists of elements, nothing is padded. With
 `jit=False`, local computations run op by op, so `print` and `breakpoint()` inside them see
-concrete arrays.
+concrete arrays; a local computation that takes a sequence always does (its `reduce` is a
+Python loop over the real elements, and iterating it is exact).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ class SequentialRuntime(RuntimeBase):
     return f"fx.runtime.sequential(jit={self.jit}, {self.options})"
 
   def _local_function(self, concrete):
-    if not self.jit:
+    if not self.jit or concrete.takes_sequences:
+      # A Python loop over a list of elements, jitted, would unroll over every element (and
+      # compile once per length): it runs eagerly, so iterating its sequences stays exact.
       return concrete
     if concrete not in self._jitted:
       self._jitted[concrete] = jax.jit(concrete)

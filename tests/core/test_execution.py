@@ -41,8 +41,8 @@ def test_a_missing_hook_fails_when_the_class_is_defined():
 def test_the_host_execution_is_the_sequential_one_with_its_string_free_parts_compiled():
   assert issubclass(HostExecution, SequentialExecution)
   overridden = {h for h in HOOKS if getattr(HostExecution, h) is not getattr(SequentialExecution, h)}
-  assert overridden == {"call_federated", "map_clients", "federated_sum", "federated_mean",
-                        "federated_min", "federated_max"}
+  assert overridden == {"call_local", "call_federated", "map_clients", "federated_sum",
+                        "federated_mean", "federated_min", "federated_max"}
 
 
 def test_a_misspelled_hook_fails_when_the_class_is_defined():

@@ -1,6 +1,5 @@
 """Strings through federated values and host computations, on both runtimes (TFF's outputs)."""
 
-import functools
 import warnings
 
 import jax
@@ -48,8 +47,8 @@ def keys_for_client(client_string):
 @fx.computation(fx.SequenceType(np.str_))
 def concatenate(values):
   def reduce_fn(acc, item):
-    return item if acc == '' else ','.join([acc, item])
-  return functools.reduce(reduce_fn, values, '')
+    return item if acc == '' else ','.join([acc, item])  # tf.cond, tf.strings.join
+  return values.reduce('', reduce_fn)
 
 
 @fx.federated_computation(fx.FederatedType(list_of_strings_type, fx.SERVER),
@@ -85,7 +84,7 @@ def get_random_key(max_key, key):
 
 @fx.computation(fx.SequenceType(np.str_))
 def get_last_element(sequence):
-  return functools.reduce(lambda _initial_state, val: val, sequence, '')
+  return sequence.reduce('', lambda _initial_state, val: val)
 
 
 @fx.federated_computation(fx.FederatedType(list_of_strings_type, fx.SERVER))
@@ -331,3 +330,42 @@ def test_a_number_where_a_string_is_expected_is_named(runtime):
   with pytest.raises(fx.FederatedTypeError, match=r"word_lengths: argument\[client 1\]: expected "
                      r"strings.\n  expected: str\n  actual:   int64 3"):
     word_lengths(['a', 3])
+
+
+def test_host_computations_call_computations_as_python_calls(runtime):
+  @fx.computation(np.str_)
+  def shout(word):
+    return word.upper() + '!'
+
+  @fx.computation(np.str_)
+  def squared_shout_length(word):
+    return square(length(shout(word)))  # Host, host, then JAX (inlined).
+
+  assert str(squared_shout_length.type_signature) == "(str -> int32)"
+
+  @fx.federated_computation(fx.FederatedType(np.str_, fx.CLIENTS))
+  def shouts(words):
+    return fx.federated_zip((fx.federated_map(shout, words),
+                             fx.federated_map(squared_shout_length, words)))
+
+  assert [tuple(r) for r in shouts(['hi', 'abc'])] == [(b'HI!', 9), (b'ABC!', 16)]
+
+
+def test_a_local_computation_iterating_a_dataset_runs_on_the_host_in_a_host_body(runtime):
+  cd = fx.simulation.ClientData.from_dict({"a": {"v": np.arange(3, dtype=np.int32)},
+                                           "b": {"v": np.arange(5, dtype=np.int32)}})
+
+  @fx.computation(fx.SequenceType({"v": np.int32}))
+  def count(elements):
+    n = np.int32(0)
+    for _ in elements:  # Exact only in Python: the compiled part hands it back to the host.
+      n = n + 1
+    return n
+
+  @fx.federated_computation(fx.FederatedType(np.str_, fx.CLIENTS))
+  def sizes(client_ids):
+    return fx.federated_map(count, fx.federated_map(cd.dataset_computation, client_ids))
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", fx.runtime.FallbackWarning)
+    assert [int(n) for n in sizes(["b", "a"])] == [5, 3]

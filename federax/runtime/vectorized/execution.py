@@ -178,6 +178,8 @@ class VectorizedExecution(Execution):
     return PaddedSequence(jax.vmap(fn)(seq.elements), seq.mask)
 
   def sequence_reduce(self, seq: PaddedSequence, zero, step):
+    if seq.mask.shape[-1] == 0:  # Every sequence is empty (a loop would index no element).
+      return zero
     loop = self.plan.sequence_loop
     for_cpu = for_xla_cpu if self.plan.cpu_rewrites else (lambda fn: fn)
     if loop == "while":

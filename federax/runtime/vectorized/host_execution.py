@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any
+from typing import Any, Optional
 
 from federax.core import context, intrinsics
 from federax.core import types as t
@@ -21,15 +21,16 @@ from federax.core.computations import FederatedComputation, LocalCall, federated
 from federax.core.execution import HostOnly
 from federax.core.host import holds_strings
 from federax.core.placements import CLIENTS
+from federax.core.sequences import SequenceIterationError
 from federax.core.values import Value, contains_value
 from federax.runtime import _convert, _invoke, host
 from federax.runtime.vectorized.stacking import KEEP_COMPILED, Unstackable
 from federax.runtime.sequential import SequentialExecution, _Lists
 
 
-class HostSequence:
-  """A sequence on the host: iterated as element payloads by host code, and handed whole (a
-  dataset stays a dataset, stacked by the program's representation) to a compiled part."""
+class HostDataset:
+  """A dataset on the host: iterated as element payloads by host code, and handed whole (to be
+  stacked by the program's representation) to a compiled part."""
 
   __slots__ = ("source", "element_type", "where")
 
@@ -49,7 +50,7 @@ class HostLists(_Lists):
   def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> Any:
     if isinstance(elements, list):
       return elements
-    return HostSequence(elements, seq_type.element, where)
+    return HostDataset(elements, seq_type.element, where)
 
 
 def invoke(runtime, comp, signature: t.FunctionType, python_arg: Any, concrete=None) -> Any:
@@ -67,7 +68,7 @@ def invoke(runtime, comp, signature: t.FunctionType, python_arg: Any, concrete=N
 
 class HostExecution(SequentialExecution):
   """The sequential runtime's intrinsics, with each string-free part run as a compiled call of
-  the vectorized runtime `compiled`."""
+  the vectorized runtime `compiled` (and, where it cannot compile, here, as before)."""
 
   _rep = HostLists()
 
@@ -75,40 +76,50 @@ class HostExecution(SequentialExecution):
     super().__init__(compiled._fallback, n)
     self.compiled = compiled
 
+  def call_local(self, concrete, payload):
+    if concrete.takes_sequences and not concrete.on_host:  # An fx.Sequence iterates lists.
+      payload = _as_lists(payload, concrete.parameter)
+    return super().call_local(concrete, payload)
+
   def call_federated(self, comp, arg):
+    result = self._compiled_call(comp, arg)
+    return comp.run_body(arg) if result is None else result
+
+  def _compiled_call(self, comp: FederatedComputation, arg: Optional[Value]) -> Optional[Value]:
+    """`comp(arg)` as a compiled program of the vectorized runtime; None where it cannot be:
+    its type or body holds strings, it is polymorphic, it captures a value of the enclosing
+    body (a program could not read its host payload), its elements differ in shape, or a
+    local computation in it iterates a sequence."""
     signature = comp.signature_for(None if arg is None else arg.type_signature)
-    if not self._compilable(comp, signature):
-      return comp.run_body(arg)
+    if (comp.is_polymorphic or comp in self.compiled._host_bodies or holds_strings(
+        signature.parameter) or holds_strings(signature.result) or _captures_values(comp)):
+      return None
     python_arg = None if arg is None else _to_argument(arg.payload, signature.parameter)
     try:
       result = self.compiled._compiled(comp, signature, python_arg, clients=self.n)
-    except HostOnly:  # Strings inside its body: it runs here, inline.
+    except HostOnly:  # Strings inside its body.
       self.compiled._host_bodies.add(comp)
-      return comp.run_body(arg)
-    except Unstackable as e:  # Elements of different shapes: client by client, here.
+      return None
+    except Unstackable as e:  # Client by client, as the runtime's fallback runs it.
       self.compiled._warn_fallback(f"{e}; {KEEP_COMPILED}", comp)
-      return comp.run_body(arg)
-    payload = _convert.argument(result, signature.result, self._rep, "result",
-                                comp.__wrapped__.__qualname__, {})
+      return None
+    except SequenceIterationError:  # Exact in Python, on this host.
+      return None
+    payload = _convert.argument(result, signature.result, self._rep, "result", comp.name, {})
     return Value(signature.result, payload)
 
-  def _compilable(self, comp, signature: t.FunctionType) -> bool:
-    """String-free, typed, not known to hold strings inside, and capturing no value of the
-    enclosing body (a compiled program could not read its host payload)."""
-    return (_is_typed(comp) and comp not in self.compiled._host_bodies
-            and not holds_strings(signature.parameter) and not holds_strings(signature.result)
-            and not _captures_values(comp))
-
-  def _compiled_call(self, comp: FederatedComputation, payload: Any) -> Any:
-    """`comp` (a one-intrinsic computation) on a client payload, compiled; its result payload."""
-    arg = Value(comp.type_signature.parameter, payload)
-    return self.call_federated(comp, arg).payload
+  def _compiled_payload(self, comp: FederatedComputation, payload: Any) -> Optional[Any]:
+    result = self._compiled_call(comp, Value(comp.type_signature.parameter, payload))
+    return None if result is None else result.payload
 
   def map_clients(self, member_fn, payload, all_equal):
     if all_equal:  # Every client holds the same value: compute it once.
       return [member_fn(payload)] * self.n
     if isinstance(member_fn, LocalCall) and not member_fn.concrete.on_host and self.n:
-      return self._compiled_call(_mapping(member_fn.computation, member_fn.concrete), payload)
+      mapped = self._compiled_payload(_mapping(member_fn.computation, member_fn.concrete),
+                                      payload)
+      if mapped is not None:
+        return mapped
     return [member_fn(p) for p in payload]
 
   def federated_sum(self, payload, ts):
@@ -117,9 +128,9 @@ class HostExecution(SequentialExecution):
   def federated_mean(self, payload, ts, weight, weight_type):
     if weight is None:
       return self._aggregate("federated_mean", payload, ts)
-    if not self.n:
-      return super().federated_mean(payload, ts, weight, weight_type)
-    return self._compiled_call(_weighted_mean(ts, weight_type), (payload, weight))
+    mean = self._compiled_payload(_weighted_mean(ts, weight_type), (payload, weight)) if (
+        self.n) else None
+    return super().federated_mean(payload, ts, weight, weight_type) if mean is None else mean
 
   def federated_min(self, payload, ts):
     return self._aggregate("federated_min", payload, ts)
@@ -128,16 +139,8 @@ class HostExecution(SequentialExecution):
     return self._aggregate("federated_max", payload, ts)
 
   def _aggregate(self, name: str, payload, ts):
-    if not self.n:
-      return getattr(super(), name)(payload, ts)
-    return self._compiled_call(_aggregation(name, ts), payload)
-
-
-def _is_typed(comp: FederatedComputation) -> bool:
-  try:
-    return comp.type_signature is not None
-  except AttributeError:  # Polymorphic: typed at each use; runs inline.
-    return False
+    result = self._compiled_payload(_aggregation(name, ts), payload) if self.n else None
+    return getattr(super(), name)(payload, ts) if result is None else result
 
 
 def _captures_values(comp: FederatedComputation) -> bool:
@@ -150,6 +153,15 @@ def _captures_values(comp: FederatedComputation) -> bool:
   return False
 
 
+def _as_lists(payload: Any, ts: t.Type) -> Any:
+  """A payload with its datasets read into lists of element payloads."""
+  if isinstance(ts, t.SequenceType):
+    return list(payload)
+  if isinstance(ts, t.StructType):
+    return tuple(_as_lists(p, e) for p, e in zip(payload, ts))
+  return payload
+
+
 def _to_argument(payload: Any, ts: t.Type) -> Any:
   """A host payload as a Python argument of type `ts` for a compiled call."""
   if isinstance(ts, t.FederatedType):
@@ -157,7 +169,7 @@ def _to_argument(payload: Any, ts: t.Type) -> Any:
       return [_to_argument(m, ts.member) for m in payload]
     return _to_argument(payload, ts.member)
   if isinstance(ts, t.SequenceType):
-    return payload.source if isinstance(payload, HostSequence) else list(payload)
+    return payload.source if isinstance(payload, HostDataset) else list(payload)
   if isinstance(ts, t.StructType):
     return tuple(_to_argument(p, e) for p, e in zip(payload, ts))
   return payload
@@ -173,11 +185,12 @@ def _mapping(computation, concrete) -> FederatedComputation:
   if concrete not in _mappings:
     fn = weakref.ref(computation)  # The cache holds its computation weakly.
 
-    @federated_computation(t.FederatedType(concrete.parameter, CLIENTS))
     def mapped(values):
       return intrinsics.federated_map(fn(), values)
 
-    _mappings[concrete] = mapped
+    mapped.__qualname__ = mapped.__name__ = f"federated_map({concrete.name})"
+    _mappings[concrete] = federated_computation(
+        t.FederatedType(concrete.parameter, CLIENTS))(mapped)
   return _mappings[concrete]
 
 

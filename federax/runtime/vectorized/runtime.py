@@ -13,10 +13,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from federax.core import context
 from federax.core import types as t
+from federax.core.computations import ConcreteLocal
 from federax.core.errors import user_stacklevel
 from federax.core.execution import HostOnly
 from federax.core.host import holds_strings
 from federax.core.placements import SERVER
+from federax.core.sequences import SequenceIterationError
 from federax.core.values import Value
 from federax.runtime import _convert, _invoke
 from federax.runtime._base import RuntimeBase, RuntimeOptions
@@ -108,6 +110,7 @@ class VectorizedRuntime(RuntimeBase):
     self._cohorts = CohortCache()
     self._streams = streaming.Streams()
     self._lengths: dict = {}  # Sequence type -> longest padded length so far (`Plan.grow_only`).
+    self._iterating: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Comp -> why.
 
   def __repr__(self) -> str:
     return (f"fx.runtime.vectorized({self.options}, chunk_size={self.chunk_size}, "
@@ -116,11 +119,27 @@ class VectorizedRuntime(RuntimeBase):
   # --- A call ------------------------------------------------------------------------------------
 
   def invoke(self, comp, args: tuple, kwargs: dict) -> Any:
+    if comp in self._iterating:
+      return self._fall_back(self._iterating[comp], comp, args, kwargs)
+    try:
+      return self._invoke(comp, args, kwargs)
+    except SequenceIterationError as e:
+      if _convert.is_traced((args, kwargs)):
+        raise  # Under the user's JAX transformation: the sequential runtime cannot help.
+      self._iterating[comp] = _iterates(e)
+      return self._fall_back(self._iterating[comp], comp, args, kwargs)
+
+  def _invoke(self, comp, args: tuple, kwargs: dict) -> Any:
     signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
     if concrete is not None and not concrete.on_host:
       rep = Stacked()
       payload, _ = _invoke.convert_argument(comp, signature, python_arg, rep)
-      return _convert.to_python(self._program(concrete, None)(payload), signature.result, rep, 0)
+      if not concrete.takes_sequences:
+        out = self._program(concrete, None)(payload)
+      else:  # Its sequences' loops are the execution's, as in a federated computation.
+        plan = self._plan(signature, None, _convert.is_traced(payload))
+        out = self._program(concrete, plan)(pad_standalone(payload, signature.parameter))
+      return _convert.to_python(out, signature.result, rep, 0)
     if concrete is not None or self._on_host(comp, signature):
       return host_execution.invoke(self, comp, signature, python_arg, concrete)
     try:
@@ -173,10 +192,10 @@ class VectorizedRuntime(RuntimeBase):
     return self._fallback.invoke(comp, args, kwargs)
 
   def _warn_fallback(self, why: str, comp) -> None:
-    key = (comp.__wrapped__.__qualname__, why.split(":")[0])
+    key = (comp.name, why.split(":")[0])
     if key not in self._warned:
       self._warned.add(key)
-      warnings.warn(f"{comp.__wrapped__.__qualname__}: running on the sequential runtime "
+      warnings.warn(f"{comp.name}: running on the sequential runtime "
                     f"because {why}.", FallbackWarning, stacklevel=user_stacklevel())
 
   def _program(self, comp, plan: Optional[Plan]):
@@ -199,6 +218,9 @@ class VectorizedRuntime(RuntimeBase):
     """The body traced on `payload` under `plan`: (the result's payload, the execution)."""
     parameter = comp.type_signature.parameter
     execution = VectorizedExecution(plan, plan.clients, self.options.seed)
+    if isinstance(comp, ConcreteLocal):  # A local computation of sequences.
+      with context.use_execution(execution):
+        return comp(payload), execution
     with context.use_execution(execution):
       arg = None if parameter is None else Value(parameter, _enter(payload, parameter))
       result = comp.run_body(arg)
@@ -230,7 +252,7 @@ class VectorizedRuntime(RuntimeBase):
     Traces the program (nothing is compiled or run).
     """
     signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
-    name = comp.__wrapped__.__qualname__
+    name = comp.name
     if concrete is not None and concrete.on_host:
       return f"{name}: a host computation, run in Python on NumPy values ({signature})."
     if concrete is not None:
@@ -249,6 +271,8 @@ class VectorizedRuntime(RuntimeBase):
     except HostOnly:
       self._host_bodies.add(comp)
       return _host_explanation(name, signature)
+    except SequenceIterationError as e:
+      return f"{name}: runs on the sequential runtime ({_iterates(e)})."
     finally:
       self._streams.close()
     lengths = _sequence_lengths(payload)
@@ -270,6 +294,11 @@ def _host_explanation(name: str, signature: t.FunctionType) -> str:
 def _holds_strings(signature: t.FunctionType) -> bool:
   """Whether a signature holds strings; once per type."""
   return holds_strings(signature.parameter) or holds_strings(signature.result)
+
+
+def _iterates(e: SequenceIterationError) -> str:
+  where = f", at {e.location}" if e.location else ""
+  return f"a local computation iterates a sequence, exact only in Python{where}"
 
 
 @functools.lru_cache(maxsize=256)
