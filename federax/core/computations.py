@@ -564,9 +564,10 @@ def computation(*args, result: Any = None) -> Any:
   with one type per parameter (anything `fx.to_type` accepts).
 
   A computation whose parameter or result holds a string runs on the host, in Python on NumPy
-  values (JAX cannot hold strings; `federax.core.host`); it may take and return sequences (a
-  list of elements in, a `Dataset` or list out). Its result type is found by running it once
-  on example values (empty strings, zeros); `result=` declares it where that cannot work.
+  values (JAX cannot hold strings; `federax.core.host`), as does one JAX cannot trace that
+  returns a dataset (a `Dataset` or list). Its result type is found by running it once on
+  example values (empty strings, zeros, empty sequences); `result=` declares it where that
+  cannot work (`@fx.computation(np.str_, result=(np.int32, [2]))` for a parser).
 
   Example:
     >>> @fx.computation(np.float32)

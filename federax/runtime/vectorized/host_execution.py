@@ -24,8 +24,8 @@ from federax.core.placements import CLIENTS
 from federax.core.sequences import SequenceIterationError
 from federax.core.values import Value, contains_value
 from federax.runtime import _convert, _invoke, host
-from federax.runtime.vectorized.stacking import KEEP_COMPILED, Unstackable
 from federax.runtime.sequential import SequentialExecution, _Lists
+from federax.runtime.vectorized.stacking import KEEP_COMPILED, Unstackable
 
 
 class HostDataset:
