@@ -14,8 +14,8 @@ import numpy as np
 
 from federax.core import context
 from federax.core import types as t
-from federax.core.computations import (Computation, FederatedComputation, LocalComputation,
-                                        as_computation)
+from federax.core.computations import (Computation, FederatedComputation, LocalCall,
+                                       LocalComputation, as_computation)
 from federax.core.errors import FederatedTypeError
 from federax.core.placements import CLIENTS, SERVER, Placement
 from federax.core.values import Value, to_value
@@ -90,7 +90,7 @@ def _function(op: str, name: str, fn: Any, parameter: Optional[t.Type]):
     return (lambda p: comp.run_body(None if parameter is None else Value(parameter, p)).payload,
             signature.result)
   concrete = comp.concretize(parameter)
-  return (lambda p: context.current_execution().call_local(concrete, p)), concrete.result
+  return LocalCall(comp, concrete), concrete.result
 
 
 def _or_no_argument(parameter: Optional[t.Type]) -> Any:

@@ -44,7 +44,3 @@ def convert_argument(comp: Computation, signature: t.FunctionType, python_arg: A
   except FederatedTypeError as e:
     raise e.with_traceback(without_library_frames(e.__traceback__)) from None
 
-
-def has_strings(type_spec: Optional[t.Type]) -> bool:
-  return type_spec is not None and t.contains(
-      type_spec, lambda x: isinstance(x, t.TensorType) and x.dtype.kind == "U")

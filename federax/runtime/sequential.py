@@ -21,7 +21,7 @@ from federax.core import types as t
 from federax.core.execution import Execution
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
-from federax.runtime import _convert, _invoke
+from federax.runtime import _convert, _invoke, host
 from federax.runtime._base import EvalKeys, RuntimeBase, RuntimeOptions, client_key
 from federax.runtime.padding import zeros_like_type
 
@@ -94,7 +94,9 @@ class SequentialRuntime(RuntimeBase):
     rep = _Lists()
     payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
     if concrete is not None:
-      return _convert.to_python(self._local_function(concrete)(payload), signature.result, rep, 0)
+      out = (host.call(concrete, payload, rep) if concrete.on_host else
+             self._local_function(concrete)(payload))
+      return _convert.to_python(out, signature.result, rep, 0)
     n = self.options.num_clients(n)
     execution = SequentialExecution(self, n)
     with context.use_execution(execution):
@@ -107,7 +109,10 @@ class SequentialExecution(Execution):
   """Carries out intrinsics on Python lists, one client at a time.
 
   A client value is a list of `n` members; an all-equal one (`T@CLIENTS`) is its one member.
+  Host computations (on strings) run in Python; the others are jitted, one call per client.
   """
+
+  _rep: _convert.Representation = _Lists()  # The form of a host computation's result.
 
   def __init__(self, runtime: SequentialRuntime, n: int):
     self.runtime = runtime
@@ -123,7 +128,12 @@ class SequentialExecution(Execution):
     return [p[index] for p in payload]
 
   def call_local(self, concrete, payload):
+    if concrete.on_host:
+      return host.call(concrete, payload, self._rep)
     return self.runtime._local_function(concrete)(payload)
+
+  def call_federated(self, comp, arg):
+    return comp.run_body(arg)
 
   def broadcast(self, payload):
     return payload
