@@ -19,7 +19,6 @@ import pytest
 
 from tests.tutorials import notebooks
 
-ITEM_5 = "issue 14 item 5: strings through federated values and host computations"
 
 
 def plain(text: str) -> str:
@@ -64,7 +63,6 @@ def test_part_1_runs(part_1):
   assert errors(part_1) == []
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM_5)
 def test_part_1_hello_world(part_1):
   assert displayed(part_1, "def hello_world") == "b'Hello, World!'"
 
@@ -229,7 +227,6 @@ def test_part_2_runs(part_2):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ITEM_5)
 def test_part_2_hello_world(part_2):
   assert displayed(part_2, "def hello_world") == "b'Hello, World!'"
 
@@ -319,19 +316,16 @@ def select(tmp_path_factory):
   return notebooks.run_cells(SELECT, tmp_path_factory.mktemp(SELECT))
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM_5)
 def test_select_runs(select):
   assert errors(select) == []
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM_5)
 def test_select_based_on_client_data(select):
   # TFF: [<tf.Tensor: ... numpy=b'a,b'>, <... b'b,c'>, <... b'c,a'>].
   assert displayed(select, "broadcast_based_on_client_data(['a'") == (
       "[b'a,b', b'b,c', b'c,a']")
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM_5)
 def test_select_random_element(select):
   import jax
   # Client i's key is fold_in(fold_in(PRNGKey(seed 0), federated_eval 0), i).
@@ -381,7 +375,6 @@ def test_noise_runs(noise):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ITEM_5)
 def test_noise_hello_world(noise):
   assert displayed(noise, "def hello_world") == "b'Hello, World!'"
 
