@@ -33,6 +33,7 @@ from federax.simulation.iterative_process_compositions import (
     compose_dataset_computation_with_learning_process)
 
 from federax.simulation import datasets as datasets  # Last: its loaders use the names above.
+from federax.simulation import baselines as baselines  # TFF's tff.simulation.baselines.
 
 __all__ = [
     "ClientData",
@@ -46,6 +47,7 @@ __all__ = [
     "TRAINING_TIME_KEY",
     "UNKNOWN_CARDINALITY",
     "UniformSampler",
+    "baselines",
     "build_client_selection_fn",
     "build_uniform_client_sampling_fn",
     "build_uniform_sampling_fn",
