@@ -18,6 +18,7 @@ from federax import program as program
 from federax import runtime as runtime
 from federax import simulation as simulation
 from federax import templates as templates
+from federax import types as types
 from federax.core import structure as structure
 from federax.runtime import backends as backends
 
@@ -27,4 +28,4 @@ runtime.set_default(runtime.vectorized())
 __version__ = "0.1.0.dev0"
 
 __all__ = [*_core_all, "aggregators", "backends", "data", "learning", "program", "runtime", "simulation",
-           "structure", "templates"]
+           "structure", "templates", "types"]

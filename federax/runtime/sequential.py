@@ -22,7 +22,8 @@ from federax.core.execution import Execution
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
 from federax.runtime import _convert, _invoke, host
-from federax.runtime._base import EvalKeys, RuntimeBase, RuntimeOptions, client_key
+from federax.runtime._base import (EvalKeys, RuntimeBase, RuntimeOptions, client_key,
+                                   require_clients)
 from federax.runtime.padding import zeros_like_type
 
 
@@ -175,10 +176,12 @@ class SequentialExecution(Execution):
     return jax.tree_util.tree_map(lambda s: (s / total.astype(s.dtype)).astype(s.dtype), summed)
 
   def federated_min(self, payload, ts):
+    require_clients("federated_min", self.n)
     return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.minimum, a, b),
                             self._members(payload, ts))
 
   def federated_max(self, payload, ts):
+    require_clients("federated_max", self.n)
     return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.maximum, a, b),
                             self._members(payload, ts))
 

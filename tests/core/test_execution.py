@@ -1,5 +1,6 @@
 """The Execution protocol: every runtime implements every hook, explicitly."""
 
+import numpy as np
 import pytest
 
 import federax as fx
@@ -81,3 +82,15 @@ def test_both_runtimes_derive_the_same_client_keys():
     reference = draws()
   np.testing.assert_array_equal(np.stack(fast), np.stack(reference))
   assert not np.array_equal(fast[0], fast[1])
+
+
+@pytest.mark.parametrize("op", ["federated_min", "federated_max"])
+def test_min_max_of_no_clients_names_default_num_clients(runtime, op):
+  # A no-argument computation has no clients unless default_num_clients is set (as in TFF);
+  # the minimum of nothing used to fail inside NumPy ("zero-size array to reduction operation").
+  @fx.federated_computation
+  def extreme_of_nothing():
+    return getattr(fx, op)(fx.federated_value(np.float32(1.0), fx.CLIENTS))
+
+  with pytest.raises(ValueError, match=rf"(?s){op}: there are no clients.*default_num_clients"):
+    extreme_of_nothing()

@@ -13,7 +13,7 @@ from federax.core import host
 from federax.core.execution import Execution, HostOnly
 from federax.core.placements import SERVER
 from federax.core.values import constant_payload
-from federax.runtime._base import EvalKeys, client_key
+from federax.runtime._base import EvalKeys, require_clients, client_key
 from federax.runtime.padding import PaddedSequence
 from federax.runtime.vectorized import clients, streaming
 from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
@@ -134,9 +134,11 @@ class VectorizedExecution(Execution):
     return jax.tree_util.tree_map(mean, members)
 
   def federated_min(self, payload, ts):
+    require_clients("federated_min", self.n)
     return jax.tree_util.tree_map(lambda x: jnp.min(x, axis=0), clients.stacked(payload, self.n))
 
   def federated_max(self, payload, ts):
+    require_clients("federated_max", self.n)
     return jax.tree_util.tree_map(lambda x: jnp.max(x, axis=0), clients.stacked(payload, self.n))
 
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
