@@ -27,8 +27,23 @@ class Node:
 
   path_dependent = False  # Whether the elements depend on the enclosing repeat epochs.
 
+  @property
+  def op(self) -> str:
+    """The `Dataset` method that made this node, for messages."""
+    return f"{type(self).__name__.lower()}()"
+
+  def parents(self) -> list:
+    return []
+
   def cardinality(self) -> int:
     raise NotImplementedError
+
+  def length_cause(self) -> str:
+    """The operation, nearest the source, that makes the length unknown or infinite."""
+    for parent in self.parents():
+      if parent.cardinality() < 0:
+        return parent.length_cause()
+    return self.op
 
   def finite(self) -> bool:
     return self.cardinality() != INFINITE_CARDINALITY
@@ -76,6 +91,9 @@ class Unary(Node):
   def __init__(self, parent: Node):
     self.parent = parent
     self.path_dependent = parent.path_dependent
+
+  def parents(self) -> list:
+    return [self.parent]
 
   def cardinality(self) -> int:
     return self.parent.cardinality()

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from federax.core.types import TensorType
-from federax.data._elements import (RaggedElementsError, call_with_element, map_spec, spec_of,
-                                          stack_flat, to_numpy)
+from federax.data._elements import (RaggedElementsError, call_with_element, map_spec,
+                                          merge_specs, spec_of, stack_flat, to_numpy)
 from federax.data._node import (INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Node, Unary,
                                       min_limit)
 from federax.data._plan import (Plan, concat_plans, distinct_elements, materialize,
@@ -24,6 +24,10 @@ class Repeat(Unary):
   def __init__(self, parent: Node, count: Optional[int]):
     super().__init__(parent)
     self.count = count
+
+  @property
+  def op(self) -> str:
+    return "repeat() without a count" if self.count is None else f"repeat({self.count})"
 
   def cardinality(self) -> int:
     c = self.parent.cardinality()
@@ -88,15 +92,26 @@ class Map(Unary):
     return self._spec
 
   def _infer_spec(self) -> Any:
-    first = next(self.iterate(()), None)
-    if first is None:  # Empty: try the function on a zero element of the parent's spec.
+    parent = self.parent.spec()
+    source = next(self.parent.iterate(()), None)
+    if source is None:  # Empty: try the function on a zero element of the parent's spec.
       try:
-        first = to_numpy(call_with_element(self.fn, map_spec(
-            lambda t: np.zeros([d or 0 for d in (t.shape or ())], t.dtype), self.parent.spec())))
+        return spec_of(to_numpy(call_with_element(self.fn, map_spec(
+            lambda t: np.zeros([d or 0 for d in (t.shape or ())], t.dtype), parent))))
       except Exception as e:
         raise ValueError("map(): cannot infer the element_spec of a mapped empty dataset; "
                          f"calling the function on a zero element failed: {e!r}.") from e
-    return spec_of(first)
+    spec = spec_of(to_numpy(call_with_element(self.fn, source)))
+    if not any(t.shape is not None and None in t.shape for t in jax.tree_util.tree_leaves(parent)):
+      return spec
+    # A dimension that varies upstream (a batch's, after batch()) is read from the first element
+    # only: call the function again with those dimensions one longer, and leave unknown what
+    # changes, so the short last batch still fits `element_spec`.
+    try:
+      grown = spec_of(to_numpy(call_with_element(self.fn, _grow_unknown(source, parent))))
+      return merge_specs(spec, grown, "map()")
+    except Exception:  # pylint: disable=broad-except
+      return spec  # The function needs the first element's sizes: nothing more can be told.
 
   def iterate(self, path):
     for element in self.parent.iterate(path):
@@ -113,6 +128,20 @@ class Map(Unary):
     except RaggedElementsError:
       return None
     return Plan(leaves, treedef, idx)
+
+
+def _grow_unknown(element: Any, spec: Any) -> Any:
+  """`element` with every dimension its spec leaves unknown made one longer (the last entry
+  repeated, so the values stay ones the function has seen)."""
+  def grow(x, t):
+    x = np.asarray(x)
+    for axis, d in enumerate(t.shape or ()):
+      if d is None:
+        n = x.shape[axis]
+        x = (np.take(x, list(range(n)) + [n - 1], axis=axis) if n else
+             np.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1:], x.dtype))
+    return x
+  return jax.tree_util.tree_map(grow, element, spec)
 
 
 class Filter(Unary):
