@@ -6,10 +6,15 @@ import itertools
 from collections.abc import Iterator
 from typing import Any, Optional
 
+import jax
+import numpy as np
+
 from federax.core.datasets import INFINITE_CARDINALITY as INFINITE_CARDINALITY
 from federax.core.datasets import UNKNOWN_CARDINALITY as UNKNOWN_CARDINALITY
-from federax.data._elements import Element, RaggedElementsError, empty_from_spec, stack_flat
-from federax.data._plan import Plan, materialize, plan_elements, row_index
+from federax.core.rows import pad_rows
+from federax.data._elements import (Element, RaggedElementsError, empty_from_spec, stack_flat,
+                                    to_numpy)
+from federax.data._plan import Plan, gather, materialize, plan_elements, row_index
 
 
 def min_limit(a: Optional[int], b: Optional[int]) -> Optional[int]:
@@ -83,6 +88,29 @@ class Node:
       return empty_from_spec(self.spec())
     leaves, treedef = stack_flat(elements, "to_stacked()")
     return treedef.unflatten(leaves)
+
+
+  def padded_stacked(self) -> tuple[Any, Optional[np.ndarray]]:
+    """`(stacked, rows)`: `stacked()` with batches of different sizes padded with zero rows
+    to the largest, and their row mask (None when nothing was padded); see
+    `Dataset.to_padded_stacked`."""
+    if not self.finite():
+      return self.stacked(), None  # Raises.
+    plan = self.plan((), None)
+    if plan is not None:
+      if plan.idx.ndim == 2 and plan.mask_key is None and bool(np.any(plan.idx < 0)):
+        return gather(plan, plan.idx), plan.idx >= 0
+      return materialize(plan), None
+    elements = list(self.iterate(()))
+    if not elements:
+      return empty_from_spec(self.spec()), None
+    try:
+      leaves, treedef = stack_flat(elements, "to_stacked()")
+      return treedef.unflatten(leaves), None
+    except RaggedElementsError:
+      flags = tuple(bool(t.shape) and t.shape[0] is None
+                    for t in jax.tree_util.tree_leaves(self.spec()))
+      return pad_rows([to_numpy(e) for e in elements], flags, "to_padded_stacked()")
 
 
 class Unary(Node):

@@ -74,7 +74,10 @@ class Repeat(Unary):
       total += len(one)
       if limit is not None and total >= limit:
         break
-    return concat_plans(plans).head(limit) if plans else self.parent.plan(path + (0,), 0)
+    if not plans:
+      return self.parent.plan(path + (0,), 0)
+    merged = concat_plans(plans)
+    return None if merged is None else merged.head(limit)
 
 
 class Map(Unary):
@@ -122,12 +125,34 @@ class Map(Unary):
     if parent is None or not len(parent):
       return None
     inputs, idx = distinct_elements(parent)  # Call fn once per distinct source row.
+    outputs = [to_numpy(call_with_element(self.fn, x)) for x in inputs]
     try:
-      outputs = [to_numpy(call_with_element(self.fn, x)) for x in inputs]
       leaves, treedef = stack_flat(outputs, "map()")
     except RaggedElementsError:
-      return None
+      return _batches_of_rows(outputs, idx)
     return Plan(leaves, treedef, idx)
+
+
+def _batches_of_rows(outputs: list, idx: np.ndarray) -> Optional[Plan]:
+  """Outputs that differ only in their number of rows (`batch(20).map(fn)`'s short last
+  batch) as a batched plan, as `batch()` plans them: their rows concatenated into one source,
+  and an `[m, B]` index with -1 after each element's rows. None if they differ otherwise."""
+  flats = [jax.tree_util.tree_flatten(o) for o in outputs]
+  treedef = flats[0][1]
+  counts = []
+  for leaves, other in flats:
+    sizes = {x.shape[0] if x.ndim else None for x in leaves}
+    if other != treedef or len(sizes) != 1 or None in sizes:
+      return None
+    counts.append(sizes.pop())
+  columns = list(zip(*(leaves for leaves, _ in flats)))
+  if any(len({(x.dtype, x.shape[1:]) for x in column}) > 1 for column in columns):
+    return None
+  counts = np.asarray(counts)
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  width = np.arange(max(counts.max(initial=0), 1))
+  rows = np.where(width[None, :] < counts[:, None], starts[:, None] + width[None, :], -1)
+  return Plan([np.concatenate(c) for c in columns], treedef, rows[idx])
 
 
 def _grow_unknown(element: Any, spec: Any) -> Any:
@@ -296,6 +321,7 @@ class Cache(Unary):
     self.path_dependent = False  # Every epoch sees the kept first pass.
     self._plans: dict = {}
     self._stacked = None
+    self._padded = None
 
   def plan(self, path, limit):
     del path  # The first pass is kept for every epoch, as tf.data does.
@@ -309,9 +335,18 @@ class Cache(Unary):
 
   def stacked(self) -> Any:
     if self._stacked is None:
-      stacked = super().stacked()
-      for leaf in jax.tree_util.tree_leaves(stacked):
-        if isinstance(leaf, np.ndarray):
-          leaf.flags.writeable = False  # Shared by every later call: nobody may change it.
-      self._stacked = stacked
+      self._stacked = _read_only(super().stacked())
     return self._stacked
+
+  def padded_stacked(self):
+    if self._padded is None:
+      stacked, rows = super().padded_stacked()
+      self._padded = (self.stacked(), None) if rows is None else _read_only((stacked, rows))
+    return self._padded
+
+
+def _read_only(tree: Any) -> Any:
+  for leaf in jax.tree_util.tree_leaves(tree):
+    if isinstance(leaf, np.ndarray):
+      leaf.flags.writeable = False  # Shared by every later call: nobody may change it.
+  return tree

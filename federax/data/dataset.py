@@ -373,6 +373,27 @@ class Dataset:
     """
     return self._node.stacked()
 
+  def to_padded_stacked(self) -> tuple[Any, Optional[np.ndarray]]:
+    """All elements stacked, batches of different sizes padded: `(stacked, rows)`.
+
+    `to_stacked()` for the vectorized runtime when a pipeline ends with a short batch
+    (`batch(20)`, TFF's way): every leaf whose leading (batch) dimension varies has shape
+    `[len(ds), B, ...]`, the short batches padded with zero rows to the largest `B`, and
+    `rows` is bool `[len(ds), B]`, True for the real rows. `rows` is None when nothing was
+    padded. After `cache()`, the same read-only arrays are returned every time.
+
+    Raises:
+      RaggedElementsError: if elements differ in more than their number of rows.
+      ValueError: if the dataset is infinite.
+
+    Example:
+      >>> ds = Dataset.from_tensor_slices({'x': np.arange(5)}).batch(2)
+      >>> stacked, rows = ds.to_padded_stacked()
+      >>> stacked['x'].tolist(), rows.tolist()
+      ([[0, 1], [2, 3], [4, 0]], [[True, True], [True, True], [True, False]])
+    """
+    return self._node.padded_stacked()
+
   def __repr__(self) -> str:
     n = self._node.cardinality()
     card = {INFINITE_CARDINALITY: "inf", UNKNOWN_CARDINALITY: "unknown"}.get(n, str(n))

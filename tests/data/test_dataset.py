@@ -109,6 +109,9 @@ def test_shuffle_is_uniform_over_positions():
     lambda: Dataset.from_tensor_slices({'x': np.arange(11)}).shuffle(4, seed=9).masked_batch(3),
     lambda: _r(5).shuffle(5, seed=1).concatenate(_r(3).map(lambda x: x + 100)).repeat(2),
     lambda: Dataset.from_elements([np.ones(i) for i in range(1, 6)]).shuffle(3, seed=2),
+    lambda: _r(23).shuffle(7, seed=1).batch(5).map(lambda x: {'y': x * 2}).repeat(2),
+    lambda: _r(11).batch(4).map(lambda x: x[::-1]).shuffle(3, seed=1).unbatch(),
+    lambda: _r(6).map(lambda x: np.arange(x)).take(5),
 ])
 def test_vectorized_plan_matches_streaming(make):
   ds = make()
@@ -373,3 +376,41 @@ def test_len_names_the_operation_that_makes_the_length_unknown():
     len(_r(5).batch(2).unbatch())
   with pytest.raises(TypeError, match=r"unknown: concatenate_lazily\(\)"):
     len(Dataset.concatenate_lazily([lambda: _r(2)]))
+
+
+# --- to_padded_stacked: short batches for the vectorized runtime --------------------------------
+
+
+def _tutorial_pipeline(batch):
+  rng = np.random.default_rng(0)
+  ds = Dataset.from_tensor_slices({'pixels': rng.random([47, 28, 28]).astype(np.float32),
+                                   'label': rng.integers(0, 10, 47).astype(np.int32)})
+  return batch(ds.repeat(2).shuffle(20, seed=1))
+
+
+def test_padded_stacked_of_the_tff_way_pipeline_equals_masked_batch():
+  def masked_format(e):
+    return dict(_tutorial_format(e), mask=e['mask'])
+
+  padded, rows = _tutorial_pipeline(lambda d: d.batch(20).map(_tutorial_format)).to_padded_stacked()
+  masked = _tutorial_pipeline(lambda d: d.masked_batch(20).map(masked_format)).to_stacked()
+  assert padded['x'].shape == (5, 20, 784) and rows.shape == (5, 20)
+  np.testing.assert_array_equal(rows, masked['mask'])
+  for key in ('x', 'y'):
+    np.testing.assert_array_equal(padded[key], masked[key])
+  assert rows.sum() == 94 and list(rows.sum(axis=1)) == [20, 20, 20, 20, 14]
+
+
+def test_padded_stacked_pads_nothing_without_short_batches_and_keeps_cached_arrays():
+  full = _r(8).batch(4)
+  stacked, rows = full.to_padded_stacked()
+  assert rows is None and stacked.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+  cached = _r(9).batch(4).map(lambda x: {'x': x}).cache()
+  first = cached.to_padded_stacked()
+  assert cached.to_padded_stacked()[0]['x'] is first[0]['x']
+  assert not first[0]['x'].flags.writeable and not first[1].flags.writeable
+  ragged = Dataset.from_elements([np.ones([3, 2]), np.ones([1, 2])])  # Streamed, not planned.
+  stacked, rows = ragged.to_padded_stacked()
+  assert stacked.shape == (2, 3, 2) and rows.tolist() == [[True] * 3, [True, False, False]]
+  with pytest.raises(RaggedElementsError, match="differ in more than their rows"):
+    Dataset.from_elements([np.ones([3, 2]), np.ones([1, 3])]).to_padded_stacked()
