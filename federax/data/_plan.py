@@ -128,4 +128,18 @@ def distinct_elements(plan: Plan) -> tuple[list, np.ndarray]:
   if plan.idx.ndim == 1:
     rows, inverse = np.unique(plan.idx, return_inverse=True)
     return [gather(plan, r) for r in rows], inverse.reshape(-1).astype(np.int64)
-  return list(plan_elements(plan)), row_index(len(plan))
+  return _batches(plan), row_index(len(plan))
+
+
+def _batches(plan: Plan) -> list:
+  """A batched plan's elements as `plan_elements` gives them, from one gather: each a view of
+  it (a gather per batch costs more than the copy for batches of tens of rows)."""
+  valid = plan.idx >= 0
+  counts = valid.sum(axis=1)
+  suffix = bool(np.all(valid == (np.arange(valid.shape[1])[None, :] < counts[:, None])))
+  if plan.mask_key is None and not suffix:  # Padding inside a batch: trim each one.
+    return list(plan_elements(plan))
+  leaves, treedef = jax.tree_util.tree_flatten(gather(plan, plan.idx))
+  if plan.mask_key is not None:
+    return [treedef.unflatten([x[i] for x in leaves]) for i in range(len(plan))]
+  return [treedef.unflatten([x[i, :n] for x in leaves]) for i, n in enumerate(counts.tolist())]
