@@ -72,8 +72,9 @@ class FunctionalModel:
 
   Every method is pure and jit-able, and works under `jax.vmap` over a client axis and in
   `jax.lax.scan`. Batches are `{'x': inputs, 'y': labels, 'mask': bool[B]}` (mask optional;
-  `Dataset.masked_batch` pads the last batch and sets it) or `(x, y)` pairs; padded rows count
-  in nothing: not the loss, not `num_examples`, not the metrics.
+  `Dataset.masked_batch` pads the last batch and sets it, and so does the vectorized runtime
+  when it pads a short batch, see `row_mask`) or `(x, y)` pairs; padded rows count in nothing:
+  not the loss, not `num_examples`, not the metrics.
 
   Writing a model by hand takes the parts of TFF's `VariableModel` in the "Federated Learning
   for Image Classification" tutorial, as data and functions:
