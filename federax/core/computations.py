@@ -375,7 +375,7 @@ class ConcreteLocal:
       except RowMaskNotHonoured as e:  # A padded batch reached the function's own code.
         if e.consumer is not None:
           raise
-        raise RowMaskNotHonoured(self._short_name, e.reason) from None
+        raise RowMaskNotHonoured(self._short_name, e.reason, e.fix) from None
 
   @property
   def _short_name(self) -> str:
@@ -391,7 +391,7 @@ class ConcreteLocal:
       try:
         return self.row_mask(convert(payload.value, type_spec), payload.mask)
       except RowMaskNotHonoured as e:
-        raise RowMaskNotHonoured(e.consumer or self._short_name, e.reason) from None
+        raise RowMaskNotHonoured(e.consumer or self._short_name, e.reason, e.fix) from None
     return make_container(tuple(self._to_user(convert, p, et)
                                 for p, et in zip(payload, type_spec)), type_spec)
 

@@ -60,12 +60,15 @@ class RowMaskNotHonoured(Exception):
 
   Attributes:
     consumer: what received it: a computation's name, or an intrinsic.
-    reason: why padding would change that code's result.
+    reason: why padding would change that code's result, a predicate of `consumer`.
+    fix: how the code could take padded batches, if it can; None for the generic advice.
   """
 
-  def __init__(self, consumer: Optional[str] = None, reason: Optional[str] = None):
+  def __init__(self, consumer: Optional[str] = None, reason: Optional[str] = None,
+               fix: Optional[str] = None):
     self.consumer = consumer
     self.reason = reason or "reduces over the rows of a batch and does not mask padded rows"
+    self.fix = fix
     super().__init__(f"{consumer or 'a computation'} {self.reason}")
 
 

@@ -157,8 +157,14 @@ def test_a_model_with_batch_statistics_trains_on_the_real_short_batch_and_says_w
       got = two_rounds(process, tff_way(examples))
   assert_same(got, want, rtol=2e-5)
   message = str(caught[0].message)
-  assert "its training pass updates non-trainable weights from the batch" in message
-  assert "drop_remainder=True" in message
+  assert message.startswith("LearningProcess.next: running on the sequential runtime because "
+                            "train_on_batch hands batches to a model whose training pass "
+                            "updates non-trainable weights from the batch (batch statistics), "
+                            "which padded rows would change; the batches of "
+                            "arguments.client_data differ in size (2, 3, 4 and 5 rows)"), message
+  assert message.endswith("hint: masked_batch() runs it compiled, its padded rows then in the "
+                          "statistics; or give every batch 5 rows: batch(5, "
+                          "drop_remainder=True)"), message
 
 
 def test_a_loss_that_ignores_sample_weight_is_not_given_padded_rows():
@@ -173,6 +179,30 @@ def test_a_loss_that_ignores_sample_weight_is_not_given_padded_rows():
   with fx.runtime.sequential():
     want = two_rounds(algorithms.build_fed_eval(unweighted), tff_way(examples))
   with fx.runtime.vectorized():
-    with pytest.warns(fx.runtime.FallbackWarning, match="its loss_fn ignores sample_weight"):
+    with pytest.warns(fx.runtime.FallbackWarning, match="(?s)evaluate_batch hands batches to a "
+                      "model whose loss_fn ignores sample_weight.*hint: weight the loss by "
+                      r"sample_weight \(fx.learning.models.metrics.weighted_mean"):
       got = two_rounds(algorithms.build_fed_eval(unweighted), tff_way(examples))
   assert_same(got, want, rtol=2e-5)
+
+
+def test_a_metric_that_ignores_sample_weight_is_not_given_padded_rows():
+  def initialize():
+    return {"label_sum": jnp.float32(0)}
+
+  def update(state, labels, batch_output, sample_weight):  # Would count padded rows' labels.
+    del batch_output, sample_weight
+    return {"label_sum": state["label_sum"] + jnp.sum(labels + 1).astype(jnp.float32)}
+
+  counting = FunctionalModel(initial_weights=model(UNMASKED).initial_weights,
+                             predict_on_batch_fn=predict, loss_fn=loss_fn,
+                             metrics_fns=(initialize, update, lambda state: state),
+                             input_spec=UNMASKED)
+  data = tff_way(client_examples())
+  with fx.runtime.vectorized():
+    with pytest.warns(fx.runtime.FallbackWarning, match="model whose metrics read labels or "
+                      "predictions but ignore sample_weight"):
+      _, metrics = algorithms.build_fed_eval(counting).next(
+          algorithms.build_fed_eval(counting).initialize(), data)
+  want = sum(int((e["y"] + 1).sum()) for e in client_examples())
+  assert metrics["client_work"]["eval"]["current_round_metrics"]["label_sum"] == want

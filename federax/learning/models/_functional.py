@@ -181,7 +181,7 @@ class FunctionalModel:
     # not define itself (a hand-written model may report its own 'loss' or 'num_examples').
     self._builtins = metrics_lib.to_metrics_fns(
         [m for m in _BUILTIN_METRICS if m.name not in self._user_metric_keys])
-    self._padding_changes: dict[bool, Optional[str]] = {}  # See row_mask.
+    self._padding_changes: dict[bool, Optional[tuple]] = {}  # See row_mask.
 
   def __repr__(self) -> str:
     return f"FunctionalModel(input_spec={self._spec_type}, metrics={list(self.metric_names)})"
@@ -274,7 +274,8 @@ class FunctionalModel:
       if training not in self._padding_changes:
         self._padding_changes[training] = why_padding_changes(self, training)
       if self._padding_changes[training] is not None:
-        raise RowMaskNotHonoured(reason=self._padding_changes[training])
+        reason, fix = self._padding_changes[training]
+        raise RowMaskNotHonoured(reason=reason, fix=fix)
       return with_row_mask(batch, mask)
 
     return attach

@@ -28,12 +28,16 @@ from federax.learning.models._weights import ModelWeights
 _ROWS = 3  # The size given to unknown dimensions while tracing.
 
 
-def why_padding_changes(model: Any, training: bool) -> Optional[str]:
+def why_padding_changes(model: Any, training: bool) -> Optional[tuple[str, str]]:
   """Why padding a batch with masked zero rows would change `model`'s results, or None.
 
   Args:
     model: a `FunctionalModel`.
     training: whether the batches go through training passes (`forward_pass(training=True)`).
+
+  Returns:
+    None, or `(reason, fix)`: a predicate of the computation that hands the model its batches,
+    and what would let the model take padded batches.
   """
   spec = model._spec_type  # pylint: disable=protected-access
   x_type, y_type = (spec["x"], spec["y"]) if any(spec.names()) else (spec[0], spec[1])
@@ -42,21 +46,25 @@ def why_padding_changes(model: Any, training: bool) -> Optional[str]:
   key = jax.random.PRNGKey(0) if training else None
   predict = model._predict  # pylint: disable=protected-access
   if training and _updates_non_trainable(predict, weights, x, key):
-    return ("its training pass updates non-trainable weights from the batch (batch "
-            "statistics), which padded rows would change")
+    return ("hands batches to a model whose training pass updates non-trainable weights from "
+            "the batch (batch statistics), which padded rows would change",
+            "masked_batch() runs it compiled, its padded rows then in the statistics")
   predictions = jax.eval_shape(lambda w, x: predict(w, x, training, key).predictions, weights, x)
   sample_weight = jax.ShapeDtypeStruct((_batch_size(y),), jnp.float32)
   loss_fn = model._loss_fn  # pylint: disable=protected-access
   if not _reads(lambda p, y, w: loss_fn(p, y, w), (predictions, y, sample_weight), 2):
-    return "its loss_fn ignores sample_weight, so padded rows would count in the loss"
+    return ("hands batches to a model whose loss_fn ignores sample_weight, so padded rows "
+            "would count in the loss", "weight the loss by sample_weight "
+            "(fx.learning.models.metrics.weighted_mean(losses, sample_weight))")
   initialize, update, _ = model._metrics_fns  # pylint: disable=protected-access
   if model._user_metric_keys:  # pylint: disable=protected-access
     from federax.learning.models._functional import BatchOutput  # pylint: disable=g-import-not-at-top
     metrics = lambda s, y, p, w: update(s, y, BatchOutput(jnp.float32(0), p, jnp.int32(0)), w)
     args = (jax.eval_shape(initialize), y, predictions, sample_weight)
     if not _reads(metrics, args, 3) and (_reads(metrics, args, 1) or _reads(metrics, args, 2)):
-      return ("its metrics read labels or predictions but ignore sample_weight, so padded rows "
-              "would count in them")
+      return ("hands batches to a model whose metrics read labels or predictions but ignore "
+              "sample_weight, so padded rows would count in them",
+              "weight each example's update by sample_weight in metrics_fns' update")
   return None
 
 

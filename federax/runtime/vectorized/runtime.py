@@ -361,6 +361,8 @@ def _row_mask_message(e: RowMaskNotHonoured, padded: list) -> tuple[str, str]:
   why = (f"{consumer} {e.reason}; the batches of {where} differ in size ({_sizes(rows, mask)} "
          "rows), and the vectorized runtime pads short batches only for computations that "
          "mask them")
+  if e.fix is not None:
+    return why, f"{e.fix}; or give every batch {width} rows: batch({width}, drop_remainder=True)"
   hint = (f"give every batch {width} rows: batch({width}, drop_remainder=True) drops the short "
           f"batches; masked_batch({width}) pads them and adds a 'mask' feature for {consumer} "
           "to weight rows by; or declare @fx.computation(..., row_mask=fn) to receive padded "
