@@ -8,6 +8,7 @@ elements padded to a bucketed length, with a mask), and a cohort of client datas
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Optional
 
@@ -316,8 +317,10 @@ def _element_shapes(element_type: t.Type, spec: Any) -> Optional[Any]:
     return None
 
 
+@functools.lru_cache(maxsize=256)
 def _leading(ts: t.Type) -> t.Type:
-  """The type of a stacked payload: one unknown leading dimension on every tensor."""
+  """The type of a stacked payload: one unknown leading dimension on every tensor (once per
+  type: a call stacks every client's dataset against it)."""
   if isinstance(ts, t.TensorType):
     return t.TensorType(ts.dtype, (None,) + tuple(ts.shape))
   return t.StructType([(n, _leading(e)) for n, e in ts.items()], ts.container_type)
