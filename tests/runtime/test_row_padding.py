@@ -89,3 +89,19 @@ def test_batches_of_one_size_and_sequences_returned_whole_need_no_declaration():
     np.testing.assert_array_equal(client_totals(full), [28.0, 6.0])
     returned = same(datasets()[0])
   assert [b['x'].tolist() for b in returned] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_a_local_computation_reducing_its_sequence_of_short_batches_falls_back():
+  @fx.computation(fx.SequenceType(BATCH_TYPE))
+  def total(data):  # tf.data's reduce, whose function sums each batch itself.
+    return data.reduce(np.float32(0.0), lambda acc, batch: acc + jnp.sum(batch['x']))
+
+  @fx.federated_computation(CLIENT_DATA)
+  def client_totals(data):
+    return fx.federated_map(total, data)
+
+  with fx.runtime.vectorized():
+    with pytest.warns(fx.runtime.FallbackWarning, match="(?s)because total reduces over the rows "
+                      r"of a batch.*batch\(4, drop_remainder=True\)"):
+      result = client_totals(datasets())
+  np.testing.assert_array_equal(result, [sum(range(10)), sum(range(7)), sum(range(4))])
