@@ -16,8 +16,9 @@ from federax.core import context, host
 from federax.core import types as t
 from federax.core.errors import FederatedTypeError, without_library_frames
 from federax.core.execution import Execution
+from federax.core.rows import RowMasked, RowMaskNotHonoured, find_row_masked
 from federax.core.sequences import recording_iterations, to_payload, to_user
-from federax.core.type_conversions import to_type, type_of
+from federax.core.type_conversions import make_container, to_type, type_of
 from federax.core.values import Value, to_value
 
 
@@ -227,15 +228,18 @@ class LocalComputation(Computation):
   instead (`federax.core.host`).
   """
 
-  def __init__(self, fn: Callable, declared: tuple, result: Any = None):
+  def __init__(self, fn: Callable, declared: tuple, result: Any = None,
+               row_mask: Optional[Callable] = None):
     functools.update_wrapper(self, fn)
     self._fn = fn
     self._signature = _Signature(fn, declared)
     self._result = None if result is None else to_type(result)
+    self._row_mask = row_mask
     self._concrete: dict[Optional[t.Type], ConcreteLocal] = {}
     self._typed = None
     if declared or not self._signature.names:
-      self._typed = ConcreteLocal(fn, self._signature, self._signature.declared, self._result)
+      self._typed = ConcreteLocal(fn, self._signature, self._signature.declared, self._result,
+                                  row_mask)
 
   @property
   def is_polymorphic(self) -> bool:
@@ -261,7 +265,7 @@ class LocalComputation(Computation):
       return self._typed
     if parameter not in self._concrete:
       self._concrete[parameter] = ConcreteLocal(self._fn, self._signature, parameter,
-                                                self._result)
+                                                self._result, self._row_mask)
     return self._concrete[parameter]
 
   def __call__(self, *args, **kwargs):
@@ -320,13 +324,18 @@ class ConcreteLocal:
   `on_host` when it runs in Python on NumPy values (`federax.core.host`): its parameter or
   result holds a string, or JAX cannot trace it and it returns a sequence (a dataset built in
   Python). Its result type is then found by running it once on example values, unless declared.
+
+  `row_mask`, when declared, is `fn(batch, mask) -> batch`: how the function takes a batch a
+  runtime padded with zero rows (`federax.core.rows`); without it a padded batch raises
+  `RowMaskNotHonoured`.
   """
 
   def __init__(self, fn: Callable, signature: _Signature, parameter: Optional[t.Type],
-               result: Optional[t.Type] = None):
+               result: Optional[t.Type] = None, row_mask: Optional[Callable] = None):
     self.fn = fn
     self.signature = signature
     self.parameter = parameter
+    self.row_mask = row_mask
     self.name = callable_name(fn)
     self.on_host = False  # Decided with the result type, below.
     if parameter is not None:
@@ -356,11 +365,35 @@ class ConcreteLocal:
     else:
       convert = lambda p, et: to_user(p, et, execution)
     with context.use_local_body(execution):
-      if self.parameter is None:
-        return self.fn()
-      if self.signature.unpacks:
-        return self.fn(*[convert(p, et) for p, et in zip(payload, self.parameter)])
-      return self.fn(convert(payload, self.parameter))
+      try:
+        if self.parameter is None:
+          return self.fn()
+        if self.signature.unpacks:
+          return self.fn(*[self._to_user(convert, p, et)
+                           for p, et in zip(payload, self.parameter)])
+        return self.fn(self._to_user(convert, payload, self.parameter))
+      except RowMaskNotHonoured as e:  # A padded batch reached the function's own code.
+        if e.consumer is not None:
+          raise
+        raise RowMaskNotHonoured(self._short_name, e.reason, e.fix) from None
+
+  @property
+  def _short_name(self) -> str:
+    return self.name.rsplit(".", 1)[-1]
+
+  def _to_user(self, convert: Callable, payload: Any, type_spec: t.Type) -> Any:
+    """The user's structure of a payload (`convert`); a padded batch goes through `row_mask`."""
+    if find_row_masked(payload) is None:
+      return convert(payload, type_spec)
+    if isinstance(payload, RowMasked):
+      if self.row_mask is None:
+        raise RowMaskNotHonoured(self._short_name)
+      try:
+        return self.row_mask(convert(payload.value, type_spec), payload.mask)
+      except RowMaskNotHonoured as e:
+        raise RowMaskNotHonoured(e.consumer or self._short_name, e.reason, e.fix) from None
+    return make_container(tuple(self._to_user(convert, p, et)
+                                for p, et in zip(payload, type_spec)), type_spec)
 
   def __call__(self, payload: Any) -> Any:
     """Payload in, payload out: traceable by `jax.jit`, `vmap` and `scan`. (A host computation
@@ -557,7 +590,7 @@ def _merge_unknown(a: t.Type, b: t.Type) -> t.Type:
   raise ValueError(f"{a} and {b} differ")
 
 
-def computation(*args, result: Any = None) -> Any:
+def computation(*args, result: Any = None, row_mask: Optional[Callable] = None) -> Any:
   """Declares a local computation: a pure JAX function of tensors and structures.
 
   Use as `@fx.computation` (polymorphic: typed at each use) or `@fx.computation(T1, T2)`
@@ -568,6 +601,11 @@ def computation(*args, result: Any = None) -> Any:
   returns a dataset (a `Dataset` or list). Its result type is found by running it once on
   example values (empty strings, zeros, empty sequences); `result=` declares it where that
   cannot work (`@fx.computation(np.str_, result=(np.int32, [2]))` for a parser).
+
+  `row_mask=fn` is for a function that masks padded rows: `fn(batch, mask) -> batch` says how
+  it takes a batch the vectorized runtime padded with zero rows (`mask` is bool[B], True for
+  real rows). Without it, a short last batch (`batch(20)`) sends the call to the sequential
+  runtime, which passes the real short batch (`federax.core.rows`).
 
   Example:
     >>> @fx.computation(np.float32)
@@ -584,8 +622,8 @@ def computation(*args, result: Any = None) -> Any:
     ('(str -> int32)', 9)
   """
   if len(args) == 1 and callable(args[0]) and not _is_type_spec(args[0]):
-    return LocalComputation(args[0], (), result)
-  return lambda fn: LocalComputation(fn, args, result)
+    return LocalComputation(args[0], (), result, row_mask)
+  return lambda fn: LocalComputation(fn, args, result, row_mask)
 
 
 def _is_type_spec(obj: Any) -> bool:

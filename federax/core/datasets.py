@@ -14,9 +14,9 @@ A dataset that lacks the hooks (e.g. a plain list of elements) is iterated eleme
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, runtime_checkable
 
-__all__ = ["INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY", "StackableDataset"]
+__all__ = ["INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY", "PaddableDataset", "StackableDataset"]
 
 INFINITE_CARDINALITY = -1
 UNKNOWN_CARDINALITY = -2
@@ -65,5 +65,26 @@ class StackableDataset(Protocol):
     Raises:
       ValueError: if the elements differ in shape (e.g. a smaller final batch), so they cannot
         be stacked, or the dataset is infinite. The runtime then reports the client.
+    """
+    ...
+
+
+@runtime_checkable
+class PaddableDataset(StackableDataset, Protocol):
+  """A `StackableDataset` that can also stack batches of different sizes, padded.
+
+  A dataset written TFF's way (`batch(20)`) ends with a short batch, so `to_stacked()` raises.
+  The vectorized runtime then asks for the batches padded with zero rows to the largest one
+  (and, for a dataset without this hook, reads its elements one by one and pads them itself).
+  """
+
+  def to_padded_stacked(self) -> tuple[Any, Optional[Any]]:
+    """`(stacked, rows)`: like `to_stacked()`, but a leading (batch) dimension that differs
+    between elements is padded with zero rows to the largest: each such leaf has shape
+    `[cardinality(), B, ...]` and `rows` is bool `[cardinality(), B]`, True for real rows.
+    `rows` is None when no element was padded (then `stacked` is `to_stacked()`'s).
+
+    Raises:
+      ValueError: if the elements differ in more than their number of rows.
     """
     ...

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from federax.core import types as t
 from federax.core.errors import FederatedTypeError
 from federax.core.execution import Execution
+from federax.core.rows import RowMasked, RowMaskNotHonoured
 from federax.core.type_conversions import make_container, map_structure, type_of
 
 _SUPPORTED = ("reduce(initial_state, reduce_func), map(map_func), element_spec, and iteration "
@@ -170,7 +171,14 @@ def _local_type(op: str, what: str, value: Any) -> t.Type:
 
 
 def to_user(payload: Any, ts: t.Type, execution: Optional[Execution] = None) -> Any:
-  """A payload in the user's containers; sequences become `Sequence`s run by `execution`."""
+  """A payload in the user's containers; sequences become `Sequence`s run by `execution`.
+
+  Raises:
+    RowMaskNotHonoured: for a batch a runtime padded with zero rows (`federax.core.rows`):
+      only a computation declared with `row_mask=` takes one, not `reduce`'s function.
+  """
+  if isinstance(payload, RowMasked):
+    raise RowMaskNotHonoured()
   if isinstance(ts, t.SequenceType):
     return Sequence(payload, ts, execution)
   if isinstance(ts, t.StructType):

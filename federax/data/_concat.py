@@ -30,6 +30,13 @@ class Concat(Node):
       parts.extend(node.parts if isinstance(node, Concat) else [node])
     return cls(parts)
 
+  @property
+  def op(self) -> str:
+    return "concatenate_lazily()" if self.lazy else "concatenate()"
+
+  def parents(self) -> list:
+    return [p for p in self.parts if isinstance(p, Node)]
+
   def _nodes(self) -> Iterator[Node]:
     for part in self.parts:
       yield part if isinstance(part, Node) else part()

@@ -6,10 +6,15 @@ import itertools
 from collections.abc import Iterator
 from typing import Any, Optional
 
+import jax
+import numpy as np
+
 from federax.core.datasets import INFINITE_CARDINALITY as INFINITE_CARDINALITY
 from federax.core.datasets import UNKNOWN_CARDINALITY as UNKNOWN_CARDINALITY
-from federax.data._elements import Element, RaggedElementsError, empty_from_spec, stack_flat
-from federax.data._plan import Plan, materialize, plan_elements, row_index
+from federax.core.rows import pad_rows
+from federax.data._elements import (Element, RaggedElementsError, empty_from_spec, stack_flat,
+                                    to_numpy)
+from federax.data._plan import Plan, gather, materialize, plan_elements, row_index
 
 
 def min_limit(a: Optional[int], b: Optional[int]) -> Optional[int]:
@@ -27,8 +32,23 @@ class Node:
 
   path_dependent = False  # Whether the elements depend on the enclosing repeat epochs.
 
+  @property
+  def op(self) -> str:
+    """The `Dataset` method that made this node, for messages."""
+    return f"{type(self).__name__.lower()}()"
+
+  def parents(self) -> list:
+    return []
+
   def cardinality(self) -> int:
     raise NotImplementedError
+
+  def length_cause(self) -> str:
+    """The operation, nearest the source, that makes the length unknown or infinite."""
+    for parent in self.parents():
+      if parent.cardinality() < 0:
+        return parent.length_cause()
+    return self.op
 
   def finite(self) -> bool:
     return self.cardinality() != INFINITE_CARDINALITY
@@ -70,12 +90,38 @@ class Node:
     return treedef.unflatten(leaves)
 
 
+  def padded_stacked(self) -> tuple[Any, Optional[np.ndarray]]:
+    """`(stacked, rows)`: `stacked()` with batches of different sizes padded with zero rows
+    to the largest, and their row mask (None when nothing was padded); see
+    `Dataset.to_padded_stacked`."""
+    if not self.finite():
+      return self.stacked(), None  # Raises.
+    plan = self.plan((), None)
+    if plan is not None:
+      if plan.idx.ndim == 2 and plan.mask_key is None and bool(np.any(plan.idx < 0)):
+        return gather(plan, plan.idx), plan.idx >= 0
+      return materialize(plan), None
+    elements = list(self.iterate(()))
+    if not elements:
+      return empty_from_spec(self.spec()), None
+    try:
+      leaves, treedef = stack_flat(elements, "to_stacked()")
+      return treedef.unflatten(leaves), None
+    except RaggedElementsError:
+      flags = tuple(bool(t.shape) and t.shape[0] is None
+                    for t in jax.tree_util.tree_leaves(self.spec()))
+      return pad_rows([to_numpy(e) for e in elements], flags, "to_padded_stacked()")
+
+
 class Unary(Node):
   """An operation on one parent; by default it keeps the parent's length and spec."""
 
   def __init__(self, parent: Node):
     self.parent = parent
     self.path_dependent = parent.path_dependent
+
+  def parents(self) -> list:
+    return [self.parent]
 
   def cardinality(self) -> int:
     return self.parent.cardinality()

@@ -68,7 +68,7 @@ def materialize(plan: Plan) -> Any:
     sizes = sorted(set((plan.idx >= 0).sum(axis=1).tolist()))
     raise RaggedElementsError(
         f"to_stacked(): batches differ in size ({plan.idx.shape[1]} rows and {sizes[0]} rows, "
-        "the final partial batch), so they cannot be stacked. Use masked_batch(batch_size) to "
+        "a short batch), so they cannot be stacked. Use masked_batch(batch_size) to "
         "pad and mask it, or batch(batch_size, drop_remainder=True) to drop it.")
   return gather(plan, plan.idx)
 
@@ -92,7 +92,9 @@ def concat_plans(plans: list[Plan]) -> Optional[Plan]:
          and p.idx.shape[1:] == first.idx.shape[1:] for p in nonempty):
     return first.replace(idx=np.concatenate([p.idx for p in nonempty]))
   rows = [as_rows(p) for p in nonempty]
-  if any(r is None or r.treedef != rows[0].treedef for r in rows):
+  if any(r is None for r in rows):  # Batches of different sizes: keep them batched.
+    return _concat_sources(nonempty)
+  if any(r.treedef != rows[0].treedef for r in rows):
     return None
   for column in zip(*(r.leaves for r in rows)):
     if len({(c.dtype, c.shape[1:]) for c in column}) > 1:
@@ -101,6 +103,20 @@ def concat_plans(plans: list[Plan]) -> Optional[Plan]:
   leaves = [np.concatenate(column) for column in zip(*(r.leaves for r in rows))]
   idx = np.concatenate([r.idx + o for r, o in zip(rows, offsets)])
   return Plan(leaves, rows[0].treedef, idx)
+
+
+def _concat_sources(plans: list[Plan]) -> Optional[Plan]:
+  """Plans of one form over different sources as one plan over their concatenated sources."""
+  first = plans[0]
+  if any(p.treedef != first.treedef or p.mask_key != first.mask_key
+         or p.idx.shape[1:] != first.idx.shape[1:] for p in plans):
+    return None
+  columns = list(zip(*(p.leaves for p in plans)))
+  if any(len({(c.dtype, c.shape[1:]) for c in column}) > 1 for column in columns):
+    return None
+  offsets = np.cumsum([0] + [len(p.leaves[0]) for p in plans[:-1]])
+  idx = np.concatenate([np.where(p.idx >= 0, p.idx + o, -1) for p, o in zip(plans, offsets)])
+  return Plan([np.concatenate(c) for c in columns], first.treedef, idx, first.mask_key)
 
 
 def distinct_elements(plan: Plan) -> tuple[list, np.ndarray]:
@@ -112,4 +128,18 @@ def distinct_elements(plan: Plan) -> tuple[list, np.ndarray]:
   if plan.idx.ndim == 1:
     rows, inverse = np.unique(plan.idx, return_inverse=True)
     return [gather(plan, r) for r in rows], inverse.reshape(-1).astype(np.int64)
-  return list(plan_elements(plan)), row_index(len(plan))
+  return _batches(plan), row_index(len(plan))
+
+
+def _batches(plan: Plan) -> list:
+  """A batched plan's elements as `plan_elements` gives them, from one gather: each a view of
+  it (a gather per batch costs more than the copy for batches of tens of rows)."""
+  valid = plan.idx >= 0
+  counts = valid.sum(axis=1)
+  suffix = bool(np.all(valid == (np.arange(valid.shape[1])[None, :] < counts[:, None])))
+  if plan.mask_key is None and not suffix:  # Padding inside a batch: trim each one.
+    return list(plan_elements(plan))
+  leaves, treedef = jax.tree_util.tree_flatten(gather(plan, plan.idx))
+  if plan.mask_key is not None:
+    return [treedef.unflatten([x[i] for x in leaves]) for i in range(len(plan))]
+  return [treedef.unflatten([x[i, :n] for x in leaves]) for i, n in enumerate(counts.tolist())]

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from federax.core.types import TensorType
-from federax.data._elements import (RaggedElementsError, call_with_element, map_spec, spec_of,
-                                          stack_flat, to_numpy)
+from federax.data._elements import (RaggedElementsError, call_with_element, map_spec,
+                                          merge_specs, spec_of, stack_flat, to_numpy)
 from federax.data._node import (INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Node, Unary,
                                       min_limit)
 from federax.data._plan import (Plan, concat_plans, distinct_elements, materialize,
@@ -24,6 +24,10 @@ class Repeat(Unary):
   def __init__(self, parent: Node, count: Optional[int]):
     super().__init__(parent)
     self.count = count
+
+  @property
+  def op(self) -> str:
+    return "repeat() without a count" if self.count is None else f"repeat({self.count})"
 
   def cardinality(self) -> int:
     c = self.parent.cardinality()
@@ -70,7 +74,10 @@ class Repeat(Unary):
       total += len(one)
       if limit is not None and total >= limit:
         break
-    return concat_plans(plans).head(limit) if plans else self.parent.plan(path + (0,), 0)
+    if not plans:
+      return self.parent.plan(path + (0,), 0)
+    merged = concat_plans(plans)
+    return None if merged is None else merged.head(limit)
 
 
 class Map(Unary):
@@ -88,15 +95,26 @@ class Map(Unary):
     return self._spec
 
   def _infer_spec(self) -> Any:
-    first = next(self.iterate(()), None)
-    if first is None:  # Empty: try the function on a zero element of the parent's spec.
+    parent = self.parent.spec()
+    source = next(self.parent.iterate(()), None)
+    if source is None:  # Empty: try the function on a zero element of the parent's spec.
       try:
-        first = to_numpy(call_with_element(self.fn, map_spec(
-            lambda t: np.zeros([d or 0 for d in (t.shape or ())], t.dtype), self.parent.spec())))
+        return spec_of(to_numpy(call_with_element(self.fn, map_spec(
+            lambda t: np.zeros([d or 0 for d in (t.shape or ())], t.dtype), parent))))
       except Exception as e:
         raise ValueError("map(): cannot infer the element_spec of a mapped empty dataset; "
                          f"calling the function on a zero element failed: {e!r}.") from e
-    return spec_of(first)
+    spec = spec_of(to_numpy(call_with_element(self.fn, source)))
+    if not any(t.shape is not None and None in t.shape for t in jax.tree_util.tree_leaves(parent)):
+      return spec
+    # A dimension that varies upstream (a batch's, after batch()) is read from the first element
+    # only: call the function again with those dimensions one longer, and leave unknown what
+    # changes, so the short last batch still fits `element_spec`.
+    try:
+      grown = spec_of(to_numpy(call_with_element(self.fn, _grow_unknown(source, parent))))
+      return merge_specs(spec, grown, "map()")
+    except Exception:  # pylint: disable=broad-except
+      return spec  # The function needs the first element's sizes: nothing more can be told.
 
   def iterate(self, path):
     for element in self.parent.iterate(path):
@@ -107,12 +125,48 @@ class Map(Unary):
     if parent is None or not len(parent):
       return None
     inputs, idx = distinct_elements(parent)  # Call fn once per distinct source row.
+    outputs = [to_numpy(call_with_element(self.fn, x)) for x in inputs]
     try:
-      outputs = [to_numpy(call_with_element(self.fn, x)) for x in inputs]
       leaves, treedef = stack_flat(outputs, "map()")
     except RaggedElementsError:
-      return None
+      return _batches_of_rows(outputs, idx)
     return Plan(leaves, treedef, idx)
+
+
+def _batches_of_rows(outputs: list, idx: np.ndarray) -> Optional[Plan]:
+  """Outputs that differ only in their number of rows (`batch(20).map(fn)`'s short last
+  batch) as a batched plan, as `batch()` plans them: their rows concatenated into one source,
+  and an `[m, B]` index with -1 after each element's rows. None if they differ otherwise."""
+  flats = [jax.tree_util.tree_flatten(o) for o in outputs]
+  treedef = flats[0][1]
+  counts = []
+  for leaves, other in flats:
+    sizes = {x.shape[0] if x.ndim else None for x in leaves}
+    if other != treedef or len(sizes) != 1 or None in sizes:
+      return None
+    counts.append(sizes.pop())
+  columns = list(zip(*(leaves for leaves, _ in flats)))
+  if any(len({(x.dtype, x.shape[1:]) for x in column}) > 1 for column in columns):
+    return None
+  counts = np.asarray(counts)
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  width = np.arange(max(counts.max(initial=0), 1))
+  rows = np.where(width[None, :] < counts[:, None], starts[:, None] + width[None, :], -1)
+  return Plan([np.concatenate(c) for c in columns], treedef, rows[idx])
+
+
+def _grow_unknown(element: Any, spec: Any) -> Any:
+  """`element` with every dimension its spec leaves unknown made one longer (the last entry
+  repeated, so the values stay ones the function has seen)."""
+  def grow(x, t):
+    x = np.asarray(x)
+    for axis, d in enumerate(t.shape or ()):
+      if d is None:
+        n = x.shape[axis]
+        x = (np.take(x, list(range(n)) + [n - 1], axis=axis) if n else
+             np.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1:], x.dtype))
+    return x
+  return jax.tree_util.tree_map(grow, element, spec)
 
 
 class Filter(Unary):
@@ -267,6 +321,7 @@ class Cache(Unary):
     self.path_dependent = False  # Every epoch sees the kept first pass.
     self._plans: dict = {}
     self._stacked = None
+    self._padded = None
 
   def plan(self, path, limit):
     del path  # The first pass is kept for every epoch, as tf.data does.
@@ -280,9 +335,18 @@ class Cache(Unary):
 
   def stacked(self) -> Any:
     if self._stacked is None:
-      stacked = super().stacked()
-      for leaf in jax.tree_util.tree_leaves(stacked):
-        if isinstance(leaf, np.ndarray):
-          leaf.flags.writeable = False  # Shared by every later call: nobody may change it.
-      self._stacked = stacked
+      self._stacked = _read_only(super().stacked())
     return self._stacked
+
+  def padded_stacked(self):
+    if self._padded is None:
+      stacked, rows = super().padded_stacked()
+      self._padded = (self.stacked(), None) if rows is None else _read_only((stacked, rows))
+    return self._padded
+
+
+def _read_only(tree: Any) -> Any:
+  for leaf in jax.tree_util.tree_leaves(tree):
+    if isinstance(leaf, np.ndarray):
+      leaf.flags.writeable = False  # Shared by every later call: nobody may change it.
+  return tree

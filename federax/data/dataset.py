@@ -28,6 +28,7 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
+from federax.core.errors import format_message
 from federax.data._batching import Batch, MaskedBatch, PaddedBatch
 from federax.data._concat import Concat
 from federax.data._elements import Element, leaf_names, merge_specs
@@ -204,8 +205,22 @@ class Dataset:
     return Dataset(PaddedBatch(self._node, _check_batch_size("padded_batch", batch_size),
                                padded_shapes, padding_values, bool(drop_remainder)))
 
-  def map(self, fn: Callable[..., Element]) -> Dataset:
-    """Applies `fn` to each element (a tuple element is passed as positional arguments)."""
+  def map(self, fn: Callable[..., Element], num_parallel_calls: Any = None,
+          deterministic: Optional[bool] = None, name: Optional[str] = None) -> Dataset:
+    """Applies `fn` to each element (a tuple element is passed as positional arguments).
+
+    `num_parallel_calls`, `deterministic` and `name` are tf.data's, accepted so that ported
+    code (`num_parallel_calls=tf.data.AUTOTUNE`) runs; they change nothing: elements are
+    produced in order, and a planned pipeline calls `fn` once per distinct source row.
+    Dimensions that vary upstream (the batch dimension after `batch()`) stay unknown in the
+    `element_spec`, even though it is read from the first element.
+
+    Example:
+      >>> ds = Dataset.from_tensor_slices({'x': np.zeros([5, 4])}).batch(2)
+      >>> ds.map(lambda e: e['x'] + 1, num_parallel_calls=-1).element_spec
+      TensorType(np.float64, (None, 4))
+    """
+    del num_parallel_calls, deterministic, name
     return Dataset(Map(self._node, fn))
 
   def filter(self, predicate: Callable[..., Any]) -> Dataset:
@@ -306,12 +321,23 @@ class Dataset:
     return self._node.cardinality()
 
   def __len__(self) -> int:
+    """The number of elements, when known without reading them (as tf.data's `len`).
+
+    Raises:
+      TypeError: if the dataset is infinite or its length is unknown; the message names the
+        operation that made it so (`repeat()` without a count, `filter()`, ...).
+    """
     n = self._node.cardinality()
     if n == INFINITE_CARDINALITY:
-      raise TypeError("The dataset is infinite.")
+      raise TypeError(format_message(
+          "len(dataset)", f"The dataset is infinite: {self._node.length_cause()} repeats it "
+          "forever.", hint="bound it with take(n), or repeat(count) with a count"))
     if n == UNKNOWN_CARDINALITY:
-      raise TypeError("The dataset length is unknown (e.g. after filter()); iterate it or call "
-                      "to_stacked() to count its elements.")
+      raise TypeError(format_message(
+          "len(dataset)", f"The dataset length is unknown: {self._node.length_cause()} keeps a "
+          "number of elements known only by reading them.",
+          hint="count with sum(1 for _ in dataset), or use cardinality(), which returns -2 "
+          "(UNKNOWN_CARDINALITY) instead of raising"))
     return n
 
   def __iter__(self) -> Iterator[Element]:
@@ -346,6 +372,27 @@ class Dataset:
       ValueError: if the dataset is infinite.
     """
     return self._node.stacked()
+
+  def to_padded_stacked(self) -> tuple[Any, Optional[np.ndarray]]:
+    """All elements stacked, batches of different sizes padded: `(stacked, rows)`.
+
+    `to_stacked()` for the vectorized runtime when a pipeline ends with a short batch
+    (`batch(20)`, TFF's way): every leaf whose leading (batch) dimension varies has shape
+    `[len(ds), B, ...]`, the short batches padded with zero rows to the largest `B`, and
+    `rows` is bool `[len(ds), B]`, True for the real rows. `rows` is None when nothing was
+    padded. After `cache()`, the same read-only arrays are returned every time.
+
+    Raises:
+      RaggedElementsError: if elements differ in more than their number of rows.
+      ValueError: if the dataset is infinite.
+
+    Example:
+      >>> ds = Dataset.from_tensor_slices({'x': np.arange(5)}).batch(2)
+      >>> stacked, rows = ds.to_padded_stacked()
+      >>> stacked['x'].tolist(), rows.tolist()
+      ([[0, 1], [2, 3], [4, 0]], [[True, True], [True, True], [True, False]])
+    """
+    return self._node.padded_stacked()
 
   def __repr__(self) -> str:
     n = self._node.cardinality()

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from federax.core import types as t
+from federax.core.rows import pad_rows as pad_rows  # Shared with the data layer.
+from federax.core.rows import row_leaves as row_leaves
 
 
 class PaddedSequence(NamedTuple):
@@ -18,10 +20,16 @@ class PaddedSequence(NamedTuple):
   Attributes:
     elements: the element payload with a leading axis `[L, ...]` (`[n, L, ...]` for clients).
     mask: bool `[L]` (`[n, L]`), True where an element is real; padding is zeros.
+    rows: None, or bool `[L, B]` (`[n, L, B]`) when the elements are batches of different
+      sizes (`batch(20)`'s short last one): every leaf whose declared leading dimension is
+      unknown (`row_leaves`) is padded to `B` rows with zeros, and `rows` is True for the real
+      ones. Only code declared to mask padded rows receives such elements
+      (`federax.core.rows`).
   """
 
   elements: Any
   mask: Any
+  rows: Any = None
 
 
 from federax.core.errors import RaggedError as RaggedError  # one class for every ragged stack
@@ -73,4 +81,5 @@ def pad_to(seq: PaddedSequence, length: int) -> PaddedSequence:
   if current == length:
     return seq
   pad = lambda x: np.concatenate([x, np.zeros((length - current,) + x.shape[1:], x.dtype)])
-  return PaddedSequence(jax.tree_util.tree_map(pad, seq.elements), pad(seq.mask))
+  rows = None if seq.rows is None else pad(seq.rows)
+  return PaddedSequence(jax.tree_util.tree_map(pad, seq.elements), pad(seq.mask), rows)

@@ -45,3 +45,11 @@ def test_programs_overhead_benchmark(shared_data):
 def test_first_round_benchmark_warm_process_compiles_nothing():
   out = run_benchmark("first_round")  # Its smoke mode asserts the warm process compiled nothing.
   assert "| W3 | warm |" in out
+
+
+@pytest.mark.slow
+def test_tff_way_rounds_benchmark_agrees_with_masked_batch_and_the_floor(shared_data):
+  # Smoke mode fails on any FallbackWarning, and asserts the TFF-way rounds equal masked_batch's
+  # and one client's round equals the floors.
+  out = run_benchmark("tff_way_rounds", "--data-dir", str(shared_data))
+  assert '"max_rel_diff_vs_masked"' in out and "x the floor" in out

@@ -109,6 +109,9 @@ def test_shuffle_is_uniform_over_positions():
     lambda: Dataset.from_tensor_slices({'x': np.arange(11)}).shuffle(4, seed=9).masked_batch(3),
     lambda: _r(5).shuffle(5, seed=1).concatenate(_r(3).map(lambda x: x + 100)).repeat(2),
     lambda: Dataset.from_elements([np.ones(i) for i in range(1, 6)]).shuffle(3, seed=2),
+    lambda: _r(23).shuffle(7, seed=1).batch(5).map(lambda x: {'y': x * 2}).repeat(2),
+    lambda: _r(11).batch(4).map(lambda x: x[::-1]).shuffle(3, seed=1).unbatch(),
+    lambda: _r(6).map(lambda x: np.arange(x)).take(5),
 ])
 def test_vectorized_plan_matches_streaming(make):
   ds = make()
@@ -315,3 +318,99 @@ def test_cache_runs_the_pipeline_once_and_keeps_the_first_pass():
   np.testing.assert_array_equal(epochs[0], epochs[1])
   reshuffled = np.asarray(source.repeat(2).to_stacked()["x"]).reshape(2, 7)
   assert not np.array_equal(reshuffled[0], reshuffled[1])
+
+
+# --- map keeps unknown dims, takes tf.data's options; len() after each operation ---------------
+
+
+def _tutorial_format(element):
+  return collections.OrderedDict(x=element['pixels'].reshape(-1, 784),
+                                 y=element['label'].reshape(-1, 1))
+
+
+def test_map_after_batch_keeps_the_unknown_batch_dimension():
+  ds = Dataset.from_tensor_slices({'pixels': np.zeros([24, 28, 28], np.float32),
+                                   'label': np.zeros([24], np.int32)})
+  mapped = ds.batch(20).map(_tutorial_format)
+  assert mapped.element_spec == collections.OrderedDict(
+      x=TensorType(np.float32, [None, 784]), y=TensorType(np.int32, [None, 1]))
+  # What the function does to the other dimensions is still read from an element.
+  assert ds.batch(20).map(lambda e: e['pixels'].sum(0)).element_spec == TensorType(
+      np.float32, [28, 28])
+  assert ds.batch(5, drop_remainder=True).map(_tutorial_format).element_spec['x'] == TensorType(
+      np.float32, [5, 784])
+  ragged = Dataset.from_elements([np.ones([1, 3]), np.ones([4, 3])])
+  assert ragged.map(lambda x: x * 2).element_spec == TensorType(np.float64, [None, 3])
+
+
+def test_map_accepts_tf_data_options_and_ignores_them():
+  ds = _r(5)
+  for options in ({'num_parallel_calls': -1}, {'num_parallel_calls': 4},
+                  {'num_parallel_calls': None, 'deterministic': False}):
+    assert _ints(ds.map(lambda x: x * 2, **options)) == [0, 2, 4, 6, 8]
+  assert _ints(ds.map(lambda x: x + 1, 2, True)) == [1, 2, 3, 4, 5]
+
+
+def test_len_after_every_operation_whose_length_is_known():
+  ds = _r(10)
+  assert len(ds.batch(3)) == 4 and len(ds.batch(3, drop_remainder=True)) == 3
+  assert len(ds.batch(3).map(lambda x: x * 2)) == 4
+  assert len(ds.map(lambda x: {'x': x}).masked_batch(4)) == 3
+  assert len(ds.shuffle(4, seed=0).repeat(3).batch(20)) == 2
+  assert len(ds.take(4)) == 4 and len(ds.skip(7)) == 3 and len(ds.repeat(2)) == 20
+  assert len(ds.cache()) == 10 and len(ds.prefetch(2)) == 10 and len(ds.enumerate()) == 10
+  assert len(ds.concatenate(ds)) == 20 and len(ds.padded_batch(4)) == 3
+  assert len(ds.repeat().take(7)) == 7
+
+
+def test_len_names_the_operation_that_makes_the_length_unknown():
+  with pytest.raises(TypeError) as e:
+    len(_r(10).filter(lambda x: x > 2).batch(2))
+  assert str(e.value) == (
+      "len(dataset): The dataset length is unknown: filter() keeps a number of elements known "
+      "only by reading them.\n  hint: count with sum(1 for _ in dataset), or use cardinality(), "
+      "which returns -2 (UNKNOWN_CARDINALITY) instead of raising")
+  with pytest.raises(TypeError, match=r"infinite: repeat\(\) without a count repeats it"):
+    len(_r(3).repeat().map(lambda x: x))
+  with pytest.raises(TypeError, match=r"unknown: unbatch\(\)"):
+    len(_r(5).batch(2).unbatch())
+  with pytest.raises(TypeError, match=r"unknown: concatenate_lazily\(\)"):
+    len(Dataset.concatenate_lazily([lambda: _r(2)]))
+
+
+# --- to_padded_stacked: short batches for the vectorized runtime --------------------------------
+
+
+def _tutorial_pipeline(batch):
+  rng = np.random.default_rng(0)
+  ds = Dataset.from_tensor_slices({'pixels': rng.random([47, 28, 28]).astype(np.float32),
+                                   'label': rng.integers(0, 10, 47).astype(np.int32)})
+  return batch(ds.repeat(2).shuffle(20, seed=1))
+
+
+def test_padded_stacked_of_the_tff_way_pipeline_equals_masked_batch():
+  def masked_format(e):
+    return dict(_tutorial_format(e), mask=e['mask'])
+
+  padded, rows = _tutorial_pipeline(lambda d: d.batch(20).map(_tutorial_format)).to_padded_stacked()
+  masked = _tutorial_pipeline(lambda d: d.masked_batch(20).map(masked_format)).to_stacked()
+  assert padded['x'].shape == (5, 20, 784) and rows.shape == (5, 20)
+  np.testing.assert_array_equal(rows, masked['mask'])
+  for key in ('x', 'y'):
+    np.testing.assert_array_equal(padded[key], masked[key])
+  assert rows.sum() == 94 and list(rows.sum(axis=1)) == [20, 20, 20, 20, 14]
+
+
+def test_padded_stacked_pads_nothing_without_short_batches_and_keeps_cached_arrays():
+  full = _r(8).batch(4)
+  stacked, rows = full.to_padded_stacked()
+  assert rows is None and stacked.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+  cached = _r(9).batch(4).map(lambda x: {'x': x}).cache()
+  first = cached.to_padded_stacked()
+  assert cached.to_padded_stacked()[0]['x'] is first[0]['x']
+  assert not first[0]['x'].flags.writeable and not first[1].flags.writeable
+  ragged = Dataset.from_elements([np.ones([3, 2]), np.ones([1, 2])])  # Streamed, not planned.
+  stacked, rows = ragged.to_padded_stacked()
+  assert stacked.shape == (2, 3, 2) and rows.tolist() == [[True] * 3, [True, False, False]]
+  with pytest.raises(RaggedElementsError, match="differ in more than their rows"):
+    Dataset.from_elements([np.ones([3, 2]), np.ones([1, 3])]).to_padded_stacked()

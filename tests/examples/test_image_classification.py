@@ -1,11 +1,13 @@
 """The seed tutorial end to end: TFF's published numbers, Keras == by hand, TensorBoard, notebook."""
 
+import collections
 import json
 import os
 import pathlib
 import struct
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 pytest.importorskip("keras")
+import federax as fx  # noqa: E402
 import image_classification  # noqa: E402
 
 # TFF 0.87 and an independent float64 NumPy FedAvg, shuffling off (issue 4).
@@ -81,3 +84,72 @@ def test_tutorial_notebook_runs_and_its_loss_falls_every_round(shared_data, tmp_
   np.testing.assert_allclose(losses, result["hand"], atol=1e-5)
   assert result["test_examples"] > 0
   assert (tmp_path / "runs/image_classification").exists()
+
+
+# --- The tutorial written TFF's way: batch(20), no mask, no cache ------------------------------
+
+
+def tff_batch_format_fn(element):
+  """TFF's `batch_format_fn`, as its tutorial writes it: no mask."""
+  return collections.OrderedDict(x=element["pixels"].reshape(-1, 784),
+                                 y=element["label"].reshape(-1, 1))
+
+
+def tff_preprocess(dataset):
+  """TFF's `preprocess`: the short last batch stays short."""
+  return (dataset.repeat(image_classification.NUM_EPOCHS)
+          .shuffle(image_classification.SHUFFLE_BUFFER, seed=1)
+          .batch(image_classification.BATCH_SIZE)
+          .map(tff_batch_format_fn, num_parallel_calls=-1).prefetch(10))
+
+
+def digits(client_data, client_id):
+  return client_data.create_dataset(client_id).filter(lambda e: e["label"] < 10)
+
+
+def run_tutorial(make_model, data, rounds, runtime):
+  """(each round's training metrics, then the evaluation's) of the tutorial's FedAvg."""
+  with runtime, warnings.catch_warnings():
+    warnings.simplefilter("error", fx.runtime.FallbackWarning)
+    model = make_model(data[0].element_spec)
+    process, state, history = image_classification.train(model, data, rounds, log=lambda _: None)
+    evaluation = image_classification.evaluate(model, process.get_model_weights(state), data)
+  return history, evaluation
+
+
+def assert_same_numbers(got, want, rtol):
+  (history, evaluation), (want_history, want_evaluation) = got, want
+  assert [sorted(h) for h in history] == [sorted(h) for h in want_history]
+  for h, w in zip(history + [evaluation], want_history + [want_evaluation]):
+    for key in w:
+      np.testing.assert_allclose(h[key], w[key], rtol=rtol, atol=1e-6, err_msg=key)
+
+
+def check_tff_way(train, client_ids, rounds, models):
+  tff_way = [tff_preprocess(digits(train, c)) for c in client_ids]
+  assert str(fx.to_type(tff_way[0].element_spec)) == "<x=float32[?,784],y=int32[?,1]>"
+  masked = [image_classification.preprocess(digits(train, c)).cache() for c in client_ids]
+  for make_model in models:
+    got = run_tutorial(make_model, tff_way, rounds, fx.runtime.vectorized())
+    assert_same_numbers(got, run_tutorial(make_model, masked, rounds, fx.runtime.vectorized()),
+                        rtol=1e-6)
+    assert_same_numbers(got, run_tutorial(make_model, tff_way, rounds, fx.runtime.sequential()),
+                        rtol=2e-5)
+    examples = sum(len(list(digits(train, c))) for c in client_ids)
+    assert all(h["num_examples"] == examples * image_classification.NUM_EPOCHS
+               for h in got[0])
+
+
+@pytest.mark.slow
+def test_tutorial_written_tffs_way_stays_compiled_with_the_masked_numbers(shared_data):
+  from federax.simulation.datasets import femnist
+  train, _ = femnist.load_data(shared_data / "femnist-leaf")  # Lazy: reads 2 writers' shards.
+  check_tff_way(train, sorted(train.client_ids)[:2], 2, [image_classification.hand_written_model])
+
+
+@pytest.mark.slow
+def test_whole_tutorial_written_tffs_way_keras_and_by_hand(shared_data):
+  from federax.simulation.datasets import femnist
+  train, _ = femnist.load_data(shared_data / "femnist-leaf", only_digits=True)
+  check_tff_way(train, sorted(train.client_ids)[:10], 10,
+                [image_classification.keras_model_fn, image_classification.hand_written_model])

@@ -637,8 +637,7 @@ def test_jax_support_stays_compiled(jax_support):
 # --- High-performance simulations -----------------------------------------------------------------
 
 SIMULATIONS = "simulations"
-ITEMS_1_10 = ("issue 14 item 1: a short last batch from .batch(20) (RaggedError today); "
-              "item 10: metrics printed as TFF's (only 'accuracy')")
+ITEM_10 = "issue 14 item 10: metrics printed as TFF's (only 'accuracy')"
 TFF_SIMULATIONS = [0.14557613, 0.181893, 0.23374486, 0.26759258, 0.31944445, 0.37222221,
                    0.42685184, 0.4712963, 0.5269547, 0.55833334]
 
@@ -679,13 +678,12 @@ def simulations_reference(clients, rounds: int, seed: int) -> list[float]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ITEMS_1_10)
 def test_simulations_runs(simulations):
   assert errors(simulations) == []
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ITEMS_1_10)
+@pytest.mark.xfail(strict=True, reason=ITEM_10)
 def test_simulations_train_metrics(simulations, shared_data):
   lines = displayed(simulations, "evaluate()").splitlines()
   pattern = (r"train metrics OrderedDict\(\[\('accuracy', (\S+)\)\]\), "
@@ -708,7 +706,6 @@ def test_simulations_train_metrics(simulations, shared_data):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ITEMS_1_10)
 def test_simulations_stay_compiled(simulations):
   assert errors(simulations) == [] and fallbacks(simulations) == []
 

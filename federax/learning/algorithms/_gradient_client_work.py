@@ -43,8 +43,8 @@ def build_gradient_client_work(model, client_weighting,
 
   begin = computation(weights_type, KEY)(lambda weights, key:
                                          gradient_accumulator(model, weights, key))
-  add_batch = computation(acc_type, batch_type)(lambda acc, batch:
-                                                _local.add_batch_gradient(model, acc, batch))
+  add_batch = computation(acc_type, batch_type, row_mask=model.row_mask(training=True))(
+      lambda acc, batch: _local.add_batch_gradient(model, acc, batch))
 
   @computation(acc_type)
   def finish(acc):

@@ -62,7 +62,7 @@ def build_fed_eval(model_fn: Any,
   batch_type = to_type(model.input_spec)
   metrics_type = type_of(model.initialize_metrics_state())
 
-  @computation(metrics_type, batch_type, weights_type)
+  @computation(metrics_type, batch_type, weights_type, row_mask=model.row_mask(training=False))
   def evaluate_batch(metrics, batch, weights):
     output = model.forward_pass(weights, batch, False, None)
     return model.update_metrics_state(metrics, batch, output)

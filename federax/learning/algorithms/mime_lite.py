@@ -60,13 +60,13 @@ def build_mime_lite_client_work(model, optimizer, client_weighting,
   train_acc_type = type_of(jax.eval_shape(train_start, abstract_value(optimizer_state_type),
                                           abstract_value(weights_type), KEY))
   grad_begin = computation(weights_type, KEY)(lambda w, key: gradient_accumulator(model, w, key))
-  add_batch = computation(grad_acc_type, batch_type)(
+  add_batch = computation(grad_acc_type, batch_type, row_mask=model.row_mask(training=True))(
       lambda acc, batch: _local.add_batch_gradient(model, acc, batch, update_metrics=False))
   full_gradient = computation(grad_acc_type)(_local.mean_gradient)
   train_begin = computation(optimizer_state_type, weights_type, KEY)(
       lambda state, weights, key: train_start(state, weights, jax.random.fold_in(key, 1)))
 
-  @computation(train_acc_type, batch_type)
+  @computation(train_acc_type, batch_type, row_mask=model.row_mask(training=True))
   def train_on_batch(acc, batch):
     return _local.train_on_batch(model, optimizer, acc, batch, acc["weights"],
                                  optimizer_state=acc["optimizer_state"])

@@ -44,6 +44,28 @@ def unpack_batch(batch: Any, operator: str) -> tuple[Any, Any, Optional[jax.Arra
               actual=f"a {type(batch).__name__}", hint=_BATCH_HINT)
 
 
+def with_row_mask(batch: Any, row_mask: jax.Array) -> Any:
+  """The batch with the runtime's row mask as its 'mask' (and-ed with a mask it has), in a form
+  `unpack_batch` reads: a mapping, a namedtuple with a `mask` field, else a dict.
+
+  Example:
+    >>> with_row_mask((np.ones(2), np.zeros(2)), np.array([True, False]))['mask'].tolist()
+    [True, False]
+  """
+  if isinstance(batch, Struct):
+    batch = dict(batch.items()) if all(n for n, _ in batch.items()) else tuple(batch)
+  if isinstance(batch, Mapping):
+    out = dict(batch) if not isinstance(batch, dict) else type(batch)(batch)
+    out["mask"] = row_mask if "mask" not in batch else jnp.logical_and(batch["mask"], row_mask)
+    return out
+  if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+    if "mask" in batch._fields:
+      return batch._replace(mask=jnp.logical_and(batch.mask, row_mask))
+    return {**batch._asdict(), "mask": row_mask}
+  x, y, _ = unpack_batch(batch, "forward_pass")
+  return {"x": x, "y": y, "mask": row_mask}
+
+
 def batch_weights(y: Any, mask: Optional[jax.Array]) -> tuple[jax.Array, jax.Array]:
   """`(sample_weight float32[B], num_examples int32)`: the mask, or all ones without one."""
   if mask is None:

@@ -10,9 +10,11 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from federax.core.rows import RowMaskNotHonoured
 from federax.learning.models import metrics as metrics_lib
 from federax.learning.models._common import (
-    as_array_tree, batch_weights, check_input_spec, error, unpack_batch)
+    as_array_tree, batch_weights, check_input_spec, error, unpack_batch, with_row_mask)
+from federax.learning.models._padding import why_padding_changes
 from federax.learning.models._weights import ModelWeights, register_reader
 
 _BUILTIN_METRICS = (metrics_lib.mean_loss(), metrics_lib.num_examples(), metrics_lib.num_batches())
@@ -70,8 +72,9 @@ class FunctionalModel:
 
   Every method is pure and jit-able, and works under `jax.vmap` over a client axis and in
   `jax.lax.scan`. Batches are `{'x': inputs, 'y': labels, 'mask': bool[B]}` (mask optional;
-  `Dataset.masked_batch` pads the last batch and sets it) or `(x, y)` pairs; padded rows count
-  in nothing: not the loss, not `num_examples`, not the metrics.
+  `Dataset.masked_batch` pads the last batch and sets it, and so does the vectorized runtime
+  when it pads a short batch, see `row_mask`) or `(x, y)` pairs; padded rows count in nothing:
+  not the loss, not `num_examples`, not the metrics.
 
   Writing a model by hand takes the parts of TFF's `VariableModel` in the "Federated Learning
   for Image Classification" tutorial, as data and functions:
@@ -178,6 +181,7 @@ class FunctionalModel:
     # not define itself (a hand-written model may report its own 'loss' or 'num_examples').
     self._builtins = metrics_lib.to_metrics_fns(
         [m for m in _BUILTIN_METRICS if m.name not in self._user_metric_keys])
+    self._padding_changes: dict[bool, Optional[tuple]] = {}  # See row_mask.
 
   def __repr__(self) -> str:
     return f"FunctionalModel(input_spec={self._spec_type}, metrics={list(self.metric_names)})"
@@ -250,6 +254,31 @@ class FunctionalModel:
         non_trainable = jax.tree.map(lambda new, old: jnp.where(num_examples > 0, new, old),
                                      non_trainable, weights.non_trainable)
     return BatchOutput(loss, out.predictions, num_examples, non_trainable)
+
+  def row_mask(self, training: bool) -> Callable[[Any, jax.Array], Any]:
+    """How a computation that hands batches to this model takes a batch padded with zero rows.
+
+    Declare it on such a computation, `@fx.computation(..., row_mask=model.row_mask(True))`,
+    and the vectorized runtime pads a short last batch (`batch(20)`, TFF's way) instead of
+    leaving the compiled path: the returned `fn(batch, mask)` puts the runtime's row mask in
+    the batch's 'mask', so `forward_pass` and the metrics leave the padded rows out, exactly.
+    The learning algorithms and `build_fed_eval` declare it. When padding would change a
+    result (a training pass that updates batch statistics, a `loss_fn` or metric that ignores
+    `sample_weight`), `fn` raises `RowMaskNotHonoured` saying why, and the call runs on the
+    real short batches instead.
+
+    Args:
+      training: whether the batches go through training passes.
+    """
+    def attach(batch: Any, mask: jax.Array) -> Any:
+      if training not in self._padding_changes:
+        self._padding_changes[training] = why_padding_changes(self, training)
+      if self._padding_changes[training] is not None:
+        reason, fix = self._padding_changes[training]
+        raise RowMaskNotHonoured(reason=reason, fix=fix)
+      return with_row_mask(batch, mask)
+
+    return attach
 
   # Metric states and values are OrderedDicts: JAX sorts a plain dict's keys, TFF keeps them.
 

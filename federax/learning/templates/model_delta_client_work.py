@@ -91,7 +91,8 @@ def build_model_delta_client_work(
   acc_type = type_of(jax.eval_shape(start, abstract_value(weights_type), np.int32(0), KEY))
   begin = computation(weights_type, np.int32, KEY)(start)
 
-  @computation(acc_type, batch_type, weights_type)
+  # A short last batch (batch(20)) arrives padded with a row mask, which the model honours.
+  @computation(acc_type, batch_type, weights_type, row_mask=model.row_mask(training=True))
   def train_on_batch(acc, batch, initial):
     return _local.train_on_batch(model, optimizer, acc, batch, initial, proximal_strength)
 

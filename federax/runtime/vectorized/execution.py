@@ -12,6 +12,7 @@ import numpy as np
 from federax.core import host
 from federax.core.execution import Execution, HostOnly
 from federax.core.placements import SERVER
+from federax.core.rows import RowMasked, RowMaskNotHonoured, find_row_masked
 from federax.core.values import constant_payload
 from federax.runtime._base import EvalKeys, require_clients, client_key
 from federax.runtime.padding import PaddedSequence
@@ -177,6 +178,9 @@ class VectorizedExecution(Execution):
   # --- Sequences ---------------------------------------------------------------------------------
 
   def sequence_map(self, fn, seq: PaddedSequence):
+    if seq.rows is not None:  # Whether fn's results keep padded rows cannot be told.
+      raise RowMaskNotHonoured("sequence_map", "maps padded batches to elements that would "
+                               "keep their padded rows")
     return PaddedSequence(jax.vmap(fn)(seq.elements), seq.mask)
 
   def sequence_reduce(self, seq: PaddedSequence, zero, step):
@@ -184,10 +188,13 @@ class VectorizedExecution(Execution):
       return zero
     loop = self.plan.sequence_loop
     for_cpu = for_xla_cpu if self.plan.cpu_rewrites else (lambda fn: fn)
+    elements = seq.elements if seq.rows is None else (seq.elements, seq.rows)
+    if seq.rows is not None:  # Batches padded with zero rows: only a masking step takes them.
+      step = _with_row_masks(step)
     if loop == "while":
       # Padding is always at the end (PaddedSequence), so the real elements are a prefix.
       body = for_cpu(lambda i, acc: step((acc, jax.tree_util.tree_map(
-          lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), seq.elements))))
+          lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), elements))))
       return jax.lax.fori_loop(0, jnp.sum(seq.mask, dtype=jnp.int32), body, zero)
 
     def masked(acc, element_and_mask):
@@ -199,15 +206,29 @@ class VectorizedExecution(Execution):
       unroll = max(seq.mask.shape[0], 1)
     else:
       unroll, masked = 1, for_cpu(masked)
-    acc, _ = jax.lax.scan(masked, zero, (seq.elements, seq.mask), unroll=unroll)
+    acc, _ = jax.lax.scan(masked, zero, (elements, seq.mask), unroll=unroll)
     return acc
 
   def sequence_sum(self, seq: PaddedSequence, element_type):
+    if seq.rows is not None:
+      raise RowMaskNotHonoured("sequence_sum", "adds up padded batches row by row")
     def masked_sum(x):
       mask = seq.mask.reshape(seq.mask.shape + (1,) * (x.ndim - 1))
       return jnp.sum(jnp.where(mask, x, jnp.zeros((), x.dtype)), axis=0, dtype=x.dtype)
 
     return jax.tree_util.tree_map(masked_sum, seq.elements)
+
+
+def _with_row_masks(step):
+  """`step` taking `(acc, (padded batch, row mask))`: the batch reaches it as a `RowMasked`,
+  which only a computation declared with `row_mask=` unwraps; it must not be kept."""
+  def masked_step(acc_and_element):
+    acc, (element, rows) = acc_and_element
+    new = step((acc, RowMasked(element, rows)))
+    if find_row_masked(new) is not None:
+      raise RowMaskNotHonoured("sequence_reduce", "keeps a padded batch in its accumulator")
+    return new
+  return masked_step
 
 
 def _modular_sum(x: jax.Array, modulus: int) -> jax.Array:

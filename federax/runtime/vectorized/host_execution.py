@@ -25,7 +25,7 @@ from federax.core.sequences import SequenceIterationError
 from federax.core.values import Value, contains_value
 from federax.runtime import _convert, _invoke, host
 from federax.runtime.sequential import SequentialExecution, _Lists
-from federax.runtime.vectorized.stacking import KEEP_COMPILED, Unstackable
+from federax.runtime.vectorized.stacking import Unstackable
 
 
 class HostDataset:
@@ -101,7 +101,7 @@ class HostExecution(SequentialExecution):
       self.compiled._host_bodies.add(comp)
       return None
     except Unstackable as e:  # Client by client, as the runtime's fallback runs it.
-      self.compiled._warn_fallback(f"{e}; {KEEP_COMPILED}", comp)
+      self.compiled._warn_fallback(e.why, comp, e.hint)
       return None
     except SequenceIterationError:  # Exact in Python, on this host.
       return None

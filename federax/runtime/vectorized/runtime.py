@@ -14,10 +14,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from federax.core import context
 from federax.core import types as t
 from federax.core.computations import ConcreteLocal
-from federax.core.errors import user_stacklevel
+from federax.core.errors import format_message, user_stacklevel
 from federax.core.execution import HostOnly
 from federax.core.host import holds_strings
 from federax.core.placements import SERVER
+from federax.core.rows import RowMaskNotHonoured
 from federax.core.sequences import SequenceIterationError
 from federax.core.values import Value
 from federax.runtime import _convert, _invoke
@@ -111,6 +112,8 @@ class VectorizedRuntime(RuntimeBase):
     self._streams = streaming.Streams()
     self._lengths: dict = {}  # Sequence type -> longest padded length so far (`Plan.grow_only`).
     self._iterating: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Comp -> why.
+    # Computations that took a padded batch without masking it -> (why, hint): not padded again.
+    self._unpadded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
   def __repr__(self) -> str:
     return (f"fx.runtime.vectorized({self.options}, chunk_size={self.chunk_size}, "
@@ -132,7 +135,7 @@ class VectorizedRuntime(RuntimeBase):
   def _invoke(self, comp, args: tuple, kwargs: dict) -> Any:
     signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
     if concrete is not None and not concrete.on_host:
-      rep = Stacked()
+      rep = Stacked(pad_rows=False)  # Its function's own code would get the padded rows.
       payload, _ = _invoke.convert_argument(comp, signature, python_arg, rep)
       if not concrete.takes_sequences:
         out = self._program(concrete, None)(payload)
@@ -145,7 +148,7 @@ class VectorizedRuntime(RuntimeBase):
     try:
       return self._compiled(comp, signature, python_arg, traced=_convert.is_traced((args, kwargs)))
     except Unstackable as e:
-      return self._fall_back(f"{e}; {KEEP_COMPILED}", comp, args, kwargs)
+      return self._fall_back(e.why, comp, args, kwargs, e.hint)
     except HostOnly:  # Its body holds strings: found while tracing, remembered.
       self._host_bodies.add(comp)
       return host_execution.invoke(self, comp, signature, python_arg)
@@ -158,13 +161,21 @@ class VectorizedRuntime(RuntimeBase):
                 clients: Optional[int] = None) -> Any:
     """A call of `comp` as one program: Python argument in, Python result out (`clients`: the
     client count when no argument is placed at CLIENTS). Raises `Unstackable` for client data
-    with elements of different shapes, and `HostOnly` if the body holds strings."""
+    with elements of different shapes (or batches of different sizes for code that does not mask
+    padded rows), and `HostOnly` if the body holds strings."""
     try:
       try:
         plan, payload, rep = self._prepare(comp, signature, python_arg, traced, clients)
       except RaggedError as e:
-        raise Unstackable(str(e)) from None
-      out = self._program(comp, plan)(payload)
+        if comp in self._unpadded:  # Its batches differ in size, as when it was refused.
+          raise Unstackable(*self._unpadded[comp]) from None
+        raise Unstackable(f"{e}; {KEEP_COMPILED}") from None
+      try:
+        out = self._program(comp, plan)(payload)
+      except RowMaskNotHonoured as e:
+        # Its next calls are not padded: batches of one size still run compiled.
+        self._unpadded[comp] = _row_mask_message(e, rep.padded)
+        raise Unstackable(*self._unpadded[comp]) from None
       return _convert.to_python(out, signature.result, rep, plan.clients)
     finally:
       self._streams.close()  # After the results are read: the program reads chunks until then.
@@ -173,7 +184,8 @@ class VectorizedRuntime(RuntimeBase):
                clients: Optional[int] = None) -> tuple[Plan, Any, Stacked]:
     """(plan, argument payload, representation) for a call of a federated computation."""
     plan = self._plan(signature, None, traced)
-    rep = Stacked(plan, self._cohorts, self._streams, self._lengths)
+    rep = Stacked(plan, self._cohorts, self._streams, self._lengths,
+                  pad_rows=comp not in self._unpadded)
     payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
     if not traced and _convert.is_traced(payload):  # Tracers hidden in an unregistered class.
       self._streams.close()
@@ -187,16 +199,16 @@ class VectorizedRuntime(RuntimeBase):
     return plans.decide(self, clients=n, streams_possible=not _returns_sequences(signature),
                         differentiable=traced)
 
-  def _fall_back(self, why: str, comp, args, kwargs):
-    self._warn_fallback(why, comp)
+  def _fall_back(self, why: str, comp, args, kwargs, hint: Optional[str] = None):
+    self._warn_fallback(why, comp, hint)
     return self._fallback.invoke(comp, args, kwargs)
 
-  def _warn_fallback(self, why: str, comp) -> None:
+  def _warn_fallback(self, why: str, comp, hint: Optional[str] = None) -> None:
     key = (comp.name, why.split(":")[0])
     if key not in self._warned:
       self._warned.add(key)
-      warnings.warn(f"{comp.name}: running on the sequential runtime "
-                    f"because {why}.", FallbackWarning, stacklevel=user_stacklevel())
+      warnings.warn(format_message(comp.name, f"running on the sequential runtime because {why}.",
+                                   hint=hint), FallbackWarning, stacklevel=user_stacklevel())
 
   def _program(self, comp, plan: Optional[Plan]):
     """The jitted program of `comp` under `plan` (None: a local computation)."""
@@ -273,12 +285,16 @@ class VectorizedRuntime(RuntimeBase):
       return _host_explanation(name, signature)
     except SequenceIterationError as e:
       return f"{name}: runs on the sequential runtime ({_iterates(e)})."
+    except RowMaskNotHonoured as e:
+      return f"{name}: runs on the sequential runtime ({_row_mask_message(e, rep.padded)[0]})."
     finally:
       self._streams.close()
     lengths = _sequence_lengths(payload)
     lines = [f"{name}: one XLA program ({signature})", str(plan)]
     if lengths:
       lines.append("padded sequence lengths: " + ", ".join(map(str, lengths)))
+    lines += [f"{where}: batches of {_sizes(rows, mask)} rows padded to {rows.shape[-1]} rows, "
+              "with a row mask" for where, rows, mask in rep.padded]
     lines += rep.notes + (executions[0].decisions or ["(no federated_map)"])
     return "\n".join(lines)
 
@@ -327,6 +343,31 @@ def _leave(payload: Any, ts: Optional[t.Type], n: int) -> Any:
   if isinstance(ts, t.StructType) and isinstance(payload, tuple):
     return tuple(_leave(p, et, n) for p, et in zip(payload, ts))
   return payload
+
+
+def _sizes(rows: Any, mask: Any) -> str:
+  """The distinct batch sizes of a row-padded sequence, in words: '2, 3 and 4'."""
+  rows, mask = np.asarray(rows), np.asarray(mask, bool)
+  sizes = [str(n) for n in np.unique(rows.sum(axis=-1)[mask])]
+  return sizes[0] if len(sizes) == 1 else ", ".join(sizes[:-1]) + " and " + sizes[-1]
+
+
+def _row_mask_message(e: RowMaskNotHonoured, padded: list) -> tuple[str, str]:
+  """(why a call falls back, the hint) when a padded batch reached code that does not mask it."""
+  where, rows, mask = padded[0] if padded else ("a sequence", np.ones((1, 1), bool),
+                                                np.ones(1, bool))
+  width = rows.shape[-1]
+  consumer = e.consumer or "a computation"
+  why = (f"{consumer} {e.reason}; the batches of {where} differ in size ({_sizes(rows, mask)} "
+         "rows), and the vectorized runtime pads short batches only for computations that "
+         "mask them")
+  if e.fix is not None:
+    return why, f"{e.fix}; or give every batch {width} rows: batch({width}, drop_remainder=True)"
+  hint = (f"give every batch {width} rows: batch({width}, drop_remainder=True) drops the short "
+          f"batches; masked_batch({width}) pads them and adds a 'mask' feature for {consumer} "
+          "to weight rows by; or declare @fx.computation(..., row_mask=fn) to receive padded "
+          "batches with their row mask")
+  return why, hint
 
 
 def _sequence_lengths(payload: Any) -> list:

@@ -8,6 +8,7 @@ elements padded to a bucketed length, with a mask), and a cohort of client datas
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Optional
 
@@ -16,15 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from federax.core import types as t
-from federax.core.datasets import StackableDataset
+from federax.core.datasets import PaddableDataset, StackableDataset
 from federax.core.placements import SERVER
 from federax.runtime import _convert
-from federax.runtime.padding import (PaddedSequence, RaggedError, aligned_empty, bucket, pad_to,
-                                     stack, zeros_like_type)
+from federax.runtime.padding import (PaddedSequence, RaggedError, aligned_empty, bucket, pad_rows,
+                                     pad_to, row_leaves, stack, zeros_like_type)
 from federax.runtime.vectorized import streaming
 from federax.runtime.vectorized.plan import Plan
 
 _STACKABLE: dict[type, bool] = {}
+_PADDABLE: dict[type, bool] = {}
 
 
 def _stackable(x: Any) -> bool:
@@ -34,6 +36,14 @@ def _stackable(x: Any) -> bool:
   if cls not in _STACKABLE:
     _STACKABLE[cls] = isinstance(x, StackableDataset)
   return _STACKABLE[cls]
+
+
+def _paddable(x: Any) -> bool:
+  """`isinstance(x, PaddableDataset)`, decided once per class."""
+  cls = type(x)
+  if cls not in _PADDABLE:
+    _PADDABLE[cls] = isinstance(x, PaddableDataset)
+  return _PADDABLE[cls]
 
 
 STREAM_BYTES = 2**25
@@ -49,8 +59,18 @@ KEEP_COMPILED = ("make elements one shape (Dataset.masked_batch, or batch(..., "
 
 
 class Unstackable(Exception):
-  """A call's client data cannot be stacked (a `RaggedError` while stacking it), so the call
-  runs client by client. Raised before the program runs, never by it."""
+  """A call's client data cannot be stacked (a `RaggedError` while stacking it), or its batches
+  of different sizes reached code that does not mask padded rows (`federax.core.rows`), so the
+  call runs client by client.
+
+  Attributes:
+    why: why, for the fallback's warning.
+    hint: what to change, or None.
+  """
+
+  def __init__(self, why: str, hint: Optional[str] = None):
+    super().__init__(why)
+    self.why, self.hint = why, hint
 
 
 class CohortCache:
@@ -64,11 +84,11 @@ class CohortCache:
     self._entries: list = []  # (key, datasets, payload), most recent last.
 
   @staticmethod
-  def key(values: list, member_type: t.Type, per_doubling: int):
+  def key(values: list, member_type: t.Type, per_doubling: int, pad_rows: bool = True):
     if not isinstance(member_type, t.SequenceType) or not all(
         _stackable(v) for v in values):
       return None
-    return (tuple(map(id, values)), member_type, per_doubling)
+    return (tuple(map(id, values)), member_type, per_doubling, pad_rows)
 
   def get(self, key) -> Optional[Any]:
     for i, (k, _, payload) in enumerate(self._entries):
@@ -78,7 +98,7 @@ class CohortCache:
     return None
 
   def put(self, key, values: list, members: list, payload: Any) -> Any:
-    leaves = [x for m in members for x in jax.tree_util.tree_leaves(m.elements)]
+    leaves = [x for m in members for x in jax.tree_util.tree_leaves((m.elements, m.rows))]
     if not all(isinstance(x, np.ndarray) and not x.flags.writeable for x in leaves):
       return payload
     payload = jax.device_put(payload)
@@ -93,17 +113,23 @@ class Stacked:
   With `streams`, a cohort of client datasets over `STREAM_BYTES` padded is not stacked here: it
   becomes a `StreamedClients` stand-in that the program reads one chunk at a time. `lengths`
   holds, per sequence type, the longest padded length so far (the plan's `grow_only`).
+  With `pad_rows`, elements that are batches of different sizes (`batch(20)`'s short last
+  one) are padded with zero rows and a row mask (`PaddedSequence.rows`); `padded` records
+  where, for messages.
   """
 
   def __init__(self, plan: Optional[Plan] = None, cohorts: Optional[CohortCache] = None,
-               streams: Optional[streaming.Streams] = None, lengths: Optional[dict] = None):
+               streams: Optional[streaming.Streams] = None, lengths: Optional[dict] = None,
+               pad_rows: bool = True):
     self.plan = plan
     self.cohorts = cohorts
     self.per_doubling = plan.per_doubling if plan else 8
     self.streams = streams if plan and plan.stream else None
     self.chunk = (plan.chunk_size or 0) if plan else 0
     self.lengths = lengths if plan and plan.grow_only else None
+    self.pad_rows = pad_rows
     self.notes: list[str] = []
+    self.padded: list[tuple[str, Any, Any]] = []  # (where, rows, mask) of row-padded sequences.
 
   def padded_length(self, seq_type: t.SequenceType, longest: int) -> int:
     """The bucketed length for a cohort whose longest sequence has `longest` elements."""
@@ -118,9 +144,12 @@ class Stacked:
     if not values or not isinstance(member_type, t.SequenceType):
       return None
     if self.cohorts is not None:
-      cached = self.cohorts.get(CohortCache.key(values, member_type, self.per_doubling))
+      cached = self.cohorts.get(CohortCache.key(values, member_type, self.per_doubling,
+                                                self.pad_rows))
       if cached is not None:
         self.notes.append(f"{where}: the cached cohort, already on the device")
+        if cached.rows is not None:
+          self.padded.append((where, cached.rows, cached.mask))
         return cached
     if self.streams is None or len(values) < 2:
       return None
@@ -188,30 +217,48 @@ class Stacked:
   def clients(self, members: list, member_type: t.Type, where: str, values: list) -> Any:
     if not members:
       return zeros_like_type_payload(member_type, (0,))
-    payload = _stack_clients(members, member_type, where, self.padded_length)
+    payload = _stack_clients(members, member_type, where, self.padded_length, self.pad_rows)
+    if isinstance(payload, PaddedSequence) and payload.rows is not None:
+      self.padded.append((where, payload.rows, payload.mask))
     key = None if self.cohorts is None else CohortCache.key(values, member_type,
-                                                              self.per_doubling)
+                                                              self.per_doubling, self.pad_rows)
     return payload if key is None else self.cohorts.put(key, values, members, payload)
 
   def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> PaddedSequence:
+    rows = None
     if isinstance(elements, list):
       if not elements:
         return PaddedSequence(zeros_like_type(seq_type.element, (0,)), np.zeros(0, bool))
-      stacked = stack(elements, where)
+      try:
+        stacked = stack(elements, where)
+      except RaggedError:
+        if not self.pad_rows:
+          raise
+        stacked, rows = pad_rows(elements, row_leaves(seq_type.element), where)
     else:
       if not _stackable(elements):
-        elements = [_convert.local(e, seq_type.element, where, "dataset") for e in elements]
-        return self.sequence(elements, seq_type, where)
+        return self.sequence(self._read(elements, seq_type, where), seq_type, where)
       try:
-        raw = elements.to_stacked()
+        if self.pad_rows and _paddable(elements) and any(row_leaves(seq_type.element)):
+          raw, rows = elements.to_padded_stacked()
+        else:
+          raw = elements.to_stacked()
       except ValueError as e:  # A ragged final batch, for example.
-        raise RaggedError(f"{where}: {e}") from None
+        if not self.pad_rows:
+          raise RaggedError(f"{where}: {e}") from None
+        return self.sequence(self._read(elements, seq_type, where), seq_type, where)
       stacked = _convert.local(raw, _leading(seq_type.element), where, "dataset")
     length = np.shape(jax.tree_util.tree_leaves(stacked)[0])[0] if jax.tree_util.tree_leaves(
         stacked) else 0
     # Unpadded: clients() pads all clients' sequences together in one copy, and
     # pad_standalone() pads sequences that are not at CLIENTS.
-    return PaddedSequence(stacked, np.ones(length, bool))
+    return PaddedSequence(stacked, np.ones(length, bool), _rows_of(rows, stacked, seq_type))
+
+  @staticmethod
+  def _read(elements: Any, seq_type: t.SequenceType, where: str) -> list:
+    """A dataset's elements one by one, as checked payloads."""
+    return [_convert.local(e, seq_type.element, f"{where}[element {i}]", "dataset")
+            for i, e in enumerate(elements)]
 
   def client_list(self, payload: Any, member_type: t.Type, n: int) -> list:
     host = payload if _convert.is_traced(payload) else jax.device_get(payload)
@@ -223,9 +270,28 @@ class Stacked:
           "federated computation", "a result holding a sequence cannot leave a call made under a "
           "JAX transformation (its length would be traced).", actual=seq_type,
           hint="return the sequence's reduction, or call the computation outside jax.jit")
-    elements, mask = jax.device_get((payload.elements, payload.mask))
-    return [jax.tree_util.tree_map(lambda x, j=j: x[j], elements)
+    elements, mask, rows = jax.device_get((payload.elements, payload.mask, payload.rows))
+    if rows is None:
+      return [jax.tree_util.tree_map(lambda x, j=j: x[j], elements)
+              for j in np.flatnonzero(np.asarray(mask))]
+    leaves, treedef = jax.tree_util.tree_flatten(elements)
+    flags = row_leaves(seq_type.element)
+    return [treedef.unflatten([x[j][rows[j]] if row else x[j] for x, row in zip(leaves, flags)])
             for j in np.flatnonzero(np.asarray(mask))]
+
+
+def _rows_of(rows: Optional[np.ndarray], stacked: Any, seq_type: t.SequenceType
+             ) -> Optional[np.ndarray]:
+  """A dataset's row mask, checked against its padded leaves (`[L, B, ...]` for `rows [L, B]`)."""
+  if rows is None:
+    return None
+  rows = np.asarray(rows, bool)
+  leaves = jax.tree_util.tree_leaves(stacked)
+  if any(row and np.shape(x)[:2] != rows.shape
+         for x, row in zip(leaves, row_leaves(seq_type.element))):
+    raise RaggedError(f"to_padded_stacked() gave rows {rows.shape} that do not fit its leaves "
+                      f"{[np.shape(x) for x in leaves]}")
+  return rows
 
 
 def _is_shape(x) -> bool:
@@ -251,46 +317,82 @@ def _element_shapes(element_type: t.Type, spec: Any) -> Optional[Any]:
     return None
 
 
+@functools.lru_cache(maxsize=256)
 def _leading(ts: t.Type) -> t.Type:
-  """The type of a stacked payload: one unknown leading dimension on every tensor."""
+  """The type of a stacked payload: one unknown leading dimension on every tensor (once per
+  type: a call stacks every client's dataset against it)."""
   if isinstance(ts, t.TensorType):
     return t.TensorType(ts.dtype, (None,) + tuple(ts.shape))
   return t.StructType([(n, _leading(e)) for n, e in ts.items()], ts.container_type)
 
 
 def _stack_clients(members: list, member_type: t.Type, where: str,
-                   padded_length=lambda _, longest: bucket(longest)) -> Any:
-  """Stacks client payloads; sequences are padded to one bucketed length as they are copied."""
+                   padded_length=lambda _, longest: bucket(longest), pad_rows: bool = True
+                   ) -> Any:
+  """Stacks client payloads; sequences are padded to one bucketed length as they are copied,
+  and (`pad_rows`) their batches to the clients' largest, with a row mask."""
   if isinstance(member_type, t.SequenceType):
     lengths = [m.mask.shape[0] for m in members]
     length = padded_length(member_type, max(lengths))
-    filled = next((m for m in members if m.mask.shape[0]), None)
-    if filled is None:
+    filled = [m for m, n in zip(members, lengths) if n]
+    if not filled:
       return PaddedSequence(zeros_like_type(member_type.element, (len(members), 0)),
                             np.zeros((len(members), 0), bool))
-    shapes = {tuple(np.shape(x)[1:] for x in jax.tree_util.tree_leaves(m.elements))
-              for m, n in zip(members, lengths) if n}
+    flags = row_leaves(member_type.element)
+    widths = [_batch_width(m, flags) for m in filled]
+    width = max(widths) if None not in widths and (
+        len(set(widths)) > 1 or any(m.rows is not None for m in filled)) else None
+    skip = 2 if width is not None else 1  # Leading dimensions a client's elements may differ in.
+    shapes = {tuple(np.shape(x)[skip if row else 1:] for x, row in
+                    zip(jax.tree_util.tree_leaves(m.elements), flags)) for m in filled}
     if len(shapes) > 1:
       raise RaggedError(f"{where}: client sequences have elements of different shapes "
                         f"{sorted(shapes)[:3]}")
+    if width is not None and not pad_rows:
+      raise RaggedError(f"{where}: client sequences have batches of different sizes "
+                        f"{sorted(set(widths))}")
 
-    def fill(*leaves):
+    def fill(leaves, row):
+      wide = width if row and width is not None else None
+      shape = leaves[0].shape[1:] if wide is None else (wide,) + leaves[0].shape[2:]
       # Not zeroed first: writing each row once (data, then zeros) beats zeroing it all first.
-      out = aligned_empty((len(members), length) + leaves[0].shape[1:], leaves[0].dtype)
+      out = aligned_empty((len(members), length) + shape, leaves[0].dtype)
       for i, (leaf, n) in enumerate(zip(leaves, lengths)):
-        out[i, :n] = leaf[:n]
+        if wide is None:
+          out[i, :n] = leaf[:n]
+        else:
+          out[i, :n, :leaf.shape[1]] = leaf[:n]
+          out[i, :n, leaf.shape[1]:] = 0
         out[i, n:] = 0
       return out
 
-    template = filled.elements
-    elements = jax.tree_util.tree_map(
-        fill, *[m.elements if n else template for m, n in zip(members, lengths)])
+    template = filled[0].elements
+    flat = [jax.tree_util.tree_leaves(m.elements if n else template)
+            for m, n in zip(members, lengths)]
+    elements = jax.tree_util.tree_structure(template).unflatten(
+        [fill([f[k] for f in flat], row) for k, row in enumerate(flags)])
     mask = np.arange(length)[None, :] < np.asarray(lengths)[:, None]
-    return PaddedSequence(elements, mask)
+    rows = None
+    if width is not None:
+      rows = np.zeros((len(members), length, width), bool)
+      for i, (m, n) in enumerate(zip(members, lengths)):
+        if n:
+          real = m.rows if m.rows is not None else True
+          rows[i, :n, :_batch_width(m, flags)] = real
+    return PaddedSequence(elements, mask, rows)
   if isinstance(member_type, t.StructType):
-    return tuple(_stack_clients([m[i] for m in members], et, where, padded_length)
+    return tuple(_stack_clients([m[i] for m in members], et, where, padded_length, pad_rows)
                  for i, et in enumerate(member_type))
   return stack(members, where)
+
+
+def _batch_width(seq: PaddedSequence, flags: tuple) -> Optional[int]:
+  """The rows of a client's (padded) batches, or None if its elements have no row leaf."""
+  if seq.rows is not None:
+    return seq.rows.shape[1]
+  sizes = {np.shape(x)[1] for x, row in zip(jax.tree_util.tree_leaves(seq.elements), flags)
+           if row}
+  return sizes.pop() if len(sizes) == 1 else None
 
 
 def pad_standalone(payload: Any, ts: Optional[t.Type]) -> Any:
