@@ -637,7 +637,6 @@ def test_jax_support_stays_compiled(jax_support):
 # --- High-performance simulations -----------------------------------------------------------------
 
 SIMULATIONS = "simulations"
-ITEM_10 = "issue 14 item 10: metrics printed as TFF's (only 'accuracy')"
 TFF_SIMULATIONS = [0.14557613, 0.181893, 0.23374486, 0.26759258, 0.31944445, 0.37222221,
                    0.42685184, 0.4712963, 0.5269547, 0.55833334]
 
@@ -683,7 +682,6 @@ def test_simulations_runs(simulations):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ITEM_10)
 def test_simulations_train_metrics(simulations, shared_data):
   lines = displayed(simulations, "evaluate()").splitlines()
   pattern = (r"train metrics OrderedDict\(\[\('accuracy', (\S+)\)\]\), "

@@ -96,7 +96,8 @@ class FunctionalModel:
 
   Every model also reports 'loss' (the example-weighted mean), 'num_examples' and
   'num_batches', after its own metrics, unless it defines metrics of those names itself (as
-  TFF's hand-written MnistModel does): then its own are reported. Metric states and values
+  TFF's hand-written MnistModel does): then its own are reported. With
+  `builtin_metrics=False` it reports only its own (as TFF's `functional_model_from_keras`). Metric states and values
   are OrderedDicts in that order, so they print in it (JAX would sort a dict's keys). Helpers such as `metrics.sparse_categorical_accuracy()` build `metrics_fns`
   with `metrics.to_metrics_fns([...])`.
 
@@ -147,7 +148,8 @@ class FunctionalModel:
   """
 
   def __init__(self, *, initial_weights: Any, predict_on_batch_fn: Callable,
-               loss_fn: Callable, metrics_fns: Optional[tuple] = None, input_spec: Any):
+               loss_fn: Callable, metrics_fns: Optional[tuple] = None, input_spec: Any,
+               builtin_metrics: bool = True):
     operator = "FunctionalModel"
     if not isinstance(initial_weights, ModelWeights):
       if not (isinstance(initial_weights, (tuple, list)) and len(initial_weights) == 2):
@@ -180,7 +182,7 @@ class FunctionalModel:
     # As TFF's Keras wrapper: the model's own metrics as they are, then the built-ins it does
     # not define itself (a hand-written model may report its own 'loss' or 'num_examples').
     self._builtins = metrics_lib.to_metrics_fns(
-        [m for m in _BUILTIN_METRICS if m.name not in self._user_metric_keys])
+        [m for m in _BUILTIN_METRICS if builtin_metrics and m.name not in self._user_metric_keys])
     self._padding_changes: dict[bool, Optional[tuple]] = {}  # See row_mask.
 
   def __repr__(self) -> str:

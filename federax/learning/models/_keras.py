@@ -212,7 +212,7 @@ def from_keras_model(keras_model: Any, loss: Any, input_spec: Any,
 
 def wrap(keras: Any, keras_model: Any, loss: Any, input_spec: Any,
          keras_metrics: Sequence[metrics_lib.Metric], loss_weights: Optional[Sequence[float]],
-         operator: str) -> FunctionalModel:
+         operator: str, builtin_metrics: bool = True) -> FunctionalModel:
   """`from_keras_model`'s work, its errors naming `operator` (the function the user called)."""
   if not isinstance(keras_model, keras.Model):
     raise error(TypeError, operator, "keras_model must be a Keras model.",
@@ -266,5 +266,5 @@ def wrap(keras: Any, keras_model: Any, loss: Any, input_spec: Any,
   return FunctionalModel(
       initial_weights=weights_of(keras_model), predict_on_batch_fn=predict_on_batch,
       loss_fn=loss_fn, metrics_fns=metrics_lib.to_metrics_fns(keras_metrics),
-      input_spec=input_spec)
+      input_spec=input_spec, builtin_metrics=builtin_metrics)
 

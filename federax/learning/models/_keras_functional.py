@@ -32,8 +32,8 @@ def functional_model_from_keras(keras_model: Any, loss_fn: Any, input_spec: Any,
       such a function. A metric is reported under its key, else its Keras name.
 
   Returns:
-    A `FunctionalModel`; it reports the metrics built here, plus federax's 'loss',
-    'num_examples' and 'num_batches'.
+    A `FunctionalModel`; as TFF's, it reports the metrics built here and no others (no
+    'loss', 'num_examples' or 'num_batches': use `from_keras_model` for those).
 
   Raises:
     TypeError: if `keras_model`, `loss_fn` or `metrics_constructor` is of the wrong kind.
@@ -61,7 +61,8 @@ def functional_model_from_keras(keras_model: Any, loss_fn: Any, input_spec: Any,
     keras_model = keras_model()
   metrics = [keras_metric(keras, metric, _OPERATOR, name)
              for name, metric in _named_metrics(keras, metrics_constructor)]
-  return wrap(keras, keras_model, loss_fn, input_spec, metrics, None, _OPERATOR)
+  return wrap(keras, keras_model, loss_fn, input_spec, metrics, None, _OPERATOR,
+              builtin_metrics=False)
 
 
 def _named_metrics(keras: Any, constructor: Any) -> list[tuple[Optional[str], Any]]:
