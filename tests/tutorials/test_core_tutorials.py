@@ -5,9 +5,6 @@ a final expression displayed as Jupyter does). Printed values are compared with 
 published outputs (the notebooks of TFF 0.87, quoted below): type signatures as exact strings,
 numbers with tolerances. Where the data differs from TFF's (FEMNIST for MNIST, random data,
 JAX's random numbers), the expected numbers come from an independent NumPy computation here.
-
-A test marked xfail checks a step that fails today because of an item of issue 14 that is being
-fixed elsewhere; it is strict, so it must be unmarked when that fix lands.
 """
 
 from __future__ import annotations
