@@ -1,0 +1,142 @@
+"""TFF 0.87's learning tutorials, ported to federax by renaming, run as notebooks.
+
+Each test runs `docs/tutorials/<name>.ipynb` (tests/tutorials/notebooks.py) and checks what it
+printed. The references are TFF 0.87's own printed outputs, computed on the same inputs: the
+scripts in `tests/tutorials/tff_reference/` run TFF's tutorial code with
+`benchmarks/peers/tff/.venv` on the examples federax feeds (the same writers, in the order
+federax's `shuffle` gives them, and the same initial weights where Keras initializes them
+randomly). Printed structures are compared exactly (NumPy 2's `np.float32(...)` wrappers aside:
+TFF printed under NumPy 1), printed numbers to float32 rounding.
+
+Tests marked xfail fail today because of a part of issue 14 another change is fixing; their
+reason names the item. They pass, and must then lose the mark, when it lands (strict).
+"""
+
+import re
+
+import pytest
+
+from tutorials import notebooks
+
+pytestmark = pytest.mark.slow  # Each runs a notebook in a fresh process on real data.
+
+_NUMBER = re.compile(r"-?\d+\.\d*(?:e[-+]?\d+)?|-?\d+e[-+]?\d+|-?\d+|nan|inf")
+
+
+def _unwrap(text: str) -> str:
+  """`np.float32(2.5)` -> `2.5`: NumPy 2's scalar repr, where TFF (NumPy 1) printed `2.5`."""
+  return re.sub(r"np\.(?:float|int|uint|bool_?)\w*\(([^()]*)\)", r"\1", text)
+
+
+def structure(line: str) -> str:
+  """A printed value with each float replaced by `F` and each integer by `I`."""
+  return _NUMBER.sub(lambda m: "F" if re.search(r"[.e]|nan|inf", m.group()) else "I",
+                     _unwrap(line))
+
+
+def numbers(line: str) -> list[float]:
+  return [float(x) for x in _NUMBER.findall(_unwrap(line))]
+
+
+def assert_prints_like_tff(printed: str, tff: str, rel: float = 2e-5) -> None:
+  """The same structure (keys, order, containers, int vs float) and numbers within `rel`."""
+  assert structure(printed) == structure(tff), f"\nfederax: {printed}\nTFF:     {tff}"
+  assert numbers(printed) == pytest.approx(numbers(tff), rel=rel, abs=1e-6), (
+      f"\nfederax: {printed}\nTFF:     {tff}")
+
+
+def compact(formatted: str) -> str:
+  """A `formatted_representation()` on one line: TFF's `str(type_signature)`."""
+  return "".join(line.strip() for line in formatted.splitlines())
+
+
+def block(stdout: str, first_line: str) -> str:
+  """The printed formatted type that starts with the line `first_line`: up to the first line
+  back at its indentation that closes it with `)`."""
+  lines = stdout.splitlines()
+  start = lines.index(first_line)
+  end = next(i for i in range(start + 1, len(lines))
+             if lines[i][:1] not in ("", " ") and lines[i].endswith(")"))
+  return "\n".join(lines[start:end + 1])
+
+
+def assert_compiled(stderr: str) -> None:
+  assert "FallbackWarning" not in stderr, stderr[-3000:]
+
+
+# --- Federated Learning for Image Classification -------------------------------------------------
+
+# TFF 0.87 on the same ten writers, examples in federax's repeat(5).shuffle(100, seed=1) order,
+# FAST mode (3 rounds). `tff_reference/image_classification.py 4`.
+IC_TFF_INITIALIZE = (
+    "( -> <global_model_weights=<trainable=<float32[784,10],float32[10]>,non_trainable=<>>,"
+    "distributor=<>,client_work=<learning_rate=float32>,aggregator=<value_sum_process=<>,"
+    "weight_sum_process=<>>,finalizer=<learning_rate=float32>>@SERVER)")
+IC_TFF_KERAS_ROUNDS = [
+    "OrderedDict([('distributor', ()), ('client_work', OrderedDict([('train', OrderedDict(["
+    f"('sparse_categorical_accuracy', {acc}), ('loss', {loss}), ('num_examples', 3620), "
+    "('num_batches', 183)]))])), ('aggregator', OrderedDict([('mean_value', ()), ('mean_weight', "
+    "())])), ('finalizer', OrderedDict([('update_non_finite', 0)]))])"
+    for acc, loss in [(0.12044199, 3.0071929), (0.13812155, 2.941915), (0.15331492, 2.8208742)]]
+IC_TFF_HAND_ROUNDS = [
+    "OrderedDict([('distributor', ()), ('client_work', OrderedDict([('train', OrderedDict(["
+    f"('num_examples', 3620.0), ('loss', {loss}), ('accuracy', {acc})]))])), ('aggregator', "
+    "OrderedDict([('mean_value', ()), ('mean_weight', ())])), ('finalizer', "
+    "OrderedDict([('update_non_finite', 0)]))])"
+    for acc, loss in [(0.12044199, 3.0071929), (0.13812155, 2.941915), (0.15331492, 2.8208737)]]
+IC_TFF_EVAL = (
+    "(<state=<global_model_weights=<trainable=<float32[784,10],float32[10]>,non_trainable=<>>,"
+    "distributor=<>,client_work=<<>,<num_examples=<float32>,loss=<float32,float32>,"
+    "accuracy=<float32,float32>>>,aggregator=<value_sum_process=<>,weight_sum_process=<>>,"
+    "finalizer=<>>@SERVER,client_data={<x=float32[?,784],y=int32[?,1]>*}@CLIENTS> -> "
+    "<state=<global_model_weights=<trainable=<float32[784,10],float32[10]>,non_trainable=<>>,"
+    "distributor=<>,client_work=<<>,<num_examples=<float32>,loss=<float32,float32>,"
+    "accuracy=<float32,float32>>>,aggregator=<value_sum_process=<>,weight_sum_process=<>>,"
+    "finalizer=<>>@SERVER,metrics=<distributor=<>,client_work=<eval=<current_round_metrics="
+    "<num_examples=float32,loss=float32,accuracy=float32>,total_rounds_metrics=<num_examples="
+    "float32,loss=float32,accuracy=float32>>>,aggregator=<mean_value=<>,mean_weight=<>>,"
+    "finalizer=<>>@SERVER>)")
+IC_TFF_EVAL_METRICS = [
+    "OrderedDict([('distributor', ()), ('client_work', OrderedDict([('eval', OrderedDict(["
+    f"('current_round_metrics', OrderedDict([('num_examples', {n}), ('loss', {loss}), "
+    f"('accuracy', {acc})])), ('total_rounds_metrics', OrderedDict([('num_examples', {n}), "
+    f"('loss', {loss}), ('accuracy', {acc})]))]))])), ('aggregator', OrderedDict([('mean_value', "
+    "()), ('mean_weight', ())])), ('finalizer', ())])"
+    for n, loss, acc in [(3620.0, 2.370488, 0.113259666), (430.0, 2.2273154, 0.15116279)]]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 14 item 1: a short last batch from .batch(20) (ArgumentError 'arguments.client_data"
+    "[client 1][element 22].x: the shape does not fit. expected: float32[20,784] actual: "
+    "float32[10,784]' after a FallbackWarning; the element_spec after batch+map says [20,784]); "
+    "item 10: train metrics print as a sorted dict, hand-written metrics named loss/num_examples "
+    "are refused, fed_eval's state and measurements differ from TFF's; item 5: 'Hello, World!' "
+    "falls back"))
+def test_federated_learning_for_image_classification(tmp_path):
+  stdout, stderr = notebooks.run("federated_learning_for_image_classification", tmp_path,
+                                 with_stderr=True)
+  lines = stdout.splitlines()
+  assert "Hello, World!" in lines[0]
+  assert lines[1] == "293"  # FEMNIST writers with digits, over the three LEAF samples.
+  assert "Number of client datasets: 10" in lines
+
+  # TFF 0.87 keeps the client optimizer's hyperparameters as the client work's state; federax
+  # keeps none, as TFF's published notebook printed (docs/learning.md). The rest is TFF's.
+  initialize = block(stdout, "( -> <")
+  assert compact(initialize) == IC_TFF_INITIALIZE.replace(
+      "client_work=<learning_rate=float32>", "client_work=<>")
+
+  rounds = [l.split("metrics=", 1)[1] for l in lines if l.startswith("round ")]
+  assert len(rounds) == 6  # Three rounds with the Keras model, three with the hand-written one.
+  for printed, tff in zip(rounds, IC_TFF_KERAS_ROUNDS + IC_TFF_HAND_ROUNDS):
+    assert_prints_like_tff(printed, tff)
+
+  assert compact(block(stdout, "(<")) == IC_TFF_EVAL
+  evaluations = [l for l in lines if l.startswith("OrderedDict([('distributor'")]
+  assert len(evaluations) == 2  # On the train data, then on the test data.
+  for printed, tff in zip(evaluations, IC_TFF_EVAL_METRICS):
+    assert_prints_like_tff(printed, tff)
+
+  events = list((tmp_path / "logs/scalars/training").glob("events.out.tfevents.*"))
+  assert events and events[0].stat().st_size > 0
+  assert_compiled(stderr)
