@@ -145,10 +145,11 @@ def test_federated_learning_for_image_classification(tmp_path):
 def keras_evaluations(stdout: str) -> list[tuple[float, float]]:
   """(loss, accuracy) of each `keras_model.evaluate` progress bar (its last, final update)."""
   found = []
-  for line in stdout.splitlines():
-    matches = re.findall(r"loss: (\d+\.\d+) - sparse_categorical_accuracy: (\d+\.\d+)", line)
-    if matches:
-      found.append(tuple(float(v) for v in matches[-1]))
+  for line in stdout.splitlines():  # The bar redraws with \r: a line per update.
+    done = [m for m in re.findall(r"(\d+)/(\d+)", line) if m[0] == m[1]]  # "283/283", not "1/Unknown"
+    values = re.findall(r"loss: ([\d.e+-]+) - sparse_categorical_accuracy: ([\d.e+-]+)", line)
+    if done and values:
+      found.append(tuple(float(v) for v in values[-1]))
   return found
 
 
