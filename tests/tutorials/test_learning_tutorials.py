@@ -146,7 +146,8 @@ def keras_evaluations(stdout: str) -> list[tuple[float, float]]:
   """(loss, accuracy) of each `keras_model.evaluate` progress bar (its last, final update)."""
   found = []
   for line in stdout.splitlines():  # The bar redraws with \r: a line per update.
-    done = [m for m in re.findall(r"(\d+)/(\d+)", line) if m[0] == m[1]]  # "283/283", not "1/Unknown"
+    # The final update counts "283/283" steps; the ones before, "1/Unknown".
+    done = [m for m in re.findall(r"(\d+)/(\d+)", line) if m[0] == m[1]]
     values = re.findall(r"loss: ([\d.e+-]+) - sparse_categorical_accuracy: ([\d.e+-]+)", line)
     if done and values:
       found.append(tuple(float(v) for v in values[-1]))
