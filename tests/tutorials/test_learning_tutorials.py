@@ -430,3 +430,83 @@ def test_simulations_with_accelerators(tmp_path):
   difference, moved = numbers(next(l for l in lines if l.startswith("RUNTIMES ")))
   assert difference < 1e-5 and moved > 1e-4, (difference, moved)
   assert_compiled(stderr)
+
+
+# --- Federated Learning for Text Generation ------------------------------------------------------
+
+# The notebook pre-trains its own model (TFF's is a download) and shuffles without a seed, as
+# TFF's does, so its printed losses are checked for what they mean; the epilogue runs one round
+# on five unshuffled batches of THE_TRAGEDY_OF_KING_LEAR_KING from fixed weights, which TFF 0.87
+# ran on the same batches and weights (FAST's 64-unit GRU): `tff_reference/text_generation.py`.
+# TFF carries the stateful GRU's state from batch to batch of a client; with the state reset at
+# every batch (stateful=False) TFF gives 4.382613182067871.
+TEXT_TFF_UNSHUFFLED = (4.382279396057129, 0.12600000202655792)
+TEXT_EPILOGUE = """
+rng = np.random.default_rng(0)
+weights0 = fx.learning.models.ModelWeights(
+    trainable=[(0.05 * rng.standard_normal(v.shape)).astype(np.float32)
+               for v in keras_model.trainable_weights],
+    non_trainable=[])
+unshuffled = (raw_example_dataset.map(to_ids).unbatch()
+              .batch(SEQ_LENGTH + 1, drop_remainder=True)
+              .batch(BATCH_SIZE, drop_remainder=True).map(split_input_target).take(5))
+check = fed_avg.next(fed_avg.set_model_weights(fed_avg.initialize(), weights0), [unshuffled])
+m = check.metrics['client_work']['train']
+print('UNSHUFFLED', float(m['loss']), float(m['accuracy']))
+"""
+TEXT_PROMPT = "What of TensorFlow Federated, you ask? "
+TEXT_VOCAB = set("dhlptx@DHLPTX $(,048cgkoswCGKOSW[_#'/37;?bfjnrvzBFJNRVZ\"&*.26:\n"
+                 "aeimquyAEIMQUY]!%)-159\r")
+
+
+def _first_snippets(shared_data, client: str, n: int) -> list[str]:
+  """A client's first snippets, read from TFF's HDF5 file with h5py."""
+  h5py = pytest.importorskip("h5py")
+  with h5py.File(shared_data / "shakespeare-tff/shakespeare_train.h5", "r") as f:
+    return [s.decode("utf-8") for s in f["examples"][client]["snippets"][:n]]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "beyond issue 14's items: from_keras_model passes a per-example sample_weight (float32[8]) "
+    "to Keras metrics, and the tutorial's FlattenedCategoricalAccuracy flattens the labels to "
+    "800 values (FederatedTypeError '...train_on_batch: ... ValueError: Incompatible types for "
+    "broadcasting: input type=float32[8] and requested type=float32[800]'); a stateful GRU's "
+    "state is not carried from batch to batch of a client as in TFF (one round: 4.382613 for "
+    "TFF's 4.382279); item 5: 'Hello, World!' falls back"))
+def test_federated_learning_for_text_generation(shared_data, tmp_path):
+  stdout, stderr = notebooks.run("federated_learning_for_text_generation", tmp_path,
+                                 with_stderr=True, epilogue=TEXT_EPILOGUE)
+  lines = stdout.splitlines()
+  assert "Hello, World!" in lines[0]
+  pretraining = re.fullmatch(r"(\d+)/\1 - .* - loss: ([\d.]+)", lines[1])
+  assert pretraining and float(pretraining[2]) < 3.6  # A uniform guess: ln(86) = 4.45.
+  assert (tmp_path / "shakespeare_rnn.batch8.keras").is_file()
+  assert (tmp_path / "shakespeare_rnn.batch1.keras").is_file()
+  # Text from the pre-trained model, then from the refined one: the prompt and 25 characters.
+  starts = [m.end() for m in re.finditer(re.escape(TEXT_PROMPT), stdout)]
+  assert len(starts) == 2
+  for start in starts:
+    assert set(stdout[start:start + 25]) <= TEXT_VOCAB | {"\n"}
+  for snippet in _first_snippets(shared_data, "THE_TRAGEDY_OF_KING_LEAR_KING", 2):
+    assert snippet in stdout
+  spec = r"TensorType\(np\.int64, \(8, 100\)\)"
+  assert re.search(rf"^\({spec}, {spec}\)$", stdout, re.M)
+  example = float(re.search(r"^Evaluating on an example Shakespeare character: ([\d.]+)$",
+                            stdout, re.M)[1])
+  assert example > 0.1  # Far above a random guess, 1/86.
+  assert "Expected accuracy for random guessing: 0.012" in lines
+  random_data = float(re.search(r"^Evaluating on completely random data: ([\d.]+)$", stdout,
+                                re.M)[1])
+  assert random_data < 0.05
+  # One round from the clone's fresh weights: about a uniform guess.
+  first = re.search(r"^loss=([\d.]+), accuracy=([\d.]+)$", stdout, re.M)
+  assert 4.0 < float(first[1]) < 4.8 and float(first[2]) < 0.3
+  assert [l for l in lines if l.startswith("Round ")] == [f"Round {r}" for r in range(5)]
+  train = [tuple(map(float, m)) for m in re.findall(
+      r"^\tTrain: loss=([\d.]+), accuracy=([\d.]+)$", stdout, re.M)]
+  evaluations = re.findall(r"^\tEval: loss=([\d.]+), accuracy=([\d.]+)$", stdout, re.M)
+  assert len(train) == 5 and len(evaluations) == 6
+  assert train[-1][0] < train[0][0]  # The refined model fits its two clients better.
+  unshuffled = numbers(next(l for l in lines if l.startswith("UNSHUFFLED ")))
+  assert unshuffled == pytest.approx(TEXT_TFF_UNSHUFFLED, rel=2e-5)
+  assert_compiled(stderr)
