@@ -67,7 +67,7 @@ def assert_compiled(stderr: str) -> None:
 # --- Federated Learning for Image Classification -------------------------------------------------
 
 # TFF 0.87 on the same ten writers, examples in federax's repeat(5).shuffle(100, seed=1) order,
-# FAST mode (3 rounds). `tff_reference/image_classification.py 4`.
+# FAST mode (3 rounds). `tff_reference/image_classification.py DIR 4`.
 IC_TFF_INITIALIZE = (
     "( -> <global_model_weights=<trainable=<float32[784,10],float32[10]>,non_trainable=<>>,"
     "distributor=<>,client_work=<learning_rate=float32>,aggregator=<value_sum_process=<>,"
@@ -157,7 +157,7 @@ def keras_evaluations(stdout: str) -> list[tuple[float, float]]:
 # --- Building Your Own Federated Learning Algorithm ----------------------------------------------
 
 # TFF 0.87 on the first ten writers (sorted ids) and every test writer, with Keras 3's
-# GlorotNormal(seed=0) kernel: `tff_reference/building_your_own.py 5`; Keras evaluation
+# GlorotNormal(seed=0) kernel: `tff_reference/building_your_own.py DIR 5`; Keras evaluation
 # (loss, accuracy) before training and after 5 rounds (FAST).
 BYO_TFF_TYPES = [
     "{float32}@CLIENTS",
@@ -202,7 +202,7 @@ def test_building_your_own_federated_learning_algorithm(tmp_path):
 
 # --- Composing Learning Algorithms ---------------------------------------------------------------
 
-# TFF 0.87, the same writers and initial kernel as above: `tff_reference/composing.py`.
+# TFF 0.87, the same writers and initial kernel as above: `tff_reference/composing.py DIR`.
 COMPOSING_TFF_PRINTED = [
     "()",
     "OrderedDict([('learning_rate', 1.0)])",
@@ -257,7 +257,7 @@ def test_composing_learning_algorithms(tmp_path):
 
 # --- Working with ClientData ---------------------------------------------------------------------
 
-# TFF 0.87 on a ClientData of the same writers: `tff_reference/working_with_client_data.py`.
+# TFF 0.87 on a ClientData of the same writers: `tff_reference/working_with_client_data.py DIR`.
 WWCD_TFF_DATASET_TYPES = ["(str -> <label=int32,pixels=float32[28,28]>*)",
                           "(str -> <x=float32[?,784],y=int64[?,1]>*)"]
 _WWCD_STATE = (
@@ -319,8 +319,8 @@ def test_working_with_client_data(tmp_path):
 
 # --- Use TFF optimizers in custom iterative process (deleted from TFF) --------------------------
 
-# TFF at 619b92271^ (its last version of the tutorial) run with TFF 0.87 on the same writers:
-# `tff_reference/custom_optimizers.py`. The printed types, on one line each.
+# TFF at 6667ecbb (619b922^, its last version of the tutorial) run with TFF 0.87 on the same
+# writers: `tff_reference/custom_optimizers.py DIR 5`. The printed types, on one line each.
 _CNN = ("<float32[5,5,1,32],float32[32],float32[5,5,32,64],float32[64],float32[3136,512],"
         "float32[512],float32[512,10],float32[10]>")
 _CNN_STATE = (f"<trainable_weights={_CNN},optimizer_state=<learning_rate=float32,"
@@ -437,7 +437,8 @@ def test_simulations_with_accelerators(tmp_path):
 # The notebook pre-trains its own model (TFF's is a download) and shuffles without a seed, as
 # TFF's does, so its printed losses are checked for what they mean; the epilogue runs one round
 # on five unshuffled batches of THE_TRAGEDY_OF_KING_LEAR_KING from fixed weights, which TFF 0.87
-# ran on the same batches and weights (FAST's 64-unit GRU): `tff_reference/text_generation.py`.
+# ran on the same batches and weights (FAST's 64-unit GRU):
+# `tff_reference/text_generation.py DIR 64 stateful`.
 # TFF carries the stateful GRU's state from batch to batch of a client; with the state reset at
 # every batch (stateful=False) TFF gives 4.382613182067871.
 TEXT_TFF_UNSHUFFLED = (4.382279396057129, 0.12600000202655792)
