@@ -18,11 +18,14 @@ from federax import program as program
 from federax import runtime as runtime
 from federax import simulation as simulation
 from federax import templates as templates
+from federax import types as types
+from federax.core import structure as structure
+from federax.runtime import backends as backends
 
 # The default runtime is set here, above the core, so the core needs no runtime to import.
 runtime.set_default(runtime.vectorized())
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [*_core_all, "aggregators", "data", "learning", "program", "runtime", "simulation",
-           "templates"]
+__all__ = [*_core_all, "aggregators", "backends", "data", "learning", "program", "runtime", "simulation",
+           "structure", "templates", "types"]

@@ -28,6 +28,7 @@ ALLOWED = {
     # The loop and data sources need the core only (`_flatten` and the release managers read
     # its `Struct`). `templates` would be allowed if a program had to build a process; none does.
     "program": {"core"},
+    "types": {"core"},  # TFF's `tff.types` path over the core's types.
     "simulation": _BELOW_SIMULATION,
     "cli": _BELOW_SIMULATION | {"simulation", "federax"},  # "federax": `import federax as fx`.
 }

@@ -1,4 +1,4 @@
-"""The aggregation factory interface and `AggregationProcess`, TFF's templates for aggregators."""
+"""The aggregation factory interface: `create(value_type[, weight_type]) -> AggregationProcess`."""
 
 from __future__ import annotations
 
@@ -6,61 +6,9 @@ import abc
 from typing import Any, Optional
 
 from federax.core import types as t
-from federax.core.computations import Computation
-from federax.core.errors import FederatedTypeError, error
-from federax.core.placements import CLIENTS, SERVER
+from federax.core.errors import error
 from federax.core.type_conversions import to_type
-from federax.templates._checks import placed_at
-from federax.templates.measured_process import MeasuredProcess
-
-
-class AggregationProcess(MeasuredProcess):
-  """A `MeasuredProcess` that reduces client values to a server value.
-
-  `initialize: ( -> S@SERVER)`; `next: (<S@SERVER, {V}@CLIENTS[, {W}@CLIENTS]> ->
-  <state=S@SERVER, result=R@SERVER, measurements=M@SERVER>)`. With the third parameter the
-  process is weighted (`is_weighted`).
-
-  Raises:
-    FederatedTypeError: if the state is not at SERVER, the value (and weight) not at CLIENTS,
-      or the result or measurements not at SERVER.
-
-  Example:
-    >>> process = fx.aggregators.MeanFactory().create(fx.TensorType(np.float32),
-    ...                                               fx.TensorType(np.float32))
-    >>> process.is_weighted
-    True
-    >>> output = process.next(process.initialize(), [1.0, 2.0, 4.0], [1.0, 1.0, 2.0])
-    >>> float(output.result)
-    2.75
-  """
-
-  def __init__(self, initialize_fn: Computation, next_fn: Computation):
-    super().__init__(initialize_fn, next_fn)
-    name = type(self).__name__
-    placed_at(name, "the state", self.state_type, SERVER)
-    parameter = next_fn.type_signature.parameter
-    if not isinstance(parameter, t.StructType) or len(parameter) not in (2, 3):
-      raise FederatedTypeError(name, "next_fn must take (state, value) or (state, value, weight).",
-                               actual=next_fn.type_signature)
-    placed_at(name, "the value", parameter[1], CLIENTS)
-    if len(parameter) == 3:
-      placed_at(name, "the weight", parameter[2], CLIENTS)
-    result = next_fn.type_signature.result
-    placed_at(name, "the result", result[1], SERVER)
-    placed_at(name, "the measurements", result[2], SERVER)
-    self._value_type = parameter[1].member
-    self._weight_type = parameter[2].member if len(parameter) == 3 else None
-
-  @property
-  def is_weighted(self) -> bool:
-    """Whether `next` takes a per-client weight."""
-    return self._weight_type is not None
-
-  @property
-  def value_type(self) -> t.Type:
-    """The type `V` of one client's value."""
-    return self._value_type
+from federax.templates.aggregation_process import AggregationProcess
 
 
 class AggregationFactory(abc.ABC):
@@ -70,9 +18,21 @@ class AggregationFactory(abc.ABC):
   returns a weighted process when given `weight_type`, an unweighted one otherwise. Factories
   compose: an outer factory (clipping, DP, compression) takes an inner one and calls its
   `create` with the type it hands on.
+
+  A federax factory implements `_create(value_type, weight_type)` and inherits `create`, which
+  converts and checks the types. A factory written TFF's way subclasses
+  `UnweightedAggregationFactory` or `WeightedAggregationFactory` and overrides `create` itself.
   """
 
   weighted: bool = False  # whether `create` accepts a weight type
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    # TFF's spelling: `create` overridden and no `_create`. Then `create` is the factory's
+    # only implementation, and `_create` (the abstract method) hands over to it.
+    if (cls.create is not AggregationFactory.create
+        and getattr(cls._create, "__isabstractmethod__", False)):
+      cls._create = _create_by_create
 
   def create(self, value_type: Any, weight_type: Any = None) -> AggregationProcess:
     """Returns a process aggregating `{value_type}@CLIENTS` (weighted by `{weight_type}@CLIENTS`).
@@ -97,9 +57,42 @@ class AggregationFactory(abc.ABC):
     """Builds the process; types are already converted and checked."""
 
 
-# TFF's two interfaces, one class here: ported `isinstance` checks keep working.
-UnweightedAggregationFactory = AggregationFactory
-WeightedAggregationFactory = AggregationFactory
+def _create_by_create(self, value_type: t.Type, weight_type: Optional[t.Type]):
+  """`_create` of a factory that overrides `create` (TFF's spelling)."""
+  if weight_type is None:
+    return self.create(value_type)
+  return self.create(value_type, weight_type)
+
+
+class UnweightedAggregationFactory(AggregationFactory):
+  """TFF's base for factories whose processes take no weights: override `create(value_type)`.
+
+  Example (TFF's custom_aggregators tutorial):
+    >>> class ExampleTaskFactory(fx.aggregators.UnweightedAggregationFactory):
+    ...   def create(self, value_type):
+    ...     @fx.federated_computation()
+    ...     def initialize_fn():
+    ...       return fx.federated_value((), fx.SERVER)
+    ...     @fx.federated_computation(initialize_fn.type_signature.result,
+    ...                               fx.FederatedType(value_type, fx.CLIENTS))
+    ...     def next_fn(state, value):
+    ...       total = fx.federated_sum(value)
+    ...       return fx.templates.MeasuredProcessOutput(state, total,
+    ...                                                 fx.federated_value((), fx.SERVER))
+    ...     return fx.templates.AggregationProcess(initialize_fn, next_fn)
+    >>> process = ExampleTaskFactory().create(fx.TensorType(np.float32))
+    >>> print(process.next(process.initialize(), [1.0, 2.0, 5.0]).result)
+    8.0
+  """
+
+  weighted = False
+
+
+class WeightedAggregationFactory(AggregationFactory):
+  """TFF's base for factories whose processes take weights: override
+  `create(value_type, weight_type)`; the process's `next` takes `(state, value, weight)`."""
+
+  weighted = True
 
 
 def check_float_value(factory: str, value_type: t.Type) -> None:

@@ -17,11 +17,12 @@ from federax.core.placements import CLIENTS
 from federax.templates.measured_process import MeasuredProcessOutput
 from federax.templates._naming import named
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
-                                         check_float_value)
+                                         UnweightedAggregationFactory,
+                                         WeightedAggregationFactory, check_float_value)
 from federax.aggregators.sum_factory import SumFactory
 
 
-class MeanFactory(AggregationFactory):
+class MeanFactory(UnweightedAggregationFactory, WeightedAggregationFactory):
   """The (weighted) mean of client values, with the sums delegated to inner factories.
 
   Weighted (`create(value_type, weight_type)`): `sum_i w_i v_i / sum_i w_i`; the weighted
@@ -49,11 +50,8 @@ class MeanFactory(AggregationFactory):
   def __init__(self, value_sum_factory: Optional[AggregationFactory] = None,
                weight_sum_factory: Optional[AggregationFactory] = None,
                no_nan_division: bool = False):
-    for name, factory in (("value_sum_factory", value_sum_factory),
-                          ("weight_sum_factory", weight_sum_factory)):
-      if factory is not None and not isinstance(factory, AggregationFactory):
-        raise error(TypeError, "MeanFactory", f"{name} must be an aggregation factory.",
-                    actual=repr(factory), hint="e.g. fx.aggregators.SumFactory()")
+    _check_inner("MeanFactory", value_sum_factory=value_sum_factory,
+                 weight_sum_factory=weight_sum_factory)
     self._value_sum_factory = value_sum_factory or SumFactory()
     self._weight_sum_factory = weight_sum_factory or SumFactory()
     self._no_nan_division = bool(no_nan_division)
@@ -99,7 +97,7 @@ class MeanFactory(AggregationFactory):
     return AggregationProcess(initialize, next_fn)
 
 
-class UnweightedMeanFactory(MeanFactory):
+class UnweightedMeanFactory(UnweightedAggregationFactory):
   """The unweighted mean `sum_i v_i / n` (TFF's name); `MeanFactory().create(value_type)` alike.
 
   Args:
@@ -107,11 +105,23 @@ class UnweightedMeanFactory(MeanFactory):
     no_nan_division: if True, zero clients give a mean of 0 instead of NaN.
   """
 
-  weighted = False
-
   def __init__(self, value_sum_factory: Optional[AggregationFactory] = None,
                no_nan_division: bool = False):
-    super().__init__(value_sum_factory, None, no_nan_division)
+    _check_inner("UnweightedMeanFactory", value_sum_factory=value_sum_factory)
+    self._value_sum_factory = value_sum_factory or SumFactory()
+    self._no_nan_division = bool(no_nan_division)
+
+  def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
+    check_float_value(type(self).__name__, value_type)
+    return _unweighted_mean(self._value_sum_factory.create(value_type), value_type,
+                            self._no_nan_division, type(self).__name__)
+
+
+def _check_inner(factory: str, **inner: Optional[AggregationFactory]) -> None:
+  for name, value in inner.items():
+    if value is not None and not isinstance(value, AggregationFactory):
+      raise error(TypeError, factory, f"{name} must be an aggregation factory.",
+                  actual=repr(value), hint="e.g. fx.aggregators.SumFactory()")
 
 
 def _unweighted_mean(value_sum: AggregationProcess, value_type: t.Type,

@@ -11,10 +11,10 @@ from federax.core.computations import federated_computation
 from federax.core.placements import CLIENTS, SERVER
 from federax.templates.measured_process import MeasuredProcessOutput
 from federax.templates._naming import named
-from federax.aggregators.factory import AggregationFactory, AggregationProcess
+from federax.aggregators.factory import AggregationProcess, UnweightedAggregationFactory
 
 
-class SumFactory(AggregationFactory):
+class SumFactory(UnweightedAggregationFactory):
   """Sums client values: `{V}@CLIENTS -> V@SERVER`, with empty state and measurements.
 
   The innermost factory of most compositions (`MeanFactory` sums with it by default).

@@ -9,6 +9,7 @@ from federax.core.intrinsics import __all__ as _intrinsics
 from federax.core.placements import CLIENTS as CLIENTS
 from federax.core.placements import SERVER as SERVER
 from federax.core.placements import Placement as Placement
+from federax.core.sequences import Sequence as Sequence
 from federax.core.structure import Struct as Struct
 from federax.core.type_conversions import to_type as to_type
 from federax.core.type_conversions import type_of as type_of
@@ -22,6 +23,6 @@ from federax.core.values import Value as Value
 
 __all__ = [
     "Computation", "computation", "federated_computation", "FederatedTypeError", "CLIENTS",
-    "SERVER", "Placement", "Struct", "to_type", "type_of", "FederatedType", "FunctionType",
+    "SERVER", "Placement", "Sequence", "Struct", "to_type", "type_of", "FederatedType", "FunctionType",
     "SequenceType", "StructType", "TensorType", "Type", "Value", *_intrinsics,
 ]

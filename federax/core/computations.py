@@ -9,12 +9,15 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 import jax
+import numpy as np
 
-from federax.core import context
+from federax.core import _host_random
+from federax.core import context, host
 from federax.core import types as t
 from federax.core.errors import FederatedTypeError, without_library_frames
 from federax.core.execution import Execution
-from federax.core.type_conversions import map_structure, to_type, type_of
+from federax.core.sequences import recording_iterations, to_payload, to_user
+from federax.core.type_conversions import to_type, type_of
 from federax.core.values import Value, to_value
 
 
@@ -35,6 +38,9 @@ class TypingExecution(Execution):
 
   def call_local(self, concrete, payload):
     return None
+
+  def call_federated(self, comp, arg):
+    return comp.run_body(arg)
 
   def broadcast(self, payload):
     return None
@@ -85,11 +91,25 @@ class TypingExecution(Execution):
     return None
 
 
+def callable_name(fn: Any) -> str:
+  """The name messages give a function: its `__qualname__`; `partial(f)` for a
+  `functools.partial` of `f`; the class name of a callable object.
+
+  Example:
+    >>> callable_name(functools.partial(np.reshape, newshape=(2,)))
+    'partial(reshape)'
+  """
+  if isinstance(fn, functools.partial):
+    return f"partial({callable_name(fn.func)})"
+  name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+  return name if isinstance(name, str) else type(fn).__qualname__
+
+
 def _parameter_names(fn: Callable) -> list[str]:
   names = []
   for p in inspect.signature(fn).parameters.values():
     if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-      raise TypeError(f"{fn.__qualname__}: computations cannot take *args or **kwargs.")
+      raise TypeError(f"{callable_name(fn)}: computations cannot take *args or **kwargs.")
     if p.default is p.empty:
       names.append(p.name)
   return names
@@ -116,7 +136,7 @@ class _Signature:
         self.declared = types[0]
       else:
         raise TypeError(
-            f"{fn.__qualname__} takes {len(self.names)} parameter(s) {self.names} but "
+            f"{callable_name(fn)} takes {len(self.names)} parameter(s) {self.names} but "
             f"{len(types)} type(s) were declared: {', '.join(map(str, types))}.")
 
   @property
@@ -153,6 +173,11 @@ class Computation:
   _fn: Callable
 
   @property
+  def name(self) -> str:
+    """The function's name, as messages show it (see `callable_name`)."""
+    return callable_name(self._fn)
+
+  @property
   def type_signature(self) -> t.FunctionType:
     raise NotImplementedError
 
@@ -161,13 +186,13 @@ class Computation:
     sig = self._signature
     if not sig.names:
       if args or kwargs:
-        raise TypeError(f"{self._fn.__qualname__} takes no arguments.")
+        raise TypeError(f"{self.name} takes no arguments.")
       return None
     if len(args) == 1 and not kwargs and len(sig.names) > 1:
       value = to_value(args[0])
       if isinstance(value.type_signature, t.StructType):
         return value
-    values = [to_value(a) for a in sig.pack(args, kwargs, self._fn.__qualname__)]
+    values = [to_value(a) for a in sig.pack(args, kwargs, self.name)]
     if len(values) == 1:
       return values[0]
     struct = t.StructType([(n, v.type_signature) for n, v in zip(sig.names, values)])
@@ -175,11 +200,17 @@ class Computation:
     return Value(struct, None if all(p is None for p in payloads) else payloads)
 
   def _check_argument(self, expected: Optional[t.Type], actual: Optional[t.Type]) -> None:
-    if expected is None or actual is None:
+    if expected is None and actual is None:
       return
+    if expected is None or actual is None:  # One of them takes or gives no argument.
+      raise FederatedTypeError(
+          self.name, "argument has the wrong type.",
+          expected="no argument" if expected is None else expected,
+          actual="no argument" if actual is None else actual,
+          hint=f"the computation's type is {self.type_signature}")
     if not expected.is_assignable_from(actual):
       raise FederatedTypeError(
-          self._fn.__qualname__, "argument has the wrong type.",
+          self.name, "argument has the wrong type.",
           differences=t.differences(expected, actual),
           hint=f"the computation's type is {self.type_signature}")
 
@@ -192,17 +223,19 @@ class LocalComputation(Computation):
 
   Created with `@fx.computation`. Called outside a federated computation it runs (jitted)
   in the current runtime; inside one it applies to unplaced values; `fx.federated_map`
-  applies it to each client's value.
+  applies it to each client's value. One on strings, or returning a sequence, runs on the host
+  instead (`federax.core.host`).
   """
 
-  def __init__(self, fn: Callable, declared: tuple):
+  def __init__(self, fn: Callable, declared: tuple, result: Any = None):
     functools.update_wrapper(self, fn)
     self._fn = fn
     self._signature = _Signature(fn, declared)
+    self._result = None if result is None else to_type(result)
     self._concrete: dict[Optional[t.Type], ConcreteLocal] = {}
     self._typed = None
     if declared or not self._signature.names:
-      self._typed = ConcreteLocal(fn, self._signature, self._signature.declared)
+      self._typed = ConcreteLocal(fn, self._signature, self._signature.declared, self._result)
 
   @property
   def is_polymorphic(self) -> bool:
@@ -212,13 +245,13 @@ class LocalComputation(Computation):
   def type_signature(self) -> t.FunctionType:
     if self._typed is None:
       raise AttributeError(
-          f"{self._fn.__qualname__} is polymorphic (declared without types); it is typed at "
+          f"{self.name} is polymorphic (declared without types); it is typed at "
           "each use. Declare types, e.g. @fx.computation(np.float32), to give it one signature.")
     return self._typed.type_signature
 
   def __repr__(self) -> str:
     sig = "polymorphic" if self._typed is None else str(self._typed.type_signature)
-    return f"<fx.computation {self._fn.__qualname__}: {sig}>"
+    return f"<fx.computation {self.name}: {sig}>"
 
   def concretize(self, parameter: Optional[t.Type]) -> ConcreteLocal:
     """The typed form for an argument of type `parameter` (raises if it does not fit)."""
@@ -227,10 +260,13 @@ class LocalComputation(Computation):
         self._check_argument(self._typed.parameter, parameter)
       return self._typed
     if parameter not in self._concrete:
-      self._concrete[parameter] = ConcreteLocal(self._fn, self._signature, parameter)
+      self._concrete[parameter] = ConcreteLocal(self._fn, self._signature, parameter,
+                                                self._result)
     return self._concrete[parameter]
 
   def __call__(self, *args, **kwargs):
+    if context.in_local_body():
+      return self._inline(args, kwargs)
     execution = context.current_execution()
     if execution is None:
       return context.current_runtime().invoke(self, args, kwargs)
@@ -238,103 +274,232 @@ class LocalComputation(Computation):
     arg_type = None if arg is None else arg.type_signature
     if arg_type is not None and t.contains(arg_type, lambda x: isinstance(x, t.FederatedType)):
       raise FederatedTypeError(
-          self._fn.__qualname__, "a local computation was called with a federated value.",
+          self.name, "a local computation was called with a federated value.",
           expected=self._typed.parameter if self._typed else "an unplaced value", actual=arg_type,
           hint="apply it to each member with fx.federated_map(fn, value)")
     concrete = self.concretize(arg_type)
     payload = None if arg is None else arg.payload
     return Value(concrete.result, execution.call_local(concrete, payload))
 
+  def _inline(self, args: tuple, kwargs: dict) -> Any:
+    """Called inside another local computation's function: inlined into the caller's trace,
+    its argument checked (and converted) as a top-level call's is, its result in its own
+    containers."""
+    sig = self._signature
+    if not sig.names:
+      if args or kwargs:
+        raise TypeError(f"{self.name} takes no arguments.")
+      concrete = self.concretize(None)
+      return to_user(concrete(None), concrete.result, context.local_body_execution())
+    if len(args) == 1 and not kwargs and sig.unpacks:
+      python_arg = args[0]  # One struct for all the parameters.
+      actual = _type_of_argument(python_arg, self.name, "argument")
+    else:
+      packed = sig.pack(args, kwargs, self.name)
+      python_arg = packed[0] if len(packed) == 1 else packed
+      types = [_type_of_argument(a, self.name, f"argument `{n}`")
+               for n, a in zip(sig.names, packed)]
+      actual = t.StructType(list(zip(sig.names, types))) if sig.unpacks else types[0]
+    parameter = actual if self._typed is None else self._typed.parameter
+    if not _converts(parameter, actual):
+      raise FederatedTypeError(
+          self.name, "argument has the wrong type.",
+          differences=t.differences(parameter, actual) or [("(value)", str(parameter),
+                                                            str(actual))],
+          hint=f"the computation's type is {self._typed.type_signature}" if self._typed else None)
+    concrete = self.concretize(parameter)
+    if concrete.on_host:  # Python calling Python: its function, on the arguments as given.
+      return self._fn(*args, **kwargs)
+    return to_user(concrete(to_payload(python_arg, parameter)), concrete.result,
+                   context.local_body_execution())
+
 
 class ConcreteLocal:
-  """A local computation at one parameter type: its result type and payload function."""
+  """A local computation at one parameter type: its result type and payload function.
 
-  def __init__(self, fn: Callable, signature: _Signature, parameter: Optional[t.Type]):
+  `on_host` when it runs in Python on NumPy values (`federax.core.host`): its parameter or
+  result holds a string, or JAX cannot trace it and it returns a sequence (a dataset built in
+  Python). Its result type is then found by running it once on example values, unless declared.
+  """
+
+  def __init__(self, fn: Callable, signature: _Signature, parameter: Optional[t.Type],
+               result: Optional[t.Type] = None):
     self.fn = fn
     self.signature = signature
     self.parameter = parameter
-    self.name = fn.__qualname__
+    self.name = callable_name(fn)
+    self.on_host = False  # Decided with the result type, below.
     if parameter is not None:
       _check_local_type(self.name, "parameter", parameter)
-    self.result = _infer_result_type(self)
+    self.result, self.on_host = _infer_result_type(self, result)
     _check_local_type(self.name, "result", self.result)
     self.type_signature = t.FunctionType(parameter, self.result)
 
-  def call_user(self, payload: Any) -> Any:
-    """Calls the user's function on a payload; returns the user's raw output."""
-    if self.parameter is None:
-      return self.fn()
-    if self.signature.unpacks:
-      args = [_to_user(p, et) for p, et in zip(payload, self.parameter)]
-      return self.fn(*args)
-    return self.fn(_to_user(payload, self.parameter))
+  @property
+  def takes_sequences(self) -> bool:
+    return self.parameter is not None and t.contains(
+        self.parameter, lambda x: isinstance(x, t.SequenceType))
+
+  def call_user(self, payload: Any, on_host: Optional[bool] = None) -> Any:
+    """Calls the user's function on a payload; returns the user's raw output.
+
+    The function runs as a local body (`context.use_local_body`): computations it calls are
+    inlined, and the execution that called it runs the loops of its sequences. On the host
+    (`on_host`, by default the computation's own) it gets host values (`core.host.user_value`).
+    """
+    if context.in_local_body():
+      execution = context.local_body_execution()
+    else:
+      execution = context.current_execution()
+    if self.on_host if on_host is None else on_host:
+      convert = host.user_value
+    else:
+      convert = lambda p, et: to_user(p, et, execution)
+    with context.use_local_body(execution):
+      if self.parameter is None:
+        return self.fn()
+      if self.signature.unpacks:
+        return self.fn(*[convert(p, et) for p, et in zip(payload, self.parameter)])
+      return self.fn(convert(payload, self.parameter))
 
   def __call__(self, payload: Any) -> Any:
-    """Payload in, payload out: traceable by `jax.jit`, `vmap` and `scan`."""
+    """Payload in, payload out: traceable by `jax.jit`, `vmap` and `scan`. (A host computation
+    is called through `federax.runtime.host`.)"""
     return _from_user(self.call_user(payload), self.result, self.name)
 
   def __repr__(self) -> str:
     return f"<ConcreteLocal {self.name}: {self.type_signature}>"
 
 
+class LocalCall:
+  """A local computation as an intrinsic's payload function: applies it through the current
+  execution's `call_local`, and names it, so an execution may run it its own way (the
+  vectorized runtime's host execution compiles a JAX one over all clients at once)."""
+
+  __slots__ = ("computation", "concrete")
+
+  def __init__(self, computation: LocalComputation, concrete: ConcreteLocal):
+    self.computation = computation
+    self.concrete = concrete
+
+  def __call__(self, payload: Any) -> Any:
+    return context.current_execution().call_local(self.concrete, payload)
+
+
 def _check_local_type(name: str, what: str, type_spec: t.Type) -> None:
-  bad = t.contains(type_spec, lambda x: isinstance(x, (t.SequenceType, t.FederatedType,
-                                                       t.FunctionType)))
-  if bad:
+  if t.contains(type_spec, lambda x: isinstance(x, (t.FederatedType, t.FunctionType))):
     raise FederatedTypeError(
-        name, f"a local (JAX) computation's {what} must be tensors or structs of tensors.",
-        actual=type_spec,
-        hint=("process sequences with fx.sequence_reduce / sequence_map / sequence_sum in a "
-              "@fx.federated_computation; apply local computations to federated values with "
-              "fx.federated_map"))
-  if t.contains(type_spec, lambda x: isinstance(x, t.TensorType) and x.dtype.kind == "U"):
-    raise FederatedTypeError(
-        name, f"JAX cannot compute on strings, and this computation's {what} holds one.",
-        actual=type_spec, hint="turn strings into integer ids in the dataset (Dataset.map) first")
-
-
-def _to_user(payload: Any, type_spec: t.Type) -> Any:
-  return map_structure(lambda _, leaf: leaf, type_spec, payload, to_user=True)
+        name, f"a local (JAX) computation's {what} must be tensors, sequences, or structs of "
+        "these.", actual=type_spec,
+        hint="apply local computations to federated values with fx.federated_map")
 
 
 def _from_user(output: Any, type_spec: t.Type, name: str) -> Any:
-  import jax.numpy as jnp
-
-  def leaf(tt: t.TensorType, x):
-    return jnp.asarray(x, dtype=tt.dtype)
-
   try:
-    return map_structure(leaf, type_spec, output, to_user=False)
+    return to_payload(output, type_spec)
   except (ValueError, TypeError) as e:
     raise FederatedTypeError(name, f"the function returned a different structure ({e}).",
                              expected=type_spec, actual=type(output).__name__) from None
 
 
+def _type_of_argument(value: Any, name: str, what: str) -> t.Type:
+  try:
+    return type_of(value)
+  except TypeError:
+    raise FederatedTypeError(name, f"{what} has no federated type.",
+                             actual=f"{value!r:.60} (a {type(value).__name__})") from None
+
+
+def _converts(expected: t.Type, actual: t.Type) -> bool:
+  """Whether an inline argument of type `actual` converts to `expected` as a top-level call's
+  does: tensors of the same kind or safely castable dtypes (an int literal for a float)."""
+  if isinstance(expected, t.TensorType) and isinstance(actual, t.TensorType):
+    return (np.can_cast(actual.dtype, expected.dtype, "same_kind")
+            and expected.is_assignable_from(t.TensorType(expected.dtype, actual.shape)))
+  if isinstance(expected, t.StructType) and isinstance(actual, t.StructType):
+    return len(expected) == len(actual) and all(
+        en in (None, an) and _converts(et, at)
+        for (en, et), (an, at) in zip(expected.items(), actual.items()))
+  return expected.is_assignable_from(actual)
+
+
 def _abstract(type_spec: t.Type, unknown: int) -> Any:
+  """An abstract payload of `type_spec`: `unknown` for unknown dimensions, and a sequence is a
+  list of `unknown` elements (so what depends on its length is unknown in the result type)."""
   if isinstance(type_spec, t.TensorType):
     if type_spec.shape is None:
       raise FederatedTypeError("fx.computation", "parameters need a known rank.",
                                actual=type_spec)
     shape = tuple(unknown if d is None else d for d in type_spec.shape)
     return jax.ShapeDtypeStruct(shape, type_spec.dtype)
+  if isinstance(type_spec, t.SequenceType):
+    return [_abstract(type_spec.element, unknown)] * unknown
   return tuple(_abstract(e, unknown) for e in type_spec)
 
 
-def _infer_result_type(concrete: ConcreteLocal) -> t.Type:
+class _ReturnsStrings(Exception):
+  """Abstract evaluation met a function returning strings: it runs on the host."""
+
+
+def _infer_result_type(concrete: ConcreteLocal,
+                       declared: Optional[t.Type]) -> tuple[t.Type, bool]:
+  """(the result type, whether the computation runs on the host).
+
+  JAX's abstract evaluation types a JAX function. A function on strings runs on the host, as
+  does one JAX cannot trace that returns a sequence (a dataset built in Python): its type is
+  the declared one, or found by running it on example values.
+  """
+  if host.holds_strings(concrete.parameter) or host.holds_strings(declared):
+    return (declared if declared is not None else _infer_on_host(concrete)), True
+  try:
+    inferred, on_host = _infer_with_jax(concrete), False
+  except _ReturnsStrings:
+    inferred, on_host = _infer_on_host(concrete), True
+  except FederatedTypeError:
+    try:
+      inferred = declared if declared is not None else _infer_on_host(concrete)
+    except FederatedTypeError:
+      inferred = None
+    if inferred is None or not host.made_on_host(inferred):
+      raise  # Not a host computation: the abstract evaluation's error stands.
+    return inferred, True
+  if declared is None:
+    return inferred, on_host
+  if declared.is_assignable_from(inferred):
+    return declared, on_host
+  if not on_host and host.made_on_host(declared):  # A list for a sequence: built on the host.
+    return declared, True
+  raise FederatedTypeError(concrete.name, "the function returns values of another type than "
+                           "the declared result.", differences=t.differences(declared, inferred))
+
+
+def _has_unknown(type_spec: Optional[t.Type]) -> bool:
+  return type_spec is not None and t.contains(
+      type_spec, lambda x: isinstance(x, t.TensorType) and x.shape and None in x.shape)
+
+
+def _infer_with_jax(concrete: ConcreteLocal) -> t.Type:
   """The result type, by abstract evaluation; a dimension that follows an unknown one is `?`."""
   def run(unknown: int) -> t.Type:
     captured = []
 
     def traced(payload):
       out = concrete.call_user(payload)
+      if out is None:
+        raise FederatedTypeError(concrete.name, "the function returned None.",
+                                 hint="return the computation's result")
       captured.append(type_of(out))
+      if host.holds_strings(captured[-1]):
+        raise _ReturnsStrings()
       # The internal tuple form: the user's container (a dataclass, say) need not be a pytree.
       return _from_user(out, captured[-1], concrete.name)
 
     abstract = None if concrete.parameter is None else _abstract(concrete.parameter, unknown)
     try:
-      jax.eval_shape(traced, abstract)
-    except FederatedTypeError:
+      with _host_random.watch() as seen:
+        jax.eval_shape(traced, abstract)
+      concrete.draws_host_randomness = seen.drawn
+    except (FederatedTypeError, _ReturnsStrings):
       raise
     except Exception as e:  # The user's code failed on the declared types: say which.
       raise FederatedTypeError(
@@ -342,24 +507,67 @@ def _infer_result_type(concrete: ConcreteLocal) -> t.Type:
           f"({type(e).__name__}: {e}).", actual=concrete.parameter) from e
     return captured[0]
 
-  has_unknown = concrete.parameter is not None and t.contains(
-      concrete.parameter, lambda x: isinstance(x, t.TensorType) and x.shape and None in x.shape)
+  with recording_iterations() as iterations:
+    first = run(5)
+  # A sequence's length matters only to a function that iterates it (reduce and map do not).
+  return _merge_unknown(first, run(7)) if _has_unknown(concrete.parameter) or iterations else first
+
+
+def _infer_on_host(concrete: ConcreteLocal) -> t.Type:
+  """The result type of a host computation, from running it on example values (empty strings,
+  zeros, empty sequences), twice where the parameter has unknown dimensions."""
+  hint = ("declare the result type: @fx.computation(<parameter types>, result=<its type>), "
+          "e.g. result=np.int32 or result=(np.str_, [None])")
+
+  def run(unknown: int) -> t.Type:
+    try:
+      payload = None if concrete.parameter is None else host.example(concrete.parameter, unknown)
+      out = concrete.call_user(payload, on_host=True)
+    except Exception as e:
+      raise FederatedTypeError(
+          concrete.name, "the result type of a host computation (one on strings, which runs in "
+          "Python) is found by running it once on example values (empty strings, zeros, empty "
+          f"sequences), and that failed ({type(e).__name__}: {e}).", actual=concrete.parameter,
+          hint=hint) from None
+    try:
+      return type_of(out)
+    except TypeError as e:
+      raise FederatedTypeError(concrete.name, f"the function returned a value without a "
+                               f"federated type ({e}).", hint=hint) from None
+
   first = run(5)
-  return _merge_unknown(first, run(7)) if has_unknown else first
+  if not _has_unknown(concrete.parameter):
+    return first
+  try:
+    return _merge_unknown(first, run(7))
+  except (ValueError, TypeError):
+    raise FederatedTypeError(concrete.name, "the structure of the result depends on the sizes "
+                             "of the argument.", hint=hint) from None
 
 
 def _merge_unknown(a: t.Type, b: t.Type) -> t.Type:
-  if isinstance(a, t.TensorType):
+  if isinstance(a, t.TensorType) and isinstance(b, t.TensorType) and a.dtype == b.dtype and (
+      a.shape is not None and b.shape is not None and len(a.shape) == len(b.shape)):
     return t.TensorType(a.dtype, [x if x == y else None for x, y in zip(a.shape, b.shape)])
-  return t.StructType([(n, _merge_unknown(x, y)) for (n, x), y in zip(a.items(), b)],
-                      a.container_type)
+  if isinstance(a, t.SequenceType) and isinstance(b, t.SequenceType):
+    return t.SequenceType(_merge_unknown(a.element, b.element))
+  if isinstance(a, t.StructType) and isinstance(b, t.StructType) and a.names() == b.names():
+    return t.StructType([(n, _merge_unknown(x, y)) for (n, x), y in zip(a.items(), b)],
+                        a.container_type)
+  raise ValueError(f"{a} and {b} differ")
 
 
-def computation(*args) -> Any:
+def computation(*args, result: Any = None) -> Any:
   """Declares a local computation: a pure JAX function of tensors and structures.
 
   Use as `@fx.computation` (polymorphic: typed at each use) or `@fx.computation(T1, T2)`
   with one type per parameter (anything `fx.to_type` accepts).
+
+  A computation whose parameter or result holds a string runs on the host, in Python on NumPy
+  values (JAX cannot hold strings; `federax.core.host`), as does one JAX cannot trace that
+  returns a dataset (a `Dataset` or list). Its result type is found by running it once on
+  example values (empty strings, zeros, empty sequences); `result=` declares it where that
+  cannot work (`@fx.computation(np.str_, result=(np.int32, [2]))` for a parser).
 
   Example:
     >>> @fx.computation(np.float32)
@@ -369,10 +577,15 @@ def computation(*args) -> Any:
     '(float32 -> float32)'
     >>> float(add_half(1.0))
     1.5
+    >>> @fx.computation(np.str_)
+    ... def length(word):
+    ...   return len(word)
+    >>> str(length.type_signature), int(length('federated'))
+    ('(str -> int32)', 9)
   """
   if len(args) == 1 and callable(args[0]) and not _is_type_spec(args[0]):
-    return LocalComputation(args[0], ())
-  return lambda fn: LocalComputation(fn, args)
+    return LocalComputation(args[0], (), result)
+  return lambda fn: LocalComputation(fn, args, result)
 
 
 def _is_type_spec(obj: Any) -> bool:
@@ -408,14 +621,18 @@ class FederatedComputation(Computation):
   def type_signature(self) -> t.FunctionType:
     if self._type is None:
       raise AttributeError(
-          f"{self._fn.__qualname__} is polymorphic (declared without types); declare the "
+          f"{self.name} is polymorphic (declared without types); declare the "
           "parameter types, e.g. @fx.federated_computation(fx.FederatedType(np.float32, "
           "fx.CLIENTS)), to give it a type signature.")
     return self._type
 
+  @property
+  def is_polymorphic(self) -> bool:
+    return self._type is None
+
   def __repr__(self) -> str:
     sig = "polymorphic" if self._type is None else str(self._type)
-    return f"<fx.federated_computation {self._fn.__qualname__}: {sig}>"
+    return f"<fx.federated_computation {self.name}: {sig}>"
 
   def signature_for(self, parameter: Optional[t.Type]) -> t.FunctionType:
     """The type signature for an argument of type `parameter` (tracing if polymorphic)."""
@@ -443,16 +660,22 @@ class FederatedComputation(Computation):
     else:
       out = self._fn(arg)
     if out is None:
-      raise FederatedTypeError(self._fn.__qualname__, "the body returned None.",
+      raise FederatedTypeError(self.name, "the body returned None.",
                                hint="return the computation's result")
     return to_value(out)
 
   def __call__(self, *args, **kwargs):
-    if context.current_execution() is None:
+    if context.in_local_body():
+      raise FederatedTypeError(
+          self.name, "a federated computation cannot be called inside a local computation "
+          "(@fx.computation), whose values are JAX arrays.",
+          hint="call it from a @fx.federated_computation, or make it a @fx.computation")
+    execution = context.current_execution()
+    if execution is None:
       return context.current_runtime().invoke(self, args, kwargs)
     arg = self._arg_value(args, kwargs)
     self.signature_for(None if arg is None else arg.type_signature)
-    return self.run_body(arg)
+    return execution.call_federated(self, arg)
 
 
 def federated_computation(*args) -> Any:

@@ -67,9 +67,11 @@ def format_message(operator: str, problem: str, *, expected: Any = None, actual:
     operator: the operator, computation or argument that rejected the input.
     problem: one sentence saying what is wrong.
     expected: what was expected; no `expected:` line when None (unknown or self-evident).
-    actual: what was given; no `actual:` line when None.
+    actual: what was given; no `actual:` line when None. Given as the text "None" (the repr of
+      a None the user passed), it reads "None (a NoneType)", never as if unknown.
     differences: `(path, expected, actual)` for each place where two structures differ; when
-      given, they replace the `expected`/`actual` lines (only the first 8 are listed).
+      given, they replace the `expected`/`actual` lines (only the first 8 are listed); a None
+      there (a missing part) reads "nothing".
     details: further lines, e.g. the names the user may have meant.
     hint: how to fix it.
     location: the user's `file:line: code` (see `user_location`), if known.
@@ -89,20 +91,25 @@ def format_message(operator: str, problem: str, *, expected: Any = None, actual:
   lines = [f"{operator}: {problem}"]
   if differences:
     for path, exp, act in differences[:_MAX_DIFFERENCES]:
-      lines.append(f"  at {path}: expected {exp}, got {act}")
+      lines.append(f"  at {path}: expected {_part(exp)}, got {_part(act)}")
     if len(differences) > _MAX_DIFFERENCES:
       lines.append(f"  ... and {len(differences) - _MAX_DIFFERENCES} more differences")
   else:
-    if expected is not None:
+    if expected is not None and str(expected) != "None":
       lines.append(f"  expected: {expected}")
     if actual is not None:
-      lines.append(f"  actual:   {actual}")
+      lines.append(f"  actual:   {'None (a NoneType)' if str(actual) == 'None' else actual}")
   lines.extend(f"  {line}" for line in details)
   if hint:
     lines.append(f"  hint: {hint}")
   if location:
     lines.append(f"  at {location}")
   return "\n".join(lines)
+
+
+def _part(value: Any) -> str:
+  """One side of a difference: None (a part that is missing) reads "nothing"."""
+  return "nothing" if value is None or str(value) == "None" else str(value)
 
 
 def error(cls: type[Exception], operator: str, problem: str, *, expected: Any = None,

@@ -12,6 +12,12 @@ checked types (`ts`) an execution may need to interpret them.
 
 Every runtime's execution subclasses `Execution` explicitly; defining the class fails if a hook
 is missing, or if the class defines a public method that is not a hook (a misspelled one).
+
+Strings are host values: JAX cannot hold them, so a local computation whose parameter or result
+holds one (`ConcreteLocal.on_host`) runs in Python on NumPy values. An execution that compiles
+the body into one program raises `HostOnly` from `constant` or `call_local` when the body
+reaches a string; its runtime then runs that body on the host, where `call_federated` lets it
+hand each string-free nested computation back to a compiled program.
 """
 
 from __future__ import annotations
@@ -22,8 +28,15 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
   from federax.core import types as t
-  from federax.core.computations import Computation, ConcreteLocal
+  from federax.core.computations import Computation, ConcreteLocal, FederatedComputation
   from federax.core.placements import Placement
+  from federax.core.values import Value
+
+
+class HostOnly(Exception):
+  """A compiling execution met a string (a constant, or a host computation's call): the body
+  must run on the host. Raised while a program is traced; the runtime catches it."""
+
 
 Payload = Any
 """A runtime's representation of a value (None while only types flow)."""
@@ -66,7 +79,17 @@ class Execution(abc.ABC):
 
   @abc.abstractmethod
   def call_local(self, concrete: ConcreteLocal, payload: Payload) -> Payload:
-    """A local computation applied to an unplaced payload."""
+    """A local computation applied to an unplaced payload (on the host if `concrete.on_host`).
+
+    Intrinsics pass a local computation as a `LocalCall` payload function, which calls this
+    hook and names the computation (`.concrete`), so an execution may run it its own way."""
+
+  @abc.abstractmethod
+  def call_federated(self, comp: FederatedComputation, arg: Optional[Value]) -> Value:
+    """A nested federated computation applied to `arg`: its result (a `Value`, not a payload).
+
+    Runs the body inline (`comp.run_body(arg)`), unless the execution hands it to a program
+    of its own (the vectorized runtime's host execution compiles a string-free one)."""
 
   @abc.abstractmethod
   def broadcast(self, payload: Payload) -> Payload:

@@ -14,7 +14,8 @@ import numpy as np
 
 from federax.core import context
 from federax.core import types as t
-from federax.core.computations import (Computation, FederatedComputation, as_computation)
+from federax.core.computations import (Computation, FederatedComputation, LocalCall,
+                                       LocalComputation, as_computation)
 from federax.core.errors import FederatedTypeError
 from federax.core.placements import CLIENTS, SERVER, Placement
 from federax.core.values import Value, to_value
@@ -34,7 +35,17 @@ def _broadcast(payload: Any) -> Any:
   return None if payload is None else _execution().broadcast(payload)
 
 
+def _not_in_local_body(op: str) -> None:
+  if context.in_local_body():
+    raise FederatedTypeError(
+        op, "federated intrinsics cannot be called inside a local computation (@fx.computation), "
+        "whose values are JAX arrays.",
+        hint="call intrinsics in a @fx.federated_computation and pass their results to the "
+        "local computation")
+
+
 def _arg(op: str, name: str, obj: Any) -> Value:
+  _not_in_local_body(op)
   try:
     return to_value(obj)
   except TypeError as e:
@@ -62,33 +73,34 @@ def _unplaced(op: str, name: str, value: Value) -> t.Type:
 def _function(op: str, name: str, fn: Any, parameter: Optional[t.Type]):
   """(payload -> payload callable, result type) for `fn` applied to values of `parameter`."""
   comp = as_computation(fn)
-  qualname = getattr(comp, "__qualname__", repr(comp))
-  parameter = _named_like(_declared_parameter(comp), parameter)
+  declared = _declared_parameter(comp)
+  parameter = _named_like(declared, parameter)
+  if not comp.is_polymorphic and not _accepts(declared, parameter):
+    if declared is None or parameter is None:  # One of them takes or gives no argument.
+      shown = {"expected": _or_no_argument(declared), "actual": _or_no_argument(parameter)}
+    else:
+      shown = {"differences": t.differences(declared, parameter)}
+    raise FederatedTypeError(
+        op, f"`{name}` ({comp.name}) does not accept the values it is applied to.", **shown)
   if isinstance(comp, FederatedComputation):
-    try:
-      signature = comp.signature_for(parameter)
-    except FederatedTypeError as e:
-      if e.operator != comp.__wrapped__.__qualname__:
-        raise
-      raise FederatedTypeError(
-          op, f"`{name}` ({qualname}) does not accept the values it is applied to.",
-          differences=t.differences(comp.type_signature.parameter, parameter)) from None
+    signature = comp.signature_for(parameter)
     if t.contains(signature.result, lambda x: isinstance(x, t.FederatedType)):
       raise FederatedTypeError(op, f"`{name}` must return an unplaced value.",
                                actual=signature.result)
     return (lambda p: comp.run_body(None if parameter is None else Value(parameter, p)).payload,
             signature.result)
-  if not comp.is_polymorphic:
-    declared = comp.type_signature.parameter
-    if (declared is None) != (parameter is None) or (
-        parameter is not None and not declared.is_assignable_from(parameter)):
-      raise FederatedTypeError(
-          op, f"`{name}` ({qualname}) does not accept the values it is applied to.",
-          expected=comp.type_signature.parameter, actual=parameter,
-          differences=() if declared is None or parameter is None else
-          t.differences(declared, parameter))
   concrete = comp.concretize(parameter)
-  return (lambda p: context.current_execution().call_local(concrete, p)), concrete.result
+  return LocalCall(comp, concrete), concrete.result
+
+
+def _or_no_argument(parameter: Optional[t.Type]) -> Any:
+  return "no argument" if parameter is None else parameter
+
+
+def _accepts(declared: Optional[t.Type], parameter: Optional[t.Type]) -> bool:
+  if declared is None or parameter is None:
+    return declared is None and parameter is None
+  return declared.is_assignable_from(parameter)
 
 
 def _declared_parameter(comp: Computation) -> Optional[t.Type]:
@@ -140,14 +152,32 @@ def federated_eval(fn: Any, placement: Placement) -> Value:
   `call_index` counts `federated_eval`s in the body, so both runtimes draw the same numbers.
   """
   op = "federated_eval"
+  _not_in_local_body(op)
   if not isinstance(placement, Placement):
     raise FederatedTypeError(op, "`placement` must be fx.CLIENTS or fx.SERVER.",
                              actual=repr(placement))
   comp = as_computation(fn)
   takes_key = len(comp._signature.names) == 1
   member_fn, result = _function(op, "fn", comp, KEY_TYPE if takes_key else None)
+  if placement is CLIENTS and isinstance(comp, LocalComputation):
+    _check_no_host_randomness(op, comp, KEY_TYPE if takes_key else None)
   result_type = t.FederatedType(result, placement, all_equal=placement is SERVER)
   return Value(result_type, _execution().federated_eval(member_fn, placement, takes_key))
+
+
+def _check_no_host_randomness(op: str, comp: LocalComputation,
+                              parameter: Optional[t.Type]) -> None:
+  """Raises if `comp` drew from a host generator when traced: its clients would all agree."""
+  if getattr(comp.concretize(parameter), "draws_host_randomness", False):
+    raise FederatedTypeError(
+        op, f"`fn` ({comp.name}) drew random numbers from Python's `random` or NumPy's "
+        "global generator while it was traced (an unseeded Keras initializer does this): they "
+        "are constants of the program, so every client would get the same values, and other "
+        "values in another process.",
+        hint="give every client its own values from the key federated_eval passes: "
+        "def fn(key): ... jax.random.normal(key, shape) (or keras.random.normal(shape, "
+        "seed=key)); or, for the same weights everywhere, build the model once outside the "
+        "computation and return its initial_weights (or seed its initializers)")
 
 
 def federated_broadcast(value: Any) -> Value:

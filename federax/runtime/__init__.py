@@ -61,7 +61,7 @@ def explain(comp, *args, **kwargs) -> str:
   """
   runtime = current()
   if not hasattr(runtime, "explain"):
-    return f"{comp.__wrapped__.__qualname__}: runs on {runtime!r}, one Python call at a time."
+    return f"{comp.name}: runs on {runtime!r}, one Python call at a time."
   return runtime.explain(comp, *args, **kwargs)
 
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import jax
 
-from federax.core import context
+from federax.core import context, errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,3 +71,14 @@ class EvalKeys:
     key = eval_key(self.seed, self.calls)
     self.calls += 1
     return key
+
+
+def require_clients(op: str, n: int) -> None:
+  """Refuses a minimum or maximum over no clients, saying where the client count comes from."""
+  if n == 0:
+    raise errors.error(
+        ValueError, op, "there are no clients to reduce over (a minimum or maximum of nothing "
+        "is undefined).", hint="a computation with no argument placed at CLIENTS runs with "
+        "`default_num_clients` clients, 0 unless set: fx.runtime.set_default("
+        "fx.runtime.vectorized(default_num_clients=N)), or TFF's "
+        "fx.backends.native.set_sync_local_cpp_execution_context(default_num_clients=N)")

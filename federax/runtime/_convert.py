@@ -33,14 +33,11 @@ class ArgumentError(FederatedTypeError):
 def tensor(x: Any, tt: t.TensorType, where: str, op: str) -> np.ndarray:
   """`x` as a NumPy array of `tt`'s dtype; raises if the kind or shape does not fit."""
   if tt.dtype.kind == "U":
-    arr = np.asarray(x)
-    if arr.dtype.kind == "S":
-      arr = np.char.decode(arr, "utf-8")
-    if arr.dtype.kind not in "UO":
-      raise ArgumentError(op, f"{where}: expected strings.", expected=tt, actual=arr.dtype)
-    arr = arr.astype(np.str_)
+    arr = strings(x, tt, where, op)
   elif isinstance(x, jax.core.Tracer):  # A call under a JAX transformation: keep it traced.
     return _traced_tensor(x, tt, where, op)
+  elif x is None:
+    raise ArgumentError(op, f"{where}: no value (None) was given.", expected=tt)
   else:
     try:
       arr = np.asarray(x)
@@ -50,7 +47,7 @@ def tensor(x: Any, tt: t.TensorType, where: str, op: str) -> np.ndarray:
     if arr.dtype.kind not in "biufc" or not np.can_cast(arr.dtype, tt.dtype, "same_kind"):
       raise ArgumentError(op, f"{where}: the dtype does not convert to {tt.dtype}.",
                           expected=tt, actual=f"{arr.dtype} {_short(x)}",
-                          hint="floats do not convert to integers implicitly; cast first")
+                          hint=_cast_hint(arr.dtype, tt.dtype))
     arr = arr.astype(tt.dtype, copy=False)
   if not tt.is_assignable_from(t.TensorType(tt.dtype, arr.shape)):
     raise ArgumentError(op, f"{where}: the shape does not fit.", expected=tt,
@@ -58,15 +55,37 @@ def tensor(x: Any, tt: t.TensorType, where: str, op: str) -> np.ndarray:
   return arr
 
 
+def strings(x: Any, tt: t.TensorType, where: str, op: str) -> np.ndarray:
+  """`x` (str, bytes, or an array of them, bytes as UTF-8) as a NumPy `str_` array."""
+  arr = np.asarray(x)
+  if arr.dtype.kind == "S":
+    return np.char.decode(arr, "utf-8")
+  if arr.dtype.kind == "O":
+    flat = arr.reshape(-1)
+    if all(isinstance(s, (str, bytes)) for s in flat):
+      decoded = [s.decode("utf-8") if isinstance(s, bytes) else s for s in flat]
+      return np.array(decoded, np.str_).reshape(arr.shape)
+  if arr.dtype.kind != "U":
+    raise ArgumentError(op, f"{where}: expected strings.", expected=tt,
+                        actual=f"{arr.dtype} {_short(x)}")
+  return arr
+
+
 def _traced_tensor(x: jax.Array, tt: t.TensorType, where: str, op: str) -> jax.Array:
   if x.dtype.kind not in "biufc" or not np.can_cast(x.dtype, tt.dtype, "same_kind"):
     raise ArgumentError(op, f"{where}: the dtype does not convert to {tt.dtype}.",
                         expected=tt, actual=f"traced {x.dtype}{list(x.shape)}",
-                        hint="floats do not convert to integers implicitly; cast first")
+                        hint=_cast_hint(x.dtype, tt.dtype))
   if not tt.is_assignable_from(t.TensorType(tt.dtype, x.shape)):
     raise ArgumentError(op, f"{where}: the shape does not fit.", expected=tt,
                         actual=t.TensorType(tt.dtype, x.shape))
   return x.astype(tt.dtype) if x.dtype != tt.dtype else x
+
+
+def _cast_hint(source: np.dtype, target: np.dtype) -> Optional[str]:
+  if source.kind == "f" and target.kind in "iu":
+    return "floats do not convert to integers implicitly; cast first"
+  return None
 
 
 def is_traced(payload: Any) -> bool:
@@ -99,6 +118,8 @@ def argument(x: Any, ts: t.Type, rep: Representation, where: str, op: str,
   """Any argument: placed, sequence, or struct of these. `counts` collects client counts."""
   if isinstance(ts, t.FederatedType):
     if ts.placement.name == "CLIENTS" and not ts.all_equal:
+      if isinstance(x, np.ndarray) and x.ndim:  # One row per client (strings as object arrays).
+        x = list(x)
       if not isinstance(x, PySequence) or isinstance(x, (str, bytes)):
         raise ArgumentError(op, f"{where}: a value at CLIENTS is a list with one entry per client.",
                             expected=ts, actual=_short(x))
@@ -167,5 +188,22 @@ def to_python(payload: Any, ts: t.Type, rep: Representation, n: int) -> Any:
     return make_container(tuple(to_python(p, et, rep, n) for p, et in zip(payload, ts)), ts)
   if isinstance(payload, jax.core.Tracer):
     return payload
+  if ts.dtype.kind == "U":
+    return as_bytes(payload)
   arr = np.asarray(jax.device_get(payload))
   return arr[()] if arr.ndim == 0 else arr
+
+
+def as_bytes(strings: Any) -> Any:
+  """Strings as TFF returns them: `bytes` (UTF-8) for a scalar, else an object array of bytes.
+
+  Example:
+    >>> as_bytes(np.array(['a', 'bc']))
+    array([b'a', b'bc'], dtype=object)
+  """
+  arr = np.asarray(strings)
+  if arr.ndim == 0:
+    return str(arr[()]).encode("utf-8")
+  out = np.empty(arr.shape, object)
+  out.reshape(-1)[:] = [str(s).encode("utf-8") for s in arr.reshape(-1)]
+  return out

@@ -13,7 +13,7 @@ from federax.runtime import _convert
 def bind(comp: Computation, args: tuple, kwargs: dict) -> tuple[t.FunctionType, Any, Any]:
   """(type signature, Python argument matching its parameter, concrete local or None)."""
   sig = comp._signature
-  name = comp.__wrapped__.__qualname__
+  name = comp.name
   packed = sig.pack(args, kwargs, name) if sig.names else ()
   if not sig.names and (args or kwargs):
     raise TypeError(f"{name} takes no arguments.")
@@ -36,7 +36,7 @@ def convert_argument(comp: Computation, signature: t.FunctionType, python_arg: A
   if signature.parameter is None:
     return None, None
   counts: dict = {}
-  name = comp.__wrapped__.__qualname__
+  name = comp.name
   where = "argument" if len(comp._signature.names) <= 1 else "arguments"
   try:
     payload = _convert.argument(python_arg, signature.parameter, rep, where, name, counts)
@@ -44,7 +44,3 @@ def convert_argument(comp: Computation, signature: t.FunctionType, python_arg: A
   except FederatedTypeError as e:
     raise e.with_traceback(without_library_frames(e.__traceback__)) from None
 
-
-def has_strings(type_spec: Optional[t.Type]) -> bool:
-  return type_spec is not None and t.contains(
-      type_spec, lambda x: isinstance(x, t.TensorType) and x.dtype.kind == "U")

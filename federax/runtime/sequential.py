@@ -2,7 +2,8 @@
 
 Client values are Python lists, sequences are lists of elements, nothing is padded. With
 `jit=False`, local computations run op by op, so `print` and `breakpoint()` inside them see
-concrete arrays.
+concrete arrays; a local computation that takes a sequence always does (its `reduce` is a
+Python loop over the real elements, and iterating it is exact).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from federax.core import types as t
 from federax.core.execution import Execution
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
-from federax.runtime import _convert, _invoke
-from federax.runtime._base import EvalKeys, RuntimeBase, RuntimeOptions, client_key
+from federax.runtime import _convert, _invoke, host
+from federax.runtime._base import (EvalKeys, RuntimeBase, RuntimeOptions, client_key,
+                                   require_clients)
 from federax.runtime.padding import zeros_like_type
 
 
@@ -80,7 +82,9 @@ class SequentialRuntime(RuntimeBase):
     return f"fx.runtime.sequential(jit={self.jit}, {self.options})"
 
   def _local_function(self, concrete):
-    if not self.jit:
+    if not self.jit or concrete.takes_sequences:
+      # A Python loop over a list of elements, jitted, would unroll over every element (and
+      # compile once per length): it runs eagerly, so iterating its sequences stays exact.
       return concrete
     if concrete not in self._jitted:
       self._jitted[concrete] = jax.jit(concrete)
@@ -91,7 +95,9 @@ class SequentialRuntime(RuntimeBase):
     rep = _Lists()
     payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
     if concrete is not None:
-      return _convert.to_python(self._local_function(concrete)(payload), signature.result, rep, 0)
+      out = (host.call(concrete, payload, rep) if concrete.on_host else
+             self._local_function(concrete)(payload))
+      return _convert.to_python(out, signature.result, rep, 0)
     n = self.options.num_clients(n)
     execution = SequentialExecution(self, n)
     with context.use_execution(execution):
@@ -104,7 +110,10 @@ class SequentialExecution(Execution):
   """Carries out intrinsics on Python lists, one client at a time.
 
   A client value is a list of `n` members; an all-equal one (`T@CLIENTS`) is its one member.
+  Host computations (on strings) run in Python; the others are jitted, one call per client.
   """
+
+  _rep: _convert.Representation = _Lists()  # The form of a host computation's result.
 
   def __init__(self, runtime: SequentialRuntime, n: int):
     self.runtime = runtime
@@ -120,7 +129,12 @@ class SequentialExecution(Execution):
     return [p[index] for p in payload]
 
   def call_local(self, concrete, payload):
+    if concrete.on_host:
+      return host.call(concrete, payload, self._rep)
     return self.runtime._local_function(concrete)(payload)
+
+  def call_federated(self, comp, arg):
+    return comp.run_body(arg)
 
   def broadcast(self, payload):
     return payload
@@ -162,10 +176,12 @@ class SequentialExecution(Execution):
     return jax.tree_util.tree_map(lambda s: (s / total.astype(s.dtype)).astype(s.dtype), summed)
 
   def federated_min(self, payload, ts):
+    require_clients("federated_min", self.n)
     return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.minimum, a, b),
                             self._members(payload, ts))
 
   def federated_max(self, payload, ts):
+    require_clients("federated_max", self.n)
     return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.maximum, a, b),
                             self._members(payload, ts))
 

@@ -20,10 +20,20 @@ from federax.program.training_loop import EVALUATION_TIME_KEY as EVALUATION_TIME
 from federax.program.training_loop import ROUND_NUMBER_KEY as ROUND_NUMBER_KEY
 from federax.program.training_loop import TRAINING_TIME_KEY as TRAINING_TIME_KEY
 from federax.program.training_loop import run_training_process as run_training_process
+from federax.simulation import iterative_process_compositions as iterative_process_compositions
 from federax.simulation import partitioners as partitioners
 from federax.simulation.client_data import ClientData as ClientData
+from federax.simulation.iterative_process_compositions import (
+    compose_dataset_computation_with_computation as compose_dataset_computation_with_computation)
+from federax.simulation.iterative_process_compositions import (
+    compose_dataset_computation_with_iterative_process as
+    compose_dataset_computation_with_iterative_process)
+from federax.simulation.iterative_process_compositions import (
+    compose_dataset_computation_with_learning_process as
+    compose_dataset_computation_with_learning_process)
 
 from federax.simulation import datasets as datasets  # Last: its loaders use the names above.
+from federax.simulation import baselines as baselines  # TFF's tff.simulation.baselines.
 
 __all__ = [
     "ClientData",
@@ -37,10 +47,15 @@ __all__ = [
     "TRAINING_TIME_KEY",
     "UNKNOWN_CARDINALITY",
     "UniformSampler",
+    "baselines",
     "build_client_selection_fn",
     "build_uniform_client_sampling_fn",
     "build_uniform_sampling_fn",
+    "compose_dataset_computation_with_computation",
+    "compose_dataset_computation_with_iterative_process",
+    "compose_dataset_computation_with_learning_process",
     "datasets",
+    "iterative_process_compositions",
     "partitioners",
     "run_training_process",
     "sampling",

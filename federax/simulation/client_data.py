@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -11,26 +10,13 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from federax.core.types import FunctionType, SequenceType, TensorType
+from federax.core.computations import LocalComputation, computation
+from federax.core.type_conversions import to_type
+from federax.core.types import SequenceType
 from federax.simulation._row_groups import group_rows, row_group_datasets
 from federax.data import Dataset
 
 __all__ = ["ClientData"]
-
-
-@dataclasses.dataclass(frozen=True)
-class _DatasetComputation:
-  """`client_id -> Dataset`, with the type `(str -> T*)` of TFF's `dataset_computation`."""
-
-  client_data: ClientData
-
-  def __call__(self, client_id: str) -> Dataset:
-    return self.client_data.create_dataset(client_id)
-
-  @property
-  def type_signature(self) -> FunctionType:
-    return FunctionType(TensorType(np.str_),
-                        SequenceType(self.client_data.element_type_structure))
 
 
 class ClientData:
@@ -189,6 +175,11 @@ class ClientData:
   create_tf_dataset_for_client = create_dataset
 
   @property
+  def serializable_dataset_fn(self) -> Callable[[str], Dataset]:
+    """`client_id -> Dataset` (TFF's name; here the same as `create_dataset`)."""
+    return self.create_dataset
+
+  @property
   def element_type_structure(self) -> Any:
     """The element spec of the clients' datasets (read from the first client)."""
     if not self._spec:
@@ -198,13 +189,20 @@ class ClientData:
     return self._spec[0]
 
   @property
-  def dataset_computation(self) -> Callable[[str], Dataset]:
-    """`client_id -> Dataset` as a callable with `type_signature` `(str -> T*)`.
+  def dataset_computation(self) -> LocalComputation:
+    """A computation `(str -> T*)` building a client's dataset from its id, as TFF's.
 
-    TFF uses this to create client datasets inside computations; here it is a typed wrapper
-    of `create_dataset`.
+    A host computation (it takes a string): applied to client ids with `fx.federated_map`, or
+    composed with a process by `fx.simulation.compose_dataset_computation_with_*`, it builds
+    each client's dataset in Python, and the rest of the round runs compiled.
+
+    Example:
+      >>> cd = ClientData.from_dict({'a': {'x': np.arange(3, dtype=np.int32)}})
+      >>> str(cd.dataset_computation.type_signature)
+      '(str -> <x=int32>*)'
     """
-    return _DatasetComputation(self)
+    element_type = to_type(self.element_type_structure)
+    return computation(np.str_, result=SequenceType(element_type))(self.create_dataset)
 
   def preprocess(self, preprocess_fn: Callable[[Dataset], Dataset]) -> ClientData:
     """A new `ClientData` whose datasets are `preprocess_fn(dataset)`, applied lazily.
@@ -233,6 +231,8 @@ class ClientData:
     if not parts:
       raise ValueError("create_dataset_from_all_clients(): this ClientData has no clients.")
     return Dataset.concatenate_lazily(parts)
+
+  create_tf_dataset_from_all_clients = create_dataset_from_all_clients
 
   @staticmethod
   def train_test_client_split(client_data: ClientData, num_test_clients: int,

@@ -49,7 +49,7 @@ class IterativeProcess:
     if first is None or not first.is_assignable_from(state_type):
       raise FederatedTypeError(
           name, "next_fn's first parameter must accept the state initialize_fn returns.",
-          expected=state_type, actual=first)
+          expected=state_type, actual="no parameter" if first is None else first)
     result = next_type.result
     next_state = result
     if not first.is_assignable_from(result) and isinstance(result, t.StructType) and len(result):

@@ -2,8 +2,10 @@
 
 import collections
 import dataclasses
+import random
 from typing import NamedTuple
 
+import jax
 import numpy as np
 import pytest
 
@@ -51,3 +53,40 @@ def test_unknown_dimensions_that_follow_the_input_stay_unknown():
 
   assert str(column_sums_and_rows.type_signature) == (
       "(float32[?,3] -> <float32[3],float32[?,3]>)")
+
+
+@pytest.mark.parametrize("draw", [
+    lambda: random.random(),
+    lambda: np.random.normal(),
+])
+def test_federated_eval_at_clients_refuses_host_randomness_drawn_when_traced(draw):
+  @fx.computation
+  def noise():
+    return np.float32(draw())
+
+  with pytest.raises(fx.FederatedTypeError, match="drew random numbers from Python's"):
+    @fx.federated_computation
+    def at_clients():
+      return fx.federated_eval(noise, fx.CLIENTS)
+
+  @fx.federated_computation
+  def at_server():  # One value at the server: drawn once, as the user wrote it.
+    return fx.federated_eval(noise, fx.SERVER)
+
+
+def test_federated_eval_at_clients_accepts_functions_that_draw_nothing_on_the_host():
+  @fx.computation
+  def zeros():
+    return np.zeros(2, np.float32)
+
+  @fx.computation
+  def noise(key):
+    return jax.random.normal(key, [2])
+
+  @fx.federated_computation
+  def at_clients():
+    return fx.federated_eval(zeros, fx.CLIENTS), fx.federated_eval(noise, fx.CLIENTS)
+
+  with fx.runtime.vectorized(default_num_clients=2):
+    zero, drawn = at_clients()
+  assert np.all(np.asarray(zero) == 0) and not np.allclose(drawn[0], drawn[1])

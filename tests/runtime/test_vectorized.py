@@ -72,14 +72,15 @@ def test_ragged_batches_fall_back_to_the_sequential_runtime_with_a_warning():
   assert result == pytest.approx((4.0 + 1.0) / 2)
 
 
-def test_string_values_pass_through_via_the_sequential_runtime():
+def test_string_values_pass_through_on_the_host_without_falling_back():
   @fx.federated_computation(fx.FederatedType(str, fx.SERVER))
   def to_clients(text):
     return fx.federated_broadcast(text)
 
   assert str(to_clients.type_signature) == "(str@SERVER -> str@CLIENTS)"
-  with pytest.warns(fx.runtime.FallbackWarning, match="string tensors"):
-    assert to_clients("hello") == "hello"
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", fx.runtime.FallbackWarning)
+    assert to_clients("hello") == b"hello"
 
 
 def test_datasets_are_stacked_through_their_to_stacked_hook():

@@ -7,6 +7,8 @@ import pathlib
 import numpy as np
 import pytest
 
+import federax as fx
+
 from federax.core.types import FunctionType, TensorType
 from federax.simulation.client_data import ClientData
 from federax.simulation.dataset import Dataset
@@ -30,9 +32,11 @@ def test_tff_api_on_ragged_clients():
   assert [len(cd.create_dataset(c)) for c in cd.client_ids] == [3, 5, 1]
   assert cd.create_tf_dataset_for_client('bob').to_stacked()['y'].tolist() == [1, 1, 1, 0, 0]
   assert cd.element_type_structure == {'x': TensorType(np.float32), 'y': TensorType(np.int64)}
-  assert cd.dataset_computation('carol').to_stacked()['y'].tolist() == [2]
   signature = cd.dataset_computation.type_signature
   assert isinstance(signature, FunctionType) and str(signature) == '(str -> <x=float32,y=int64>*)'
+  assert isinstance(cd.dataset_computation, fx.Computation)
+  # Called like any computation, it returns the sequence's elements (as sequence results are).
+  assert [int(e['y']) for e in cd.dataset_computation('bob')] == [1, 1, 1, 0, 0]
   assert repr(cd) == "ClientData(3 clients: ['alice', 'bob', 'carol'])"
 
 
@@ -154,3 +158,14 @@ def test_femnist_leaf_shard_round_trip():
                                 np.asarray(raw['user_data'][user]['x'], np.float32))
   np.testing.assert_array_equal(stacked['label'].reshape(-1)[mask], raw['user_data'][user]['y'])
   assert (stacked['pixels'].reshape(-1, 784)[n:] == 0).all()
+
+
+def test_tff_spellings_of_the_methods_are_aliases():
+  # TFF's tutorials call these names; each is the federax method under TFF's name.
+  cd = _ragged()
+  assert np.array_equal(cd.create_tf_dataset_from_all_clients(seed=3).to_stacked()['x'],
+                        cd.create_dataset_from_all_clients(seed=3).to_stacked()['x'])
+  assert cd.serializable_dataset_fn('bob').to_stacked()['y'].tolist() == [1, 1, 1, 0, 0]
+  made = ClientData.from_clients_and_tf_fn(['a', 'b'], lambda cid: Dataset.from_tensor_slices(
+      {'x': np.arange(len(cid) + ord(cid) - ord('a'))}))
+  assert made.client_ids == ['a', 'b'] and len(made.create_tf_dataset_for_client('b')) == 2

@@ -7,6 +7,7 @@ from typing import Any, Optional
 import numpy as np
 
 from federax.aggregators import AggregationFactory, MeanFactory, UnweightedMeanFactory
+from federax.core import types as t
 from federax.core.computations import computation
 from federax.core.type_conversions import type_of
 from federax.learning.templates import (ClientWorkProcess, DistributionProcess, LearningProcess,
@@ -43,7 +44,9 @@ def aggregator_for(where: str, model, model_aggregator: Optional[AggregationFact
     raise TypeError(f"{where}: model_aggregator must support weights (client updates are "
                     f"weighted); {type(factory).__name__} does not. Use an unweighted "
                     "algorithm or a weighted factory such as fx.aggregators.MeanFactory().")
-  return factory.create(update_type, FLOAT32) if weighted else factory.create(update_type)
+  # Types, as TFF passes them: a factory overriding `create` itself gets no conversion.
+  weight_type = t.TensorType(FLOAT32)
+  return factory.create(update_type, weight_type) if weighted else factory.create(update_type)
 
 
 def compose_model_update_algorithm(where: str, model, client_work: ClientWorkProcess,

@@ -6,8 +6,9 @@ import collections
 from typing import Any, Optional
 
 import jax
+import numpy as np
 
-from federax.aggregators import SumFactory
+from federax.aggregators import MeanFactory
 from federax.core import intrinsics as fi
 from federax.core import types as t
 from federax.core.computations import computation, federated_computation
@@ -28,8 +29,10 @@ def build_fed_eval(model_fn: Any,
   Clients run the model in inference mode (`training=False`) over their batches; their
   unfinalized metrics are summed and finalized at the server. Metrics are
   `client_work=<eval=<current_round_metrics=..., total_rounds_metrics=...>>`: this round's,
-  and those of every example seen since `initialize` (the state keeps the running sums). The
-  global weights never change; set them with `set_model_weights`.
+  and those of every example seen since `initialize` (the client work's state is TFF's
+  `<<>, running sums>`). The global weights never change; set them with `set_model_weights`.
+  As in TFF, the (empty) client updates go through a `MeanFactory` aggregator, so the state
+  and measurements print as TFF's (`aggregator=<mean_value=<>,mean_weight=<>>`).
 
   Args:
     model_fn: a `FunctionalModel` or a no-argument function returning one.
@@ -78,16 +81,21 @@ def build_fed_eval(model_fn: Any,
   def no_update(metrics):
     return ClientResult(update=(), update_weight=jax.numpy.float32(0.0))
 
-  @computation(metrics_type, metrics_type)
-  def add_and_finalize(total, current):
-    new_total = jax.tree_util.tree_map(lambda a, b: a + b, total, current)
-    return new_total, collections.OrderedDict(
+  # The state is TFF's (SumThenFinalizeFactory's): <the sum's state <>, the running sums>.
+  @computation(t.StructType([t.StructType([]), metrics_type]), metrics_type)
+  def add_and_finalize(state, current):
+    new_total = jax.tree_util.tree_map(lambda a, b: a + b, state[1], current)
+    return (state[0], new_total), collections.OrderedDict(
         current_round_metrics=model.finalize_metrics(current),
         total_rounds_metrics=model.finalize_metrics(new_total))
 
+  @computation
+  def initial_state():
+    return (), model.initialize_metrics_state()
+
   @federated_computation
   def initialize():
-    return fi.federated_eval(initial_metrics, SERVER)
+    return fi.federated_eval(initial_state, SERVER)
 
   @federated_computation(initialize.type_signature.result, t.FederatedType(weights_type, CLIENTS),
                          t.FederatedType(t.SequenceType(batch_type), CLIENTS))
@@ -101,7 +109,8 @@ def build_fed_eval(model_fn: Any,
   client_work = ClientWorkProcess(initialize, next_fn)
   return compose_learning_process(
       initial_weights_computation(model), distributor_for(where, model, model_distributor),
-      client_work, SumFactory().create(t.StructType([])), _keep_weights_finalizer(weights_type))
+      client_work, MeanFactory().create(t.StructType([]), t.TensorType(np.float32)),
+      _keep_weights_finalizer(weights_type))
 
 
 def _keep_weights_finalizer(weights_type: t.Type) -> FinalizerProcess:

@@ -17,9 +17,11 @@ from federax.learning.models._functional import BatchOutput as BatchOutput
 from federax.learning.models._functional import FunctionalModel as FunctionalModel
 from federax.learning.models._functional import PredictOutput as PredictOutput
 from federax.learning.models._keras import from_keras_model as from_keras_model
+from federax.learning.models._keras_functional import (
+    functional_model_from_keras as functional_model_from_keras)
 from federax.learning.models._weights import ModelWeights as ModelWeights
 
 __all__ = [
     "BatchOutput", "FunctionalModel", "ModelWeights", "PredictOutput", "from_keras_model",
-    "from_linen_module", "from_nnx_module", "metrics",
+    "from_linen_module", "functional_model_from_keras", "from_nnx_module", "metrics",
 ]

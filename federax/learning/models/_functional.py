@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -14,9 +15,8 @@ from federax.learning.models._common import (
     as_array_tree, batch_weights, check_input_spec, error, unpack_batch)
 from federax.learning.models._weights import ModelWeights, register_reader
 
-_BUILTIN_METRICS = metrics_lib.to_metrics_fns(
-    [metrics_lib.mean_loss(), metrics_lib.num_examples(), metrics_lib.num_batches()])
-BUILTIN_METRIC_NAMES = ("loss", "num_examples", "num_batches")
+_BUILTIN_METRICS = (metrics_lib.mean_loss(), metrics_lib.num_examples(), metrics_lib.num_batches())
+BUILTIN_METRIC_NAMES = tuple(m.name for m in _BUILTIN_METRICS)
 
 
 class BatchOutput(NamedTuple):
@@ -92,7 +92,9 @@ class FunctionalModel:
     sum of the clients' states.
 
   Every model also reports 'loss' (the example-weighted mean), 'num_examples' and
-  'num_batches'. Helpers such as `metrics.sparse_categorical_accuracy()` build `metrics_fns`
+  'num_batches', after its own metrics, unless it defines metrics of those names itself (as
+  TFF's hand-written MnistModel does): then its own are reported. Metric states and values
+  are OrderedDicts in that order, so they print in it (JAX would sort a dict's keys). Helpers such as `metrics.sparse_categorical_accuracy()` build `metrics_fns`
   with `metrics.to_metrics_fns([...])`.
 
   Args:
@@ -105,7 +107,7 @@ class FunctionalModel:
 
   Raises:
     TypeError: if `initial_weights`, `metrics_fns` or `input_spec` have the wrong form.
-    ValueError: if `input_spec` lacks 'x' or 'y', or a metric is named like a built-in one.
+    ValueError: if `input_spec` lacks 'x' or 'y'.
 
   Example (a linear 784 -> 10 softmax model, the TFF tutorial's):
     >>> import jax, jax.numpy as jnp, numpy as np
@@ -166,31 +168,37 @@ class FunctionalModel:
                   hint="metrics.to_metrics_fns([metrics.sparse_categorical_accuracy()]) "
                   "builds one")
     self._metrics_fns = tuple(metrics_fns)
-    user_state = jax.eval_shape(metrics_fns[0])
+    user_state = _eval_keys(metrics_fns[0])
     if not isinstance(user_state, Mapping):
       raise error(TypeError, operator, "metrics_fns' initialize() must return a dict of "
                   "metric name -> unfinalized state.", expected="a dict",
                   actual=f"a {type(user_state).__name__}")
-    clashes = sorted(set(user_state) & set(BUILTIN_METRIC_NAMES))
-    if clashes:
-      raise error(ValueError, operator, f"metrics named {clashes} clash with the metrics "
-                  "every model reports.", expected=f"names other than {BUILTIN_METRIC_NAMES}",
-                  actual=sorted(user_state), hint="rename the metric (e.g. name='my_loss')")
     self._user_metric_keys = tuple(user_state)
+    # As TFF's Keras wrapper: the model's own metrics as they are, then the built-ins it does
+    # not define itself (a hand-written model may report its own 'loss' or 'num_examples').
+    self._builtins = metrics_lib.to_metrics_fns(
+        [m for m in _BUILTIN_METRICS if m.name not in self._user_metric_keys])
 
   def __repr__(self) -> str:
     return f"FunctionalModel(input_spec={self._spec_type}, metrics={list(self.metric_names)})"
 
   @property
   def metric_names(self) -> tuple[str, ...]:
-    """The finalized metrics' names: the built-ins, then the model's own, sorted."""
-    user = jax.eval_shape(self._metrics_fns[2], jax.eval_shape(self._metrics_fns[0]))
-    return BUILTIN_METRIC_NAMES + tuple(user)
+    """The finalized metrics' names: the model's own, then the built-ins it does not define."""
+    return tuple(_eval_keys(lambda: self.finalize_metrics(self.initialize_metrics_state())))
 
-  def predict_on_batch(self, weights: Any, x: Any, training: bool = True,
+  def predict_on_batch(self, model_weights: Any, x: Any, training: bool = True,
                        key: Optional[jax.Array] = None) -> Any:
-    """The model's predictions for the inputs `x` (with `training=False`, no randomness)."""
-    return self._predict(ModelWeights(*weights), x, training, key).predictions
+    """The model's predictions for the inputs `x` (with `training=False`, no randomness).
+
+    Args:
+      model_weights: a `ModelWeights`, or a `(trainable, non_trainable)` pair.
+      x: the batch's inputs.
+      training: a Python bool.
+      key: a raw `jax.random.PRNGKey` for random layers in training (federax's addition;
+        the other names are TFF's).
+    """
+    return self._predict(ModelWeights(*model_weights), x, training, key).predictions
 
   def _predict(self, weights: ModelWeights, x: Any, training: bool, key: Any) -> PredictOutput:
     key = key if training else None
@@ -200,12 +208,14 @@ class FunctionalModel:
       out = self._predict_on_batch_fn(weights, x, training)
     return out if isinstance(out, PredictOutput) else PredictOutput(out)
 
-  def loss(self, predictions: Any, labels: Any, sample_weight: Optional[jax.Array] = None
+  def loss(self, output: Any, label: Any, sample_weight: Optional[jax.Array] = None
            ) -> jax.Array:
-    """`loss_fn` on one batch; `sample_weight` defaults to ones."""
+    """`loss_fn` on one batch: `output` from `predict_on_batch`, `label` the batch's labels
+    (TFF's names); `sample_weight` (float[B], e.g. the batch mask) defaults to ones."""
     if sample_weight is None:
-      sample_weight, _ = batch_weights(labels, None)
-    return jnp.asarray(self._loss_fn(predictions, labels, sample_weight), jnp.float32)
+      sample_weight, _ = batch_weights(label, None)
+    sample_weight = jnp.asarray(sample_weight, jnp.float32)
+    return jnp.asarray(self._loss_fn(output, label, sample_weight), jnp.float32)
 
   def forward_pass(self, weights: Any, batch: Any, training: bool = True,
                    key: Optional[jax.Array] = None) -> BatchOutput:
@@ -241,24 +251,57 @@ class FunctionalModel:
                                      non_trainable, weights.non_trainable)
     return BatchOutput(loss, out.predictions, num_examples, non_trainable)
 
-  def initialize_metrics_state(self) -> dict:
-    """The unfinalized metrics before any batch: a dict of name -> summable arrays."""
-    return {**_BUILTIN_METRICS.initialize(), **self._metrics_fns[0]()}
+  # Metric states and values are OrderedDicts: JAX sorts a plain dict's keys, TFF keeps them.
 
-  def update_metrics_state(self, state: dict, batch: Any, batch_output: BatchOutput) -> dict:
+  def initialize_metrics_state(self) -> collections.OrderedDict:
+    """The unfinalized metrics before any batch: name -> summable arrays, the model's first."""
+    return self._join(self._metrics_fns[0](), self._builtins.initialize())
+
+  def update_metrics_state(self, state: Mapping, batch: Any,
+                           batch_output: BatchOutput) -> collections.OrderedDict:
     """The unfinalized metrics after one more batch (its labels and mask are read)."""
     _, y, mask = unpack_batch(batch, "update_metrics_state")
     sample_weight, _ = batch_weights(y, mask)
-    builtin = {k: state[k] for k in BUILTIN_METRIC_NAMES}
-    user = {k: state[k] for k in self._user_metric_keys}
-    return {**_BUILTIN_METRICS.update(builtin, y, batch_output, sample_weight),
-            **self._metrics_fns[1](user, y, batch_output, sample_weight)}
+    user, builtin = self._split(state)
+    return self._join(self._metrics_fns[1](user, y, batch_output, sample_weight),
+                      self._builtins.update(builtin, y, batch_output, sample_weight))
 
-  def finalize_metrics(self, state: dict) -> dict:
+  def finalize_metrics(self, state: Mapping) -> collections.OrderedDict:
     """The metric values of a state, or of the elementwise sum of many clients' states."""
-    builtin = {k: state[k] for k in BUILTIN_METRIC_NAMES}
-    user = {k: state[k] for k in self._user_metric_keys}
-    return {**_BUILTIN_METRICS.finalize(builtin), **self._metrics_fns[2](user)}
+    user, builtin = self._split(state)
+    return self._join(self._metrics_fns[2](user), self._builtins.finalize(builtin))
+
+  def _split(self, state: Mapping) -> tuple[collections.OrderedDict, dict]:
+    user = collections.OrderedDict((k, state[k]) for k in self._user_metric_keys)
+    return user, {k: v for k, v in state.items() if k not in user}
+
+  def _join(self, user: Mapping, builtin: Mapping) -> collections.OrderedDict:
+    """The model's metrics in its own order (even if its functions sorted them), then ours."""
+    return collections.OrderedDict(
+        [(k, user[k]) for k in _ordered_keys(user, self._user_metric_keys)]
+        + [(m.name, builtin[m.name]) for m in _BUILTIN_METRICS if m.name in builtin])
+
+
+def _eval_keys(fn: Callable[[], Any]) -> Any:
+  """`fn()`'s result abstractly (no arrays are made), a mapping's keys in the order made.
+
+  `jax.eval_shape` would give a plain dict back with its keys sorted.
+  """
+  made = []
+
+  def run():
+    made.append(fn())
+    return made[-1]
+
+  shapes = jax.eval_shape(run)
+  if isinstance(made[0], Mapping):
+    return collections.OrderedDict((k, shapes[k]) for k in made[0])
+  return shapes
+
+
+def _ordered_keys(mapping: Mapping, order: Iterable[str]) -> list[str]:
+  order = [k for k in order if k in mapping]
+  return order + [k for k in mapping if k not in order]
 
 
 register_reader(lambda model: isinstance(model, FunctionalModel),

@@ -23,7 +23,7 @@ from federax.learning.models._weights import ModelWeights, register_reader, regi
 _OPERATOR = "from_keras_model"
 
 
-def _import_keras(operator: str) -> Any:
+def import_keras(operator: str) -> Any:
   try:
     import keras
   except ImportError:
@@ -92,42 +92,48 @@ def _is_seed_state(variable: Any) -> bool:
   return tuple(variable.shape) == (2,) and np.dtype(variable.dtype) == np.uint32
 
 
-def _check_loss(keras: Any, loss: Any, loss_weights: Any) -> tuple[list, list, bool]:
+def _check_loss(keras: Any, loss: Any, loss_weights: Any,
+                operator: str) -> tuple[list, list, bool]:
   """`(losses, weights, multi_output)` from TFF's `loss` / `loss_weights` arguments."""
   multi = isinstance(loss, (list, tuple))
   losses = list(loss) if multi else [loss]
   for fn in losses:
     if not callable(fn):
-      raise error(TypeError, _OPERATOR, "loss must be a Keras loss (or a list of them, one "
+      raise error(TypeError, operator, "loss must be a Keras loss (or a list of them, one "
                   "per output).", expected="e.g. keras.losses.SparseCategoricalCrossentropy()",
                   actual=f"{fn!r} (a {type(fn).__name__})")
   if loss_weights is None:
     return losses, [1.0] * len(losses), multi
   if not multi or len(loss_weights) != len(losses):
-    raise error(ValueError, _OPERATOR, "loss_weights needs a list of losses of the same length.",
+    raise error(ValueError, operator, "loss_weights needs a list of losses of the same length.",
                 expected=f"{len(losses) if multi else 'a list of'} losses and as many weights",
                 actual=f"loss={loss!r}, loss_weights={loss_weights!r}")
   return losses, [float(w) for w in loss_weights], multi
 
 
-def _per_example_loss(keras: Any, fn: Any, y: Any, predictions: Any) -> jax.Array:
+def _per_example_loss(keras: Any, fn: Any, y: Any, predictions: Any,
+                      operator: str) -> jax.Array:
   # Loss.call skips the reduction, so padded rows can be masked out before averaging.
   values = fn.call(y, predictions) if isinstance(fn, keras.losses.Loss) else fn(y, predictions)
   values = jnp.asarray(values, jnp.float32)
   if values.ndim == 0:
-    raise error(ValueError, _OPERATOR, "the loss returned a scalar; federax needs one value "
+    raise error(ValueError, operator, "the loss returned a scalar; federax needs one value "
                 "per example to leave padded rows out.", expected="float[B]", actual="float[]",
                 hint="pass a keras.losses.Loss object, or a function returning per-example "
                 "losses (e.g. keras.losses.sparse_categorical_crossentropy)")
   return values
 
 
-def _keras_metric(keras: Any, metric: Any) -> metrics_lib.Metric:
-  """A Keras metric object, run statelessly, as a `metrics.Metric` over its variables."""
+def keras_metric(keras: Any, metric: Any, operator: str = _OPERATOR,
+                 name: Optional[str] = None) -> metrics_lib.Metric:
+  """A Keras metric object, run statelessly, as a `metrics.Metric` over its variables.
+
+  It is named `name`, or the Keras metric's own name.
+  """
   if not isinstance(metric, keras.metrics.Metric) and callable(metric):
     metric = metric()  # TFF style: a constructor or a zero-argument function.
   if not isinstance(metric, keras.metrics.Metric):
-    raise error(TypeError, _OPERATOR, "metrics must be Keras metrics, or functions that return "
+    raise error(TypeError, operator, "metrics must be Keras metrics, or functions that return "
                 "one.", expected="e.g. keras.metrics.SparseCategoricalAccuracy()",
                 actual=f"{metric!r} (a {type(metric).__name__})")
 
@@ -142,7 +148,7 @@ def _keras_metric(keras: Any, metric: Any) -> metrics_lib.Metric:
   def finalize(state):
     return jnp.asarray(metric.stateless_result(state))
 
-  return metrics_lib.Metric(metric.name, initialize, update, finalize)
+  return metrics_lib.Metric(name or metric.name, initialize, update, finalize)
 
 
 def from_keras_model(keras_model: Any, loss: Any, input_spec: Any,
@@ -167,7 +173,9 @@ def from_keras_model(keras_model: Any, loss: Any, input_spec: Any,
     weights.
   * Metrics: Keras metric objects run statelessly; their unfinalized state is their
     variables (sums and counts such as `[total, count]`), summed across clients and
-    finalized with `stateless_result`, under the metric's Keras name.
+    finalized with `stateless_result`, under the metric's Keras name. As in TFF, they come
+    first, then 'loss', 'num_examples' and 'num_batches' (those two only when no metric of
+    that name is given).
 
   Args:
     keras_model: a built `keras.Model` (give it an `Input` or call `build`).
@@ -195,20 +203,27 @@ def from_keras_model(keras_model: Any, loss: Any, input_spec: Any,
     ...     input_spec={'x': (np.float32, [None, 784]), 'y': (np.int32, [None])},
     ...     metrics=[keras.metrics.SparseCategoricalAccuracy()])
     >>> fm.metric_names
-    ('loss', 'num_examples', 'num_batches', 'sparse_categorical_accuracy')
+    ('sparse_categorical_accuracy', 'loss', 'num_examples', 'num_batches')
   """
-  keras = _import_keras(_OPERATOR)
+  keras = import_keras(_OPERATOR)
+  keras_metrics = [keras_metric(keras, m) for m in (metrics or [])]
+  return wrap(keras, keras_model, loss, input_spec, keras_metrics, loss_weights, _OPERATOR)
+
+
+def wrap(keras: Any, keras_model: Any, loss: Any, input_spec: Any,
+         keras_metrics: Sequence[metrics_lib.Metric], loss_weights: Optional[Sequence[float]],
+         operator: str) -> FunctionalModel:
+  """`from_keras_model`'s work, its errors naming `operator` (the function the user called)."""
   if not isinstance(keras_model, keras.Model):
-    raise error(TypeError, _OPERATOR, "keras_model must be a Keras model.",
+    raise error(TypeError, operator, "keras_model must be a Keras model.",
                 expected="a keras.Model", actual=f"a {type(keras_model).__name__}",
                 hint="wrap layers in keras.Sequential([keras.Input(shape), ...])")
   if not keras_model.built:
-    raise error(ValueError, _OPERATOR, "the Keras model is not built: it has no weights yet.",
+    raise error(ValueError, operator, "the Keras model is not built: it has no weights yet.",
                 hint="give it an input shape: keras.Sequential([keras.Input((784,)), ...]), "
                 "or call keras_model.build((None, 784))")
-  check_input_spec(input_spec, _OPERATOR)
-  losses, weights, multi_output = _check_loss(keras, loss, loss_weights)
-  keras_metrics = [_keras_metric(keras, m) for m in (metrics or [])]
+  check_input_spec(input_spec, operator)
+  losses, weights, multi_output = _check_loss(keras, loss, loss_weights, operator)
 
   # Non-trainable variables are the weights plus seed states, in Keras's own order.
   weight_ids = {id(v) for v in keras_model.non_trainable_weights}
@@ -245,7 +260,7 @@ def from_keras_model(keras_model: Any, loss: Any, input_spec: Any,
       raise error(ValueError, "forward_pass", "a multi-output model needs one loss and one "
                   "label per output.", expected=f"{len(losses)} outputs and labels",
                   actual=f"{len(outputs)} outputs, {len(targets)} labels")
-    return sum(w * masked_mean(_per_example_loss(keras, fn, y, p), sample_weight)
+    return sum(w * masked_mean(_per_example_loss(keras, fn, y, p, operator), sample_weight)
                for fn, w, y, p in zip(losses, weights, targets, outputs))
 
   return FunctionalModel(

@@ -86,8 +86,8 @@ def build_adam(learning_rate: Union[float, _rule.Schedule], beta_1: float = 0.9,
       w = w - normalized_lr * acc / (sqrt(s) + epsilon)
 
   With `epsilon` outside the bias correction this is not `optax.adam`; see
-  `scale_by_tff_moments`. The state is `{'learning_rate', 'beta_1', 'beta_2', 'epsilon',
-  'step', 'accumulator', 'preconditioner'}`.
+  `scale_by_tff_moments`. The state is an OrderedDict `{'learning_rate', 'beta_1', 'beta_2',
+  'epsilon', 'step', 'accumulator', 'preconditioner'}`, in TFF's order.
 
   Args:
     learning_rate: a float >= 0, or an Optax schedule (a callable step -> learning rate).
@@ -135,7 +135,7 @@ def build_adamw(learning_rate: Union[float, _rule.Schedule], beta_1: float = 0.9
 
   The default `weight_decay` is tf.keras's 0.004 (Optax's is 1e-4). Composed from the TFF
   moments, `optax.add_decayed_weights` and `optax.scale_by_learning_rate`. The state is
-  `build_adam`'s plus `'weight_decay'`.
+  `build_adam`'s plus `'weight_decay'`, last (TFF's order).
 
   Args:
     learning_rate: a float >= 0, or an Optax schedule (a callable step -> learning rate).
@@ -170,4 +170,5 @@ def build_adamw(learning_rate: Union[float, _rule.Schedule], beta_1: float = 0.9
   return _rule.build_optimizer("build_adamw", {
       "learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon,
       "weight_decay": weight_decay,
-  }, rule)
+  }, rule, order=("learning_rate", "beta_1", "beta_2", "epsilon", "step", "accumulator",
+                  "preconditioner", "weight_decay"))

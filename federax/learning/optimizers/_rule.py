@@ -8,6 +8,8 @@ turn Optax's own transforms into such rules.
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Union
 
 import jax.numpy as jnp
@@ -65,7 +67,20 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
   return optax.GradientTransformation(init, update)
 
 
-def build_optimizer(op: str, hparams: dict[str, Union[float, Schedule]], rule: Rule) -> Optimizer:
+def _ordered(items: Mapping[str, Any], order: Sequence[str]) -> collections.OrderedDict:
+  """`items` as an OrderedDict: the keys in `order` first, in that order, then the others."""
+  keys = [k for k in order if k in items] + [k for k in items if k not in order]
+  return collections.OrderedDict((k, items[k]) for k in keys)
+
+
+def _like(state: Mapping[str, Any], items: Iterable[tuple[str, Any]]) -> Mapping[str, Any]:
+  """`items` in a mapping of `state`'s type (an OrderedDict keeps its order through JAX)."""
+  return collections.OrderedDict(items) if isinstance(state, collections.OrderedDict) else dict(
+      items)
+
+
+def build_optimizer(op: str, hparams: dict[str, Union[float, Schedule]], rule: Rule,
+                    order: Sequence[str] = ()) -> Optimizer:
   """An `Optimizer` whose state is `{**hparams, **rule_state}`, TFF's layout.
 
   Hyperparameters are float32 scalars in the state, so changing them never recompiles `next`.
@@ -73,10 +88,15 @@ def build_optimizer(op: str, hparams: dict[str, Union[float, Schedule]], rule: R
   rule that already counts them) and holds the rate the next step will use,
   `schedule(steps taken)`, as TFF's `schedule_learning_rate` does.
 
+  The state is an OrderedDict in TFF's order, so it prints (and flattens) as TFF's does:
+  plain dicts come out of JAX with their keys sorted.
+
   Args:
     op: the builder's name, for error messages.
     hparams: the hyperparameters by TFF's names, in TFF's order.
     rule: maps the hyperparameters to a dict-state transform that returns the weights' update.
+    order: the state's keys in TFF's order, where it is not the hyperparameters then the
+      rule's state (TFF's AdamW keeps 'weight_decay' last).
 
   Returns:
     The `Optimizer`.
@@ -103,7 +123,7 @@ def build_optimizer(op: str, hparams: dict[str, Union[float, Schedule]], rule: R
     state = {**values, **rule(values).init(weights)}
     if schedule is not None:
       state.setdefault(STEP_KEY, step)
-    return state
+    return _ordered(state, order)
 
   def next_(state, weights, gradients):
     where = f"{op}(...).next"
@@ -123,6 +143,7 @@ def build_optimizer(op: str, hparams: dict[str, Union[float, Schedule]], rule: R
       new_state.setdefault(STEP_KEY, optax.safe_increment(state[STEP_KEY]))
       new_state[LEARNING_RATE_KEY] = _validation.scheduled_value(where, schedule,
                                                                  new_state[STEP_KEY])
+    new_state = _like(state, ((k, new_state[k]) for k in state))  # The same structure.
     return new_state, optax.apply_updates(weights, updates)
 
   def get_hparams(state):
@@ -133,6 +154,6 @@ def build_optimizer(op: str, hparams: dict[str, Union[float, Schedule]], rule: R
     old = hparams_of(where, state)
     _validation.check_hparam_keys(where, hparam_keys, new_hparams)
     cast = {k: _validation.cast_hparam(where, k, v, old[k]) for k, v in new_hparams.items()}
-    return {k: cast.get(k, v) for k, v in state.items()}
+    return _like(state, ((k, cast.get(k, v)) for k, v in state.items()))
 
   return Optimizer(initialize, next_, get_hparams, set_hparams)

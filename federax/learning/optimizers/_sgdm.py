@@ -39,8 +39,8 @@ def build_sgdm(learning_rate: Union[float, _rule.Schedule] = 0.01,
   Example:
     >>> optimizer = fx.learning.optimizers.build_sgdm(learning_rate=0.1, momentum=0.9)
     >>> state = optimizer.initialize({"w": jnp.zeros(2)})
-    >>> sorted(state)
-    ['accumulator', 'learning_rate', 'momentum']
+    >>> list(state)  # TFF's order
+    ['learning_rate', 'momentum', 'accumulator']
   """
   _validation.check_learning_rate("build_sgdm", learning_rate)
   if momentum is not None:

@@ -56,7 +56,9 @@ class LearningProcess(IterativeProcess):
     get_type = get_model_weights.type_signature
     if get_type.parameter is None or not get_type.parameter.is_assignable_from(state_member):
       raise FederatedTypeError(name, "get_model_weights must take the (unplaced) state.",
-                               expected=state_member, actual=get_type.parameter)
+                               expected=state_member,
+                               actual="no parameter" if get_type.parameter is None
+                               else get_type.parameter)
     self._get_model_weights = get_model_weights
     self._set_model_weights = set_model_weights
     self._client_data_type = parameter[1]

@@ -9,10 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from federax.core.execution import Execution
+from federax.core import host
+from federax.core.execution import Execution, HostOnly
 from federax.core.placements import SERVER
 from federax.core.values import constant_payload
-from federax.runtime._base import EvalKeys, client_key
+from federax.runtime._base import EvalKeys, require_clients, client_key
 from federax.runtime.padding import PaddedSequence
 from federax.runtime.vectorized import clients, streaming
 from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
@@ -24,6 +25,8 @@ class VectorizedExecution(Execution):
   form of a client value), following the call's `Plan`.
 
   `decisions` records, per `federated_map`, how its clients ran (`fx.runtime.explain`).
+  A string cannot enter the program: a string constant or a host computation raises
+  `HostOnly`, and the runtime runs the body on the host (`host.HostExecution`).
   """
 
   def __init__(self, plan: Plan, n: int, seed: int = 0):
@@ -33,13 +36,20 @@ class VectorizedExecution(Execution):
     self._eval_keys = EvalKeys(seed)
 
   def constant(self, obj, value_type):
+    if host.holds_strings(value_type):
+      raise HostOnly(f"the constant {obj!r}")
     return constant_payload(obj, value_type)
 
   def project(self, payload, ts, index):
     return payload[index]
 
   def call_local(self, concrete, payload):
+    if concrete.on_host:
+      raise HostOnly(f"the host computation {concrete.name}")
     return concrete(payload)
+
+  def call_federated(self, comp, arg):
+    return comp.run_body(arg)
 
   def broadcast(self, payload):
     return clients.shared(payload)
@@ -124,9 +134,11 @@ class VectorizedExecution(Execution):
     return jax.tree_util.tree_map(mean, members)
 
   def federated_min(self, payload, ts):
+    require_clients("federated_min", self.n)
     return jax.tree_util.tree_map(lambda x: jnp.min(x, axis=0), clients.stacked(payload, self.n))
 
   def federated_max(self, payload, ts):
+    require_clients("federated_max", self.n)
     return jax.tree_util.tree_map(lambda x: jnp.max(x, axis=0), clients.stacked(payload, self.n))
 
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
@@ -168,6 +180,8 @@ class VectorizedExecution(Execution):
     return PaddedSequence(jax.vmap(fn)(seq.elements), seq.mask)
 
   def sequence_reduce(self, seq: PaddedSequence, zero, step):
+    if seq.mask.shape[-1] == 0:  # Every sequence is empty (a loop would index no element).
+      return zero
     loop = self.plan.sequence_loop
     for_cpu = for_xla_cpu if self.plan.cpu_rewrites else (lambda fn: fn)
     if loop == "while":

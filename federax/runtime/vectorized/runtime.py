@@ -13,17 +13,22 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from federax.core import context
 from federax.core import types as t
+from federax.core.computations import ConcreteLocal
 from federax.core.errors import user_stacklevel
+from federax.core.execution import HostOnly
+from federax.core.host import holds_strings
 from federax.core.placements import SERVER
+from federax.core.sequences import SequenceIterationError
 from federax.core.values import Value
 from federax.runtime import _convert, _invoke
 from federax.runtime._base import RuntimeBase, RuntimeOptions
 from federax.runtime.padding import PaddedSequence, RaggedError
 from federax.runtime.sequential import SequentialRuntime
-from federax.runtime.vectorized import clients, plan as plans, streaming
+from federax.runtime.vectorized import clients, host_execution, plan as plans, streaming
 from federax.runtime.vectorized.execution import VectorizedExecution
 from federax.runtime.vectorized.plan import CLIENT_LOOPS, SEQUENCE_LOOPS, Plan
-from federax.runtime.vectorized.stacking import (CohortCache, Stacked, pad_standalone)
+from federax.runtime.vectorized.stacking import (KEEP_COMPILED, CohortCache, Stacked,
+                                                Unstackable, pad_standalone)
 
 
 class FallbackWarning(UserWarning):
@@ -37,6 +42,10 @@ class VectorizedRuntime(RuntimeBase):
   `fx.runtime.explain(comp, *args)` prints it. Called inside `jax.jit`, `jax.grad` or
   `jax.vmap` of a user's function, a computation is part of the user's program, with a
   differentiable plan (the gradient of a broadcast is a sum over the clients).
+
+  A computation whose values include strings, which JAX cannot hold, runs on the host in
+  Python, each string-free part of it (a nested federated computation, a `federated_map` of a
+  JAX computation, a sum or mean) compiled (`host_execution`).
 
   Args:
     seed: the seed of `federated_eval`'s PRNG keys.
@@ -96,10 +105,12 @@ class VectorizedRuntime(RuntimeBase):
     """How many programs this runtime has traced (each is compiled once)."""
     self._programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     self._fallback = SequentialRuntime(seed=seed, default_num_clients=default_num_clients)
+    self._host_bodies: weakref.WeakSet = weakref.WeakSet()  # Bodies found to hold strings.
     self._warned: set = set()
     self._cohorts = CohortCache()
     self._streams = streaming.Streams()
     self._lengths: dict = {}  # Sequence type -> longest padded length so far (`Plan.grow_only`).
+    self._iterating: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Comp -> why.
 
   def __repr__(self) -> str:
     return (f"fx.runtime.vectorized({self.options}, chunk_size={self.chunk_size}, "
@@ -108,36 +119,66 @@ class VectorizedRuntime(RuntimeBase):
   # --- A call ------------------------------------------------------------------------------------
 
   def invoke(self, comp, args: tuple, kwargs: dict) -> Any:
+    if comp in self._iterating:
+      return self._fall_back(self._iterating[comp], comp, args, kwargs)
+    try:
+      return self._invoke(comp, args, kwargs)
+    except SequenceIterationError as e:
+      if _convert.is_traced((args, kwargs)):
+        raise  # Under the user's JAX transformation: the sequential runtime cannot help.
+      self._iterating[comp] = _iterates(e)
+      return self._fall_back(self._iterating[comp], comp, args, kwargs)
+
+  def _invoke(self, comp, args: tuple, kwargs: dict) -> Any:
     signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
-    if concrete is not None:
+    if concrete is not None and not concrete.on_host:
       rep = Stacked()
       payload, _ = _invoke.convert_argument(comp, signature, python_arg, rep)
-      return _convert.to_python(self._program(concrete, None)(payload), signature.result, rep, 0)
-    if _invoke.has_strings(signature.parameter) or _invoke.has_strings(signature.result):
-      return self._fall_back("string tensors cannot enter a JAX program", comp, args, kwargs)
+      if not concrete.takes_sequences:
+        out = self._program(concrete, None)(payload)
+      else:  # Its sequences' loops are the execution's, as in a federated computation.
+        plan = self._plan(signature, None, _convert.is_traced(payload))
+        out = self._program(concrete, plan)(pad_standalone(payload, signature.parameter))
+      return _convert.to_python(out, signature.result, rep, 0)
+    if concrete is not None or self._on_host(comp, signature):
+      return host_execution.invoke(self, comp, signature, python_arg, concrete)
     try:
-      prepared = self._prepare(comp, signature, python_arg, _convert.is_traced((args, kwargs)))
-    except RaggedError as e:
-      self._streams.close()
-      return self._fall_back(f"{e}; make elements one shape (Dataset.masked_batch, or "
-                             "batch(..., drop_remainder=True)) to keep the compiled path",
-                             comp, args, kwargs)
-    plan, payload, rep = prepared
+      return self._compiled(comp, signature, python_arg, traced=_convert.is_traced((args, kwargs)))
+    except Unstackable as e:
+      return self._fall_back(f"{e}; {KEEP_COMPILED}", comp, args, kwargs)
+    except HostOnly:  # Its body holds strings: found while tracing, remembered.
+      self._host_bodies.add(comp)
+      return host_execution.invoke(self, comp, signature, python_arg)
+
+  def _on_host(self, comp, signature: t.FunctionType) -> bool:
+    """Whether `comp`'s body runs on the host: its type or its body holds strings."""
+    return comp in self._host_bodies or _holds_strings(signature)
+
+  def _compiled(self, comp, signature: t.FunctionType, python_arg: Any, traced: bool = False,
+                clients: Optional[int] = None) -> Any:
+    """A call of `comp` as one program: Python argument in, Python result out (`clients`: the
+    client count when no argument is placed at CLIENTS). Raises `Unstackable` for client data
+    with elements of different shapes, and `HostOnly` if the body holds strings."""
     try:
+      try:
+        plan, payload, rep = self._prepare(comp, signature, python_arg, traced, clients)
+      except RaggedError as e:
+        raise Unstackable(str(e)) from None
       out = self._program(comp, plan)(payload)
       return _convert.to_python(out, signature.result, rep, plan.clients)
     finally:
       self._streams.close()  # After the results are read: the program reads chunks until then.
 
-  def _prepare(self, comp, signature: t.FunctionType, python_arg: Any,
-               traced: bool) -> tuple[Plan, Any, Stacked]:
+  def _prepare(self, comp, signature: t.FunctionType, python_arg: Any, traced: bool,
+               clients: Optional[int] = None) -> tuple[Plan, Any, Stacked]:
     """(plan, argument payload, representation) for a call of a federated computation."""
     plan = self._plan(signature, None, traced)
     rep = Stacked(plan, self._cohorts, self._streams, self._lengths)
     payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
     if not traced and _convert.is_traced(payload):  # Tracers hidden in an unregistered class.
       self._streams.close()
-      return self._prepare(comp, signature, python_arg, True)
+      return self._prepare(comp, signature, python_arg, True, clients)
+    n = n if n is not None or clients is None else clients
     plan = self._plan(signature, self.options.num_clients(n), traced)
     payload = self._place(pad_standalone(payload, signature.parameter), signature.parameter, plan)
     return plan, payload, rep
@@ -147,12 +188,15 @@ class VectorizedRuntime(RuntimeBase):
                         differentiable=traced)
 
   def _fall_back(self, why: str, comp, args, kwargs):
-    key = (comp.__wrapped__.__qualname__, why.split(":")[0])
+    self._warn_fallback(why, comp)
+    return self._fallback.invoke(comp, args, kwargs)
+
+  def _warn_fallback(self, why: str, comp) -> None:
+    key = (comp.name, why.split(":")[0])
     if key not in self._warned:
       self._warned.add(key)
-      warnings.warn(f"{comp.__wrapped__.__qualname__}: running on the sequential runtime "
+      warnings.warn(f"{comp.name}: running on the sequential runtime "
                     f"because {why}.", FallbackWarning, stacklevel=user_stacklevel())
-    return self._fallback.invoke(comp, args, kwargs)
 
   def _program(self, comp, plan: Optional[Plan]):
     """The jitted program of `comp` under `plan` (None: a local computation)."""
@@ -166,13 +210,17 @@ class VectorizedRuntime(RuntimeBase):
 
   def _traced(self, comp, plan: Plan, payload: Any) -> Any:
     """The program's function: JAX calls it once per program it traces (and compiles)."""
-    self.programs_traced += 1
-    return self._run(comp, plan, payload)[0]
+    out = self._run(comp, plan, payload)[0]
+    self.programs_traced += 1  # Once traced: a body abandoned for holding strings is no program.
+    return out
 
   def _run(self, comp, plan: Plan, payload: Any) -> tuple[Any, VectorizedExecution]:
     """The body traced on `payload` under `plan`: (the result's payload, the execution)."""
     parameter = comp.type_signature.parameter
     execution = VectorizedExecution(plan, plan.clients, self.options.seed)
+    if isinstance(comp, ConcreteLocal):  # A local computation of sequences.
+      with context.use_execution(execution):
+        return comp(payload), execution
     with context.use_execution(execution):
       arg = None if parameter is None else Value(parameter, _enter(payload, parameter))
       result = comp.run_body(arg)
@@ -204,11 +252,13 @@ class VectorizedRuntime(RuntimeBase):
     Traces the program (nothing is compiled or run).
     """
     signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
-    name = comp.__wrapped__.__qualname__
+    name = comp.name
+    if concrete is not None and concrete.on_host:
+      return f"{name}: a host computation, run in Python on NumPy values ({signature})."
     if concrete is not None:
       return f"{name}: a local computation, one jitted JAX function ({signature})."
-    if _invoke.has_strings(signature.parameter) or _invoke.has_strings(signature.result):
-      return f"{name}: runs on the sequential runtime (string tensors cannot enter a JAX program)."
+    if self._on_host(comp, signature):
+      return _host_explanation(name, signature)
     try:
       plan, payload, rep = self._prepare(comp, signature, python_arg,
                                          _convert.is_traced((args, kwargs)))
@@ -218,6 +268,11 @@ class VectorizedRuntime(RuntimeBase):
     try:
       executions = []
       jax.make_jaxpr(lambda p: executions.append(self._run(comp, plan, p)[1]) or 0)(payload)
+    except HostOnly:
+      self._host_bodies.add(comp)
+      return _host_explanation(name, signature)
+    except SequenceIterationError as e:
+      return f"{name}: runs on the sequential runtime ({_iterates(e)})."
     finally:
       self._streams.close()
     lengths = _sequence_lengths(payload)
@@ -226,6 +281,24 @@ class VectorizedRuntime(RuntimeBase):
       lines.append("padded sequence lengths: " + ", ".join(map(str, lengths)))
     lines += rep.notes + (executions[0].decisions or ["(no federated_map)"])
     return "\n".join(lines)
+
+
+def _host_explanation(name: str, signature: t.FunctionType) -> str:
+  return (f"{name}: runs on the host ({signature}): its values include strings, which JAX "
+          "cannot hold, so the body runs in Python. Its string-free parts run compiled, each a "
+          "program of its own: nested federated computations, federated_map of JAX computations "
+          "over the clients, federated sums, means, minima and maxima.")
+
+
+@functools.lru_cache(maxsize=256)
+def _holds_strings(signature: t.FunctionType) -> bool:
+  """Whether a signature holds strings; once per type."""
+  return holds_strings(signature.parameter) or holds_strings(signature.result)
+
+
+def _iterates(e: SequenceIterationError) -> str:
+  where = f", at {e.location}" if e.location else ""
+  return f"a local computation iterates a sequence, exact only in Python{where}"
 
 
 @functools.lru_cache(maxsize=256)

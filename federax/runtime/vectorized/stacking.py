@@ -44,6 +44,15 @@ round, linear 784->10 model, 2 cores: 10 clients, 18 MB, 0.016 s stacked against
 streamed; 100 clients, 180 MB, 0.26 s against 0.16-0.18 s)."""
 
 
+KEEP_COMPILED = ("make elements one shape (Dataset.masked_batch, or batch(..., "
+                 "drop_remainder=True)) to keep the compiled path")
+
+
+class Unstackable(Exception):
+  """A call's client data cannot be stacked (a `RaggedError` while stacking it), so the call
+  runs client by client. Raised before the program runs, never by it."""
+
+
 class CohortCache:
   """The last few cohorts of client datasets, stacked, padded and on the device, by the
   identity of the dataset objects. Only datasets whose `to_stacked()` hands out read-only

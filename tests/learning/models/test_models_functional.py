@@ -52,7 +52,7 @@ def test_loss_method_and_repr(spec, batch):
   np.testing.assert_allclose(model.loss(predictions, batch["y"][:4]),
                              model.forward_pass(model.initial_weights, batch).loss, rtol=1e-6)
   assert repr(model) == ("FunctionalModel(input_spec=<x=float32[?,784],y=int32[?]>, metrics=["
-                         "'loss', 'num_examples', 'num_batches', 'sparse_categorical_accuracy'])")
+                         "'sparse_categorical_accuracy', 'loss', 'num_examples', 'num_batches'])")
 
 
 def test_input_spec_forms_are_accepted(spec):
@@ -175,9 +175,6 @@ def test_constructor_errors(spec):
   with pytest.raises(TypeError) as info:
     linear_model(spec, metrics_fns=(lambda: [0.0], lambda *a: [0.0], lambda s: {}))
   assert "metrics_fns' initialize() must return a dict" in str(info.value)
-  with pytest.raises(ValueError) as info:
-    linear_model(spec, metrics_fns=metrics.to_metrics_fns([metrics.mean_loss()]))
-  assert "metrics named ['loss'] clash with the metrics every model reports." in str(info.value)
 
 
 def test_docstring_examples_run():
@@ -185,3 +182,76 @@ def test_docstring_examples_run():
     result = doctest.testmod(module, extraglobs={"jnp": jnp, "np": np, "jax": jax},
                              optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_predict_on_batch_and_loss_take_tff_keywords(spec, batch):
+  # TFF's building_your_own_federated_learning_algorithm tutorial calls both by keyword.
+  model = linear_model(spec)
+  trainable = model.initial_weights.trainable
+  x, y = batch["x"][:4], batch["y"][:4]
+  outputs = model.predict_on_batch(model_weights=(trainable, ()), x=x, training=True)
+  loss = model.loss(output=outputs, label=y)
+  np.testing.assert_allclose(loss, model.loss(outputs, y, sample_weight=np.ones(4, np.float32)),
+                             rtol=1e-6)
+  grads = jax.grad(lambda w: model.loss(
+      output=model.predict_on_batch(model_weights=(w, ()), x=x, training=True), label=y))(
+          trainable)
+  np.testing.assert_allclose(grads[1], jax.grad(
+      lambda b: cross_entropy(predict_linear(ModelWeights([trainable[0], b], []), x, True, None),
+                              y, np.ones(4, np.float32)))(trainable[1]), rtol=1e-5)
+
+
+def mnist_metrics_fns():
+  """The metrics of TFF's hand-written MnistModel (federated_learning_for_image_classification):
+  its own `num_examples` (a float) and `loss`, which replace the built-in ones."""
+  import collections
+
+  def initialize():
+    zero = jnp.zeros([], jnp.float32)
+    return collections.OrderedDict(num_examples=[zero], loss=[zero, zero], accuracy=[zero, zero])
+
+  def update(state, labels, batch_output, sample_weight):
+    n = jnp.sum(sample_weight)
+    correct = jnp.argmax(batch_output.predictions, -1) == labels
+    return collections.OrderedDict(
+        num_examples=[state["num_examples"][0] + n],
+        loss=[state["loss"][0] + batch_output.loss * n, state["loss"][1] + n],
+        accuracy=[state["accuracy"][0] + jnp.sum(correct * sample_weight),
+                  state["accuracy"][1] + n])
+
+  def finalize(state):
+    return collections.OrderedDict(num_examples=state["num_examples"][0],
+                                   loss=state["loss"][0] / state["loss"][1],
+                                   accuracy=state["accuracy"][0] / state["accuracy"][1])
+
+  return initialize, update, finalize
+
+
+def test_a_models_own_loss_and_num_examples_replace_the_built_in_ones(spec, batch, jitted):
+  model = jitted(linear_model(spec, metrics_fns=mnist_metrics_fns()))
+  # The model's metrics first, in its order, then the built-ins it does not define (TFF's
+  # from_keras_model adds num_examples and num_batches only when the metrics lack them).
+  assert model.metric_names == ("num_examples", "loss", "accuracy", "num_batches")
+  state = model.initialize_metrics_state()
+  assert list(state) == ["num_examples", "loss", "accuracy", "num_batches"]
+  out = model.forward_pass(model.initial_weights, batch)
+  state = model.update_metrics_state(state, batch, out)
+  state = model.update_metrics_state(state, batch, out)
+  assert list(state) == ["num_examples", "loss", "accuracy", "num_batches"]
+  finalized = model.finalize_metrics(state)
+  assert list(finalized) == ["num_examples", "loss", "accuracy", "num_batches"]
+  assert finalized["num_examples"].dtype == np.float32 and float(finalized["num_examples"]) == 8.0
+  np.testing.assert_allclose(finalized["loss"], out.loss, rtol=1e-6)
+  assert int(finalized["num_batches"]) == 2
+
+
+def test_metrics_are_reported_in_the_models_order_then_the_built_ins(spec, batch):
+  model = linear_model(spec, metrics_fns=metrics.to_metrics_fns(
+      [metrics.sparse_categorical_accuracy("zz"), metrics.sparse_categorical_accuracy("aa")]))
+  assert model.metric_names == ("zz", "aa", "loss", "num_examples", "num_batches")
+  out = jax.jit(model.forward_pass)(model.initial_weights, batch)
+  state = jax.jit(model.update_metrics_state)(model.initialize_metrics_state(), batch, out)
+  assert list(jax.jit(model.finalize_metrics)(state)) == list(model.metric_names)
+  assert str(fx.type_of(state)) == (
+      "<zz=<float32,float32>,aa=<float32,float32>,loss=<float32,float32>,num_examples=int32,"
+      "num_batches=int32>")

@@ -10,6 +10,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+import federax as fx  # noqa: E402
 from federax.learning import models  # noqa: E402
 from federax.learning.models import _keras, _weights  # noqa: E402
 
@@ -320,7 +321,9 @@ def test_metric_constructors_are_accepted(spec, batch):
   model = models.from_keras_model(tutorial_model(), keras.losses.SparseCategoricalCrossentropy(),
                                   spec, metrics=[keras.metrics.SparseCategoricalAccuracy,
                                                  lambda: keras.metrics.MeanSquaredError()])
-  assert model.metric_names[3:] == ("mean_squared_error", "sparse_categorical_accuracy")
+  # TFF's order: the given metrics, in order, then loss, num_examples and num_batches.
+  assert model.metric_names == ("sparse_categorical_accuracy", "mean_squared_error", "loss",
+                                "num_examples", "num_batches")
 
 
 def test_backend_and_install_are_checked(spec, monkeypatch):
@@ -354,3 +357,73 @@ def test_assign_weights_to_copies_so_keras_cannot_delete_our_arrays():
   # Keras trains by donating its variables' buffers; ours must be untouched and alive.
   np.testing.assert_array_equal(np.asarray(kernel), np.ones((3, 2)))
   assert not np.allclose(np.asarray(model.trainable_variables[0].value), 1.0)
+
+
+def test_predict_on_batch_and_loss_take_tff_keywords(tutorial, batch):
+  model = tutorial.model
+  weights = random_weights(3)
+  outputs = model.predict_on_batch(model_weights=(weights.trainable, ()), x=batch["x"],
+                                   training=False)
+  loss = model.loss(output=outputs, label=batch["y"], sample_weight=batch["mask"])
+  reference_loss, _, _, _ = numpy_reference(weights, batch)
+  np.testing.assert_allclose(loss, reference_loss, rtol=1e-5)
+
+
+def test_a_keras_model_built_inside_a_client_computation_is_refused(runtime):
+  # Unseeded Keras initializers draw their seeds from Python's `random` when the function is
+  # traced: every client would get the same weights, different in every process.
+  @fx.computation
+  def init():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    return [v.value for v in model.trainable_variables]
+
+  with pytest.raises(fx.FederatedTypeError) as info:
+    @fx.federated_computation
+    def initialize():
+      return fx.federated_eval(init, fx.CLIENTS)
+  message = str(info.value)
+  assert message.startswith(
+      "federated_eval: `fn` (test_a_keras_model_built_inside_a_client_computation_is_refused."
+      "<locals>.init) drew random numbers from Python's `random` or NumPy's global generator "
+      "while it was traced (an unseeded Keras initializer does this): they are constants of "
+      "the program, so every client would get the same values, and other values in another "
+      "process.\n  hint: ")
+  assert "def fn(key)" in message and "initial_weights" in message
+
+
+def test_clients_draw_their_own_weights_from_the_key_federated_eval_passes(runtime):
+  model = wrap(tutorial_model(), {"x": (np.float32, [None, 784]), "y": (np.int32, [None])})
+  spec = jax.tree.map(lambda w: jax.ShapeDtypeStruct(w.shape, w.dtype),
+                      model.initial_weights.trainable)
+
+  @fx.computation
+  def init(key):
+    keys = jax.random.split(key, len(spec))
+    return [keras.random.normal(s.shape, stddev=0.05, seed=k) for s, k in zip(spec, keys)]
+
+  @fx.federated_computation
+  def initialize():
+    return fx.federated_eval(init, fx.CLIENTS)
+
+  with type(runtime)(default_num_clients=3):
+    weights = initialize()
+  assert len(weights) == 3 and weights[0][0].shape == (784, 10)
+  assert not np.allclose(weights[0][0], weights[1][0])
+  with type(runtime)(default_num_clients=3):
+    np.testing.assert_array_equal(initialize()[2][0], weights[2][0])  # Reproducible.
+
+
+def test_a_seeded_keras_model_inside_a_client_computation_is_accepted(runtime):
+  @fx.computation
+  def init():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
+        2, kernel_initializer=keras.initializers.GlorotNormal(seed=0))])
+    return [v.value for v in model.trainable_variables]
+
+  @fx.federated_computation
+  def initialize():
+    return fx.federated_eval(init, fx.CLIENTS)
+
+  with type(runtime)(default_num_clients=2):
+    first, second = initialize()
+  np.testing.assert_array_equal(first[0], second[0])

@@ -214,8 +214,8 @@ def test_defaults_and_hparam_names_are_tffs(optimizer, expected):
     ("sgdm", ["learning_rate", "momentum", "accumulator"]),
     ("adam", ["learning_rate", "beta_1", "beta_2", "epsilon", "step", "accumulator",
               "preconditioner"]),
-    ("adamw", ["learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay", "step",
-               "accumulator", "preconditioner"]),
+    ("adamw", ["learning_rate", "beta_1", "beta_2", "epsilon", "step", "accumulator",
+               "preconditioner", "weight_decay"]),
     ("adagrad", ["learning_rate", "epsilon", "preconditioner"]),
     ("rmsprop", ["learning_rate", "decay", "epsilon", "preconditioner"]),
     ("yogi", ["learning_rate", "beta_1", "beta_2", "epsilon", "step", "accumulator",
@@ -228,6 +228,37 @@ def test_state_holds_tffs_keys(name, keys):
   state = CASES[name][0].initialize({"w": jnp.zeros(2)})
   assert list(state) == keys
   assert all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(state))
+
+
+# The server optimizer's state as TFF 0.87 prints it: build_weighted_fed_avg(model_fn,
+# build_sgdm(0.02), <optimizer>).initialize.type_signature.result.member.finalizer, for the
+# tutorials' 784 -> 10 linear model.
+_MODEL = "<float32[784,10],float32[10]>"
+TFF_STATE_TYPES = {
+    "sgd": "<learning_rate=float32>",
+    "sgdm": f"<learning_rate=float32,momentum=float32,accumulator={_MODEL}>",
+    "adam": ("<learning_rate=float32,beta_1=float32,beta_2=float32,epsilon=float32,step=int32,"
+             f"accumulator={_MODEL},preconditioner={_MODEL}>"),
+    "adamw": ("<learning_rate=float32,beta_1=float32,beta_2=float32,epsilon=float32,step=int32,"
+              f"accumulator={_MODEL},preconditioner={_MODEL},weight_decay=float32>"),
+    "adagrad": f"<learning_rate=float32,epsilon=float32,preconditioner={_MODEL}>",
+    "rmsprop": f"<learning_rate=float32,decay=float32,epsilon=float32,preconditioner={_MODEL}>",
+    "yogi": ("<learning_rate=float32,beta_1=float32,beta_2=float32,epsilon=float32,step=int32,"
+             f"accumulator={_MODEL},preconditioner={_MODEL}>"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TFF_STATE_TYPES))
+def test_state_types_print_as_tffs_and_keep_their_order_through_jit(name):
+  import federax as fx
+  optimizer = CASES[name][0]
+  weights = [jnp.zeros((784, 10)), jnp.zeros(10)]
+  state = optimizer.initialize(weights)
+  assert str(fx.type_of(state)) == TFF_STATE_TYPES[name]
+  state, weights = jax.jit(optimizer.next)(state, weights, [jnp.ones((784, 10)), jnp.ones(10)])
+  assert str(fx.type_of(state)) == TFF_STATE_TYPES[name]
+  state = optimizer.set_hparams(state, {"learning_rate": 0.5})
+  assert str(fx.type_of(state)) == TFF_STATE_TYPES[name]
 
 
 @pytest.mark.parametrize("momentum", [None, 0.0])
