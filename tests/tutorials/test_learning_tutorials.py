@@ -8,8 +8,10 @@ federax's `shuffle` gives them, and the same initial weights where Keras initial
 randomly). Printed structures are compared exactly (NumPy 2's `np.float32(...)` wrappers aside:
 TFF printed under NumPy 1), printed numbers to float32 rounding.
 
-Tests marked xfail fail today because of a part of issue 14 another change is fixing; their
-reason names the item. They pass, and must then lose the mark, when it lands (strict).
+Tests marked xfail fail today because of a part of issue 14 another change is fixing (their
+reason names the item), or, where the reason says "beyond issue 14's items", because of a
+difference from TFF no item covers yet. They pass, and must then lose the mark, when the last
+cause named is fixed (strict).
 """
 
 import re
