@@ -344,8 +344,18 @@ class Dataset:
     return self._node.elements()
 
   def as_numpy_iterator(self) -> Iterator[Element]:
-    """Iterates the elements as NumPy pytrees (the same as `iter(ds)`)."""
-    return iter(self)
+    """Iterates the elements as NumPy pytrees, as a generator.
+
+    Keras 3 reads a generator of batches, so `keras_model.fit(ds.as_numpy_iterator())` and
+    `keras_model.evaluate(ds.as_numpy_iterator(), steps=n)` read a federax dataset.
+
+    Example:
+      >>> import types
+      >>> isinstance(Dataset.from_tensor_slices(np.arange(3)).take(2).as_numpy_iterator(),
+      ...            types.GeneratorType)
+      True
+    """
+    yield from self
 
   def reduce(self, initial_state: Any, reduce_fn: Callable[[Any, Element], Any]) -> Any:
     """Folds `reduce_fn(state, element)` over the elements.

@@ -54,6 +54,15 @@ def test_take_skip_concatenate_enumerate_unbatch_reduce():
   assert _ints(_r(3).take(-1)) == [0, 1, 2]
 
 
+def test_as_numpy_iterator_is_a_generator_that_keras_reads():
+  # Keras 3's fit/evaluate take generators (not other iterators): the tutorials pass
+  # `ds.as_numpy_iterator()`, after take() (an islice inside) as after batch().
+  import types
+  for ds in (_r(5).take(3), _r(5).batch(2), _r(5).shuffle(5, seed=0)):
+    assert isinstance(ds.as_numpy_iterator(), types.GeneratorType)
+  assert _ints(_r(5).take(3).as_numpy_iterator()) == [0, 1, 2]
+
+
 def test_map_unpacks_tuples_and_filter_keeps_matches():
   ds = Dataset.from_tensor_slices((np.arange(4), 10 * np.arange(4)))
   assert _ints(ds.map(lambda x, y: x + y)) == [0, 11, 22, 33]

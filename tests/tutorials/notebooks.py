@@ -54,18 +54,23 @@ def _environment(fast: bool, env: dict | None) -> dict:
 
 
 def run(name: str, tmp_path: pathlib.Path, *, fast: bool = True, timeout: float = 600,
-        env: dict | None = None) -> str:
-  """Executes the notebook `name`; returns its stdout, or fails with the end of its stderr."""
+        env: dict | None = None, epilogue: str = "", with_stderr: bool = False):
+  """Executes the notebook `name`; returns its stdout, or fails with the end of its stderr.
+
+  `epilogue` is code run after the last cell (to print a value the notebook computed but did
+  not print); with `with_stderr=True` the result is `(stdout, stderr)`, e.g. to check that no
+  `FallbackWarning` was printed.
+  """
   full_env = _environment(fast, env)
   script = tmp_path / f"{name}.py"
-  script.write_text(source(name))
+  script.write_text(source(name) + ("\n" + epilogue + "\n" if epilogue else ""))
   done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
   if done.returncode != 0:
     raise AssertionError(f"notebook {name} failed (exit {done.returncode}):\n"
                          f"--- stdout (end) ---\n{done.stdout[-3000:]}\n"
                          f"--- stderr (end) ---\n{done.stderr[-5000:]}")
-  return done.stdout
+  return (done.stdout, done.stderr) if with_stderr else done.stdout
 
 
 # --- Cell by cell ---------------------------------------------------------------------------------
