@@ -423,3 +423,11 @@ def test_padded_stacked_pads_nothing_without_short_batches_and_keeps_cached_arra
   assert stacked.shape == (2, 3, 2) and rows.tolist() == [[True] * 3, [True, False, False]]
   with pytest.raises(RaggedElementsError, match="differ in more than their rows"):
     Dataset.from_elements([np.ones([3, 2]), np.ones([1, 3])]).to_padded_stacked()
+
+
+def test_tf_data_autotune_ports_by_renaming():
+  import federax as fx
+  ds = Dataset.from_tensor_slices({"x": np.arange(5)}).batch(2)
+  mapped = ds.map(lambda e: e, num_parallel_calls=fx.data.AUTOTUNE).prefetch(fx.data.AUTOTUNE)
+  assert fx.data.AUTOTUNE == -1  # tf.data.AUTOTUNE's value.
+  assert [list(e["x"]) for e in mapped] == [[0, 1], [2, 3], [4]]

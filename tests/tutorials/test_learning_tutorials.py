@@ -399,10 +399,6 @@ print('RUNTIMES', largest_difference(vectorized, sequential),
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 14 item 1: the short last batch of .batch(16) sends every round to the sequential "
-    "runtime (FallbackWarning 'batches differ in size (16 rows and 15 rows, the final partial "
-    "batch)'); everything else the test checks passes"))
 def test_simulations_with_accelerators(tmp_path):
   stdout, stderr = notebooks.run("simulations_with_accelerators", tmp_path, with_stderr=True,
                                  epilogue=ACCELERATORS_EPILOGUE)
