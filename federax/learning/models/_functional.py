@@ -95,8 +95,8 @@ class FunctionalModel:
     sum of the clients' states.
 
   Every model also reports 'loss' (the example-weighted mean), 'num_examples' and
-  'num_batches', after its own metrics, unless it defines metrics of those names itself (as
-  TFF's hand-written MnistModel does): then its own are reported. With
+  'num_batches', after its own metrics, unless it defines a 'loss' or 'num_examples' metric
+  itself (as TFF's hand-written MnistModel does): then it reports its own metrics only. With
   `builtin_metrics=False` it reports only its own (as TFF's `functional_model_from_keras`). Metric states and values
   are OrderedDicts in that order, so they print in it (JAX would sort a dict's keys). Helpers such as `metrics.sparse_categorical_accuracy()` build `metrics_fns`
   with `metrics.to_metrics_fns([...])`.
@@ -181,8 +181,11 @@ class FunctionalModel:
     self._user_metric_keys = tuple(user_state)
     # As TFF's Keras wrapper: the model's own metrics as they are, then the built-ins it does
     # not define itself (a hand-written model may report its own 'loss' or 'num_examples').
+    # A model reporting its own 'loss' or 'num_examples' takes charge of its metrics, as TFF's
+    # hand-written VariableModel does: none of the built-ins is added to it.
+    takes_charge = any(m.name in self._user_metric_keys for m in _BUILTIN_METRICS)
     self._builtins = metrics_lib.to_metrics_fns(
-        [m for m in _BUILTIN_METRICS if builtin_metrics and m.name not in self._user_metric_keys])
+        [m for m in _BUILTIN_METRICS if builtin_metrics and not takes_charge])
     self._padding_changes: dict[bool, Optional[tuple]] = {}  # See row_mask.
 
   def __repr__(self) -> str:

@@ -227,22 +227,22 @@ def mnist_metrics_fns():
   return initialize, update, finalize
 
 
-def test_a_models_own_loss_and_num_examples_replace_the_built_in_ones(spec, batch, jitted):
+def test_a_model_with_its_own_loss_and_num_examples_reports_its_metrics_only(spec, batch,
+                                                                            jitted):
   model = jitted(linear_model(spec, metrics_fns=mnist_metrics_fns()))
-  # The model's metrics first, in its order, then the built-ins it does not define (TFF's
-  # from_keras_model adds num_examples and num_batches only when the metrics lack them).
-  assert model.metric_names == ("num_examples", "loss", "accuracy", "num_batches")
+  # As TFF's hand-written VariableModel (the image classification tutorial's MnistModel):
+  # its metrics in its order, no built-ins added.
+  assert model.metric_names == ("num_examples", "loss", "accuracy")
   state = model.initialize_metrics_state()
-  assert list(state) == ["num_examples", "loss", "accuracy", "num_batches"]
+  assert list(state) == ["num_examples", "loss", "accuracy"]
   out = model.forward_pass(model.initial_weights, batch)
   state = model.update_metrics_state(state, batch, out)
   state = model.update_metrics_state(state, batch, out)
-  assert list(state) == ["num_examples", "loss", "accuracy", "num_batches"]
+  assert list(state) == ["num_examples", "loss", "accuracy"]
   finalized = model.finalize_metrics(state)
-  assert list(finalized) == ["num_examples", "loss", "accuracy", "num_batches"]
+  assert list(finalized) == ["num_examples", "loss", "accuracy"]
   assert finalized["num_examples"].dtype == np.float32 and float(finalized["num_examples"]) == 8.0
   np.testing.assert_allclose(finalized["loss"], out.loss, rtol=1e-6)
-  assert int(finalized["num_batches"]) == 2
 
 
 def test_metrics_are_reported_in_the_models_order_then_the_built_ins(spec, batch):
