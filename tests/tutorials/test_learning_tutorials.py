@@ -63,12 +63,14 @@ def block(stdout: str, first_line: str) -> str:
 
 
 _RUNS: dict = {}
+RUN_DIRS: dict = {}  # Notebook name -> the folder it ran in (what it wrote is there).
 
 
 def run(name: str, tmp_path_factory, **kwargs) -> tuple[str, str]:
   """(stdout, stderr) of the notebook, run once per test session (several tests read it)."""
   if name not in _RUNS:
-    _RUNS[name] = notebooks.run(name, tmp_path_factory.mktemp(name), with_stderr=True, **kwargs)
+    RUN_DIRS[name] = tmp_path_factory.mktemp(name)
+    _RUNS[name] = notebooks.run(name, RUN_DIRS[name], with_stderr=True, **kwargs)
   return _RUNS[name]
 
 
@@ -141,7 +143,8 @@ def test_federated_learning_for_image_classification(tmp_path_factory):
   for printed, tff in zip(evaluations, IC_TFF_EVAL_METRICS):
     assert_prints_like_tff(printed, tff)
 
-  events = list((tmp_path / "logs/scalars/training").glob("events.out.tfevents.*"))
+  logs = RUN_DIRS["federated_learning_for_image_classification"] / "logs/scalars/training"
+  events = list(logs.glob("events.out.tfevents.*"))
   assert events and events[0].stat().st_size > 0
   assert_compiled(stderr)
 
