@@ -41,7 +41,13 @@ from federax.data._sources import Slices, elements_node
 from federax.data._transforms import (Cache, Enumerate, Filter, Map, Repeat, Skip, Take,
                                             Unbatch)
 
-__all__ = ["Dataset", "RaggedElementsError", "INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY"]
+# tf.data's `AUTOTUNE` (-1), so `map(fn, num_parallel_calls=fx.data.AUTOTUNE)` and
+# `prefetch(fx.data.AUTOTUNE)` port by renaming: federax's pipelines are NumPy index
+# operations, with no parallelism or buffer to tune.
+AUTOTUNE = -1
+
+__all__ = ["AUTOTUNE", "Dataset", "RaggedElementsError", "INFINITE_CARDINALITY",
+           "UNKNOWN_CARDINALITY"]
 
 
 class Dataset:
