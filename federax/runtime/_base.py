@@ -22,6 +22,10 @@ class RuntimeOptions:
   seed: int = 0
   default_num_clients: Optional[int] = None
 
+  def __post_init__(self):
+    if self.default_num_clients is not None:
+      check_client_count("fx.runtime", self.default_num_clients)
+
   def num_clients(self, n: Optional[int]) -> int:
     if n is not None:
       return n
@@ -29,6 +33,21 @@ class RuntimeOptions:
 
   def __str__(self) -> str:
     return f"seed={self.seed}, default_num_clients={self.default_num_clients}"
+
+
+def check_client_count(operator: str, default_num_clients: object) -> None:
+  """Refuses a `default_num_clients` that is not a count.
+
+  Raises:
+    TypeError: if it is not an int.
+    ValueError: if it is negative.
+  """
+  if isinstance(default_num_clients, bool) or not isinstance(default_num_clients, int):
+    raise errors.error(TypeError, operator, "default_num_clients must be an int >= 0.",
+                       expected="an int >= 0", actual=repr(default_num_clients))
+  if default_num_clients < 0:
+    raise errors.error(ValueError, operator, "default_num_clients must be an int >= 0.",
+                       expected="an int >= 0", actual=repr(default_num_clients))
 
 
 class RuntimeBase:

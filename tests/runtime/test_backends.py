@@ -72,3 +72,10 @@ def test_default_num_clients_must_be_a_count(bad):
   assert str(info.value).startswith(
       "set_sync_local_cpp_execution_context: default_num_clients must be an int >= 0.\n"
       f"  expected: an int >= 0\n  actual:   {bad!r}")
+
+
+@pytest.mark.parametrize("make", [fx.runtime.vectorized, fx.runtime.sequential])
+def test_every_runtime_refuses_a_negative_client_count(make):
+  # -1 used to be kept, and a no-argument computation then ran with -1 clients.
+  with pytest.raises(ValueError, match=r"fx.runtime: default_num_clients must be an int >= 0"):
+    make(default_num_clients=-1)

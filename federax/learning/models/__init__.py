@@ -13,7 +13,7 @@ Keras (JAX backend) and Flax are optional extras, imported only when a wrapper i
 from federax.learning.models import metrics as metrics
 from federax.learning.models._flax_linen import from_linen_module as from_linen_module
 from federax.learning.models._flax_nnx import from_nnx_module as from_nnx_module
-from federax.learning.models._functional import BatchOutput as BatchOutput
+from federax.learning.models._common import BatchOutput as BatchOutput
 from federax.learning.models._functional import FunctionalModel as FunctionalModel
 from federax.learning.models._functional import PredictOutput as PredictOutput
 from federax.learning.models._keras import from_keras_model as from_keras_model

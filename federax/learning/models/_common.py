@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +13,24 @@ from federax.core import types as t
 from federax.core.errors import error as error  # the models' errors use the core's template
 from federax.core.structure import Struct
 from federax.core.type_conversions import make_container, to_type
+
+
+class BatchOutput(NamedTuple):
+  """What `forward_pass` returns for one batch.
+
+  Attributes:
+    loss: float32 scalar: the mean loss over the batch's real examples, plus any
+      regularization loss.
+    predictions: the model's output for every row (padded rows included).
+    num_examples: int32 scalar: the real (unmasked) examples in the batch.
+    non_trainable: the updated non-trainable weights after a training pass (batch-norm
+      statistics); None if the model has none or `training=False`.
+  """
+  loss: jax.Array
+  predictions: Any
+  num_examples: jax.Array
+  non_trainable: Any = None
+
 
 _BATCH_HINT = ("a batch is {'x': inputs, 'y': labels} (plus an optional bool 'mask'), or an "
                "(x, y) pair; rename features with Dataset.map(lambda e: {'x': e['pixels'], "

@@ -13,29 +13,13 @@ import jax.numpy as jnp
 from federax.core.rows import RowMaskNotHonoured
 from federax.learning.models import metrics as metrics_lib
 from federax.learning.models._common import (
-    as_array_tree, batch_weights, check_input_spec, error, unpack_batch, with_row_mask)
+    BatchOutput, as_array_tree, batch_weights, check_input_spec, error, unpack_batch,
+    with_row_mask)
 from federax.learning.models._padding import why_padding_changes
 from federax.learning.models._weights import ModelWeights, register_reader
 
 _BUILTIN_METRICS = (metrics_lib.mean_loss(), metrics_lib.num_examples(), metrics_lib.num_batches())
 BUILTIN_METRIC_NAMES = tuple(m.name for m in _BUILTIN_METRICS)
-
-
-class BatchOutput(NamedTuple):
-  """What `forward_pass` returns for one batch.
-
-  Attributes:
-    loss: float32 scalar: the mean loss over the batch's real examples, plus any
-      regularization loss.
-    predictions: the model's output for every row (padded rows included).
-    num_examples: int32 scalar: the real (unmasked) examples in the batch.
-    non_trainable: the updated non-trainable weights after a training pass (batch-norm
-      statistics); None if the model has none or `training=False`.
-  """
-  loss: jax.Array
-  predictions: Any
-  num_examples: jax.Array
-  non_trainable: Any = None
 
 
 class PredictOutput(NamedTuple):

@@ -23,6 +23,7 @@ import numpy as np
 from jax.extend import core as jex
 
 from federax.core import types as t
+from federax.learning.models._common import BatchOutput
 from federax.learning.models._weights import ModelWeights
 
 _ROWS = 3  # The size given to unknown dimensions while tracing.
@@ -58,7 +59,6 @@ def why_padding_changes(model: Any, training: bool) -> Optional[tuple[str, str]]
             "(fx.learning.models.metrics.weighted_mean(losses, sample_weight))")
   initialize, update, _ = model._metrics_fns  # pylint: disable=protected-access
   if model._user_metric_keys:  # pylint: disable=protected-access
-    from federax.learning.models._functional import BatchOutput  # pylint: disable=g-import-not-at-top
     metrics = lambda s, y, p, w: update(s, y, BatchOutput(jnp.float32(0), p, jnp.int32(0)), w)
     args = (jax.eval_shape(initialize), y, predictions, sample_weight)
     if not _reads(metrics, args, 3) and (_reads(metrics, args, 1) or _reads(metrics, args, 2)):

@@ -7,7 +7,8 @@ effect.
 
 from __future__ import annotations
 
-from federax.runtime.backends._contexts import local_runtime, set_default
+from federax import runtime
+from federax.runtime.backends._contexts import local_runtime
 from federax.runtime.vectorized import VectorizedRuntime
 
 
@@ -48,7 +49,7 @@ def set_sync_local_cpp_execution_context(
   The arguments are `create_sync_local_cpp_execution_context`'s.
   """
   del max_concurrent_computation_calls, stream_structs
-  set_default(local_runtime("set_sync_local_cpp_execution_context", default_num_clients))
+  runtime.set_default(local_runtime("set_sync_local_cpp_execution_context", default_num_clients))
 
 
 __all__ = ["create_sync_local_cpp_execution_context", "set_sync_local_cpp_execution_context"]

@@ -7,7 +7,8 @@ so the test context is the native one.
 
 from __future__ import annotations
 
-from federax.runtime.backends._contexts import local_runtime, set_default
+from federax import runtime
+from federax.runtime.backends._contexts import local_runtime
 from federax.runtime.vectorized import VectorizedRuntime
 
 
@@ -25,7 +26,7 @@ def set_sync_test_cpp_execution_context(
     stream_structs: bool = False) -> None:
   """Makes a vectorized runtime the default (TFF's `set_sync_test_cpp_execution_context`)."""
   del max_concurrent_computation_calls, stream_structs
-  set_default(local_runtime("set_sync_test_cpp_execution_context", default_num_clients))
+  runtime.set_default(local_runtime("set_sync_test_cpp_execution_context", default_num_clients))
 
 
 __all__ = ["create_sync_test_cpp_execution_context", "set_sync_test_cpp_execution_context"]
