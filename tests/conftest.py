@@ -26,3 +26,8 @@ def runtime(request):
   import federax as fx
   with getattr(fx.runtime, request.param)() as rt:
     yield rt
+
+
+def pytest_collection_modifyitems(items):
+  """Runs the tests marked slow after the others (a stable sort keeps each group's order)."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
