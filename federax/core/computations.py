@@ -594,7 +594,8 @@ def computation(*args, result: Any = None, row_mask: Optional[Callable] = None) 
   """Declares a local computation: a pure JAX function of tensors and structures.
 
   Use as `@fx.computation` (polymorphic: typed at each use) or `@fx.computation(T1, T2)`
-  with one type per parameter (anything `fx.to_type` accepts).
+  with one type per parameter (anything `fx.to_type` accepts), or TFF's way on a function:
+  `fx.computation(fn, T1, T2)`.
 
   A computation whose parameter or result holds a string runs on the host, in Python on NumPy
   values (JAX cannot hold strings; `federax.core.host`), as does one JAX cannot trace that
@@ -621,8 +622,8 @@ def computation(*args, result: Any = None, row_mask: Optional[Callable] = None) 
     >>> str(length.type_signature), int(length('federated'))
     ('(str -> int32)', 9)
   """
-  if len(args) == 1 and callable(args[0]) and not _is_type_spec(args[0]):
-    return LocalComputation(args[0], (), result, row_mask)
+  if args and callable(args[0]) and not _is_type_spec(args[0]):  # TFF's `computation(fn, *T)`
+    return LocalComputation(args[0], args[1:], result, row_mask)
   return lambda fn: LocalComputation(fn, args, result, row_mask)
 
 
@@ -720,7 +721,8 @@ def federated_computation(*args) -> Any:
   """Declares a federated computation; with types, traced (and type-checked) at once.
 
   Use as `@fx.federated_computation(T1, T2, ...)` with one type per parameter, or bare for
-  a function without parameters (or a polymorphic one, typed at first inline use).
+  a function without parameters (or a polymorphic one, typed at first inline use), or call
+  it TFF's way on a function: `fx.federated_computation(fn, T1, T2, ...)`.
 
   Example:
     >>> @fx.federated_computation(fx.FederatedType(np.float32, fx.CLIENTS))
@@ -729,8 +731,8 @@ def federated_computation(*args) -> Any:
     >>> str(get_average_temperature.type_signature)
     '({float32}@CLIENTS -> float32@SERVER)'
   """
-  if len(args) == 1 and callable(args[0]) and not _is_type_spec(args[0]):
-    return FederatedComputation(args[0], ())
+  if args and callable(args[0]) and not _is_type_spec(args[0]):  # TFF's `(fn, *types)` call
+    return FederatedComputation(args[0], args[1:])
   return lambda fn: FederatedComputation(fn, args)
 
 

@@ -90,3 +90,16 @@ def test_federated_eval_at_clients_accepts_functions_that_draw_nothing_on_the_ho
   with fx.runtime.vectorized(default_num_clients=2):
     zero, drawn = at_clients()
   assert np.all(np.asarray(zero) == 0) and not np.allclose(drawn[0], drawn[1])
+
+
+def test_computations_take_the_function_then_its_types_as_tff_does():
+  """TFF's `tff.tensorflow.computation(fn, T)` / `tff.federated_computation(fn, T)`."""
+  import federax as fx
+  double = fx.computation(lambda x: x * 2, np.float32)
+  assert str(double.type_signature) == "(float32 -> float32)"
+  total = fx.federated_computation(lambda v: fx.federated_sum(v),
+                                   fx.FederatedType(np.float32, fx.CLIENTS))
+  assert str(total.type_signature) == "({float32}@CLIENTS -> float32@SERVER)"
+  assert float(total([1.0, 2.5])) == 3.5
+  add = fx.computation(lambda a, b: a + b, np.int32, np.int32)
+  assert int(add(2, 3)) == 5
