@@ -1,0 +1,43 @@
+"""The conformance suite (`conformance.check`) over every factory and composition.
+
+Each case: (id, a factory maker, the value type, weighted or not). Values are drawn per round
+so a state carried wrongly shows up; the numerical checks live in each factory's own tests.
+"""
+
+import collections
+
+import numpy as np
+import pytest
+
+import federax as fx
+from tests.aggregators import conformance
+
+STRUCT = collections.OrderedDict(a=(np.float32, [3]), b=(np.float32, []))
+
+
+def _values(value_type, n, seed):
+  rng = np.random.default_rng(seed)
+  value_type = fx.to_type(value_type)
+
+  def draw(ts):
+    if isinstance(ts, fx.TensorType):
+      return rng.normal(size=ts.shape).astype(ts.dtype)
+    return collections.OrderedDict((name, draw(e)) for name, e in ts.items())
+
+  return [draw(value_type) for _ in range(n)]
+
+
+CASES = [
+    ("sum", fx.aggregators.SumFactory, STRUCT, False),
+    ("mean", fx.aggregators.MeanFactory, STRUCT, False),
+    ("mean-weighted", fx.aggregators.MeanFactory, STRUCT, True),
+    ("unweighted-mean", fx.aggregators.UnweightedMeanFactory, STRUCT, False),
+]
+
+
+@pytest.mark.parametrize("make, value_type, weighted", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_factory_conforms(make, value_type, weighted):
+  rounds = [_values(value_type, 5, seed) for seed in range(3)]
+  weights = [list(np.arange(1.0, 6.0, dtype=np.float32) * (r + 1)) for r in range(3)]
+  conformance.check(make(), value_type, rounds, weights if weighted else None)
