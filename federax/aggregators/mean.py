@@ -27,10 +27,10 @@ class MeanFactory(UnweightedAggregationFactory, WeightedAggregationFactory):
 
   Weighted (`create(value_type, weight_type)`): `sum_i w_i v_i / sum_i w_i`; the weighted
   values are summed by `value_sum_factory` and the weights by `weight_sum_factory`.
-  Unweighted (`create(value_type)`): `sum_i v_i / n`. State is
-  `<value_sum_process=..., weight_sum_process=...>` (weighted) or `<value_sum_process=...>`,
-  and measurements `<mean_value=..., mean_weight=...>` (or `<mean_value=...>`): the inner
-  processes' own, as in TFF.
+  Unweighted (`create(value_type)`, a federax addition): `sum_i v_i / n`, as
+  `UnweightedMeanFactory(value_sum_factory)` computes it. Weighted state is
+  `<value_sum_process=..., weight_sum_process=...>` and measurements
+  `<mean_value=..., mean_weight=...>`: the inner processes' own, as in TFF.
 
   Args:
     value_sum_factory: an unweighted factory summing `{V}@CLIENTS` (default `SumFactory()`);
@@ -59,7 +59,8 @@ class MeanFactory(UnweightedAggregationFactory, WeightedAggregationFactory):
   def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
     check_float_value(type(self).__name__, value_type)
     if weight_type is None:
-      return _unweighted_mean(self._value_sum_factory.create(value_type), value_type,
+      return _unweighted_mean(self._value_sum_factory.create(value_type),
+                              SumFactory().create(t.TensorType(np.int32)), value_type,
                               self._no_nan_division, type(self).__name__)
     if not (isinstance(weight_type, t.TensorType) and weight_type.shape == ()
             and weight_type.dtype.kind == "f"):
@@ -100,20 +101,37 @@ class MeanFactory(UnweightedAggregationFactory, WeightedAggregationFactory):
 class UnweightedMeanFactory(UnweightedAggregationFactory):
   """The unweighted mean `sum_i v_i / n` (TFF's name); `MeanFactory().create(value_type)` alike.
 
+  The values are summed by `value_sum_factory` and the client count (an int32 1 per client)
+  by `count_sum_factory`. State is `<value_sum_state, count_sum_state>` and measurements
+  `<mean_value=..., mean_count=...>`, the inner processes' own, as in TFF.
+
   Args:
     value_sum_factory: an unweighted factory summing the values (default `SumFactory()`).
+    count_sum_factory: an unweighted factory summing the int32 counts (default `SumFactory()`);
+      replace it to count securely.
     no_nan_division: if True, zero clients give a mean of 0 instead of NaN.
+
+  Example:
+    >>> mean = fx.aggregators.UnweightedMeanFactory().create(fx.TensorType(np.float32))
+    >>> str(mean.next.type_signature.result)
+    '<state=<<>,<>>@SERVER,result=float32@SERVER,measurements=<mean_value=<>,mean_count=<>>@SERVER>'
+    >>> float(mean.next(mean.initialize(), [1.0, 2.0, 6.0]).result)
+    3.0
   """
 
   def __init__(self, value_sum_factory: Optional[AggregationFactory] = None,
+               count_sum_factory: Optional[AggregationFactory] = None,
                no_nan_division: bool = False):
-    _check_inner("UnweightedMeanFactory", value_sum_factory=value_sum_factory)
+    _check_inner("UnweightedMeanFactory", value_sum_factory=value_sum_factory,
+                 count_sum_factory=count_sum_factory)
     self._value_sum_factory = value_sum_factory or SumFactory()
+    self._count_sum_factory = count_sum_factory or SumFactory()
     self._no_nan_division = bool(no_nan_division)
 
   def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
     check_float_value(type(self).__name__, value_type)
-    return _unweighted_mean(self._value_sum_factory.create(value_type), value_type,
+    return _unweighted_mean(self._value_sum_factory.create(value_type),
+                            self._count_sum_factory.create(t.TensorType(np.int32)), value_type,
                             self._no_nan_division, type(self).__name__)
 
 
@@ -124,30 +142,26 @@ def _check_inner(factory: str, **inner: Optional[AggregationFactory]) -> None:
                   actual=repr(value), hint="e.g. fx.aggregators.SumFactory()")
 
 
-def _unweighted_mean(value_sum: AggregationProcess, value_type: t.Type,
-                     no_nan_division: bool, factory: str) -> AggregationProcess:
-  count_type = t.TensorType(np.float32)
-  divide = _divide(value_type, count_type, no_nan_division)
-
-  @computation
-  def one():
-    return np.float32(1.0)
+def _unweighted_mean(value_sum: AggregationProcess, count_sum: AggregationProcess,
+                     value_type: t.Type, no_nan_division: bool, factory: str
+                     ) -> AggregationProcess:
+  divide = _divide(value_type, count_sum.next.type_signature.result[1].member, no_nan_division)
 
   @federated_computation
   @named(f"{factory}.create(value_type).initialize")
   def initialize():
-    return fi.federated_zip(collections.OrderedDict(value_sum_process=value_sum.initialize()))
+    return fi.federated_zip((value_sum.initialize(), count_sum.initialize()))
 
   @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS))
   @named(f"{factory}.create(value_type).next")
   def next_fn(state, value):
-    value_out = value_sum.next(state["value_sum_process"], value)
-    count = fi.federated_sum(fi.federated_eval(one, CLIENTS))
+    value_out = value_sum.next(state[0], value)
+    count_out = count_sum.next(state[1], fi.federated_value(np.int32(1), CLIENTS))
     return MeasuredProcessOutput(
-        state=fi.federated_zip(collections.OrderedDict(value_sum_process=value_out.state)),
-        result=fi.federated_map(divide, (value_out.result, count)),
+        state=fi.federated_zip((value_out.state, count_out.state)),
+        result=fi.federated_map(divide, (value_out.result, count_out.result)),
         measurements=fi.federated_zip(collections.OrderedDict(
-            mean_value=value_out.measurements)))
+            mean_value=value_out.measurements, mean_count=count_out.measurements)))
 
   return AggregationProcess(initialize, next_fn)
 

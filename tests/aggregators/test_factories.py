@@ -174,3 +174,18 @@ def test_calling_an_unweighted_process_with_weights_names_how_it_was_created():
   weighted = aggregators.MeanFactory().create(fx.TensorType(np.float32), np.float32)
   assert repr(weighted.initialize).startswith(
       "<fx.federated_computation MeanFactory.create(value_type, weight_type).initialize: ")
+
+
+def test_unweighted_mean_counts_with_its_count_sum_factory_and_prints_tff_structure(runtime):
+  process = aggregators.UnweightedMeanFactory(count_sum_factory=_CountingSum()).create(VALUE)
+  assert str(process.next.type_signature.result) == (
+      "<state=<<>,int32>@SERVER,result=<a=float32[3],b=float32>@SERVER,"
+      "measurements=<mean_value=<>,mean_count=int32>@SERVER>")
+  state = process.initialize()
+  for round_num in (1, 2):
+    values = client_values(4, seed=round_num)
+    output = process.next(state, values)
+    state = output.state
+    assert output.state[1] == round_num and output.measurements["mean_count"] == round_num
+    np.testing.assert_allclose(output.result["a"], np.mean([v["a"] for v in values], 0),
+                               rtol=1e-6)
