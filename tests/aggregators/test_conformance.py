@@ -35,6 +35,22 @@ CASES = [
 ]
 
 
+def _adaptive():
+  return fx.aggregators.PrivateQuantileEstimationProcess.no_noise(1.0, 0.5, 0.2)
+
+
+# Clipping and zeroing, fixed and adaptive norms (the norm process's state is carried), each
+# weighted (over MeanFactory) and unweighted (over UnweightedMeanFactory).
+for _name, _make in (("clipping", fx.aggregators.clipping_factory),
+                     ("zeroing", fx.aggregators.zeroing_factory)):
+  for _norm_name, _norm in (("fixed", lambda: 1.0), ("adaptive", _adaptive)):
+    CASES.append((f"{_name}-{_norm_name}",
+                  lambda m=_make, n=_norm: m(n(), fx.aggregators.UnweightedMeanFactory()),
+                  STRUCT, False))
+    CASES.append((f"{_name}-{_norm_name}-weighted",
+                  lambda m=_make, n=_norm: m(n(), fx.aggregators.MeanFactory()), STRUCT, True))
+
+
 @pytest.mark.parametrize("make, value_type, weighted", [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
 def test_factory_conforms(make, value_type, weighted):
