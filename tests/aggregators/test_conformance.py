@@ -51,6 +51,31 @@ for _name, _make in (("clipping", fx.aggregators.clipping_factory),
                   lambda m=_make, n=_norm: m(n(), fx.aggregators.MeanFactory()), STRUCT, True))
 
 
+def _largest(value):
+  return {"largest": fx.federated_max(value.a)}
+
+
+def _total_weight(value, weight):
+  return {"total_weight": fx.federated_sum(weight)}
+
+
+def _result_b(result):
+  return {"result_b": result.b}
+
+
+CASES += [
+    ("add-measurements", lambda: fx.aggregators.add_measurements(
+        fx.aggregators.UnweightedMeanFactory(), client_measurement_fn=_largest,
+        server_measurement_fn=_result_b), STRUCT, False),
+    ("add-measurements-weighted", lambda: fx.aggregators.add_measurements(
+        fx.aggregators.MeanFactory(), client_measurement_fn=_total_weight), STRUCT, True),
+    ("reservoir-sampling", lambda: fx.aggregators.UnweightedReservoirSamplingFactory(3),
+     STRUCT, False),
+    ("reservoir-sampling-metadata", lambda: fx.aggregators.UnweightedReservoirSamplingFactory(
+        8, return_sampling_metadata=True), STRUCT, False),
+]
+
+
 @pytest.mark.parametrize("make, value_type, weighted", [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
 def test_factory_conforms(make, value_type, weighted):

@@ -7,7 +7,6 @@ import re
 import numpy as np
 import pytest
 
-import federax as fx
 from federax import aggregators
 
 PQEP = aggregators.PrivateQuantileEstimationProcess
