@@ -7,9 +7,18 @@ from federax.aggregators.factory import (
 from federax.aggregators.factory import WeightedAggregationFactory as WeightedAggregationFactory
 from federax.aggregators.mean import MeanFactory as MeanFactory
 from federax.aggregators.mean import UnweightedMeanFactory as UnweightedMeanFactory
+from federax.aggregators.measurements import add_measurements as add_measurements
+from federax.aggregators.quantile_estimation import (
+    PrivateQuantileEstimationProcess as PrivateQuantileEstimationProcess)
+from federax.aggregators.robust import clipping_factory as clipping_factory
+from federax.aggregators.robust import zeroing_factory as zeroing_factory
+from federax.aggregators.sampling import (
+    UnweightedReservoirSamplingFactory as UnweightedReservoirSamplingFactory)
 from federax.aggregators.sum_factory import SumFactory as SumFactory
 
 __all__ = [
     "AggregationFactory", "AggregationProcess", "UnweightedAggregationFactory",
     "WeightedAggregationFactory", "MeanFactory", "UnweightedMeanFactory", "SumFactory",
+    "PrivateQuantileEstimationProcess", "UnweightedReservoirSamplingFactory", "add_measurements",
+    "clipping_factory", "zeroing_factory",
 ]

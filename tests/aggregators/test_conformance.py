@@ -35,6 +35,47 @@ CASES = [
 ]
 
 
+def _adaptive():
+  return fx.aggregators.PrivateQuantileEstimationProcess.no_noise(1.0, 0.5, 0.2)
+
+
+# Clipping and zeroing, fixed and adaptive norms (the norm process's state is carried), each
+# weighted (over MeanFactory) and unweighted (over UnweightedMeanFactory).
+for _name, _make in (("clipping", fx.aggregators.clipping_factory),
+                     ("zeroing", fx.aggregators.zeroing_factory)):
+  for _norm_name, _norm in (("fixed", lambda: 1.0), ("adaptive", _adaptive)):
+    CASES.append((f"{_name}-{_norm_name}",
+                  lambda m=_make, n=_norm: m(n(), fx.aggregators.UnweightedMeanFactory()),
+                  STRUCT, False))
+    CASES.append((f"{_name}-{_norm_name}-weighted",
+                  lambda m=_make, n=_norm: m(n(), fx.aggregators.MeanFactory()), STRUCT, True))
+
+
+def _largest(value):
+  return {"largest": fx.federated_max(value.a)}
+
+
+def _total_weight(value, weight):
+  return {"total_weight": fx.federated_sum(weight)}
+
+
+def _result_b(result):
+  return {"result_b": result.b}
+
+
+CASES += [
+    ("add-measurements", lambda: fx.aggregators.add_measurements(
+        fx.aggregators.UnweightedMeanFactory(), client_measurement_fn=_largest,
+        server_measurement_fn=_result_b), STRUCT, False),
+    ("add-measurements-weighted", lambda: fx.aggregators.add_measurements(
+        fx.aggregators.MeanFactory(), client_measurement_fn=_total_weight), STRUCT, True),
+    ("reservoir-sampling", lambda: fx.aggregators.UnweightedReservoirSamplingFactory(3),
+     STRUCT, False),
+    ("reservoir-sampling-metadata", lambda: fx.aggregators.UnweightedReservoirSamplingFactory(
+        8, return_sampling_metadata=True), STRUCT, False),
+]
+
+
 @pytest.mark.parametrize("make, value_type, weighted", [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
 def test_factory_conforms(make, value_type, weighted):

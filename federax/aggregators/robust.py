@@ -1,0 +1,325 @@
+"""`clipping_factory` and `zeroing_factory`: bound each client's value by a norm before an inner
+aggregation (TFF's robust aggregators)."""
+
+from __future__ import annotations
+
+import collections
+import math
+import numbers
+from typing import Any, Callable, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from federax.core import intrinsics as fi
+from federax.core import types as t
+from federax.core.computations import computation, federated_computation
+from federax.core.errors import error
+from federax.core.placements import CLIENTS, SERVER
+from federax.templates.estimation_process import EstimationProcess
+from federax.templates.measured_process import MeasuredProcessOutput
+from federax.templates._naming import named
+from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
+                                         UnweightedAggregationFactory,
+                                         WeightedAggregationFactory)
+from federax.aggregators.sum_factory import SumFactory
+
+NORM_TYPE = t.TensorType(np.float32)  # TFF's NORM_TF_TYPE: norms and thresholds
+COUNT_TYPE = t.TensorType(np.int32)  # TFF's COUNT_TF_TYPE: clipped / zeroed counts
+
+Norm = Union[float, EstimationProcess]
+
+
+def clipping_factory(clipping_norm: Norm, inner_agg_factory: AggregationFactory,
+                     clipped_count_sum_factory: Optional[AggregationFactory] = None
+                     ) -> AggregationFactory:
+  """A factory projecting each client's value onto an L2 ball, then aggregating by an inner one.
+
+  A client's value whose global L2 norm (over all its tensors) exceeds the norm is scaled by
+  `norm / global_norm`; others pass unchanged. A fixed norm is a positive float; an adaptive
+  one an `fx.templates.EstimationProcess`: `report(state)` is this round's norm and
+  `next(state, {float32}@CLIENTS)` is fed every client's global L2 norm (before clipping),
+  e.g. `fx.aggregators.PrivateQuantileEstimationProcess.no_noise(...)` to clip at a quantile.
+  A client whose norm is NaN is not clipped (NaN > norm is false), as in TFF.
+
+  State `<clipping_norm=<norm process state>,inner_agg=..,clipped_count_agg=..>`; measurements
+  `<clipping=<inner measurements>,clipping_norm=float32,clipped_count=int32>` (TFF's names).
+  The factory is weighted exactly when `inner_agg_factory` is.
+
+  Args:
+    clipping_norm: a positive float, or an `EstimationProcess` reporting a float32 norm.
+    inner_agg_factory: the factory aggregating the clipped values.
+    clipped_count_sum_factory: an unweighted factory summing the int32 clipped indicators
+      (default `SumFactory()`).
+
+  Raises:
+    TypeError: a norm that is neither, a norm process of the wrong type, or an inner factory
+      that is not a factory. ValueError: a norm that is not positive.
+
+  Example:
+    >>> factory = fx.aggregators.clipping_factory(1.0, fx.aggregators.SumFactory())
+    >>> process = factory.create(fx.TensorType(np.float32, [2]))
+    >>> output = process.next(process.initialize(), [[3.0, 4.0], [0.3, 0.4]])
+    >>> output.result, int(output.measurements["clipped_count"])
+    (array([0.90000004, 1.2       ], dtype=float32), 1)
+  """
+  name = "clipping_factory"
+  return _robust_factory(name, "clipp", clipping_norm, "clipping_norm", inner_agg_factory,
+                         clipped_count_sum_factory, "clipped_count_sum_factory",
+                         lambda value_type: _clip_fn(value_type))
+
+
+def zeroing_factory(zeroing_norm: Norm, inner_agg_factory: AggregationFactory,
+                    norm_order: float = math.inf,
+                    zeroed_count_sum_factory: Optional[AggregationFactory] = None
+                    ) -> AggregationFactory:
+  """A factory replacing by zeros each client's value whose norm exceeds a threshold.
+
+  The norm of a client's value is its global L1, L2 or L-infinity norm over all its tensors
+  (`norm_order` 1.0, 2.0 or `math.inf`). A zeroed client's weight is kept, so a zeroed mean is
+  pulled toward zero (TFF's choice, the same weighted and unweighted). The threshold is fixed
+  (a positive float) or adaptive (an `fx.templates.EstimationProcess` fed every client's norm
+  of that order). A client whose norm is NaN is not zeroed (NaN > threshold is false): its NaN
+  reaches the aggregate, as in TFF; a client with an infinite entry is zeroed.
+
+  State `<zeroing_norm=..,inner_agg=..,zeroed_count_agg=..>`; measurements
+  `<zeroing=<inner measurements>,zeroing_norm=float32,zeroed_count=int32>` (TFF's names).
+  The factory is weighted exactly when `inner_agg_factory` is.
+
+  Args:
+    zeroing_norm: a positive float, or an `EstimationProcess` reporting a float32 threshold.
+    inner_agg_factory: the factory aggregating the (possibly zeroed) values.
+    norm_order: 1.0, 2.0 or `math.inf` (default).
+    zeroed_count_sum_factory: an unweighted factory summing the int32 zeroed indicators.
+
+  Raises:
+    TypeError / ValueError: as `clipping_factory`; ValueError for another `norm_order`.
+
+  Example:
+    >>> factory = fx.aggregators.zeroing_factory(10.0, fx.aggregators.MeanFactory())
+    >>> process = factory.create(fx.TensorType(np.float32), fx.TensorType(np.float32))
+    >>> output = process.next(process.initialize(), [1.0, 100.0, 3.0], [1.0, 1.0, 2.0])
+    >>> float(output.result), int(output.measurements["zeroed_count"])
+    (1.75, 1)
+  """
+  name = "zeroing_factory"
+  if (isinstance(norm_order, bool) or not isinstance(norm_order, numbers.Real)
+      or not (norm_order in (1.0, 2.0) or math.isinf(norm_order) and norm_order > 0)):
+    raise error(ValueError, name, "norm_order must be 1.0, 2.0 or math.inf.",
+                expected="1.0, 2.0 or math.inf", actual=repr(norm_order))
+  order = float(norm_order)
+  return _robust_factory(name, "zero", zeroing_norm, "zeroing_norm", inner_agg_factory,
+                         zeroed_count_sum_factory, "zeroed_count_sum_factory",
+                         lambda value_type: _zero_fn(value_type, order))
+
+
+# --- The wrapper factory -------------------------------------------------------------------------
+
+
+class _RobustFactory(AggregationFactory):
+  """Bounds each client's value (`bound_fn`) by the norm process's report, then aggregates."""
+
+  def __init__(self, name: str, prefix: str, norm_process: EstimationProcess,
+               inner: AggregationFactory, count_sum: AggregationFactory,
+               make_bound_fn: Callable[[t.Type], Any]):
+    self._name = name
+    self._prefix = prefix
+    self._norm_process = norm_process
+    self._inner = inner
+    self._count_sum = count_sum
+    self._make_bound_fn = make_bound_fn
+
+  def __repr__(self) -> str:
+    return f"<{self._name}(..., {type(self._inner).__name__})>"
+
+  def create(self, value_type: Any, weight_type: Any = None) -> AggregationProcess:
+    if weight_type is not None and not self.weighted:
+      raise error(TypeError, f"{self._name}(...).create", "the inner factory takes no "
+                  "weights, so neither does this one.", actual=f"weight_type {weight_type}",
+                  hint="wrap a weighted factory, e.g. fx.aggregators.MeanFactory()")
+    return super().create(value_type, weight_type)
+
+  def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
+    if not t.has_dtype_kind(value_type, "f"):
+      raise error(TypeError, f"{self._name}(...).create", "the values must be floating point "
+                  "(their norms are bounded by scaling).", expected="floating-point tensors",
+                  actual=f"value_type {value_type}", hint="cast the values to float32 first")
+    weighted = weight_type is not None
+    inner = (self._inner.create(value_type, weight_type) if weighted
+             else self._inner.create(value_type))
+    counts = self._count_sum.create(COUNT_TYPE)
+    norm_process = self._norm_process
+    bound_fn = self._make_bound_fn(value_type)
+    norm_key, count_key = self._prefix + "ing_norm", self._prefix + "ed_count"
+    signature = "value_type, weight_type" if weighted else "value_type"
+    where = f"{self._name}(...).create({signature})"
+
+    @federated_computation
+    @named(f"{where}.initialize")
+    def initialize():
+      return fi.federated_zip(collections.OrderedDict([
+          (norm_key, norm_process.initialize()), ("inner_agg", inner.initialize()),
+          (count_key + "_agg", counts.initialize())]))
+
+    def step(state, value, weight=None):
+      norm = norm_process.report(state[norm_key])
+      bounded, client_norms, was_bounded = fi.federated_map(
+          bound_fn, (value, fi.federated_broadcast(norm)))
+      # The norm process learns from the norms of the values as given (before bounding).
+      norm_state = norm_process.next(state[norm_key], client_norms)
+      inner_out = (inner.next(state["inner_agg"], bounded) if weight is None
+                   else inner.next(state["inner_agg"], bounded, weight))
+      count_out = counts.next(state[count_key + "_agg"], was_bounded)
+      return MeasuredProcessOutput(
+          state=fi.federated_zip(collections.OrderedDict([
+              (norm_key, norm_state), ("inner_agg", inner_out.state),
+              (count_key + "_agg", count_out.state)])),
+          result=inner_out.result,
+          measurements=fi.federated_zip(collections.OrderedDict([
+              (self._prefix + "ing", inner_out.measurements), (norm_key, norm),
+              (count_key, count_out.result)])))
+
+    state_type = initialize.type_signature.result
+    value_at_clients = t.FederatedType(value_type, CLIENTS)
+    if weighted:
+      @federated_computation(state_type, value_at_clients, t.FederatedType(weight_type, CLIENTS))
+      @named(f"{where}.next")
+      def next_fn(state, value, weight):
+        return step(state, value, weight)
+    else:
+      @federated_computation(state_type, value_at_clients)
+      @named(f"{where}.next")
+      def next_fn(state, value):
+        return step(state, value)
+
+    return AggregationProcess(initialize, next_fn)
+
+
+class _UnweightedRobustFactory(_RobustFactory, UnweightedAggregationFactory):
+  weighted = False
+
+
+class _WeightedRobustFactory(_RobustFactory, WeightedAggregationFactory):
+  weighted = True
+
+
+def _robust_factory(name: str, prefix: str, norm: Any, norm_arg: str,
+                    inner: Any, count_sum: Any, count_arg: str,
+                    make_bound_fn: Callable[[t.Type], Any]) -> AggregationFactory:
+  for arg, factory in (("inner_agg_factory", inner), (count_arg, count_sum)):
+    if factory is not None and not isinstance(factory, AggregationFactory):
+      raise error(TypeError, name, f"{arg} must be an aggregation factory.",
+                  actual=repr(factory), hint="e.g. fx.aggregators.MeanFactory()")
+  if inner is None:
+    raise error(TypeError, name, "inner_agg_factory must be an aggregation factory.",
+                actual="None", hint="e.g. fx.aggregators.MeanFactory()")
+  norm_process = _norm_process(name, norm_arg, norm)
+  cls = _WeightedRobustFactory if inner.weighted else _UnweightedRobustFactory
+  return cls(name, prefix, norm_process, inner, count_sum or SumFactory(), make_bound_fn)
+
+
+# --- Norm processes ------------------------------------------------------------------------------
+
+
+def _norm_process(name: str, arg: str, norm: Any) -> EstimationProcess:
+  """The norm as an `EstimationProcess`: a constant one for a float, else checked (TFF's)."""
+  if isinstance(norm, EstimationProcess):
+    _check_norm_process(name, arg, norm)
+    return norm
+  if isinstance(norm, bool) or not isinstance(norm, numbers.Real):
+    raise error(TypeError, name, f"{arg} must be a positive float or an "
+                "fx.templates.EstimationProcess.", expected="a float > 0, or an "
+                "EstimationProcess reporting float32@SERVER", actual=repr(norm))
+  if not norm > 0:
+    raise error(ValueError, name, f"{arg} must be positive.", expected="a float > 0",
+                actual=repr(norm))
+  return _constant_process(float(norm))
+
+
+def _constant_process(norm: float) -> EstimationProcess:
+  """An `EstimationProcess` with empty state that always reports `norm` (TFF's)."""
+  @computation
+  def constant():
+    return np.float32(norm)
+
+  @federated_computation
+  def initialize():
+    return fi.federated_value((), SERVER)
+
+  @federated_computation(initialize.type_signature.result, t.FederatedType(NORM_TYPE, CLIENTS))
+  def next_fn(state, value):
+    del value  # A constant norm learns nothing from the clients' norms.
+    return state
+
+  @federated_computation(initialize.type_signature.result)
+  def report(state):
+    del state
+    return fi.federated_eval(constant, SERVER)
+
+  return EstimationProcess(initialize, next_fn, report)
+
+
+def _check_norm_process(name: str, arg: str, process: EstimationProcess) -> None:
+  """A norm process's `next` takes `(state, {float32}@CLIENTS)` and returns the state only;
+  its `report` returns `float32@SERVER`."""
+  signature = process.next.type_signature
+  parameter = signature.parameter
+  at_clients = t.FederatedType(NORM_TYPE, CLIENTS)
+  if not (isinstance(parameter, t.StructType) and len(parameter) == 2
+          and parameter[1].is_assignable_from(at_clients)):
+    raise error(TypeError, name, f"{arg}.next must take (state, norms) with the norms "
+                f"{at_clients}.", expected=f"(<S@SERVER,{at_clients}> -> S@SERVER)",
+                actual=signature)
+  if not process.state_type.is_assignable_from(signature.result):
+    raise error(TypeError, name, f"{arg}.next must return the state only.",
+                expected=process.state_type, actual=signature.result)
+  reported = process.report.type_signature.result
+  if not t.FederatedType(NORM_TYPE, SERVER).is_assignable_from(reported):
+    raise error(TypeError, name, f"{arg}.report must return a float32 norm at the server.",
+                expected="float32@SERVER", actual=reported,
+                hint="map the estimate to float32 with process.map(...)")
+
+
+# --- Per-client bounding (local computations on one client's value) ------------------------------
+
+
+def _global_norm(value, order: float) -> jax.Array:
+  """The norm of all of `value`'s tensors as one vector, in float32 (TFF's global norms)."""
+  leaves = [jnp.asarray(x).astype(jnp.float32) for x in jax.tree_util.tree_leaves(value)]
+  if not leaves:
+    return jnp.float32(0.0)
+  if order == 1.0:
+    return sum(jnp.sum(jnp.abs(x)) for x in leaves)
+  if order == 2.0:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in leaves))
+  # max propagates NaN, so a NaN entry gives a NaN norm (which bounds nothing, see above).
+  return jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0.0) for x in leaves]))
+
+
+def _clip_fn(value_type: t.Type):
+  """`(value, norm) -> (clipped value, global L2 norm, int32 1 if clipped)` for one client."""
+  @computation(value_type, NORM_TYPE)
+  def clip(value, clipping_norm):
+    norm = _global_norm(value, 2.0)
+    was_clipped = norm > clipping_norm
+    divisor = norm / clipping_norm
+
+    def leaf(x):
+      return jnp.where(was_clipped, x / divisor.astype(x.dtype), x)
+
+    return (jax.tree_util.tree_map(leaf, value), norm, was_clipped.astype(jnp.int32))
+
+  return clip
+
+
+def _zero_fn(value_type: t.Type, order: float):
+  """`(value, norm) -> (value or zeros, global norm of order `order`, int32 1 if zeroed)`."""
+  @computation(value_type, NORM_TYPE)
+  def zero(value, zeroing_norm):
+    norm = _global_norm(value, order)
+    should_zero = norm > zeroing_norm
+    zeroed = jax.tree_util.tree_map(lambda x: jnp.where(should_zero, jnp.zeros_like(x), x), value)
+    return (zeroed, norm, should_zero.astype(jnp.int32))
+
+  return zero
