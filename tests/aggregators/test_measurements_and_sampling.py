@@ -39,7 +39,7 @@ def test_unweighted_measurements_are_added_after_the_inner_ones(runtime):
   output = process.next(process.initialize(), values)
   a = np.stack([v["a"] for v in values])
   np.testing.assert_allclose(output.result["a"], a.mean(axis=0), rtol=1e-6)
-  assert list(output.measurements) == ["mean_value", "largest", "count", "b_of_mean"]
+  assert list(output.measurements) == ["mean_value", "mean_count", "largest", "count", "b_of_mean"]
   np.testing.assert_allclose(output.measurements["largest"], a.max(axis=0))
   assert output.measurements["count"] == 4
   np.testing.assert_allclose(output.measurements["b_of_mean"], np.mean([0, 1, 2, 3]))
