@@ -7,9 +7,14 @@ from federax.aggregators.factory import (
 from federax.aggregators.factory import WeightedAggregationFactory as WeightedAggregationFactory
 from federax.aggregators.mean import MeanFactory as MeanFactory
 from federax.aggregators.mean import UnweightedMeanFactory as UnweightedMeanFactory
+from federax.aggregators.robust_rules import GeometricMedianFactory as GeometricMedianFactory
+from federax.aggregators.robust_rules import KrumFactory as KrumFactory
+from federax.aggregators.robust_rules import MedianFactory as MedianFactory
+from federax.aggregators.robust_rules import TrimmedMeanFactory as TrimmedMeanFactory
 from federax.aggregators.sum_factory import SumFactory as SumFactory
 
 __all__ = [
     "AggregationFactory", "AggregationProcess", "UnweightedAggregationFactory",
     "WeightedAggregationFactory", "MeanFactory", "UnweightedMeanFactory", "SumFactory",
+    "MedianFactory", "TrimmedMeanFactory", "KrumFactory", "GeometricMedianFactory",
 ]
