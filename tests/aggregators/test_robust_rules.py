@@ -4,11 +4,14 @@ import collections
 import re
 import warnings
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import federax as fx
 from federax import aggregators
+from federax.learning import algorithms, optimizers
+from federax.learning.models import FunctionalModel, ModelWeights
 
 KEYS = ("a", "m", "b")
 VALUE = fx.to_type(collections.OrderedDict(a=(np.float32, [3]), m=(np.float32, [2, 2]),
@@ -341,7 +344,7 @@ def test_other_bad_parameters_name_the_factory(make):
     make()
 
 
-def test_every_unweighted_rule_refuses_weights_and_weighted_fed_avg_says_so():
+def test_only_the_geometric_median_takes_weights():
   for factory in (aggregators.MedianFactory(), aggregators.TrimmedMeanFactory(0.1),
                   aggregators.KrumFactory(1)):
     assert not factory.weighted
@@ -350,3 +353,23 @@ def test_every_unweighted_rule_refuses_weights_and_weighted_fed_avg_says_so():
   assert aggregators.GeometricMedianFactory().weighted
   with pytest.raises(TypeError, match="the value must hold at least one tensor"):
     aggregators.MedianFactory().create(fx.to_type(()))
+
+
+def test_fed_avg_takes_the_rules_that_fit_its_weighting():
+  spec = collections.OrderedDict(x=(np.float32, [2, 3]), y=(np.float32, [2]))
+  model = FunctionalModel(
+      initial_weights=ModelWeights([np.zeros(3, np.float32)], []),
+      predict_on_batch_fn=lambda weights, x, training: x @ weights.trainable[0],
+      loss_fn=lambda p, y, w: jnp.sum(w * (p - y) ** 2) / jnp.sum(w), input_spec=spec)
+  with pytest.raises(TypeError, match="model_aggregator must support weights .* MedianFactory "
+                                      "does not"):
+    algorithms.build_weighted_fed_avg(model, optimizers.build_sgdm(0.1),
+                                      model_aggregator=aggregators.MedianFactory())
+  process = algorithms.build_weighted_fed_avg(
+      model, optimizers.build_sgdm(0.1), model_aggregator=aggregators.GeometricMedianFactory())
+  rng = np.random.default_rng(0)
+  clients = [[collections.OrderedDict(x=rng.normal(size=(2, 3)).astype(np.float32),
+                                      y=rng.normal(size=2).astype(np.float32))] * k
+             for k in (1, 2, 3)]
+  _, metrics = process.next(process.initialize(), clients)
+  assert metrics["aggregator"]["num_iterations"] >= 1
