@@ -85,6 +85,7 @@ def squared_distances(leaves: list, finite: jax.Array) -> jax.Array:
     flat = x.reshape(n, -1).astype(dtype)
     center = jnp.nanmedian(jnp.where(finite[:, None], flat, jnp.nan), axis=0)
     centred = jnp.where(finite[:, None], flat - center, 0)
+    # HIGHEST: an accelerator's default float32 matmul may round inputs to TF32.
     gram += jnp.matmul(centred, centred.T, precision=jax.lax.Precision.HIGHEST)
   norms = jnp.diagonal(gram)
   distances = jnp.maximum(norms[:, None] + norms[None, :] - 2 * gram, 0)
@@ -151,7 +152,8 @@ def geometric_median(stacked: Any, weights: Optional[jax.Array], max_iterations:
 
   def average(betas):
     betas = betas / jnp.sum(betas)
-    return [jnp.tensordot(betas, x, axes=1) for x in points]
+    # HIGHEST: an accelerator's default float32 dot may round inputs to TF32 (10-bit mantissa).
+    return [jnp.tensordot(betas, x, axes=1, precision=jax.lax.Precision.HIGHEST) for x in points]
 
   def objective(distances):
     return jnp.sum(alphas * distances)

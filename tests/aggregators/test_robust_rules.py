@@ -340,7 +340,8 @@ def test_misuse_is_a_clear_error_naming_the_factory(make, error, message, code):
     lambda: aggregators.GeometricMedianFactory(ftol=-1.0),
 ])
 def test_other_bad_parameters_name_the_factory(make):
-  with pytest.raises((TypeError, ValueError), match=r"^(TrimmedMean|Krum|GeometricMedian)Factory: "):
+  with pytest.raises((TypeError, ValueError),
+                     match=r"^(TrimmedMean|Krum|GeometricMedian)Factory: "):
     make()
 
 
