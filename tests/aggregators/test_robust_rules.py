@@ -162,7 +162,7 @@ def test_median_and_trimmed_mean_ignore_nan_coordinate_by_coordinate(runtime):
   assert np.isnan(result["m"][1, 1]) and np.isfinite(result["a"]).all()
 
 
-@pytest.mark.parametrize("beta", [0.0, 0.1, 0.2, 0.3, 0.49])
+@pytest.mark.parametrize("beta", [0.0, 0.2, 0.49])
 def test_trimmed_mean_matches_numpy_over_rounds(runtime, beta):
   process = aggregators.TrimmedMeanFactory(beta).create(VALUE)
   state = process.initialize()
