@@ -14,6 +14,10 @@ from federax.aggregators.robust import clipping_factory as clipping_factory
 from federax.aggregators.robust import zeroing_factory as zeroing_factory
 from federax.aggregators.sampling import (
     UnweightedReservoirSamplingFactory as UnweightedReservoirSamplingFactory)
+from federax.aggregators.robust_rules import GeometricMedianFactory as GeometricMedianFactory
+from federax.aggregators.robust_rules import KrumFactory as KrumFactory
+from federax.aggregators.robust_rules import MedianFactory as MedianFactory
+from federax.aggregators.robust_rules import TrimmedMeanFactory as TrimmedMeanFactory
 from federax.aggregators.sum_factory import SumFactory as SumFactory
 
 __all__ = [
@@ -21,4 +25,5 @@ __all__ = [
     "WeightedAggregationFactory", "MeanFactory", "UnweightedMeanFactory", "SumFactory",
     "PrivateQuantileEstimationProcess", "UnweightedReservoirSamplingFactory", "add_measurements",
     "clipping_factory", "zeroing_factory",
+    "MedianFactory", "TrimmedMeanFactory", "KrumFactory", "GeometricMedianFactory",
 ]

@@ -25,6 +25,8 @@ class AggregationFactory(abc.ABC):
   """
 
   weighted: bool = False  # whether `create` accepts a weight type
+  # What to do instead, when weights are given to a factory without weighted aggregation.
+  _no_weights_hint: str = "use fx.aggregators.MeanFactory for weighted aggregation"
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
@@ -49,7 +51,7 @@ class AggregationFactory(abc.ABC):
     if weight_type is not None and not self.weighted:
       raise error(TypeError, f"{type(self).__name__}.create", "this factory does not take "
                   "weights.", actual=f"weight_type {to_type(weight_type)}",
-                  hint="use fx.aggregators.MeanFactory for weighted aggregation")
+                  hint=self._no_weights_hint)
     return self._create(value_type, None if weight_type is None else to_type(weight_type))
 
   @abc.abstractmethod
@@ -95,10 +97,19 @@ class WeightedAggregationFactory(AggregationFactory):
   weighted = True
 
 
-def check_float_value(factory: str, value_type: t.Type) -> None:
+def check_float_value(factory: str, value_type: t.Type,
+                      hint: str = "cast integer values to a float dtype first (a mean of "
+                      "integers is not an integer)") -> None:
   """Raises TypeError unless every tensor in `value_type` is floating point."""
   if not t.has_dtype_kind(value_type, "f") or not t.is_numeric(value_type):
     raise error(TypeError, f"{factory}.create", "the values must be floating point.",
-                expected="floating-point tensors", actual=f"value_type {value_type}",
-                hint="cast integer values to a float dtype first (a mean of integers is not an "
-                "integer)")
+                expected="floating-point tensors", actual=f"value_type {value_type}", hint=hint)
+
+
+def check_float_weight(factory: str, weight_type: t.Type) -> None:
+  """Raises TypeError unless `weight_type` is a floating-point scalar."""
+  if not (isinstance(weight_type, t.TensorType) and weight_type.shape == ()
+          and weight_type.dtype.kind == "f"):
+    raise error(TypeError, f"{factory}.create", "the weight must be a floating-point scalar.",
+                expected="a floating-point scalar, e.g. float32",
+                actual=f"weight_type {weight_type}")

@@ -18,7 +18,8 @@ from federax.templates.measured_process import MeasuredProcessOutput
 from federax.templates._naming import named
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
                                          UnweightedAggregationFactory,
-                                         WeightedAggregationFactory, check_float_value)
+                                         WeightedAggregationFactory, check_float_value,
+                                         check_float_weight)
 from federax.aggregators.sum_factory import SumFactory
 
 
@@ -62,11 +63,7 @@ class MeanFactory(UnweightedAggregationFactory, WeightedAggregationFactory):
       return _unweighted_mean(self._value_sum_factory.create(value_type),
                               SumFactory().create(t.TensorType(np.int32)), value_type,
                               self._no_nan_division, type(self).__name__)
-    if not (isinstance(weight_type, t.TensorType) and weight_type.shape == ()
-            and weight_type.dtype.kind == "f"):
-      raise error(TypeError, f"{type(self).__name__}.create", "the weight must be a "
-                  "floating-point scalar.", expected="a floating-point scalar, e.g. float32",
-                  actual=f"weight_type {weight_type}")
+    check_float_weight(type(self).__name__, weight_type)
     value_sum = self._value_sum_factory.create(value_type)
     weight_sum = self._weight_sum_factory.create(weight_type)
     divide = _divide(value_type, weight_type, self._no_nan_division)

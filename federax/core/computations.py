@@ -70,6 +70,9 @@ class TypingExecution(Execution):
   def federated_max(self, payload, ts):
     return None
 
+  def federated_stack(self, payload, ts):
+    return None
+
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
     return None
 

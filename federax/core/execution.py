@@ -135,6 +135,11 @@ class Execution(abc.ABC):
     """The elementwise maximum over clients."""
 
   @abc.abstractmethod
+  def federated_stack(self, payload: Payload, ts: t.FederatedType) -> Payload:
+    """Every client's member on a new leading axis, in client order: leaves `[n, ...]` (the
+    `n` real clients only; all-equal values repeated). Zero clients raise a ValueError."""
+
+  @abc.abstractmethod
   def federated_aggregate(self, payload: Payload, ts: t.FederatedType, zero: Payload,
                           accumulate: PayloadFn, merge: PayloadFn, report: PayloadFn) -> Payload:
     """`report` of the clients' values accumulated from `zero` (`accumulate((acc, v))`), with

@@ -317,6 +317,40 @@ def federated_max(value: Any) -> Value:
   return Value(t.FederatedType(ts.member, SERVER), _execution().federated_max(v.payload, ts))
 
 
+def federated_stack(value: Any) -> Value:
+  """Every client's value at the server, stacked: `{T}@CLIENTS -> T'@SERVER` (numeric `T`).
+
+  Each tensor of `T` gains a leading client axis, of unknown size in the type (its size is the
+  number of clients, known only at run time); client `i`'s value is row `i`. The server then
+  sees every client's value, so this is NOT compatible with secure aggregation: it serves rules
+  that need all the values at once (a coordinate-wise median, Krum), in simulation or with a
+  trusted server. A federax extension; TFF has none. Zero clients raise a ValueError.
+
+  Example:
+    >>> @fx.federated_computation(fx.FederatedType(fx.TensorType(np.float32, [2]), fx.CLIENTS))
+    ... def stack(values):
+    ...   return fx.federated_stack(values)
+    >>> print(stack.type_signature)
+    ({float32[2]}@CLIENTS -> float32[?,2]@SERVER)
+    >>> stack([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    array([[1., 2.],
+           [3., 4.],
+           [5., 6.]], dtype=float32)
+  """
+  v, ts = _clients_numeric("federated_stack", value)
+  return Value(t.FederatedType(with_client_axis(ts.member), SERVER),
+               _execution().federated_stack(v.payload, ts))
+
+
+def with_client_axis(member: t.Type) -> t.Type:
+  """`member` with a leading dimension of unknown size on every tensor (`federated_stack`'s
+  result): `<a=float32[3],b=int32>` -> `<a=float32[?,3],b=int32[?]>`."""
+  if isinstance(member, t.TensorType):
+    return t.TensorType(member.dtype, None if member.shape is None else (None, *member.shape))
+  return t.StructType([(name, with_client_axis(e)) for name, e in member.items()],
+                      member.container_type)
+
+
 def federated_aggregate(value: Any, zero: Any, accumulate: Any, merge: Any, report: Any) -> Value:
   """The general aggregation: `{V}@CLIENTS, A, (<A,V>->A), (<A,A>->A), (A->R) -> R@SERVER`.
 
@@ -491,7 +525,8 @@ def sequence_sum(value: Any) -> Value:
 
 __all__ = [
     "federated_value", "federated_eval", "federated_broadcast", "federated_map", "federated_zip",
-    "federated_sum", "federated_mean", "federated_min", "federated_max", "federated_aggregate",
+    "federated_sum", "federated_mean", "federated_min", "federated_max", "federated_stack",
+    "federated_aggregate",
     "federated_secure_sum_bitwidth", "federated_secure_modular_sum", "federated_select",
     "federated_client_keys", "sequence_map", "sequence_reduce", "sequence_sum",
 ]

@@ -92,12 +92,18 @@ class EvalKeys:
     return key
 
 
-def require_clients(op: str, n: int) -> None:
-  """Refuses a minimum or maximum over no clients, saying where the client count comes from."""
+NO_CLIENTS_TO_STACK = "to stack (the server would see an empty client axis)"
+
+
+def require_clients(op: str, n: int,
+                    why: str = "to reduce over (a minimum or maximum of nothing is undefined)"
+                    ) -> None:
+  """Refuses a minimum, maximum or stack over no clients, saying where the client count comes
+  from."""
   if n == 0:
     raise errors.error(
-        ValueError, op, "there are no clients to reduce over (a minimum or maximum of nothing "
-        "is undefined).", hint="a computation with no argument placed at CLIENTS runs with "
-        "`default_num_clients` clients, 0 unless set: fx.runtime.set_default("
+        ValueError, op, f"there are no clients {why}.",
+        hint="a computation with no argument placed at CLIENTS runs with `default_num_clients`"
+        " clients, 0 unless set: fx.runtime.set_default("
         "fx.runtime.vectorized(default_num_clients=N)), or TFF's "
         "fx.backends.native.set_sync_local_cpp_execution_context(default_num_clients=N)")

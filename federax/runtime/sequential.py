@@ -22,8 +22,8 @@ from federax.core.execution import Execution
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
 from federax.runtime import _convert, _invoke, host
-from federax.runtime._base import (EvalKeys, RuntimeBase, RuntimeOptions, client_key,
-                                   require_clients)
+from federax.runtime._base import (NO_CLIENTS_TO_STACK, EvalKeys, RuntimeBase, RuntimeOptions,
+                                   client_key, require_clients)
 from federax.runtime.padding import zeros_like_type
 
 
@@ -184,6 +184,11 @@ class SequentialExecution(Execution):
     require_clients("federated_max", self.n)
     return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.maximum, a, b),
                             self._members(payload, ts))
+
+  def federated_stack(self, payload, ts):
+    require_clients("federated_stack", self.n, NO_CLIENTS_TO_STACK)
+    return jax.tree_util.tree_map(lambda *members: jnp.stack(members),
+                                  *self._members(payload, ts))
 
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
     acc = zero

@@ -32,6 +32,11 @@ CASES = [
     ("mean", fx.aggregators.MeanFactory, STRUCT, False),
     ("mean-weighted", fx.aggregators.MeanFactory, STRUCT, True),
     ("unweighted-mean", fx.aggregators.UnweightedMeanFactory, STRUCT, False),
+    ("median", fx.aggregators.MedianFactory, STRUCT, False),
+    ("trimmed-mean", lambda: fx.aggregators.TrimmedMeanFactory(0.2), STRUCT, False),
+    ("krum", lambda: fx.aggregators.KrumFactory(1, num_selected=2), STRUCT, False),
+    ("geometric-median", fx.aggregators.GeometricMedianFactory, STRUCT, False),
+    ("geometric-median-weighted", fx.aggregators.GeometricMedianFactory, STRUCT, True),
 ]
 
 

@@ -13,8 +13,8 @@ from federax.runtime.vectorized.host_execution import HostExecution
 HOOKS = ("broadcast", "call_federated", "call_local", "client_keys", "constant", "federated_aggregate",
          "federated_eval", "federated_max", "federated_mean", "federated_min",
          "federated_secure_modular_sum", "federated_secure_sum_bitwidth", "federated_select",
-         "federated_sum", "map_clients", "project", "sequence_map", "sequence_reduce",
-         "sequence_sum", "zip_clients")
+         "federated_stack", "federated_sum", "map_clients", "project", "sequence_map",
+         "sequence_reduce", "sequence_sum", "zip_clients")
 
 
 def test_the_protocol_lists_one_hook_per_intrinsic_payload():
@@ -43,7 +43,7 @@ def test_the_host_execution_is_the_sequential_one_with_its_string_free_parts_com
   assert issubclass(HostExecution, SequentialExecution)
   overridden = {h for h in HOOKS if getattr(HostExecution, h) is not getattr(SequentialExecution, h)}
   assert overridden == {"call_local", "call_federated", "map_clients", "federated_sum",
-                        "federated_mean", "federated_min", "federated_max"}
+                        "federated_mean", "federated_min", "federated_max", "federated_stack"}
 
 
 def test_a_misspelled_hook_fails_when_the_class_is_defined():

@@ -14,7 +14,7 @@ from federax.core.execution import Execution, HostOnly
 from federax.core.placements import SERVER
 from federax.core.rows import RowMasked, RowMaskNotHonoured, find_row_masked
 from federax.core.values import constant_payload
-from federax.runtime._base import EvalKeys, require_clients, client_key
+from federax.runtime._base import NO_CLIENTS_TO_STACK, EvalKeys, require_clients, client_key
 from federax.runtime.padding import PaddedSequence
 from federax.runtime.vectorized import clients, streaming
 from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
@@ -141,6 +141,12 @@ class VectorizedExecution(Execution):
   def federated_max(self, payload, ts):
     require_clients("federated_max", self.n)
     return jax.tree_util.tree_map(lambda x: jnp.max(x, axis=0), clients.stacked(payload, self.n))
+
+  def federated_stack(self, payload, ts):
+    # The client axis holds exactly the n clients (nothing pads it); `Shared` (all-equal)
+    # leaves are broadcast to it.
+    require_clients("federated_stack", self.n, NO_CLIENTS_TO_STACK)
+    return clients.stacked(payload, self.n)
 
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
     partials = self._map(lambda v: accumulate((zero, v)), payload, "federated_aggregate")

@@ -5,8 +5,9 @@ whose values include strings (client ids, words) as host orchestration: the body
 client values are lists as in the sequential runtime, and host computations run in Python. Each
 string-free part is handed to a compiled program of its own, as a call of the vectorized
 runtime: a nested federated computation (a whole FedAvg round fed by a dataset computation),
-a `federated_map` of a JAX computation over the clients, and the sums and means over them.
-So a round mixes host and compiled parts, and never falls back to the sequential runtime.
+a `federated_map` of a JAX computation over the clients, and the sums, means, minima, maxima
+and stacks over them. So a round mixes host and compiled parts, and never falls back to the
+sequential runtime.
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ class HostExecution(SequentialExecution):
 
   def federated_max(self, payload, ts):
     return self._aggregate("federated_max", payload, ts)
+
+  def federated_stack(self, payload, ts):
+    return self._aggregate("federated_stack", payload, ts)
 
   def _aggregate(self, name: str, payload, ts):
     result = self._compiled_payload(_aggregation(name, ts), payload) if self.n else None
