@@ -1,5 +1,9 @@
 """Composable aggregation factories: `create(value_type[, weight_type]) -> AggregationProcess`."""
 
+from federax.aggregators.concat import concat_factory as concat_factory
+from federax.aggregators.deterministic_discretization import (
+    DeterministicDiscretizationFactory as DeterministicDiscretizationFactory)
+from federax.aggregators.encoded import EncodedSumFactory as EncodedSumFactory
 from federax.aggregators.factory import AggregationFactory as AggregationFactory
 from federax.aggregators.factory import AggregationProcess as AggregationProcess
 from federax.aggregators.factory import (
@@ -7,9 +11,19 @@ from federax.aggregators.factory import (
 from federax.aggregators.factory import WeightedAggregationFactory as WeightedAggregationFactory
 from federax.aggregators.mean import MeanFactory as MeanFactory
 from federax.aggregators.mean import UnweightedMeanFactory as UnweightedMeanFactory
+from federax.aggregators.modular_clipping import (
+    ModularClippingSumFactory as ModularClippingSumFactory)
+from federax.aggregators.rotation import (
+    DiscreteFourierTransformFactory as DiscreteFourierTransformFactory)
+from federax.aggregators.rotation import HadamardTransformFactory as HadamardTransformFactory
+from federax.aggregators.stochastic_discretization import (
+    StochasticDiscretizationFactory as StochasticDiscretizationFactory)
 from federax.aggregators.sum_factory import SumFactory as SumFactory
 
 __all__ = [
     "AggregationFactory", "AggregationProcess", "UnweightedAggregationFactory",
     "WeightedAggregationFactory", "MeanFactory", "UnweightedMeanFactory", "SumFactory",
+    "EncodedSumFactory", "HadamardTransformFactory", "DiscreteFourierTransformFactory",
+    "concat_factory", "DeterministicDiscretizationFactory", "StochasticDiscretizationFactory",
+    "ModularClippingSumFactory",
 ]
