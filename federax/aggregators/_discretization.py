@@ -32,6 +32,11 @@ def check_float_tensors(name: str, value_type: t.Type) -> list[t.TensorType]:
                           "float32 first")
 
 
+def reconstruct(levels, step_size, dtype):
+  """The values int32 `levels` stand for: `float32(levels) * step_size` in `dtype`."""
+  return (levels.astype(jnp.float32) * step_size).astype(dtype)
+
+
 def discretization_process(name: str, measurement: str, inner_factory: AggregationFactory,
                            distortion_factory: Optional[AggregationFactory], value_type: t.Type,
                            step_size: float, rounding: Rounding, *,
@@ -46,13 +51,14 @@ def discretization_process(name: str, measurement: str, inner_factory: Aggregati
   leaf_types = check_float_tensors(name, value_type)
 
   def discretize_leaves(value, step_size, prior_norm_bound, key):
-    scaled = [x.astype(jnp.float32) / step_size for x in cu.flatten(value, value_type)]
-    rounded = rounding(scaled, step_size, prior_norm_bound, key)
+    leaves = cu.flatten(value, value_type)
+    scaled = [x.astype(jnp.float32) / step_size for x in leaves]
+    levels = [r.astype(jnp.int32) for r in rounding(scaled, step_size, prior_norm_bound, key)]
     # TFF's distortion: the mean squared error, over all elements, of the value the server
-    # reconstructs (`level * step_size`) against the input.
-    squared = [jnp.reshape(jnp.square((r - s) * step_size), [-1]) for r, s in zip(rounded, scaled)]
-    levels = cu.unflatten([r.astype(jnp.int32) for r in rounded], value_type)
-    return levels, jnp.mean(jnp.concatenate(squared))
+    # reconstructs from the levels against the input.
+    errors = [jnp.reshape(reconstruct(q, step_size, x.dtype) - x, [-1]).astype(jnp.float32)
+              for q, x in zip(levels, leaves)]
+    return cu.unflatten(levels, value_type), jnp.mean(jnp.square(jnp.concatenate(errors)))
 
   if stochastic is None:
     @computation(value_type, FLOAT)
@@ -67,7 +73,7 @@ def discretization_process(name: str, measurement: str, inner_factory: Aggregati
 
   @computation(levels_type, FLOAT)
   def undiscretize(levels, step_size):
-    return cu.unflatten([(x.astype(jnp.float32) * step_size).astype(ts.dtype) for x, ts in
+    return cu.unflatten([reconstruct(x, step_size, ts.dtype) for x, ts in
                          zip(cu.flatten(levels, levels_type), leaf_types)], value_type)
 
   inner = inner_factory.create(levels_type)
