@@ -89,7 +89,7 @@ def secure_quantized_sum(client_value: Value, lower_bound: Any, upper_bound: Any
     `2**32 - 1`, its neighbour `2**32 - 256`), decoded at the server. With `n` clients,
     `R = upper - lower`, `M = max(|lower|, |upper|)` and `eps` the dtype's machine epsilon
     (2**-23 for float32), the result differs from the sum of the clipped values by at most
-    `n * (R / (2 * L) + 8 * eps * (R + M))`: half a grid step per client, plus the rounding of
+    `n * (R / (2 * L) + 4 * eps * (R + M))`: half a grid step per client, plus the rounding of
     the float arithmetic (which dominates in float32). A NaN is encoded as the lower bound
     (as TFF's saturating cast does).
 
@@ -275,7 +275,8 @@ class SecureModularSumFactory(UnweightedAggregationFactory):
   The result is `(sum_i x_i) mod modulus` in `[0, modulus - 1]`, whatever the inputs (values
   outside the range wrap around, no error). With `symmetric_range=True` values are read in
   `[-(modulus - 1), modulus - 1]`: the secure sum runs modulo `2 * modulus - 1` and the result
-  is mapped back into that range, so `[1, 3, 6]` with modulus 4 sums to `1` (`6` wraps to `-1`).
+  is mapped back into that range: with modulus 4, `[1, 3, 6]` reads as `[1, 3, -1]` and sums to
+  `3`, and `[3, 3]` sums to `-1` (TFF's code does this; its docstring's example says otherwise).
   State and measurements are empty.
 
   Args:
@@ -295,7 +296,9 @@ class SecureModularSumFactory(UnweightedAggregationFactory):
     >>> symmetric = fx.aggregators.SecureModularSumFactory(4, symmetric_range=True)
     >>> process = symmetric.create(fx.TensorType(np.int32))
     >>> int(process.next(process.initialize(), [1, 3, 6]).result)
-    1
+    3
+    >>> int(process.next(process.initialize(), [3, 3]).result)
+    -1
   """
 
   def __init__(self, modulus: Union[int, np.integer], symmetric_range: bool = False):
@@ -373,7 +376,7 @@ class SecureSumFactory(UnweightedAggregationFactory):
   from round to round, are for float32/float64 values: `secure_quantized_sum` clips them,
   quantizes them onto TFF's 32-bit grid (deterministic rounding), sums and dequantizes them. With
   `n` clients, `R = upper - lower`, `M = max(|lower|, |upper|)` and `eps` the dtype's machine
-  epsilon, the result is within `n * (R / (2 * (2**32 - 1)) + 8 * eps * (R + M))` of the sum of
+  epsilon, the result is within `n * (R / (2 * (2**32 - 1)) + 4 * eps * (R + M))` of the sum of
   the clipped values.
 
   With only `upper_bound_threshold`, the range is `[-upper, upper]`. An adaptive threshold's
@@ -490,8 +493,8 @@ class SecureSumFactory(UnweightedAggregationFactory):
                     expected=f"thresholds in [{info.min}, {info.max}]",
                     actual=f"[{self._lower}, {self._upper}] ({self._bits} bits)")
     elif dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-      raise error(TypeError, name, f"{_KIND_TEXT[self._kind]} thresholds sum float32 or "
-                  "float64 values.", expected="float32 or float64 tensors",
+      raise error(TypeError, name, f"{_KIND_PLURAL[self._kind]} sum float32 or float64 "
+                  "values.", expected="float32 or float64 tensors",
                   actual=f"value_type {value_type}",
                   hint="give int thresholds (e.g. 10) to sum integers exactly"
                   if dtype.kind in "iu" else "cast the values to float32")
@@ -562,6 +565,7 @@ class SecureSumFactory(UnweightedAggregationFactory):
 
 
 _KIND_TEXT = {"int": "an int", "float": "a float", "process": "an EstimationProcess"}
+_KIND_PLURAL = {"float": "float thresholds", "process": "thresholds from estimation processes"}
 
 
 def _threshold_kind(factory: str, name: str, threshold: Any) -> str:
