@@ -275,7 +275,7 @@ class SecureModularSumFactory(UnweightedAggregationFactory):
   The result is `(sum_i x_i) mod modulus` in `[0, modulus - 1]`, whatever the inputs (values
   outside the range wrap around, no error). With `symmetric_range=True` values are read in
   `[-(modulus - 1), modulus - 1]`: the secure sum runs modulo `2 * modulus - 1` and the result
-  is mapped back into that range: with modulus 4, `[1, 3, 6]` reads as `[1, 3, -1]` and sums to
+  is mapped back into that range. With modulus 4, `[1, 3, 6]` reads as `[1, 3, -1]` and sums to
   `3`, and `[3, 3]` sums to `-1` (TFF's code does this; its docstring's example says otherwise).
   State and measurements are empty.
 
