@@ -377,12 +377,13 @@ class SecureSumFactory(UnweightedAggregationFactory):
   quantizes them onto TFF's 32-bit grid (deterministic rounding), sums and dequantizes them. With
   `n` clients, `R = upper - lower`, `M = max(|lower|, |upper|)` and `eps` the dtype's machine
   epsilon, the result is within `n * (R / (2 * (2**32 - 1)) + 4 * eps * (R + M))` of the sum of
-  the clipped values.
+  the clipped values. A NaN entry is summed as the lower bound and counted as neither clipped
+  above nor below (as in TFF).
 
   With only `upper_bound_threshold`, the range is `[-upper, upper]`. An adaptive threshold's
   process is fed, each round, the clients' values before clipping: the largest entry of each
   client's value (any tensor) for the upper process, the smallest for the lower one, and
-  `max(|smallest|, |largest|)` for a lone process (as `float32@CLIENTS`). A round clips with the
+  `max(|smallest|, |largest|)` for a lone process (as `{float32}@CLIENTS`). A round clips with the
   thresholds reported by the state it starts from.
 
   All tensors of the value must share one dtype. State: `()` for constants, else the process's
