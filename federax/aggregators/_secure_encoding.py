@@ -1,7 +1,7 @@
 """Array encodings for secure sums: values as unsigned integers, split into limbs summed exactly.
 
 A secure sum adds integers in `[0, 2**b - 1]`. Integers are clipped and shifted into that range;
-floats are clipped and quantized onto TFF's grid of `2**32 - 1` steps (deterministic rounding).
+floats are clipped and quantized onto a grid of 32 bits (deterministic rounding, as TFF).
 TFF sums the 32-bit encodings in int64, whose 31 spare bits hold the client count. JAX's default
 integers have 32 bits, so each encoding is split into 8-bit limbs, each summed on its own
 (`bitwidth=8`): a limb sum is at most `n * 255`, which fits uint32 for n <= 16,843,009 clients,
@@ -115,13 +115,13 @@ def integer_scale(lower: jax.Array, upper: jax.Array) -> jax.Array:
 
 
 def top_level(dtype) -> float:
-  """The largest grid point: `2**32 - 1`, or the nearest float below it (`2**32 - 256` in
-  float32, which cannot hold `2**32 - 1`)."""
+  """The number of grid steps `L`: TFF's `2**32 - 1` where `dtype` holds it (float64), else
+  `2**31` (float32, which cannot hold `2**32 - 1`): with a power of two, dyadic values in a
+  power-of-two range (zeros in `[-1, 1]`, say) are quantized and decoded without rounding."""
   dtype = np.dtype(dtype)
-  top = dtype.type(2**QUANTIZATION_BITS - 1)
-  if int(top) > 2**QUANTIZATION_BITS - 1:
-    top = np.nextafter(top, dtype.type(0))
-  return float(top)
+  if int(dtype.type(2**QUANTIZATION_BITS - 1)) == 2**QUANTIZATION_BITS - 1:
+    return float(2**QUANTIZATION_BITS - 1)
+  return float(2**(QUANTIZATION_BITS - 1))
 
 
 def quantize(x: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:

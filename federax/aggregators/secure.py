@@ -85,8 +85,9 @@ def secure_quantized_sum(client_value: Value, lower_bound: Any, upper_bound: Any
     of the clipped values (when it fits the dtype). For int64 with `upper - lower >= 2**32`
     the shifted values are first divided by `(upper - lower) // (2**32 - 1) + 1`, as TFF does.
   - Floats (float32, float64): `round((clip(x) - lower) * L / (upper - lower))`, deterministic
-    rounding onto TFF's grid of `L = 2**32 - 1` steps (in float32, which cannot hold
-    `2**32 - 1`, its neighbour `2**32 - 256`), decoded at the server. With `n` clients,
+    rounding onto a grid of `L` steps: TFF's `L = 2**32 - 1` in float64; `L = 2**31` in float32,
+    which cannot hold `2**32 - 1` (a power of two keeps dyadic values exact: zeros in `[-1, 1]`
+    sum to exactly 0), decoded at the server. With `n` clients,
     `R = upper - lower`, `M = max(|lower|, |upper|)` and `eps` the dtype's machine epsilon
     (2**-23 for float32), the result differs from the sum of the clipped values by at most
     `n * (R / (2 * L) + 4 * eps * (R + M))`: half a grid step per client, plus the rounding of
@@ -374,10 +375,10 @@ class SecureSumFactory(UnweightedAggregationFactory):
 
   Float thresholds (Python or NumPy floats), or `fx.templates.EstimationProcess`es adapting them
   from round to round, are for float32/float64 values: `secure_quantized_sum` clips them,
-  quantizes them onto TFF's 32-bit grid (deterministic rounding), sums and dequantizes them. With
-  `n` clients, `R = upper - lower`, `M = max(|lower|, |upper|)` and `eps` the dtype's machine
-  epsilon, the result is within `n * (R / (2 * (2**32 - 1)) + 4 * eps * (R + M))` of the sum of
-  the clipped values. A NaN entry is summed as the lower bound and counted as neither clipped
+  quantizes them onto a 32-bit grid of `L` steps (deterministic rounding; TFF's `L = 2**32 - 1`
+  in float64, `2**31` in float32), sums and dequantizes them. With `n` clients,
+  `R = upper - lower`, `M = max(|lower|, |upper|)` and `eps` the dtype's machine epsilon, the
+  result is within `n * (R / (2 * L) + 4 * eps * (R + M))` of the sum of the clipped values. A NaN entry is summed as the lower bound and counted as neither clipped
   above nor below (as in TFF).
 
   With only `upper_bound_threshold`, the range is `[-upper, upper]`. An adaptive threshold's

@@ -13,7 +13,6 @@ from federax import aggregators
 F32_STRUCT = fx.to_type(collections.OrderedDict(a=(np.float32, [3]), b=(np.float32, [])))
 I32_STRUCT = fx.to_type(collections.OrderedDict(a=(np.int32, [2, 2]), b=(np.int32, [])))
 EPS32 = 2.0**-23
-LEVELS = 2**32 - 1
 
 MEASUREMENTS = ("secure_upper_clipped_count=int32,secure_lower_clipped_count=int32,"
                 "secure_upper_threshold={d},secure_lower_threshold={d}")
@@ -21,8 +20,9 @@ MEASUREMENTS = ("secure_upper_clipped_count=int32,secure_lower_clipped_count=int
 
 def float_bound(n, lower, upper, eps=EPS32):
   """The documented error bound of a quantized secure sum of n clients."""
+  levels = 2**31 if eps == EPS32 else 2**32 - 1  # float32's grid, TFF's (float64).
   span, largest = float(upper) - float(lower), max(abs(float(lower)), abs(float(upper)))
-  return n * (span / (2 * LEVELS) + 4 * eps * (span + largest))
+  return n * (span / (2 * levels) + 4 * eps * (span + largest))
 
 
 def stacked(values, name=None):
@@ -138,7 +138,8 @@ def test_full_int32_range_cannot_overflow(runtime):
 def test_float_thresholds_match_tffs_example(runtime):
   process = aggregators.SecureSumFactory(1.0, -1.0).create(np.float32)
   output = process.next(process.initialize(), [-2.5, -0.5, 0.0, 1.0, 1.5, 2.5])
-  assert abs(float(output.result) - 1.5) <= float_bound(6, -1.0, 1.0)
+  assert float(output.result) == 1.5  # Dyadic values in [-1, 1]: float32's grid keeps them.
+  assert float(process.next(process.initialize(), [0.0] * 5).result) == 0.0
   assert dict(output.measurements) == dict(
       secure_upper_clipped_count=2, secure_lower_clipped_count=1, secure_upper_threshold=1.0,
       secure_lower_threshold=-1.0)
