@@ -378,8 +378,9 @@ class SecureSumFactory(UnweightedAggregationFactory):
   quantizes them onto a 32-bit grid of `L` steps (deterministic rounding; TFF's `L = 2**32 - 1`
   in float64, `2**31` in float32), sums and dequantizes them. With `n` clients,
   `R = upper - lower`, `M = max(|lower|, |upper|)` and `eps` the dtype's machine epsilon, the
-  result is within `n * (R / (2 * L) + 4 * eps * (R + M))` of the sum of the clipped values. A NaN entry is summed as the lower bound and counted as neither clipped
-  above nor below (as in TFF).
+  result is within `n * (R / (2 * L) + 4 * eps * (R + M))` of the sum of the clipped values.
+  A NaN entry is summed as the lower bound and counted as neither clipped above nor below (as
+  in TFF).
 
   With only `upper_bound_threshold`, the range is `[-upper, upper]`. An adaptive threshold's
   process is fed, each round, the clients' values before clipping: the largest entry of each
