@@ -85,11 +85,11 @@ def secure_quantized_sum(client_value: Value, lower_bound: Any, upper_bound: Any
     of the clipped values (when it fits the dtype). For int64 with `upper - lower >= 2**32`
     the shifted values are first divided by `(upper - lower) // (2**32 - 1) + 1`, as TFF does.
   - Floats (float32, float64): `round((clip(x) - lower) * L / (upper - lower))`, deterministic
-    rounding onto a grid of `L` steps: TFF's `L = 2**32 - 1` in float64; `L = 2**31` in float32,
-    which cannot hold `2**32 - 1` (a power of two keeps dyadic values exact: zeros in `[-1, 1]`
-    sum to exactly 0), decoded at the server. With `n` clients,
-    `R = upper - lower`, `M = max(|lower|, |upper|)` and `eps` the dtype's machine epsilon
-    (2**-23 for float32), the result differs from the sum of the clipped values by at most
+    rounding onto a grid of `L` steps, decoded at the server. `L` is TFF's `2**32 - 1` in
+    float64, and `2**31` in float32, which cannot hold `2**32 - 1` (a power of two keeps dyadic
+    values exact: zeros in `[-1, 1]` sum to exactly 0). With `n` clients, `R = upper - lower`,
+    `M = max(|lower|, |upper|)` and `eps` the dtype's machine epsilon (2**-23 for float32),
+    the result differs from the sum of the clipped values by at most
     `n * (R / (2 * L) + 4 * eps * (R + M))`: half a grid step per client, plus the rounding of
     the float arithmetic (which dominates in float32). A NaN is encoded as the lower bound
     (as TFF's saturating cast does).
