@@ -131,9 +131,18 @@ CASES += [
 ]
 
 
+# The recommended compositions (fx.learning), weighted and unweighted.
+for _kind in ("robust", "compression", "secure"):
+  for _weighted in (True, False):
+    CASES.append((f"{_kind}-aggregator{'-weighted' if _weighted else ''}",
+                  lambda k=_kind, w=_weighted: getattr(fx.learning, f"{k}_aggregator")(
+                      weighted=w), STRUCT, _weighted))
+
+
 @pytest.mark.parametrize("make, value_type, weighted", [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
 def test_factory_conforms(make, value_type, weighted):
   rounds = [_values(value_type, 5, seed) for seed in range(3)]
   weights = [list(np.arange(1.0, 6.0, dtype=np.float32) * (r + 1)) for r in range(3)]
   conformance.check(make(), value_type, rounds, weights if weighted else None)
+
