@@ -27,6 +27,9 @@ from federax.aggregators.rotation import (
 from federax.aggregators.rotation import HadamardTransformFactory as HadamardTransformFactory
 from federax.aggregators.sampling import (
     UnweightedReservoirSamplingFactory as UnweightedReservoirSamplingFactory)
+from federax.aggregators.secure import SecureModularSumFactory as SecureModularSumFactory
+from federax.aggregators.secure import SecureSumFactory as SecureSumFactory
+from federax.aggregators.secure import secure_quantized_sum as secure_quantized_sum
 from federax.aggregators.stochastic_discretization import (
     StochasticDiscretizationFactory as StochasticDiscretizationFactory)
 from federax.aggregators.sum_factory import SumFactory as SumFactory
@@ -40,4 +43,5 @@ __all__ = [
     "EncodedSumFactory", "HadamardTransformFactory", "DiscreteFourierTransformFactory",
     "concat_factory", "DeterministicDiscretizationFactory", "StochasticDiscretizationFactory",
     "ModularClippingSumFactory",
+    "SecureSumFactory", "SecureModularSumFactory", "secure_quantized_sum",
 ]

@@ -22,6 +22,8 @@ def _values(value_type, n, seed):
   value_type = fx.to_type(value_type)
 
   def draw(ts):
+    if isinstance(ts, fx.TensorType) and ts.dtype.kind in "iu":
+      return rng.integers(-20, 21, size=ts.shape).astype(ts.dtype)
     if isinstance(ts, fx.TensorType):
       if np.dtype(ts.dtype).kind in "iu":
         return rng.integers(-100, 100, size=ts.shape).astype(ts.dtype)
@@ -29,6 +31,18 @@ def _values(value_type, n, seed):
     return collections.OrderedDict((name, draw(e)) for name, e in ts.items())
 
   return [draw(value_type) for _ in range(n)]
+
+
+def _threshold_process(initial):
+  """An adaptive threshold for SecureSumFactory: `t <- (t + mean of the fed values) / 2`."""
+  initialize = fx.federated_computation(
+      lambda: fx.federated_value(np.float32(initial), fx.SERVER))
+  step = fx.computation(np.float32, np.float32)(lambda t, mean: 0.5 * (t + mean))
+  next_fn = fx.federated_computation(
+      lambda state, value: fx.federated_map(step, (state, fx.federated_mean(value))),
+      fx.FederatedType(np.float32, fx.SERVER), fx.FederatedType(np.float32, fx.CLIENTS))
+  report = fx.federated_computation(lambda state: state, fx.FederatedType(np.float32, fx.SERVER))
+  return fx.templates.EstimationProcess(initialize, next_fn, report)
 
 
 CASES = [
@@ -104,6 +118,16 @@ CASES += [
             prior_norm_bound=10.0))), STRUCT, False),
     ("compressed-mean", lambda: A.MeanFactory(
         A.EncodedSumFactory.quantize_above_threshold(4, 0)), STRUCT, True),
+    ("secure-sum-float", lambda: fx.aggregators.SecureSumFactory(1.0), STRUCT, False),
+    ("secure-sum-int", lambda: fx.aggregators.SecureSumFactory(9, -4), INT_STRUCT, False),
+    ("secure-sum-adaptive", lambda: fx.aggregators.SecureSumFactory(
+        _threshold_process(1.0), _threshold_process(-1.0)), STRUCT, False),
+    ("secure-modular-sum", lambda: fx.aggregators.SecureModularSumFactory(11), INT_STRUCT, False),
+    ("secure-modular-sum-symmetric",
+     lambda: fx.aggregators.SecureModularSumFactory(11, symmetric_range=True), INT_STRUCT, False),
+    ("mean-of-secure-sums", lambda: fx.aggregators.MeanFactory(
+        fx.aggregators.SecureSumFactory(2.0), fx.aggregators.SecureSumFactory(10.0)),
+     STRUCT, True),
 ]
 
 

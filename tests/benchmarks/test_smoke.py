@@ -53,3 +53,10 @@ def test_tff_way_rounds_benchmark_agrees_with_masked_batch_and_the_floor(shared_
   # and one client's round equals the floors.
   out = run_benchmark("tff_way_rounds", "--data-dir", str(shared_data))
   assert '"max_rel_diff_vs_masked"' in out and "x the floor" in out
+
+
+@pytest.mark.slow
+def test_aggregators_benchmark():
+  out = run_benchmark("aggregators")
+  for name in ("mean", "robust", "compression", "secure", "median", "krum"):
+    assert f"| mlp-smoke | {name} |" in out

@@ -120,6 +120,30 @@ def test_robust_aggregator_prints_tff_signature():
   assert str(process.next.type_signature) == TFF_ROBUST_SIGNATURE
 
 
+TFF_SECURE_SIGNATURE = (  # TFF 0.87: secure_aggregator().create(float32[2], float32)
+    "(<state=<zeroing_norm=<<current_estimate=float32,target_quantile=float32,learning_rate=flo"
+    "at32,below_estimate_state=<>>,<>>,inner_agg=<clipping_norm=<<current_estimate=float32,targ"
+    "et_quantile=float32,learning_rate=float32,below_estimate_state=<>>,<>>,inner_agg=<value_su"
+    "m_process=<<current_estimate=float32,target_quantile=float32,learning_rate=float32,below_e"
+    "stimate_state=<>>,<>>,weight_sum_process=<>>,clipped_count_agg=<>>,zeroed_count_agg=<>>@SE"
+    "RVER,value={float32[2]}@CLIENTS,weight={float32}@CLIENTS> -> <state=<zeroing_norm=<<curren"
+    "t_estimate=float32,target_quantile=float32,learning_rate=float32,below_estimate_state=<>>,"
+    "<>>,inner_agg=<clipping_norm=<<current_estimate=float32,target_quantile=float32,learning_r"
+    "ate=float32,below_estimate_state=<>>,<>>,inner_agg=<value_sum_process=<<current_estimate=f"
+    "loat32,target_quantile=float32,learning_rate=float32,below_estimate_state=<>>,<>>,weight_s"
+    "um_process=<>>,clipped_count_agg=<>>,zeroed_count_agg=<>>@SERVER,result=float32[2]@SERVER,"
+    "measurements=<zeroing=<clipping=<mean_value=<secure_upper_clipped_count=int32,secure_lower"
+    "_clipped_count=int32,secure_upper_threshold=float32,secure_lower_threshold=float32>,mean_w"
+    "eight=<secure_upper_clipped_count=int32,secure_lower_clipped_count=int32,secure_upper_thre"
+    "shold=float32,secure_lower_threshold=float32>>,clipping_norm=float32,clipped_count=int32>,"
+    "zeroing_norm=float32,zeroed_count=int32>@SERVER>)")
+
+
+def test_secure_aggregator_prints_tff_signature():
+  process = fx.learning.secure_aggregator().create(fx.TensorType(np.float32, [2]), F32)
+  assert str(process.next.type_signature) == TFF_SECURE_SIGNATURE
+
+
 def test_unweighted_robust_aggregator_is_unweighted_and_refuses_weights():
   factory = fx.learning.robust_aggregator(weighted=False)
   assert isinstance(factory, fx.aggregators.UnweightedAggregationFactory)
@@ -192,3 +216,20 @@ def test_every_algorithm_accepts_each_recommended_aggregator(algorithm, kind):
   assert any(not np.allclose(a, b) for a, b in zip(after, before))
   assert all(np.all(np.isfinite(a)) for a in after)
   assert "aggregator" in metrics
+
+
+def test_secure_aggregator_equals_the_robust_pipeline_within_quantization(runtime):
+  rounds = _rounds(seed=4, rounds=3)
+  weights = [[1.0, 3.0, 0.5, 2.0, 7.0]] * 3
+  outputs = _run(fx.learning.secure_aggregator(), rounds, weights)
+  expected, measured = _robust_reference(rounds, weights)
+  thresholds = []
+  for out, want, m in zip(outputs, expected, measured):
+    # Bound 2 * 50 = 100 quantized onto 2**31 steps: float32 arithmetic dominates the error.
+    np.testing.assert_allclose(_flat(out.result), want, rtol=1e-4, atol=1e-4)
+    assert int(out.measurements["zeroed_count"]) == m["zeroed_count"]
+    assert int(out.measurements["zeroing"]["clipped_count"]) == m["clipped_count"]
+    secure = out.measurements["zeroing"]["clipping"]["mean_value"]
+    thresholds.append(float(secure["secure_upper_threshold"]))
+  # 2 * q_0.95, q from 50, adapted every round (lr 1.0): far above these values, it falls.
+  assert thresholds[0] == pytest.approx(100.0) and thresholds[2] < thresholds[1] < 100.0

@@ -1,0 +1,146 @@
+"""Benchmark: what each model aggregator costs a FedAvg round, against the plain mean.
+
+    python -m benchmarks.aggregators            # the full run (several minutes on 2 cores)
+    python -m benchmarks.aggregators --smoke    # tiny sizes, one repeat (the test suite)
+
+Two workloads, each a weighted FedAvg round (client SGD, server SGD 1.0) from one fixed state:
+- W2: TFF's EMNIST `cnn_dropout` (1.2M parameters), the first W2 cohort of 10 FEMNIST writers
+  (benchmarks.learning_rounds), 1 epoch of batch 20.
+- MLP: 784-1024-256-10 (1.07M parameters) at 100 clients of 2 batches of 20 generated examples,
+  so the aggregation, not local training, dominates.
+
+Aggregators: `MeanFactory`, `robust_aggregator`, `compression_aggregator`, `secure_aggregator`
+(TFF's defaults) and the robust rules `MedianFactory`, `KrumFactory(num_byzantine=1)`
+(unweighted FedAvg: they do not weigh). Rounds are timed interleaved (`measure.interleaved`),
+so a burst of load hits every aggregator alike; the ratio to the mean's round is the figure.
+Writes benchmarks/results/aggregators.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import federax as fx
+from benchmarks import learning_rounds, measure
+from federax.learning import algorithms, optimizers
+from federax.learning.models import FunctionalModel, ModelWeights
+from federax.learning.models import metrics as model_metrics
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+AGGREGATORS = {
+    "mean": (True, lambda: fx.aggregators.MeanFactory()),
+    "robust": (True, lambda: fx.learning.robust_aggregator()),
+    "compression": (True, lambda: fx.learning.compression_aggregator()),
+    "secure": (True, lambda: fx.learning.secure_aggregator()),
+    "median": (False, lambda: fx.aggregators.MedianFactory()),
+    "krum": (False, lambda: fx.aggregators.KrumFactory(num_byzantine=1)),
+}
+
+
+def mlp_model(sizes: list[int], input_spec) -> FunctionalModel:
+  keys = jax.random.split(jax.random.PRNGKey(0), len(sizes) - 1)
+  weights = []
+  for key, (a, b) in zip(keys, zip(sizes, sizes[1:])):
+    weights += [np.asarray(jax.random.normal(key, (a, b)) * np.sqrt(2 / a), np.float32),
+                np.zeros(b, np.float32)]
+
+  def predict(weights, x, training=False):
+    w = getattr(weights, "trainable", weights)
+    h = x.reshape(x.shape[0], -1)
+    for i in range(0, len(w), 2):
+      h = h @ w[i] + w[i + 1]
+      h = jax.nn.relu(h) if i + 2 < len(w) else jax.nn.softmax(h)
+    return h
+
+  return FunctionalModel(
+      initial_weights=ModelWeights(weights, []), predict_on_batch_fn=predict,
+      loss_fn=learning_rounds.sparse_categorical_crossentropy,
+      metrics_fns=model_metrics.to_metrics_fns([model_metrics.sparse_categorical_accuracy()]),
+      input_spec=input_spec)
+
+
+def mlp_clients(clients: int, examples: int, seed: int = 0) -> list:
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(clients):
+    x = rng.normal(size=(examples, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=examples).astype(np.int32)
+    data = fx.data.Dataset.from_tensor_slices(collections.OrderedDict(x=x, y=y))
+    out.append(data.masked_batch(20))
+  return out
+
+
+def build(name: str, model, lr: float):
+  weighted, make = AGGREGATORS[name]
+  build_fn = (algorithms.build_weighted_fed_avg if weighted
+              else algorithms.build_unweighted_fed_avg)
+  return build_fn(model, optimizers.build_sgdm(lr), optimizers.build_sgdm(1.0),
+                  model_aggregator=make())
+
+
+def bench(model, lr: float, data: list, repeats: int, names: list[str]) -> dict:
+  rounds = {}
+  for name in names:
+    process = build(name, model, lr)
+    state = process.initialize()
+    rounds[name] = lambda p=process, s=state: p.next(s, data).state
+  timed = measure.interleaved(rounds, repeats)
+  mean_s = timed["mean"]["s"]
+  return {name: {"s": r["s"], "first_s": r["first_s"], "compile_s": r["compile_s"],
+                 "ratio_to_mean": r["s"] / mean_s} for name, r in timed.items()}
+
+
+def render(report: dict) -> str:
+  lines = ["| workload | aggregator | s / round | x mean | first round s |",
+           "| --- | --- | --- | --- | --- |"]
+  for workload, rows in report["workloads"].items():
+    for name, r in rows.items():
+      lines.append(f"| {workload} | {name} | {r['s']:.3f} | {r['ratio_to_mean']:.2f} | "
+                   f"{r['first_s']:.1f} |")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--smoke", action="store_true")
+  parser.add_argument("--data-dir", type=pathlib.Path, default=learning_rounds.DATA)
+  parser.add_argument("--repeats", type=int, default=5)
+  args = parser.parse_args()
+  names = list(AGGREGATORS)
+  repeats = 1 if args.smoke else args.repeats
+  report = {"command": "python -m benchmarks.aggregators" + (" --smoke" if args.smoke else ""),
+            "machine": measure.machine(),
+            "workloads": {}}
+  if args.smoke:
+    data = mlp_clients(3, 20)
+    report["workloads"]["mlp-smoke"] = bench(
+        mlp_model([784, 16, 10], data[0].element_spec), 0.1, data, repeats, names)
+  else:
+    cohort = learning_rounds.w2_cohorts(args.data_dir, 10, 1)[0]
+    report["workloads"]["w2 (10 clients)"] = bench(
+        learning_rounds.cnn_model(cohort[0].element_spec), learning_rounds.W2_LR, cohort,
+        repeats, names)
+    data = mlp_clients(100, 40)
+    report["workloads"]["mlp 1M (100 clients)"] = bench(
+        mlp_model([784, 1024, 256, 10], data[0].element_spec), 0.1, data, repeats, names)
+  table = render(report)
+  print(table)
+  if args.smoke:
+    print("smoke ok")
+    return
+  RESULTS.mkdir(parents=True, exist_ok=True)
+  (RESULTS / "aggregators.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+  (RESULTS / "aggregators.md").write_text(f"`{report['command']}`\n\n{table}\n")
+
+
+if __name__ == "__main__":
+  main()
