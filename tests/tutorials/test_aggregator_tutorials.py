@@ -1,8 +1,9 @@
 """TFF's aggregator tutorials, ported to federax as notebooks: what they print, checked.
 
 `tuning_recommended_aggregators` trains FedAvg with every aggregator TFF 0.87's tutorial shows
-(and federax's robust rules); `tff_for_federated_learning_research_compression` is TFF's
-"model and update compression" research tutorial, deleted from TFF before 0.87. Each notebook runs once per module, in FAST mode (`notebooks.run`).
+(and federax's robust rules); `tff_for_federated_learning_research_compression` is TFF's "model
+and update compression" research tutorial, deleted from TFF before 0.87. Each notebook runs once
+per module, in FAST mode (`notebooks.run`).
 
 Measurement structures are compared with TFF 0.87's own (the types printed by
 `tff_reference/tuning_recommended_aggregators.py`); numbers that TFF's published notebooks do not

@@ -2,7 +2,8 @@
 notebook's constants, for the notebook's model update (a 784x10 kernel and 10 biases) weighted
 by a float32: one line `title :: type` per training in the notebook.
 
-    benchmarks/peers/tff/.venv/bin/python tests/tutorials/tff_reference/tuning_recommended_aggregators.py
+    benchmarks/peers/tff/.venv/bin/python \
+        tests/tutorials/tff_reference/tuning_recommended_aggregators.py
 """
 import collections
 import math
