@@ -17,6 +17,7 @@ from federax.core.values import constant_payload
 from federax.runtime._base import NO_CLIENTS_TO_STACK, EvalKeys, require_clients, client_key
 from federax.runtime.padding import PaddedSequence
 from federax.runtime.vectorized import clients, streaming
+from federax.runtime.vectorized.reductions import client_max, client_min, client_sum
 from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
 from federax.runtime.vectorized.plan import Plan, step_cost
 
@@ -117,14 +118,20 @@ class VectorizedExecution(Execution):
 
   # --- Aggregations ------------------------------------------------------------------------------
 
+  @property
+  def _looped(self) -> bool:
+    """Client-axis reductions loop over the clients (on one CPU device: `reductions`)."""
+    return self.plan.backend == "cpu" and self.plan.shard < 2
+
   def federated_sum(self, payload, ts):
-    return jax.tree_util.tree_map(lambda x: jnp.sum(x, axis=0, dtype=x.dtype),
+    return jax.tree_util.tree_map(lambda x: client_sum(x, self._looped),
                                   clients.stacked(payload, self.n))
 
   def federated_mean(self, payload, ts, weight, weight_type):
     members = clients.stacked(payload, self.n)
     if weight is None:
-      return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0).astype(x.dtype), members)
+      return jax.tree_util.tree_map(
+          lambda x: (client_sum(x, self._looped) / x.shape[0]).astype(x.dtype), members)
     w = clients.stacked(weight, self.n).astype(jnp.float32)
     total = jnp.sum(w)
 
@@ -136,11 +143,13 @@ class VectorizedExecution(Execution):
 
   def federated_min(self, payload, ts):
     require_clients("federated_min", self.n)
-    return jax.tree_util.tree_map(lambda x: jnp.min(x, axis=0), clients.stacked(payload, self.n))
+    return jax.tree_util.tree_map(lambda x: client_min(x, self._looped),
+                                  clients.stacked(payload, self.n))
 
   def federated_max(self, payload, ts):
     require_clients("federated_max", self.n)
-    return jax.tree_util.tree_map(lambda x: jnp.max(x, axis=0), clients.stacked(payload, self.n))
+    return jax.tree_util.tree_map(lambda x: client_max(x, self._looped),
+                                  clients.stacked(payload, self.n))
 
   def federated_stack(self, payload, ts):
     # The client axis holds exactly the n clients (nothing pads it); `Shared` (all-equal)
@@ -165,7 +174,7 @@ class VectorizedExecution(Execution):
             f"federated_secure_sum_bitwidth: {self.n} clients of {b}-bit values can overflow "
             f"{x.dtype}; use fewer bits or a wider integer type (jax_enable_x64 for int64).")
       _check_in_range(x, 0, high, "federated_secure_sum_bitwidth")
-      sums.append(jnp.sum(x, axis=0, dtype=x.dtype))
+      sums.append(client_sum(x, self._looped))
     return jax.tree_util.tree_unflatten(treedef, sums)
 
   def federated_secure_modular_sum(self, payload, ts, modulus):
