@@ -60,3 +60,8 @@ def test_aggregators_benchmark():
   out = run_benchmark("aggregators")
   for name in ("mean", "robust", "compression", "secure", "median", "krum"):
     assert f"| mlp-smoke | {name} |" in out
+
+
+@pytest.mark.slow
+def test_client_reductions_benchmark():
+  assert "| 4 | 5000 |" in run_benchmark("client_reductions")
