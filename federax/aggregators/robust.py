@@ -135,9 +135,13 @@ class _RobustFactory(AggregationFactory):
 
   def create(self, value_type: Any, weight_type: Any = None) -> AggregationProcess:
     if weight_type is not None and not self.weighted:
-      raise error(TypeError, f"{self._name}(...).create", "the inner factory takes no "
-                  "weights, so neither does this one.", actual=f"weight_type {weight_type}",
-                  hint="wrap a weighted factory, e.g. fx.aggregators.MeanFactory()")
+      # An inner factory that refuses weights for a reason (e.g. differential privacy) says so.
+      hint = type(self._inner)._no_weights_hint
+      if hint == AggregationFactory._no_weights_hint:
+        hint = "wrap a weighted factory, e.g. fx.aggregators.MeanFactory()"
+      raise error(TypeError, f"{self._name}(...).create", "the inner factory "
+                  f"({type(self._inner).__name__}) takes no weights, so neither does this one.",
+                  actual=f"weight_type {weight_type}", hint=hint)
     return super().create(value_type, weight_type)
 
   def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
