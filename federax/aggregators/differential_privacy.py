@@ -22,6 +22,7 @@ from federax.core.errors import error
 from federax.core.placements import CLIENTS, SERVER
 from federax.templates.measured_process import MeasuredProcessOutput
 from federax.templates._naming import named
+from federax.aggregators import _compression_utils as cu
 from federax.aggregators import _gaussian
 from federax.aggregators import quantile_estimation as qe
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
@@ -215,8 +216,8 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     ...     noise_multiplier=0.0, clients_per_round=4, clip=1.0)
     >>> process = factory.create(fx.TensorType(np.float32, [2]))
     >>> output = process.next(process.initialize(), [[3.0, 4.0], [0.3, 0.4]])
-    >>> output.result  # ([0.6, 0.8] + [0.3, 0.4]) / 4: clipped, summed, divided by 4
-    array([0.225, 0.3  ], dtype=float32)
+    >>> [round(float(x), 6) for x in output.result]  # ([0.6, 0.8] + [0.3, 0.4]) / 4
+    [0.225, 0.3]
   """
 
   _no_weights_hint = f"{WEIGHTS_REFUSED}; {WEIGHTS_HINT}"
@@ -230,10 +231,8 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     self._query = query
     if record_aggregation_factory is None:
       record_aggregation_factory = SumFactory()
-    if not isinstance(record_aggregation_factory, UnweightedAggregationFactory):
-      raise error(TypeError, _NAME, "record_aggregation_factory must be an unweighted "
-                  "aggregation factory (a sum that does not raise a record's norm).",
-                  actual=repr(record_aggregation_factory), hint="e.g. fx.aggregators.SumFactory()")
+    # The factory must sum without raising a record's norm (TFF's assumption, not checkable).
+    cu.check_unweighted_inner(_NAME, "record_aggregation_factory", record_aggregation_factory)
     self._record_aggregation_factory = record_aggregation_factory
 
   def __repr__(self) -> str:
