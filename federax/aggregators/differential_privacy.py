@@ -38,8 +38,8 @@ WEIGHTS_REFUSED = (
     "sensitivity to one client is unbounded (it grows with the client's weight, while a clipped "
     "value moves the unweighted sum by at most the clip), so no noise level covers it; TFF "
     "forbids it too")
-WEIGHTS_HINT = ("aggregate unweighted: create(value_type) (with FedAvg, uniform client "
-                "weighting)")
+WEIGHTS_HINT = ("aggregate unweighted: create(value_type), in training an unweighted algorithm "
+                "(fx.learning.algorithms.build_unweighted_fed_avg)")
 
 
 # --- Queries: what the factory's process computes, as local functions ----------------------------

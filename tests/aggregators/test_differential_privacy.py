@@ -293,6 +293,45 @@ def test_dp_aggregator_zeroes_then_clips_adaptively(runtime):
   assert isinstance(fx.learning.dp_aggregator(1.0, 100, zeroing=False), DPF)
 
 
+def _linear_model():
+  from federax.learning.models import FunctionalModel, ModelWeights
+
+  def predict(weights, x, training):
+    kernel, bias = weights.trainable
+    return x @ kernel + bias
+
+  def loss_fn(logits, labels, sample_weight):
+    losses = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1)[:, 0]
+    return jnp.sum(losses * sample_weight) / jnp.maximum(jnp.sum(sample_weight), 1.0)
+
+  spec = collections.OrderedDict(x=(np.float32, [4, 3]), y=(np.int32, [4]), mask=(np.bool_, [4]))
+  weights = ModelWeights([np.zeros((3, 2), np.float32), np.zeros(2, np.float32)], [])
+  return FunctionalModel(initial_weights=weights, predict_on_batch_fn=predict, loss_fn=loss_fn,
+                         input_spec=spec)
+
+
+def test_dp_fed_avg_trains_unweighted_and_refuses_weights():
+  from federax.learning import algorithms, optimizers
+  rng = np.random.default_rng(9)
+  data = [[collections.OrderedDict(x=rng.normal(size=(4, 3)).astype(np.float32),
+                                   y=rng.integers(0, 2, 4).astype(np.int32),
+                                   mask=np.ones(4, bool))] for _ in range(4)]
+  process = algorithms.build_unweighted_fed_avg(
+      _linear_model(), optimizers.build_sgdm(0.1), optimizers.build_sgdm(1.0),
+      model_aggregator=fx.learning.dp_aggregator(0.1, 4, seed=0))
+  state = process.initialize()
+  clips = []
+  for _ in range(2):
+    state, metrics = process.next(state, data)
+    clips.append(float(metrics["aggregator"]["zeroing"]["dp_query_metrics"]["clip"]))
+  assert clips[0] != clips[1]  # the clip adapts as training goes
+  assert np.all(np.isfinite(process.get_model_weights(state).trainable[0]))
+  with pytest.raises(TypeError, match="unbounded"):
+    algorithms.build_weighted_fed_avg(
+        _linear_model(), optimizers.build_sgdm(0.1),
+        model_aggregator=fx.learning.dp_aggregator(0.1, 4, seed=0))
+
+
 # --- Types as TFF prints them --------------------------------------------------------------------
 
 # TFF 0.87's signatures (tensorflow_federated run on float32[2] values).
