@@ -3,6 +3,8 @@
 from federax.aggregators.concat import concat_factory as concat_factory
 from federax.aggregators.deterministic_discretization import (
     DeterministicDiscretizationFactory as DeterministicDiscretizationFactory)
+from federax.aggregators.differential_privacy import (
+    DifferentiallyPrivateFactory as DifferentiallyPrivateFactory)
 from federax.aggregators.encoded import EncodedSumFactory as EncodedSumFactory
 from federax.aggregators.factory import AggregationFactory as AggregationFactory
 from federax.aggregators.factory import AggregationProcess as AggregationProcess
@@ -16,6 +18,8 @@ from federax.aggregators.modular_clipping import (
     ModularClippingSumFactory as ModularClippingSumFactory)
 from federax.aggregators.quantile_estimation import (
     PrivateQuantileEstimationProcess as PrivateQuantileEstimationProcess)
+from federax.aggregators.quantile_estimation import (
+    QuantileEstimatorQuery as QuantileEstimatorQuery)
 from federax.aggregators.robust_rules import GeometricMedianFactory as GeometricMedianFactory
 from federax.aggregators.robust_rules import KrumFactory as KrumFactory
 from federax.aggregators.robust_rules import MedianFactory as MedianFactory
@@ -44,4 +48,5 @@ __all__ = [
     "concat_factory", "DeterministicDiscretizationFactory", "StochasticDiscretizationFactory",
     "ModularClippingSumFactory",
     "SecureSumFactory", "SecureModularSumFactory", "secure_quantized_sum",
+    "DifferentiallyPrivateFactory", "QuantileEstimatorQuery",
 ]

@@ -129,15 +129,21 @@ class _RobustFactory(AggregationFactory):
     self._inner = inner
     self._count_sum = count_sum
     self._make_bound_fn = make_bound_fn
+    # Why weights are refused, when the inner factory refuses them for a reason (e.g. DP).
+    self._no_weights_hint = inner._no_weights_hint
 
   def __repr__(self) -> str:
     return f"<{self._name}(..., {type(self._inner).__name__})>"
 
   def create(self, value_type: Any, weight_type: Any = None) -> AggregationProcess:
     if weight_type is not None and not self.weighted:
-      raise error(TypeError, f"{self._name}(...).create", "the inner factory takes no "
-                  "weights, so neither does this one.", actual=f"weight_type {weight_type}",
-                  hint="wrap a weighted factory, e.g. fx.aggregators.MeanFactory()")
+      # An inner factory that refuses weights for a reason (e.g. differential privacy) says so.
+      hint = self._no_weights_hint
+      if hint == AggregationFactory._no_weights_hint:
+        hint = "wrap a weighted factory, e.g. fx.aggregators.MeanFactory()"
+      raise error(TypeError, f"{self._name}(...).create", "the inner factory "
+                  f"({type(self._inner).__name__}) takes no weights, so neither does this one.",
+                  actual=f"weight_type {weight_type}", hint=hint)
     return super().create(value_type, weight_type)
 
   def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:

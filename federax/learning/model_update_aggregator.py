@@ -1,4 +1,5 @@
-"""The recommended model-update aggregators, with TFF's defaults: robust, compression, secure.
+"""The recommended model-update aggregators, with TFF's defaults: robust, compression, secure,
+and differentially private.
 
 Each is a mean wrapped, from the outside in, by adaptive zeroing (of corrupted updates), then
 adaptive L2 clipping (of outliers), with compression or the secure sum innermost: zeroing acts
@@ -135,3 +136,31 @@ def secure_aggregator(*, zeroing: bool = True, clipping: bool = True, weighted: 
     mean = aggregators.UnweightedMeanFactory(value_sum_factory=value_sum,
                                              count_sum_factory=_secure_count())
   return _wrap(mean, zeroing, clipping, secure_estimation=True)
+
+
+def dp_aggregator(noise_multiplier: float, clients_per_round: float, zeroing: bool = True, *,
+                  seed: Optional[int] = None) -> AggregationFactory:
+  """An unweighted mean with adaptive zeroing, adaptive clipping and Gaussian noise (TFF's
+  `dp_aggregator`; McMahan et al. 2018, Andrew et al. 2021).
+
+  `DifferentiallyPrivateFactory.gaussian_adaptive(noise_multiplier, clients_per_round)` (clip
+  from 0.1 toward the median norm, the clipped count noised; `noise_multiplier` is the total),
+  wrapped by the default adaptive zeroing (of updates whose L-inf norm exceeds
+  `2 * q_0.98 + 1`, for data corruption) when `zeroing`. Unweighted only.
+
+  Args:
+    noise_multiplier: the total noise multiplier (>= 0); about 1 or more for meaningful privacy.
+    clients_per_round: the expected number of clients per round (> 0).
+    zeroing: adaptive zeroing, outermost.
+    seed: the noise's seed (an int), or None (default) for a secret one from the OS.
+
+  Example:
+    >>> agg = fx.learning.dp_aggregator(noise_multiplier=0.0, clients_per_round=2)
+    >>> process = agg.create(fx.TensorType(np.float32, [2]))
+    >>> out = process.next(process.initialize(), [[3.0, 4.0], [0.03, 0.04]])
+    >>> [round(float(x), 3) for x in out.result]  # [3, 4] clipped to 0.1, then / 2
+    [0.045, 0.06]
+  """
+  factory = aggregators.DifferentiallyPrivateFactory.gaussian_adaptive(
+      noise_multiplier, clients_per_round, seed=seed)
+  return _default_zeroing(factory) if zeroing else factory

@@ -131,6 +131,21 @@ CASES += [
 ]
 
 
+# Central differential privacy (unweighted only), and clipping at a noised quantile.
+CASES += [
+    ("dp-gaussian-fixed", lambda: A.DifferentiallyPrivateFactory.gaussian_fixed(1.0, 5, 1.0,
+                                                                                seed=0),
+     STRUCT, False),
+    ("dp-gaussian-adaptive", lambda: A.DifferentiallyPrivateFactory.gaussian_adaptive(
+        1.0, 50, seed=0), STRUCT, False),
+    ("dp-aggregator", lambda: fx.learning.dp_aggregator(1.0, 50, seed=0), STRUCT, False),
+    ("clipping-noised-quantile", lambda: A.clipping_factory(
+        A.PrivateQuantileEstimationProcess(A.QuantileEstimatorQuery(1.0, 0.5, 0.2, 0.25, 5,
+                                                                    True, seed=0)),
+        A.UnweightedMeanFactory()), STRUCT, False),
+]
+
+
 # The recommended compositions (fx.learning), weighted and unweighted.
 for _kind in ("robust", "compression", "secure"):
   for _weighted in (True, False):

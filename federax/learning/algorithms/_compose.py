@@ -41,8 +41,11 @@ def aggregator_for(where: str, model, model_aggregator: Optional[AggregationFact
                     f"fx.aggregators.MeanFactory()); got {model_aggregator!r}.")
   update_type = type_of(model.initial_weights)[0]
   if weighted and not factory.weighted:
+    # A factory that refuses weights for a reason (e.g. differential privacy) gives it.
+    reason = getattr(factory, "_no_weights_hint", AggregationFactory._no_weights_hint)
+    reason = "" if reason == AggregationFactory._no_weights_hint else f" ({reason})"
     raise TypeError(f"{where}: model_aggregator must support weights (client updates are "
-                    f"weighted); {type(factory).__name__} does not. Use an unweighted "
+                    f"weighted); {type(factory).__name__} does not{reason}. Use an unweighted "
                     "algorithm or a weighted factory such as fx.aggregators.MeanFactory().")
   # Types, as TFF passes them: a factory overriding `create` itself gets no conversion.
   weight_type = t.TensorType(FLOAT32)

@@ -1,0 +1,427 @@
+"""`DifferentiallyPrivateFactory`: central differential privacy (TFF's): each client's value
+clipped, the sum noised once at the server, divided by the expected number of clients."""
+
+from __future__ import annotations
+
+import abc
+import collections
+import dataclasses
+import math
+import numbers
+import warnings
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from federax.core import intrinsics as fi
+from federax.core import types as t
+from federax.core.computations import computation, federated_computation
+from federax.core.errors import error
+from federax.core.placements import CLIENTS, SERVER
+from federax.templates.measured_process import MeasuredProcessOutput
+from federax.templates._naming import named
+from federax.aggregators import _compression_utils as cu
+from federax.aggregators import _gaussian
+from federax.aggregators import quantile_estimation as qe
+from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
+                                         UnweightedAggregationFactory, check_float_value)
+from federax.aggregators.sum_factory import SumFactory
+
+_NAME = "DifferentiallyPrivateFactory"
+_PRIVACY_EXTRA = "pip install 'federax[privacy]'"
+
+# Why a DP factory takes no weights: said wherever weights are refused.
+WEIGHTS_REFUSED = (
+    "central differential privacy needs a bounded sensitivity, and a weighted mean's "
+    "sensitivity to one client is unbounded (it grows with the client's weight, while a clipped "
+    "value moves the unweighted sum by at most the clip), so no noise level covers it; TFF "
+    "forbids it too")
+WEIGHTS_HINT = ("aggregate unweighted: create(value_type), in training an unweighted algorithm "
+                "(fx.learning.algorithms.build_unweighted_fed_avg)")
+
+
+# --- Queries: what the factory's process computes, as local functions ----------------------------
+
+
+class _Query(abc.ABC):
+  """A sum query (tfp's `SumAggregationDPQuery`): clip at the clients, noise at the server.
+
+  Its pieces are local functions of pytrees; the factory places them. `record` of every client
+  is summed by the record aggregation factory, then `noised_result` runs once at the server.
+  """
+
+  @abc.abstractmethod
+  def initial_state(self) -> Any:
+    """The query's state (TFF's `query_state`), NumPy values: constants of the program."""
+
+  @abc.abstractmethod
+  def sample_params(self, state: Any) -> Any:
+    """What every client needs this round (e.g. the clip), from the state."""
+
+  @abc.abstractmethod
+  def record(self, params: Any, value: Any) -> Any:
+    """One client's record: its value clipped (and what else the query counts)."""
+
+  @abc.abstractmethod
+  def noised_result(self, summed: Any, state: Any) -> tuple[Any, Any]:
+    """`(the aggregate, the next state)` from the summed records, at the server."""
+
+  @abc.abstractmethod
+  def metrics(self, state: Any) -> collections.OrderedDict:
+    """TFF's `dp_query_metrics` of the state after the round."""
+
+  @abc.abstractmethod
+  def dp_event(self) -> Any:
+    """The `dp_accounting.DpEvent` one round releases (`dp_accounting` imported by the caller)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _NormalizedGaussianQuery(_Query):
+  """tfp's `NormalizedQuery(GaussianSumQuery(clip, noise_multiplier * clip), denominator)`.
+
+  State `<numerator_state=<l2_norm_clip,stddev,noise_key>,denominator>`.
+  """
+
+  noise_multiplier: float
+  clip: float
+  denominator: float
+  noise_key: np.ndarray
+
+  def initial_state(self):
+    return collections.OrderedDict(
+        numerator_state=collections.OrderedDict(
+            l2_norm_clip=np.float32(self.clip),
+            stddev=np.float32(self.noise_multiplier * self.clip), noise_key=self.noise_key),
+        denominator=np.float32(self.denominator))
+
+  def sample_params(self, state):
+    return state["numerator_state"]["l2_norm_clip"]
+
+  def record(self, params, value):
+    return _gaussian.clip(value, params)[0]
+
+  def noised_result(self, summed, state):
+    noised, numerator_state = _gaussian.noised(summed, state["numerator_state"])
+    return _divide(noised, state["denominator"]), collections.OrderedDict(
+        numerator_state=numerator_state, denominator=state["denominator"])
+
+  def metrics(self, state):
+    return collections.OrderedDict()
+
+  def dp_event(self):
+    import dp_accounting  # pylint: disable=g-import-not-at-top
+    return dp_accounting.GaussianDpEvent(self.noise_multiplier)
+
+
+@dataclasses.dataclass(frozen=True)
+class _NormalizedAdaptiveQuery(_Query):
+  """tfp's `NormalizedQuery(QuantileAdaptiveClipSumQuery(...), denominator)`: a Gaussian sum
+  whose clip is a noised quantile estimate of the clients' norms (Andrew et al. 2021).
+
+  State `<numerator_state=<noise_multiplier,sum_state=<l2_norm_clip,stddev,noise_key>,
+  quantile_estimator_state=<...>>,denominator>`; a record is `<sum_state=clipped value,
+  quantile_estimator_state=1[norm <= clip] - 0.5>`.
+  """
+
+  value_noise_multiplier: float
+  initial_clip: float
+  quantile: qe.QuantileEstimatorQuery
+  denominator: float
+  noise_key: np.ndarray
+
+  def initial_state(self):
+    sum_state = collections.OrderedDict(
+        l2_norm_clip=np.float32(self.initial_clip),
+        stddev=np.float32(self.value_noise_multiplier * self.initial_clip),
+        noise_key=self.noise_key)
+    return collections.OrderedDict(
+        numerator_state=collections.OrderedDict(
+            noise_multiplier=np.float32(self.value_noise_multiplier), sum_state=sum_state,
+            quantile_estimator_state=qe.initial_state(self.quantile)),
+        denominator=np.float32(self.denominator))
+
+  def sample_params(self, state):
+    numerator = state["numerator_state"]
+    return (numerator["sum_state"]["l2_norm_clip"],
+            numerator["quantile_estimator_state"]["current_estimate"])
+
+  def record(self, params, value):
+    clip, estimate = params
+    clipped, norm = _gaussian.clip(value, clip)
+    # The estimator learns from the norms as given (before clipping), as in tfp.
+    return collections.OrderedDict(
+        sum_state=clipped,
+        quantile_estimator_state=qe.below_estimate_record(self.quantile, estimate, norm))
+
+  def noised_result(self, summed, state):
+    numerator = state["numerator_state"]
+    noised, sum_state = _gaussian.noised(summed["sum_state"], numerator["sum_state"])
+    quantile_state = qe.next_state(self.quantile, summed["quantile_estimator_state"],
+                                   numerator["quantile_estimator_state"])
+    clip = jnp.maximum(quantile_state["current_estimate"], 0.0)
+    # The next round clips at the new estimate, and its noise follows the clip.
+    sum_state = _gaussian.initial_state(clip, clip * numerator["noise_multiplier"],
+                                        sum_state["noise_key"])
+    return _divide(noised, state["denominator"]), collections.OrderedDict(
+        numerator_state=collections.OrderedDict(
+            noise_multiplier=numerator["noise_multiplier"], sum_state=sum_state,
+            quantile_estimator_state=quantile_state),
+        denominator=state["denominator"])
+
+  def metrics(self, state):
+    return collections.OrderedDict(
+        clip=state["numerator_state"]["sum_state"]["l2_norm_clip"])
+
+  def dp_event(self):
+    import dp_accounting  # pylint: disable=g-import-not-at-top
+    count_stddev = float(self.quantile.below_estimate.initial_state["numerator_state"]["stddev"])
+    # The count's sensitivity is 0.5 (records are +-0.5): its noise multiplier is stddev / 0.5.
+    return dp_accounting.ComposedDpEvent([
+        dp_accounting.GaussianDpEvent(self.value_noise_multiplier),
+        dp_accounting.GaussianDpEvent(count_stddev / 0.5)])
+
+
+def _divide(total, denominator):
+  return jax.tree_util.tree_map(lambda x: x / denominator.astype(x.dtype), total)
+
+
+# --- The factory ---------------------------------------------------------------------------------
+
+
+class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
+  """Central differential privacy for an unweighted mean (TFF's `DifferentiallyPrivateFactory`).
+
+  Every client's value is clipped to a global L2 norm `C` (all its tensors as one vector), the
+  clipped values are summed (by `record_aggregation_factory`), Gaussian noise of standard
+  deviation `noise_multiplier * C` is added once at the server, and the sum is divided by the
+  expected number of clients per round (a fixed denominator, not the realized count: tfp's
+  `NormalizedQuery`). One client then moves the sum by at most `C` whatever its value, so each
+  round is a Gaussian mechanism with that noise multiplier (McMahan et al. 2018, DP-FedAvg).
+
+  Build it with `gaussian_fixed(...)` or `gaussian_adaptive(...)`. Only unweighted processes:
+  a weighted mean's sensitivity to one client grows with that client's weight.
+
+  The noise is drawn from a JAX key kept in the state (split every round; each tensor its own
+  stream), so the same `seed` gives bit-identical noise on every runtime. The default seed,
+  None, draws one from the operating system: noise anyone can recompute protects nothing.
+
+  State: TFF's `<query_state=..,agg_state=..,is_init_state=bool>` without `dp_event` (strings
+  cannot live in a JAX program; `dp_event()` gives it), each Gaussian sum's state with its
+  `noise_key=uint32[2]`. Measurements: `<dp_query_metrics=..,dp=<record aggregation's>>`.
+
+  Example:
+    >>> factory = fx.aggregators.DifferentiallyPrivateFactory.gaussian_fixed(
+    ...     noise_multiplier=0.0, clients_per_round=4, clip=1.0)
+    >>> process = factory.create(fx.TensorType(np.float32, [2]))
+    >>> output = process.next(process.initialize(), [[3.0, 4.0], [0.3, 0.4]])
+    >>> [round(float(x), 6) for x in output.result]  # ([0.6, 0.8] + [0.3, 0.4]) / 4
+    [0.225, 0.3]
+  """
+
+  _no_weights_hint = f"{WEIGHTS_REFUSED}; {WEIGHTS_HINT}"
+
+  def __init__(self, query: Any,
+               record_aggregation_factory: Optional[AggregationFactory] = None):
+    if not isinstance(query, _Query):
+      raise error(TypeError, _NAME, "the query must be one federax builds (a "
+                  "tensorflow_privacy DPQuery cannot run on JAX).", actual=repr(query),
+                  hint=f"use {_NAME}.gaussian_fixed(...) or {_NAME}.gaussian_adaptive(...)")
+    self._query = query
+    if record_aggregation_factory is None:
+      record_aggregation_factory = SumFactory()
+    # The factory must sum without raising a record's norm (TFF's assumption, not checkable).
+    cu.check_unweighted_inner(_NAME, "record_aggregation_factory", record_aggregation_factory)
+    self._record_aggregation_factory = record_aggregation_factory
+
+  def __repr__(self) -> str:
+    return f"<{_NAME}({type(self._query).__name__})>"
+
+  @classmethod
+  def gaussian_fixed(cls, noise_multiplier: float, clients_per_round: float, clip: float, *,
+                     seed: Optional[int] = None) -> DifferentiallyPrivateFactory:
+    """Clips to a fixed L2 norm `clip` and adds Gaussian noise of `noise_multiplier * clip`.
+
+    The result is `(sum_i clip_C(v_i) + N(0, (z C)^2 I)) / clients_per_round`.
+
+    Args:
+      noise_multiplier: `z` (>= 0); about 1 or more for meaningful privacy.
+      clients_per_round: the expected number of clients per round (> 0), the denominator.
+      clip: `C` (> 0), the L2 norm bound of one client's value.
+      seed: the noise's seed (an int), or None (default) for a secret one from the OS.
+
+    Raises:
+      TypeError: an argument that is not a number. ValueError: one out of its range.
+    """
+    where = f"{_NAME}.gaussian_fixed"
+    z = _check(where, "noise_multiplier", noise_multiplier, "nonnegative")
+    n = _check(where, "clients_per_round", clients_per_round, "positive")
+    c = _check(where, "clip", clip, "positive")
+    key = qe.seeded_key(qe.noise_seed(where, seed), "GaussianSumQuery")
+    return cls(_NormalizedGaussianQuery(z, c, n, key))
+
+  @classmethod
+  def gaussian_adaptive(cls, noise_multiplier: float, clients_per_round: float,
+                        initial_l2_norm_clip: float = 0.1, target_unclipped_quantile: float = 0.5,
+                        learning_rate: float = 0.2, clipped_count_stddev: Optional[float] = None,
+                        *, seed: Optional[int] = None) -> DifferentiallyPrivateFactory:
+    """Adaptive clipping at a noised quantile of the clients' norms, and Gaussian noise.
+
+    The clip `C` starts at `initial_l2_norm_clip` and follows, geometrically, the
+    `target_unclipped_quantile` of the clients' norms (Andrew et al. 2021): each round the
+    count of clients whose norm is at or below `C` gets Gaussian noise of
+    `clipped_count_stddev` (`fx.aggregators.QuantileEstimatorQuery`). Both the values and the
+    count are released, so the values' noise multiplier is raised so that together they are
+    `noise_multiplier`: `z_value = (z^-2 - (2 clipped_count_stddev)^-2)^-1/2` (TFF's). The
+    measurement `dp_query_metrics.clip` is the clip of the next round.
+
+    Args:
+      noise_multiplier: `z` (>= 0), the total noise multiplier of a round.
+      clients_per_round: the expected number of clients per round (> 0).
+      initial_l2_norm_clip: the first clip (> 0).
+      target_unclipped_quantile: the fraction of clients left unclipped, in [0, 1].
+      learning_rate: the clip's geometric rate (>= 0).
+      clipped_count_stddev: the count's noise (>= 0); default `0.05 * clients_per_round`
+        (0 when `noise_multiplier` is 0). Must exceed `noise_multiplier / 2`.
+      seed: the noise's seed (an int), or None (default) for a secret one from the OS.
+
+    Raises:
+      TypeError: an argument that is not a number. ValueError: one out of its range, or a
+        `clipped_count_stddev` too small for `noise_multiplier`.
+    """
+    where = f"{_NAME}.gaussian_adaptive"
+    z = _check(where, "noise_multiplier", noise_multiplier, "nonnegative")
+    n = _check(where, "clients_per_round", clients_per_round, "positive")
+    clip = _check(where, "initial_l2_norm_clip", initial_l2_norm_clip, "positive")
+    quantile = _check(where, "target_unclipped_quantile", target_unclipped_quantile,
+                      "probability")
+    rate = _check(where, "learning_rate", learning_rate, "nonnegative")
+    if clipped_count_stddev is not None:
+      clipped_count_stddev = _check(where, "clipped_count_stddev", clipped_count_stddev,
+                                    "nonnegative")
+    value_z, count_stddev = adaptive_clip_noise_params(z, n, clipped_count_stddev)
+    seed = qe.noise_seed(where, seed)
+    estimator = qe.QuantileEstimatorQuery(clip, quantile, rate, count_stddev, n,
+                                          geometric_update=True, seed=seed)
+    key = qe.seeded_key(seed, "GaussianSumQuery")
+    return cls(_NormalizedAdaptiveQuery(value_z, clip, estimator, n, key))
+
+  def dp_event(self) -> Any:
+    """What one round releases, for a privacy accountant: a `dp_accounting.DpEvent`.
+
+    `GaussianDpEvent(noise_multiplier)` for `gaussian_fixed`; for `gaussian_adaptive`
+    `ComposedDpEvent([GaussianDpEvent(value noise multiplier), GaussianDpEvent(2 *
+    clipped_count_stddev)])` (TFF's). Per round, without sampling: how clients are sampled
+    (e.g. `PoissonSampledDpEvent`) is the training program's to add.
+
+    Raises:
+      ImportError: `dp_accounting` is not installed (`pip install 'federax[privacy]'`).
+    """
+    try:
+      import dp_accounting  # pylint: disable=g-import-not-at-top,unused-import
+    except ImportError as e:
+      raise ImportError(f"{_NAME}.dp_event needs the dp-accounting package, an optional "
+                        f"dependency of federax: {_PRIVACY_EXTRA}") from e
+    return self._query.dp_event()
+
+  def create(self, value_type: Any, weight_type: Any = None) -> AggregationProcess:
+    if weight_type is not None:
+      raise error(TypeError, f"{_NAME}.create", f"a weighted process cannot be made: "
+                  f"{WEIGHTS_REFUSED}.", actual=f"weight_type {weight_type}", hint=WEIGHTS_HINT)
+    return super().create(value_type)
+
+  def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
+    check_float_value(_NAME, value_type, hint="cast the values to float32 first (clipping and "
+                      "noise are real-valued)")
+    query = self._query
+    where = f"{_NAME}.create(value_type)"
+
+    @computation
+    def initial_query_state():
+      return query.initial_state()
+
+    query_state_type = initial_query_state.type_signature.result
+    params_fn = computation(query_state_type)(query.sample_params)
+    record_fn = computation(params_fn.type_signature.result, value_type)(query.record)
+    records = self._record_aggregation_factory.create(record_fn.type_signature.result)
+    summed_type = records.next.type_signature.result[1].member
+
+    @computation(summed_type, query_state_type)
+    def noised_result(summed, query_state):
+      return query.noised_result(summed, query_state)
+
+    metrics_fn = computation(query_state_type)(query.metrics)
+
+    @federated_computation
+    @named(f"{where}.initialize")
+    def initialize():
+      return fi.federated_zip(collections.OrderedDict(
+          query_state=fi.federated_eval(initial_query_state, SERVER),
+          agg_state=records.initialize(),
+          is_init_state=fi.federated_value(np.bool_(True), SERVER)))
+
+    @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS))
+    @named(f"{where}.next")
+    def next_fn(state, value):
+      params = fi.federated_broadcast(fi.federated_map(params_fn, state.query_state))
+      record = fi.federated_map(record_fn, (params, value))
+      record_out = records.next(state.agg_state, record)
+      result, query_state = fi.federated_map(noised_result,
+                                             (record_out.result, state.query_state))
+      return MeasuredProcessOutput(
+          state=fi.federated_zip(collections.OrderedDict(
+              query_state=query_state, agg_state=record_out.state,
+              is_init_state=fi.federated_value(np.bool_(False), SERVER))),
+          result=result,
+          measurements=fi.federated_zip(collections.OrderedDict(
+              dp_query_metrics=fi.federated_map(metrics_fn, query_state),
+              dp=record_out.measurements)))
+
+    return AggregationProcess(initialize, next_fn)
+
+
+def adaptive_clip_noise_params(noise_multiplier: float, expected_clients_per_round: float,
+                               clipped_count_stddev: Optional[float] = None
+                               ) -> tuple[float, float]:
+  """`(value_noise_multiplier, clipped_count_stddev)` of adaptive clipping (TFF's function).
+
+  Releasing the noised count costs privacy too; the values' noise multiplier is raised so the
+  two together make `noise_multiplier`: `(z^-2 - (2 s)^-2)^-1/2` for count noise `s`
+  (default `0.05 * expected_clients_per_round`; 0 and 0 without noise).
+
+  Raises:
+    ValueError: `noise_multiplier >= 2 * clipped_count_stddev` (no value noise reaches it).
+  """
+  where = f"{_NAME}.gaussian_adaptive"
+  if noise_multiplier <= 0.0:
+    return 0.0, 0.0 if clipped_count_stddev is None else clipped_count_stddev
+  if clipped_count_stddev is None:
+    clipped_count_stddev = 0.05 * expected_clients_per_round
+  if noise_multiplier >= 2 * clipped_count_stddev:
+    raise error(ValueError, where, "clipped_count_stddev is too low for the requested total "
+                "noise_multiplier: the count alone would spend the budget.",
+                expected=f"clipped_count_stddev > noise_multiplier / 2 = {noise_multiplier / 2}",
+                actual=f"clipped_count_stddev {clipped_count_stddev} (default 0.05 * "
+                "clients_per_round)", hint="raise clipped_count_stddev or clients_per_round, "
+                "or lower noise_multiplier")
+  value_noise_multiplier = (noise_multiplier**-2 - (2 * clipped_count_stddev)**-2)**-0.5
+  if value_noise_multiplier / noise_multiplier >= 2:
+    warnings.warn(f"{where}: the values get {value_noise_multiplier / noise_multiplier:.2f}x "
+                  f"the noise of noise_multiplier {noise_multiplier} to pay for the noised "
+                  "clipped count; raise clipped_count_stddev or clients_per_round.",
+                  stacklevel=3)
+  return value_noise_multiplier, clipped_count_stddev
+
+
+def _check(where: str, name: str, value: Any, check: str) -> float:
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise error(TypeError, where, f"{name} must be a number.", actual=repr(value))
+  value = float(value)
+  valid, expected = {"positive": (value > 0, "a finite float > 0"),
+                     "nonnegative": (value >= 0, "a finite float >= 0"),
+                     "probability": (0 <= value <= 1, "a float in [0, 1]")}[check]
+  if not (valid and math.isfinite(value)):
+    raise error(ValueError, where, f"{name} must be {expected}.", expected=expected,
+                actual=repr(value))
+  return value
