@@ -43,23 +43,23 @@ def limb_bitwidth(bits: int) -> int:
 
 
 def split(x: jax.Array, bits: int) -> jax.Array:
-  """A `bits`-bit unsigned encoding as its limbs, least significant first (`[*x.shape, k]`:
-  the limb axis last, so a vmapped split needs no transpose); the encoding itself when one limb
-  holds it."""
+  """A `bits`-bit unsigned encoding as its limbs, least significant first (`[k, *x.shape]`: each
+  limb contiguous, so a client's limbs are written as `k` plain copies, not interleaved); the
+  encoding itself when one limb holds it."""
   k = limb_count(bits)
   if k == 1:
     return x
   mask = jnp.asarray(2**LIMB_BITS - 1, x.dtype)
-  return jnp.stack([(x >> jnp.asarray(LIMB_BITS * j, x.dtype)) & mask for j in range(k)], -1)
+  return jnp.stack([(x >> jnp.asarray(LIMB_BITS * j, x.dtype)) & mask for j in range(k)])
 
 
 def join(sums: jax.Array, bits: int) -> jax.Array:
   """The total of the limb sums `split` made, modulo 2**(container width)."""
   if limb_count(bits) == 1:
     return sums
-  total = sums[..., 0]
-  for j in range(1, sums.shape[-1]):
-    total = total + (sums[..., j] << jnp.asarray(LIMB_BITS * j, sums.dtype))  # Wraps mod 2**W.
+  total = sums[0]
+  for j in range(1, sums.shape[0]):
+    total = total + (sums[j] << jnp.asarray(LIMB_BITS * j, sums.dtype))  # Wraps mod 2**W.
   return total
 
 
@@ -67,9 +67,9 @@ def join_float(sums: jax.Array, bits: int, dtype) -> jax.Array:
   """The total of the limb sums `split` made, in the float `dtype` (rounded once per limb)."""
   if limb_count(bits) == 1:
     return sums.astype(dtype)
-  total = jnp.zeros(sums.shape[:-1], dtype)
-  for j in reversed(range(sums.shape[-1])):  # Most significant first: smaller rounding errors.
-    total = total + sums[..., j].astype(dtype) * dtype.type(2.0**(LIMB_BITS * j))
+  total = jnp.zeros(sums.shape[1:], dtype)
+  for j in reversed(range(sums.shape[0])):  # Most significant first: smaller rounding errors.
+    total = total + sums[j].astype(dtype) * dtype.type(2.0**(LIMB_BITS * j))
   return total
 
 

@@ -44,3 +44,23 @@ def test_federated_sum_of_wide_rows_loops_over_the_clients_on_one_cpu_device():
     np.testing.assert_array_equal(total(data), np.full(5000, 15.0, np.float32))
     text = jax.make_jaxpr(lambda d: total(list(d)))(jnp.asarray(data)).pretty_print()
   assert ("while" in text or "scan" in text) and "reduce_sum" not in text
+
+
+@pytest.mark.parametrize("looped", [True, False])
+def test_sum_and_extremes_in_one_pass(looped):
+  x = np.random.default_rng(1).integers(-50, 50, size=(5, 6000)).astype(np.int32)
+  total, smallest, largest = reductions.client_sum_and_extremes(jnp.asarray(x), looped)
+  np.testing.assert_array_equal(total, x.sum(0))
+  assert int(smallest) == x.min() and int(largest) == x.max()
+
+
+def test_secure_sum_of_wide_rows_still_refuses_values_out_of_range():
+  value = fx.FederatedType(fx.TensorType(np.int32, [5000]), fx.CLIENTS)
+  total = fx.federated_computation(lambda v: fx.federated_secure_sum_bitwidth(v, 8), value)
+  good = [np.full(5000, 255, np.int32), np.zeros(5000, np.int32)]
+  with fx.runtime.vectorized(shard=False):
+    np.testing.assert_array_equal(total(good), np.full(5000, 255))
+    bad = [np.zeros(5000, np.int32), np.zeros(5000, np.int32)]
+    bad[1][4321] = 256
+    with pytest.raises(Exception, match=r"client values \[256\] lie outside \[0, 255\]"):
+      total(bad)

@@ -17,7 +17,8 @@ from federax.core.values import constant_payload
 from federax.runtime._base import NO_CLIENTS_TO_STACK, EvalKeys, require_clients, client_key
 from federax.runtime.padding import PaddedSequence
 from federax.runtime.vectorized import clients, streaming
-from federax.runtime.vectorized.reductions import client_max, client_min, client_sum
+from federax.runtime.vectorized.reductions import (client_max, client_min, client_sum,
+                                                   client_sum_and_extremes)
 from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
 from federax.runtime.vectorized.plan import Plan, step_cost
 
@@ -173,8 +174,12 @@ class VectorizedExecution(Execution):
         raise OverflowError(
             f"federated_secure_sum_bitwidth: {self.n} clients of {b}-bit values can overflow "
             f"{x.dtype}; use fewer bits or a wider integer type (jax_enable_x64 for int64).")
-      _check_in_range(x, 0, high, "federated_secure_sum_bitwidth")
-      sums.append(client_sum(x, self._looped))
+      if x.size == 0:
+        sums.append(jnp.sum(x, axis=0, dtype=x.dtype))
+        continue
+      total, smallest, largest = client_sum_and_extremes(x, self._looped)
+      _check_extremes(smallest, largest, 0, high, "federated_secure_sum_bitwidth")
+      sums.append(total)
     return jax.tree_util.tree_unflatten(treedef, sums)
 
   def federated_secure_modular_sum(self, payload, ts, modulus):
@@ -267,6 +272,11 @@ def _check_in_range(x: jax.Array, low, high, op: str) -> None:
   """
   if x.size == 0:
     return
+  _check_extremes(jnp.min(x), jnp.max(x), low, high, op)
+
+
+def _check_extremes(smallest: jax.Array, largest: jax.Array, low, high, op: str) -> None:
+  """Raises (when the program runs) if `smallest` or `largest` is outside [low, high]."""
 
   def check(smallest, largest):
     smallest, largest = np.asarray(smallest).item(), np.asarray(largest).item()
@@ -274,4 +284,4 @@ def _check_in_range(x: jax.Array, low, high, op: str) -> None:
       bad = [v for v in (smallest, largest) if not low <= v <= high]
       raise ValueError(f"{op}: client values {bad} lie outside [{low}, {high}].")
 
-  jax.debug.callback(check, jnp.min(x), jnp.max(x))
+  jax.debug.callback(check, smallest, largest)

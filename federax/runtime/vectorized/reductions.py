@@ -54,3 +54,17 @@ def client_min(x: jax.Array, looped: bool) -> jax.Array:
 
 def client_max(x: jax.Array, looped: bool) -> jax.Array:
   return _by_loop(x, jnp.maximum) if _use_loop(x, looped) else jnp.max(x, axis=0)
+
+
+def client_sum_and_extremes(x: jax.Array, looped: bool) -> tuple:
+  """`(x.sum(axis=0), x.min(), x.max())`: with `looped`, in one pass over the clients (a
+  secure sum checks its values' range as it adds them)."""
+  if not _use_loop(x, looped):
+    return jnp.sum(x, axis=0, dtype=x.dtype), jnp.min(x), jnp.max(x)
+
+  def step(i, acc):
+    total, smallest, largest = acc
+    return total + x[i], jnp.minimum(smallest, x[i]), jnp.maximum(largest, x[i])
+
+  total, smallest, largest = jax.lax.fori_loop(1, x.shape[0], step, (x[0], x[0], x[0]))
+  return total, jnp.min(smallest), jnp.max(largest)
