@@ -8,6 +8,9 @@ from typing import Any, Optional
 from federax.core import types as t
 from federax.core.errors import error
 from federax.core.type_conversions import to_type
+from federax.core.computations import Computation, federated_computation
+from federax.core.placements import CLIENTS
+from federax.templates._naming import named
 from federax.templates.aggregation_process import AggregationProcess
 
 
@@ -113,3 +116,21 @@ def check_float_weight(factory: str, weight_type: t.Type) -> None:
     raise error(TypeError, f"{factory}.create", "the weight must be a floating-point scalar.",
                 expected="a floating-point scalar, e.g. float32",
                 actual=f"weight_type {weight_type}")
+
+
+def next_computation(where: str, state_type: t.Type, value_type: t.Type,
+                     weight_type: Optional[t.Type], step) -> Computation:
+  """A process's `next`, named `{where}.next`: `step(state, value[, weight])` declared on
+  `(state_type, {value_type}@CLIENTS[, {weight_type}@CLIENTS])` (weighted iff `weight_type`)."""
+  at_clients = t.FederatedType(value_type, CLIENTS)
+  if weight_type is None:
+    @federated_computation(state_type, at_clients)
+    @named(f"{where}.next")
+    def next_fn(state, value):
+      return step(state, value)
+  else:
+    @federated_computation(state_type, at_clients, t.FederatedType(weight_type, CLIENTS))
+    @named(f"{where}.next")
+    def next_fn(state, value, weight):
+      return step(state, value, weight)
+  return next_fn

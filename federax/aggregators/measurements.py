@@ -10,15 +10,14 @@ from typing import Any, Callable, Optional
 
 from federax.core import intrinsics as fi
 from federax.core import types as t
-from federax.core.computations import callable_name, federated_computation
+from federax.core.computations import callable_name
 from federax.core.errors import error
-from federax.core.placements import CLIENTS, SERVER
+from federax.core.placements import SERVER
 from federax.core.values import Value, to_value
 from federax.templates.measured_process import MeasuredProcessOutput
-from federax.templates._naming import named
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
                                          UnweightedAggregationFactory,
-                                         WeightedAggregationFactory)
+                                         WeightedAggregationFactory, next_computation)
 
 _NAME = "add_measurements"
 
@@ -142,18 +141,8 @@ class _Measured(AggregationFactory):
                       else fi.federated_value((), SERVER))
       return MeasuredProcessOutput(output.state, output.result, measurements)
 
-    state_type = inner.initialize.type_signature.result
-    value_at_clients = t.FederatedType(value_type, CLIENTS)
-    if weighted:
-      @federated_computation(state_type, value_at_clients, t.FederatedType(weight_type, CLIENTS))
-      @named(f"{where}.next")
-      def next_fn(state, value, weight):
-        return step(state, value, weight)
-    else:
-      @federated_computation(state_type, value_at_clients)
-      @named(f"{where}.next")
-      def next_fn(state, value):
-        return step(state, value)
+    next_fn = next_computation(where, inner.initialize.type_signature.result, value_type,
+                               weight_type, step)
 
     return AggregationProcess(inner.initialize, next_fn)
 

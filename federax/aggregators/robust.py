@@ -22,7 +22,7 @@ from federax.templates.measured_process import MeasuredProcessOutput
 from federax.templates._naming import named
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
                                          UnweightedAggregationFactory,
-                                         WeightedAggregationFactory)
+                                         WeightedAggregationFactory, next_computation)
 from federax.aggregators.sum_factory import SumFactory
 
 NORM_TYPE = t.TensorType(np.float32)  # TFF's NORM_TF_TYPE: norms and thresholds
@@ -186,18 +186,8 @@ class _RobustFactory(AggregationFactory):
               (self._prefix + "ing", inner_out.measurements), (norm_key, norm),
               (count_key, count_out.result)])))
 
-    state_type = initialize.type_signature.result
-    value_at_clients = t.FederatedType(value_type, CLIENTS)
-    if weighted:
-      @federated_computation(state_type, value_at_clients, t.FederatedType(weight_type, CLIENTS))
-      @named(f"{where}.next")
-      def next_fn(state, value, weight):
-        return step(state, value, weight)
-    else:
-      @federated_computation(state_type, value_at_clients)
-      @named(f"{where}.next")
-      def next_fn(state, value):
-        return step(state, value)
+    next_fn = next_computation(where, initialize.type_signature.result, value_type,
+                               weight_type, step)
 
     return AggregationProcess(initialize, next_fn)
 

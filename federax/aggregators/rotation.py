@@ -25,7 +25,27 @@ from federax.aggregators.hadamard import fast_walsh_hadamard_transform
 from federax.aggregators.sum_factory import SumFactory
 
 
-class HadamardTransformFactory(UnweightedAggregationFactory):
+class _RotationFactory(UnweightedAggregationFactory):
+  """A random rotation around an unweighted inner factory; subclasses name the transform."""
+
+  _measurement: str  # The measurement's key: TFF's `hd` or `dft`.
+  _transform: tuple  # (padded size of n elements, forward, inverse); a property in each
+  # subclass, as the transforms are defined further down.
+
+  def __init__(self, inner_agg_factory: Optional[AggregationFactory] = None,
+               num_repeats: int = 1, *, seed: int = 0):
+    name = type(self).__name__
+    self._inner = (SumFactory() if inner_agg_factory is None else
+                   cu.check_unweighted_inner(name, "inner_agg_factory", inner_agg_factory))
+    self._num_repeats = cu.check_int(name, "num_repeats", num_repeats, 1)
+    self._seed = cu.check_seed(name, seed)
+
+  def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
+    return _rotation_process(type(self).__name__, self._measurement, self._inner, value_type,
+                             self._seed, self._num_repeats, *self._transform)
+
+
+class HadamardTransformFactory(_RotationFactory):
   """Rotates each client tensor by a random Hadamard rotation before the inner aggregation.
 
   TFF's factory. At the clients each tensor is flattened, cast to float32, zero-padded to the
@@ -51,20 +71,11 @@ class HadamardTransformFactory(UnweightedAggregationFactory):
     (array([2., 3., 4.], dtype=float32), OrderedDict([('hd', ())]))
   """
 
-  def __init__(self, inner_agg_factory: Optional[AggregationFactory] = None,
-               num_repeats: int = 1, *, seed: int = 0):
-    name = type(self).__name__
-    self._inner = (SumFactory() if inner_agg_factory is None else
-                   cu.check_unweighted_inner(name, "inner_agg_factory", inner_agg_factory))
-    self._num_repeats = cu.check_int(name, "num_repeats", num_repeats, 1)
-    self._seed = cu.check_seed(name, seed)
-
-  def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
-    return _rotation_process(type(self).__name__, "hd", self._inner, value_type, self._seed,
-                             self._num_repeats, _hadamard_size, _hadamard, _hadamard_inverse)
+  _measurement = "hd"
+  _transform = property(lambda self: (_hadamard_size, _hadamard, _hadamard_inverse))
 
 
-class DiscreteFourierTransformFactory(UnweightedAggregationFactory):
+class DiscreteFourierTransformFactory(_RotationFactory):
   """Rotates each client tensor by a random discrete Fourier transform before the inner
   aggregation.
 
@@ -90,17 +101,8 @@ class DiscreteFourierTransformFactory(UnweightedAggregationFactory):
     (array([2., 3., 4.], dtype=float32), OrderedDict([('dft', ())]))
   """
 
-  def __init__(self, inner_agg_factory: Optional[AggregationFactory] = None,
-               num_repeats: int = 1, *, seed: int = 0):
-    name = type(self).__name__
-    self._inner = (SumFactory() if inner_agg_factory is None else
-                   cu.check_unweighted_inner(name, "inner_agg_factory", inner_agg_factory))
-    self._num_repeats = cu.check_int(name, "num_repeats", num_repeats, 1)
-    self._seed = cu.check_seed(name, seed)
-
-  def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
-    return _rotation_process(type(self).__name__, "dft", self._inner, value_type, self._seed,
-                             self._num_repeats, _dft_size, _dft, _dft_inverse)
+  _measurement = "dft"
+  _transform = property(lambda self: (_dft_size, _dft, _dft_inverse))
 
 
 # --- The transforms (one repeat, on a padded float32 vector) -------------------------------------
