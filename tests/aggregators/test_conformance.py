@@ -157,7 +157,8 @@ for _kind in ("robust", "compression", "secure"):
 @pytest.mark.parametrize("make, value_type, weighted", [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
 def test_factory_conforms(make, value_type, weighted):
-  rounds = [_values(value_type, 5, seed) for seed in range(3)]
-  weights = [list(np.arange(1.0, 6.0, dtype=np.float32) * (r + 1)) for r in range(3)]
+  # Two rounds: the second must reuse the first's program and keep the state's structure.
+  rounds = [_values(value_type, 5, seed) for seed in range(2)]
+  weights = [list(np.arange(1.0, 6.0, dtype=np.float32) * (r + 1)) for r in range(2)]
   conformance.check(make(), value_type, rounds, weights if weighted else None)
 
