@@ -12,8 +12,10 @@
 from federax.core import *  # noqa: F401,F403  (the Federated Core's __all__)
 from federax.core import __all__ as _core_all
 from federax import aggregators as aggregators
+from federax import analytics as analytics
 from federax import data as data
 from federax import learning as learning
+from federax import privacy as privacy
 from federax import program as program
 from federax import runtime as runtime
 from federax import simulation as simulation
@@ -27,5 +29,5 @@ runtime.set_default(runtime.vectorized())
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [*_core_all, "aggregators", "backends", "data", "learning", "program", "runtime", "simulation",
-           "structure", "templates", "types"]
+__all__ = [*_core_all, "aggregators", "analytics", "backends", "data", "learning", "privacy",
+           "program", "runtime", "simulation", "structure", "templates", "types"]

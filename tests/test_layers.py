@@ -11,7 +11,8 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "federax"
 
-_BELOW_SIMULATION = {"core", "runtime", "templates", "data", "aggregators", "learning", "program"}
+_BELOW_SIMULATION = {"core", "runtime", "templates", "data", "aggregators", "learning", "program",
+                     "privacy", "analytics"}
 
 # Layer (a package under federax/, or a subpackage with its own rule) -> the layers it may
 # import, besides itself and `federax._checks` (which imports nothing from federax).
@@ -28,6 +29,10 @@ ALLOWED = {
     # The loop and data sources need the core only (`_flatten` and the release managers read
     # its `Struct`). `templates` would be allowed if a program had to build a process; none does.
     "program": {"core"},
+  # Accounting reads the aggregators' DP events and the program layer's samplers.
+  "privacy": {"core", "templates", "aggregators", "program"},
+  # Analytics are federated computations built like aggregators (secure sums, DP noise).
+  "analytics": {"core", "templates", "aggregators", "privacy"},
     "types": {"core"},  # TFF's `tff.types` path over the core's types.
     "simulation": _BELOW_SIMULATION,
     "cli": _BELOW_SIMULATION | {"simulation", "federax"},  # "federax": `import federax as fx`.
@@ -156,8 +161,8 @@ def test_the_checker_reports_bad_imports_at_any_depth(tmp_path):
 
 
 def test_the_checker_refuses_a_package_without_a_rule(tmp_path):
-  package = _package(tmp_path, {"__init__.py": "", "analytics/__init__.py": ""})
-  with pytest.raises(KeyError, match="no rule in ALLOWED for the package 'analytics'"):
+  package = _package(tmp_path, {"__init__.py": "", "telemetry/__init__.py": ""})
+  with pytest.raises(KeyError, match="no rule in ALLOWED for the package 'telemetry'"):
     violations(package)
 
 

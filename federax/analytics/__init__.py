@@ -1,0 +1,2 @@
+"""`fx.analytics`: federated analytics (TFF's `tff.analytics`): heavy hitters, histograms,
+distinct counts, as federated computations whose client sketches are array programs."""

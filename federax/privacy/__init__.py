@@ -1,0 +1,1 @@
+"""`fx.privacy`: differential privacy accounting on `dp-accounting` (the `privacy` extra)."""
