@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from federax.simulation.datasets import download
+from federax.simulation.datasets import _elements, download
 from federax.simulation.formats.hdf5 import hdf5_client_data
 
 # URL and archive sha256 as published in TFF's shakespeare loader (HDF5 release). The extracted
@@ -27,8 +27,13 @@ SHAKESPEARE = download.RemoteFile(
 
 
 def to_elements(features: dict[str, np.ndarray]) -> collections.OrderedDict[str, np.ndarray]:
-  """A client's HDF5 features as TFF's elements: `snippets`, one string per example."""
-  return collections.OrderedDict(snippets=np.asarray(features["snippets"], np.str_).reshape(-1))
+  """A client's HDF5 features as TFF's elements: `snippets`, one string per example.
+
+  Raises:
+    DataFormatError: if `snippets` is missing or does not hold one string per example.
+  """
+  return collections.OrderedDict(
+      snippets=_elements.column(features, "snippets", "str", np.str_))
 
 
 def load_data(cache_dir: Optional[str | os.PathLike] = None,
