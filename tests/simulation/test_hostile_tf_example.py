@@ -142,7 +142,8 @@ def test_fuzzed_records_only_ever_raise_the_parse_error():
 def _protobuf_example_class():
   """tf.train.Example's message class, built from its .proto definition (no TensorFlow)."""
   descriptor_pb2 = pytest.importorskip("google.protobuf.descriptor_pb2")
-  from google.protobuf import descriptor_pool, message_factory  # pylint: disable=g-import-not-at-top
+  from google.protobuf import descriptor_pool  # pylint: disable=g-import-not-at-top
+  from google.protobuf import message_factory  # pylint: disable=g-import-not-at-top
   proto = descriptor_pb2.FileDescriptorProto(name="example.proto", package="t", syntax="proto3")
   field = descriptor_pb2.FieldDescriptorProto
   for name, kind in (("BytesList", field.TYPE_BYTES), ("FloatList", field.TYPE_FLOAT),
