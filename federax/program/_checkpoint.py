@@ -75,7 +75,8 @@ def read(directory: str, structure: Any) -> Any:
   flat, treedef = jax.tree_util.tree_flatten_with_path(structure)
   paths = [jax.tree_util.keystr(path) for path, _ in flat]
   _check_paths(directory, manifest, [spec.path for spec in specs], paths)
-  problems = [(spec.path, _leaves.mismatch(spec, leaf)) for spec, (_, leaf) in zip(specs, flat)]
+  problems = [(spec.path, _leaves.mismatch(spec, leaf) or _key_data_mismatch(spec, leaf))
+              for spec, (_, leaf) in zip(specs, flat)]
   problems = [(path, why) for path, why in problems if why]
   if problems:
     lines = [f"Checkpoint {directory} does not match `structure` at leaf {problems[0][0]}: "
@@ -86,9 +87,31 @@ def read(directory: str, structure: Any) -> Any:
     lines.append("  hint: pass a structure like the saved state (e.g. `process.initialize()` of "
                  "the process that saved it).")
     raise ProgramStateError("\n".join(lines))
-  leaves = [_leaves.restore(array, spec, leaf)
-            for array, spec, (_, leaf) in zip(stored, specs, flat)]
+  leaves = []
+  for array, spec, (_, leaf) in zip(stored, specs, flat):
+    try:
+      leaves.append(_leaves.restore(array, spec, leaf))
+    except (TypeError, ValueError) as e:  # Whatever the checks above missed: still ours.
+      raise ProgramStateError(
+          f"Checkpoint {directory}: leaf {spec.path} ({spec.describe()}) cannot be restored "
+          f"into the structure's {_leaves._describe_template(leaf)}: {e}. The checkpoint is "
+          "left as it is.") from None
   return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _key_data_mismatch(spec: _leaves.LeafSpec, template: Any) -> str | None:
+  """Why a PRNG key leaf's stored data cannot be the template key's data (its dtype), or None.
+
+  `_leaves.mismatch` compares a key's implementation and shape; a manifest edited to another
+  dtype of the same width (int32 for uint32) passes both and would reach JAX's own TypeError.
+  """
+  if not _leaves._is_key(template):
+    return None
+  wanted = np.dtype(jax.eval_shape(jax.random.key_data, template).dtype)
+  if _leaves.resolve_dtype(spec.dtype) == wanted:
+    return None
+  return (f"the checkpoint has {spec.describe()}, the structure's "
+          f"{_leaves._describe_template(template)} holds {wanted} key data")
 
 
 def _manifest_text(manifest: dict[str, Any]) -> str:

@@ -140,9 +140,14 @@ def test_retries_server_errors_and_resumes_cut_connections(server, isolated):
 def test_gives_up_after_retries_and_keeps_the_part(server, isolated):
   server.fail_first = 10
   with pytest.raises(download.DownloadError, match=r"failed after 3 attempt\(s\): HTTP 503.*"
-                     r"partial file .*data.bin.part.* is kept"):
+                     r"Nothing was downloaded"):  # No partial file to speak of.
     download.download(server.url + "/data.bin", isolated / "data.bin", retries=2, backoff=0)
   assert len(server.log) == 3
+  server.log.clear()
+  server.cut_first, server.fail_first = 1, 0
+  with pytest.raises(download.DownloadError, match=rf"partial file .*data.bin.part.* "
+                     rf"\({len(PAYLOAD) // 2} bytes\) is kept; calling again resumes it"):
+    download.download(server.url + "/data.bin", isolated / "data.bin", retries=0)
 
 
 def test_not_found_is_not_retried(server, isolated):
@@ -156,7 +161,8 @@ def test_checksum_mismatch_is_refused_and_removed(server, isolated):
   with pytest.raises(download.ChecksumError, match=f"has sha256 {SHA}, expected {'0' * 64}"):
     download.download(server.url + "/data.bin", dest, sha256="0" * 64)
   assert not dest.exists() and not (isolated / "data.bin.part").exists()
-  with pytest.raises(download.ChecksumError, match=f"has {len(PAYLOAD)} bytes, expected 5"):
+  with pytest.raises(download.ChecksumError, match=f"announces {len(PAYLOAD)} bytes, but its "
+                     "published size is 5"):
     download.download(server.url + "/data.bin", dest, size=5)
   assert not dest.exists() and not (isolated / "data.bin.part").exists()
 
@@ -192,7 +198,9 @@ def test_ensure_downloads_extracts_flat_and_cleans_up(server, isolated):
 
 def test_ensure_decompresses_lzma(server, isolated):
   server.files["/db.sqlite.lzma"] = lzma.compress(PAYLOAD, format=lzma.FORMAT_ALONE)
-  remote = download.RemoteFile(server.url + "/db.sqlite.lzma", ("db.sqlite",))
+  # PAYLOAD compresses 2,200-fold: more than an unpublished file may (MAX_EXPANSION).
+  remote = download.RemoteFile(server.url + "/db.sqlite.lzma", ("db.sqlite",),
+                               file_sizes={"db.sqlite": len(PAYLOAD)})
   directory = download.ensure(remote, isolated / "c")
   assert (directory / "db.sqlite").read_bytes() == PAYLOAD
   assert not (directory / "db.sqlite.lzma").exists()

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from federax.simulation.datasets import download
+from federax.simulation.datasets import _elements, download
 from federax.simulation.formats.hdf5 import hdf5_client_data
 
 # URL and sha256 as published in TFF's cifar100 loader (HDF5 release).
@@ -19,11 +19,18 @@ FED_CIFAR100 = download.RemoteFile(
 
 
 def to_elements(features: dict[str, np.ndarray]) -> collections.OrderedDict[str, np.ndarray]:
-  """TFF's CIFAR-100 elements: `coarse_label` int64, `image` uint8[32,32,3], `label` int64."""
-  return collections.OrderedDict(
-      coarse_label=np.asarray(features["coarse_label"], np.int64).reshape(-1),
-      image=np.asarray(features["image"], np.uint8).reshape(-1, 32, 32, 3),
-      label=np.asarray(features["label"], np.int64).reshape(-1))
+  """TFF's CIFAR-100 elements: `coarse_label` int64, `image` uint8[32,32,3], `label` int64.
+
+  Raises:
+    DataFormatError: if a feature is missing, of the wrong kind or shape, outside its range
+      (labels 0..99, coarse labels 0..19, pixels 0..255), or the lengths differ.
+  """
+  elements = collections.OrderedDict(
+      coarse_label=_elements.column(features, "coarse_label", "int", np.int64, bounds=(0, 20)),
+      image=_elements.column(features, "image", "int", np.uint8, (32, 32, 3), bounds=(0, 256)),
+      label=_elements.column(features, "label", "int", np.int64, bounds=(0, 100)))
+  _elements.same_length(**elements)
+  return elements
 
 
 def load_data(cache_dir: Optional[str | os.PathLike] = None,

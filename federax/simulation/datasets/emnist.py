@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import collections
+import functools
 import os
 from typing import Any, Optional
 
 import numpy as np
 
-from federax.simulation.datasets import download
+from federax.simulation.datasets import _elements, download
 from federax.simulation.formats.hdf5 import hdf5_client_data
 
 _BASE = "https://storage.googleapis.com/tff-datasets-public/"
@@ -25,11 +26,18 @@ ALL_CHARACTERS = download.RemoteFile(
     sha256="fe1ed5a502cea3a952eb105920bff8cffb32836b5173cb18a57a32c3606f3ea0")
 
 
-def to_elements(features: dict[str, np.ndarray]) -> collections.OrderedDict[str, np.ndarray]:
-  """A client's HDF5 features as TFF's EMNIST elements: `label` int32, `pixels` float32[28,28]."""
-  return collections.OrderedDict(
-      label=np.asarray(features["label"], np.int32).reshape(-1),
-      pixels=np.asarray(features["pixels"], np.float32).reshape(-1, 28, 28))
+def to_elements(features: dict[str, np.ndarray], num_classes: int = 62
+                ) -> collections.OrderedDict[str, np.ndarray]:
+  """A client's HDF5 features as TFF's EMNIST elements: `label` int32, `pixels` float32[28,28].
+
+  Raises:
+    DataFormatError: if a feature is missing, of the wrong kind or shape, a pixel is not
+      finite, a label is outside `[0, num_classes)`, or the two lengths differ.
+  """
+  label = _elements.column(features, "label", "int", np.int32, bounds=(0, num_classes))
+  pixels = _elements.column(features, "pixels", "float", np.float32, (28, 28))
+  _elements.same_length(label=label, pixels=pixels)
+  return collections.OrderedDict(label=label, pixels=pixels)
 
 
 def load_data(only_digits: bool = True, cache_dir: Optional[str | os.PathLike] = None,
@@ -65,5 +73,6 @@ def load_data(only_digits: bool = True, cache_dir: Optional[str | os.PathLike] =
   remote = DIGITS_ONLY if only_digits else ALL_CHARACTERS
   directory = download.ensure(remote, cache_dir, progress)
   train_file, test_file = remote.files
-  return (hdf5_client_data(directory / train_file, to_elements),
-          hdf5_client_data(directory / test_file, to_elements))
+  element_fn = functools.partial(to_elements, num_classes=10 if only_digits else 62)
+  return (hdf5_client_data(directory / train_file, element_fn),
+          hdf5_client_data(directory / test_file, element_fn))

@@ -8,16 +8,25 @@ from typing import Any
 
 import numpy as np
 
+from federax.simulation.datasets import _elements
 from federax.simulation.formats import leaf
+from federax.simulation.formats.errors import DataFormatError
 
 NUM_DIGITS = 10
+NUM_CLASSES = 62
 
 
 def to_elements(features: dict[str, np.ndarray]) -> collections.OrderedDict[str, np.ndarray]:
-  """LEAF's `{'x': float[n, 784], 'y': int[n]}` as EMNIST's `label` int32, `pixels` [28, 28]."""
-  return collections.OrderedDict(
-      label=np.asarray(features["y"], np.int32).reshape(-1),
-      pixels=np.asarray(features["x"], np.float32).reshape(-1, 28, 28))
+  """LEAF's `{'x': float[n, 784], 'y': int[n]}` as EMNIST's `label` int32, `pixels` [28, 28].
+
+  Raises:
+    DataFormatError: if `x` or `y` is missing, of the wrong kind or shape, a pixel is not
+      finite, a label is outside 0..61, or the two lengths differ.
+  """
+  label = _elements.column(features, "y", "int", np.int32, bounds=(0, NUM_CLASSES))
+  pixels = _elements.column(features, "x", "float", np.float32, (28, 28))
+  _elements.same_length(y=label, x=pixels)
+  return collections.OrderedDict(label=label, pixels=pixels)
 
 
 def _digits(elements: collections.OrderedDict) -> collections.OrderedDict:
@@ -63,7 +72,11 @@ def load_data(data_dir: str | os.PathLike, only_digits: bool = False,
 
   def client_data(source: leaf.LeafClientSource):
     def elements(client_id: str) -> collections.OrderedDict:
-      result = to_elements(source.read(client_id))
+      features = source.read(client_id)
+      try:
+        result = to_elements(features)
+      except DataFormatError as e:
+        raise leaf.in_user(source, client_id, e) from None
       return _digits(result) if only_digits else result
 
     client_ids = source.client_ids

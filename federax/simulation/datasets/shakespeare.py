@@ -8,12 +8,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from federax.simulation.datasets import download
+from federax.simulation.datasets import _elements, download
 from federax.simulation.formats.hdf5 import hdf5_client_data
 
 # URL and archive sha256 as published in TFF's shakespeare loader (HDF5 release). The extracted
-# files' sha256 are those of TFF's published HDF5 files, as recorded with this project's
-# offline copy (shared/data/README.md).
+# files' sha256 and sizes are those of TFF's published HDF5 files, as recorded with this
+# project's offline copy (shared/data/README.md); extraction stops past those sizes.
 SHAKESPEARE = download.RemoteFile(
     url="https://storage.googleapis.com/tff-datasets-public/shakespeare.tar.bz2",
     files=("shakespeare_train.h5", "shakespeare_test.h5"),
@@ -23,12 +23,18 @@ SHAKESPEARE = download.RemoteFile(
             "67100f52adfb6d5ece73c1a942b6863731a477bf09421a3c79c9937612895344",
         "shakespeare_test.h5":
             "55d3a635bffe5c4f71610a8d0cf86c1b369bfd7793e0635b5a83cde1f195689e",
-    })
+    },
+    file_sizes={"shakespeare_train.h5": 4_035_752, "shakespeare_test.h5": 2_745_814})
 
 
 def to_elements(features: dict[str, np.ndarray]) -> collections.OrderedDict[str, np.ndarray]:
-  """A client's HDF5 features as TFF's elements: `snippets`, one string per example."""
-  return collections.OrderedDict(snippets=np.asarray(features["snippets"], np.str_).reshape(-1))
+  """A client's HDF5 features as TFF's elements: `snippets`, one string per example.
+
+  Raises:
+    DataFormatError: if `snippets` is missing or does not hold one string per example.
+  """
+  return collections.OrderedDict(
+      snippets=_elements.column(features, "snippets", "str", np.str_))
 
 
 def load_data(cache_dir: Optional[str | os.PathLike] = None,

@@ -1,5 +1,6 @@
 """The field's data formats, read natively: TFF's HDF5 and SQLite files, tf.train.Example, LEAF."""
 
+from federax.simulation.formats.errors import DataFormatError as DataFormatError
 from federax.simulation.formats.hdf5 import HDF5ClientSource as HDF5ClientSource
 from federax.simulation.formats.hdf5 import hdf5_client_data as hdf5_client_data
 from federax.simulation.formats.hdf5 import write_hdf5 as write_hdf5
@@ -19,6 +20,7 @@ from federax.simulation.formats.tf_example import encode_examples as encode_exam
 from federax.simulation.formats.tf_example import parse_example as parse_example
 
 __all__ = [
+    "DataFormatError",
     "DatabaseFormatError",
     "ExampleParseError",
     "FixedLenFeature",

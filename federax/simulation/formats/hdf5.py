@@ -10,6 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from federax.simulation.formats.errors import DataFormatError, data_format_error
+
+_REDOWNLOAD = ("The file is damaged (truncated or overwritten) or not one of TFF's HDF5 files: "
+               "download it again.")
+
 
 def import_h5py() -> Any:
   """Imports h5py, the optional dependency behind the HDF5 readers."""
@@ -23,7 +28,11 @@ def import_h5py() -> Any:
 
 
 def to_numpy(array: np.ndarray) -> np.ndarray:
-  """Byte strings (fixed or variable length) become `np.str_` arrays; other arrays pass through."""
+  """Byte strings (fixed or variable length) become `np.str_` arrays; other arrays pass through.
+
+  Raises:
+    UnicodeDecodeError: if a byte string is not UTF-8.
+  """
   if array.dtype.kind == "S":
     return np.char.decode(array, "utf-8")
   if array.dtype.kind == "O":
@@ -61,7 +70,8 @@ class HDF5ClientSource:
 
   Raises:
     FileNotFoundError: if `path` does not exist.
-    ValueError: if the file has no `examples` group.
+    DataFormatError: if the file is not a readable HDF5 file (truncated, overwritten) or has
+      no `examples` group; a `ValueError`.
     ImportError: if h5py is not installed.
 
   Example:
@@ -83,32 +93,67 @@ class HDF5ClientSource:
     self._pid = None
     with self._lock:
       examples = self._examples()
-      self.client_ids: list[str] = list(examples.keys())
+      self.client_ids: list[str] = self._guard(lambda: list(examples.keys()), "its client list")
 
   def _examples(self):
     """The `examples` group of a handle valid in this process (call with the lock held)."""
     if self._file is None or self._pid != os.getpid():
       # After fork, the parent's handle is dropped unused rather than closed here.
-      self._file = self._h5py.File(self.path, "r")
+      self._file = self._guard(lambda: self._h5py.File(self.path, "r"), "the file")
       self._pid = os.getpid()
-    if "examples" not in self._file:
-      raise ValueError(
+    examples = self._guard(lambda: self._file.get("examples"), "the group 'examples'")
+    if not isinstance(examples, self._h5py.Group):
+      found = (sorted(self._file.keys()) if examples is None
+               else f"a {type(examples).__name__} 'examples'")
+      raise DataFormatError(
           f"{self.path!r} is not in TFF's HDF5 layout: expected a top-level group 'examples' "
-          f"holding one group per client, found {sorted(self._file.keys())}.")
-    return self._file["examples"]
+          f"holding one group per client, found {found}.")
+    return examples
+
+  def _guard(self, read: Callable[[], Any], what: str) -> Any:
+    """`read()`, with HDF5's errors on a damaged file raised as one that names the file."""
+    try:
+      return read()
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+      if isinstance(e, DataFormatError):
+        raise
+      raise data_format_error(repr(self.path), f"HDF5 cannot read {what} ({e})",
+                              hint=_REDOWNLOAD) from None
 
   def read(self, client_id: str) -> dict[str, np.ndarray]:
     """Loads one client's features (sorted by name, as TFF yields them) as NumPy arrays.
 
     Raises:
       KeyError: if the file holds no client `client_id`.
+      DataFormatError: if the client's data cannot be read (a damaged file), is not a group of
+        datasets, or holds byte strings that are not UTF-8.
     """
     with self._lock:
       examples = self._examples()
-      if client_id not in examples:
+      what = f"client {client_id!r}"
+      if not self._guard(lambda: client_id in examples, what):
         raise unknown_client_error(client_id, self.client_ids, repr(self.path))
-      group = examples[client_id]
-      return {name: to_numpy(group[name][()]) for name in sorted(group.keys())}
+      group = self._guard(lambda: examples.get(client_id), what)
+      if not isinstance(group, self._h5py.Group):
+        raise data_format_error(
+            repr(self.path), f"{what} is a {type(group).__name__}, not a group",
+            expected="examples/<client_id>/<feature> datasets", hint=_REDOWNLOAD)
+      features = {}
+      for name in self._guard(lambda: sorted(group.keys()), what):
+        feature = f"feature {name!r} of {what}"
+        dataset = self._guard(lambda: group[name], feature)
+        if not isinstance(dataset, self._h5py.Dataset):
+          raise data_format_error(
+              repr(self.path), f"{feature} is a {type(dataset).__name__}",
+              expected="a dataset", hint=_REDOWNLOAD)
+        try:
+          features[name] = to_numpy(self._guard(lambda: dataset[()], feature))
+        except UnicodeDecodeError as e:
+          raise data_format_error(
+              repr(self.path), f"{feature} holds a byte string that is not "
+              f"UTF-8 ({e.reason} at byte {e.start} of {e.object[:32]!r})",
+              expected="UTF-8 text, as TFF writes it", hint=_REDOWNLOAD) from None
+      return features
 
   def close(self) -> None:
     """Closes the file; a later `read` reopens it."""
@@ -183,6 +228,11 @@ def hdf5_client_data(path: str | os.PathLike,
 
   def create_dataset(client_id: str) -> Dataset:
     features = source.read(client_id)
-    return Dataset.from_tensor_slices(element_fn(features) if element_fn else features)
+    try:
+      elements = element_fn(features) if element_fn else features
+    except DataFormatError as e:  # A loader's check of the features: say where they are.
+      raise DataFormatError(f"{source.path!r}, client {client_id!r}, {e} {_REDOWNLOAD}"
+                            ) from None
+    return Dataset.from_tensor_slices(elements)
 
   return ClientData.from_clients_and_fn(source.client_ids, create_dataset)

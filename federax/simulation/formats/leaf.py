@@ -17,11 +17,12 @@ import os
 import re
 import threading
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from federax.simulation.formats.errors import DataFormatError, data_format_error
 from federax.simulation.formats.hdf5 import unknown_client_error
 
 SPLITS = ("train", "test")
@@ -42,7 +43,7 @@ def _open(path: str):
         f"LEAF shard {path!r} is missing; it was listed when the directory was indexed. "
         "Re-open the data (read_leaf_splits/load_data) after changing its files.") from e
   except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError) as e:
-    raise ValueError(
+    raise DataFormatError(
         f"LEAF shard {path!r} is corrupt: {type(e).__name__}: {e}. Expected gzipped (.json.gz) "
         "or plain (.json) UTF-8 JSON; the file may be truncated. Re-download or regenerate "
         "it with LEAF.") from e
@@ -61,6 +62,8 @@ def _read_header(path: str) -> tuple[list[str], list[int]]:
         break  # Not LEAF's key order: fall back to a full parse.
       try:
         value, end = decoder.raw_decode(text, match.end())
+      except RecursionError:
+        raise _too_deep(path) from None
       except json.JSONDecodeError:
         more = f.read(_HEADER_CHUNK)
         if not more:
@@ -71,48 +74,164 @@ def _read_header(path: str) -> tuple[list[str], list[int]]:
   if len(found) < 2:
     data = _parse(path)
     found = {"users": data["users"], "num_samples": data["num_samples"]}
-  users, counts = found["users"], found["num_samples"]
+  return _check_header(path, found["users"], found["num_samples"])
+
+
+def _where(path: str) -> str:
+  return f"LEAF shard {path!r}"
+
+
+_REGENERATE = "The file is corrupt or not a LEAF shard: regenerate it with LEAF."
+
+
+def _too_deep(path: str) -> DataFormatError:
+  return data_format_error(
+      _where(path), "its JSON is nested too deeply to parse", expected="LEAF's lists of "
+      "examples (a few levels deep)", hint=_REGENERATE)
+
+
+def _check_header(path: str, users: Any, counts: Any) -> tuple[list[str], list[int]]:
+  """`users` as strings and `num_samples` as counts, or an error naming what is wrong."""
+  for name, value in (("users", users), ("num_samples", counts)):
+    if not isinstance(value, list):
+      raise data_format_error(_where(path), f"'{name}' is not a list", expected="a JSON list",
+                              found=f"{type(value).__name__} {_short(value)}", hint=_REGENERATE)
   if len(users) != len(counts):
-    raise ValueError(
+    raise DataFormatError(
         f"LEAF shard {path!r} lists {len(users)} users but {len(counts)} num_samples; the two "
         "lists must have equal length. The file is corrupt or not a LEAF shard.")
-  return [str(u) for u in users], [int(n) for n in counts]
+  for i, user in enumerate(users):
+    if not isinstance(user, (str, int)) or isinstance(user, bool):
+      raise data_format_error(_where(path), f"users[{i}] is not a user id",
+                              expected="a string", found=_short(user), hint=_REGENERATE)
+  for i, count in enumerate(counts):
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+      raise data_format_error(
+          _where(path), f"num_samples[{i}] (user {str(users[i])!r}) is not a count",
+          expected="a non-negative integer", found=_short(count), hint=_REGENERATE)
+  return [str(u) for u in users], list(counts)
+
+
+def _short(value: Any) -> str:
+  text = json.dumps(value) if not isinstance(value, float) else repr(value)
+  return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _refuse_constant(name: str) -> Any:
+  # Python's json reads NaN and Infinity, which JSON (and LEAF) never writes: refuse them.
+  raise _NonFiniteConstant(name)
+
+
+class _NonFiniteConstant(ValueError):
+  pass
 
 
 def _parse(path: str) -> dict[str, Any]:
   with _open(path) as f:
     try:
-      data = json.load(f)
+      data = json.load(f, parse_constant=_refuse_constant)
     except json.JSONDecodeError as e:
-      raise ValueError(f"LEAF shard {path!r} is not valid JSON ({e}); expected a LEAF shard. "
-                       "The file may be truncated: re-download or regenerate it.") from e
+      raise DataFormatError(f"LEAF shard {path!r} is not valid JSON ({e}); expected a LEAF "
+                            "shard. The file may be truncated: re-download or regenerate it."
+                            ) from e
+    except _NonFiniteConstant as e:
+      raise data_format_error(
+          _where(path), f"it holds the non-JSON number {e}", expected="finite numbers "
+          "(JSON has no NaN or Infinity)", hint=_REGENERATE) from None
+    except RecursionError:
+      raise _too_deep(path) from None
   missing = {"users", "num_samples", "user_data"} - set(data) if isinstance(data, dict) else {
       "users", "num_samples", "user_data"}
   if missing:
-    raise ValueError(
+    raise DataFormatError(
         f"{path!r} is not a LEAF shard: expected a JSON object with keys 'users', "
         f"'num_samples' and 'user_data', missing {sorted(missing)}.")
+  _check_header(path, data["users"], data["num_samples"])
+  if not isinstance(data["user_data"], dict):
+    raise data_format_error(_where(path), "'user_data' is not an object", expected="a JSON "
+                            "object from user id to features", found=_short(data["user_data"]),
+                            hint=_REGENERATE)
   return data
 
 
-def _to_array(values: Any) -> np.ndarray:
-  """JSON lists to compact NumPy: floats to float32, integers to int32 (int64 if needed)."""
-  first = values
-  while isinstance(first, list) and first:
-    first = first[0]
-  if isinstance(first, float):
-    try:  # Straight to float32: half the memory traffic of float64 then a cast.
-      return np.array(values, dtype=np.float32)
-    except (ValueError, TypeError):
-      pass  # Ragged or mixed: let NumPy decide below.
-  array = np.asarray(values)
+def _users(path: str, data: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+  """Every listed user's features as NumPy arrays, checked against the shard's header."""
+  users = {}
+  user_data = data["user_data"]
+  for user, count in zip(data["users"], data["num_samples"]):
+    where = f"{_where(path)}, user {str(user)!r}"
+    features = user_data.get(str(user))
+    if features is None:
+      raise data_format_error(
+          _where(path), f"user {str(user)!r} is listed in 'users' but has no entry in "
+          "'user_data'", expected="one 'user_data' entry per listed user",
+          found=f"{len(user_data)} entries ({_short(sorted(user_data)[:3])})", hint=_REGENERATE)
+    if not isinstance(features, dict) or not features:
+      raise data_format_error(where, "has no features", expected="an object of feature lists "
+                              "(e.g. 'x' and 'y')", found=_short(features), hint=_REGENERATE)
+    arrays = {}
+    for name, values in features.items():
+      array = _to_array(values, f"{where}, feature {name!r}")
+      if array.ndim == 0 or array.shape[0] != count:
+        raise data_format_error(
+            f"{where}, feature {name!r}", "does not hold one value per example",
+            expected=f"{count} (its num_samples)",
+            found=f"{array.shape[0] if array.ndim else 'a scalar'}", hint=_REGENERATE)
+      arrays[name] = array
+    users[str(user)] = arrays
+  return users
+
+
+def _to_array(values: Any, where: str) -> np.ndarray:
+  """JSON lists to compact NumPy: floats to float32, integers to int32 (int64 if needed).
+
+  Raises:
+    DataFormatError: if the lists are ragged, or hold nulls, values of mixed kinds, or numbers
+      float32 cannot hold (JSON's null reads as NaN under a float dtype: never loaded).
+  """
+  if not isinstance(values, list):
+    raise data_format_error(where, "is not a list", expected="a JSON list of examples",
+                            found=_short(values), hint=_REGENERATE)
+  try:
+    array = np.asarray(values)
+  except ValueError:
+    raise data_format_error(where, "is ragged (its examples have different lengths)",
+                            expected="a rectangular list of lists", hint=_REGENERATE) from None
   if array.dtype.kind == "f":
-    return array.astype(np.float32)
+    with np.errstate(over="ignore"):
+      array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+      index = np.unravel_index(np.argmin(np.isfinite(array)), array.shape)
+      raise data_format_error(where, f"holds {float(np.asarray(values, float)[index])} at index "
+                              f"{list(map(int, index))}, which float32 cannot hold",
+                              expected="finite float32 numbers", hint=_REGENERATE)
+    return array
   if array.dtype.kind in "iu":
     info = np.iinfo(np.int32)
     fits = array.size == 0 or (array.min() >= info.min and array.max() <= info.max)
     return array.astype(np.int32 if fits else np.int64)
-  return array
+  if array.dtype.kind == "b":
+    return array
+  if array.dtype.kind == "U" and all(isinstance(v, str) for v in _leaves(values)):
+    return array
+  found = sorted({type(v).__name__ for v in _leaves(values)})
+  found = ["null" if t == "NoneType" else t for t in found]
+  raise data_format_error(where, "holds values of the wrong kind",
+                          expected="numbers, or strings, of one kind", found=" and ".join(found),
+                          hint=_REGENERATE)
+
+
+def _leaves(values: list) -> Iterator[Any]:
+  """The scalars of nested lists, depth first (iterative: no recursion limit)."""
+  stack = [iter(values)]
+  while stack:
+    for value in stack[-1]:
+      if isinstance(value, list):
+        stack.append(iter(value))
+        break
+      yield value
+    else:
+      stack.pop()
 
 
 class _ShardCache:
@@ -129,8 +248,7 @@ class _ShardCache:
       if path in self._shards:
         self._shards.move_to_end(path)
         return self._shards[path][0]
-    data = _parse(path)
-    users = {u: {k: _to_array(v) for k, v in d.items()} for u, d in data["user_data"].items()}
+    users = _users(path, _parse(path))
     size = sum(a.nbytes for d in users.values() for a in d.values())
     with self._lock:
       self.parses += 1
@@ -140,6 +258,13 @@ class _ShardCache:
         _, (_, evicted) = self._shards.popitem(last=False)
         total -= evicted
     return users
+
+
+def in_user(source: LeafClientSource, client_id: str, error: DataFormatError
+            ) -> DataFormatError:
+  """`error` (a check of a user's features, e.g. a loader's) with the shard and user named."""
+  return DataFormatError(
+      f"{_where(source.path(client_id))}, user {client_id!r}, {error} {_REGENERATE}")
 
 
 class ShardEntry(NamedTuple):
@@ -170,12 +295,18 @@ class LeafClientSource:
       raise unknown_client_error(client_id, self.client_ids, self._where)
     return self._index[client_id]
 
+  def path(self, client_id: str) -> str:
+    """The shard file that holds a user (for messages about its data)."""
+    return self._entry(client_id).path
+
   def read(self, client_id: str) -> dict[str, np.ndarray]:
     """One user's features (`x`, `y`) as NumPy arrays.
 
     Raises:
       KeyError: if the split holds no user `client_id`.
-      ValueError: if the user's shard is corrupt (invalid JSON, a truncated gzip).
+      DataFormatError: if the user's shard is corrupt (invalid JSON, a truncated gzip, a user
+        listed without data, ragged or null values, a feature whose length is not the user's
+        `num_samples`); the message names the shard and the user.
       FileNotFoundError: if the shard was removed after the directory was indexed.
     """
     entry = self._entry(client_id)
@@ -233,7 +364,8 @@ def read_leaf_splits(data_dir: str | os.PathLike,
 
   Raises:
     FileNotFoundError: if no LEAF output directory is found (see `find_samples`).
-    ValueError: if a shard is not valid LEAF JSON, or is corrupt (e.g. a truncated gzip).
+    DataFormatError: if a shard's header is not valid LEAF JSON, or is corrupt (e.g. a
+      truncated gzip); a `ValueError`.
 
   Example:
     >>> write_leaf_shard('data/train/s.json', {'f0': {'x': [[0.5]], 'y': [3]}})
@@ -318,7 +450,11 @@ def load_leaf(data_dir: str | os.PathLike,
   def client_data(source: LeafClientSource):
     def create_dataset(client_id: str) -> Dataset:
       features = source.read(client_id)
-      return Dataset.from_tensor_slices(element_fn(features) if element_fn else features)
+      try:
+        elements = element_fn(features) if element_fn else features
+      except DataFormatError as e:  # A loader's check of the features: say where they are.
+        raise in_user(source, client_id, e) from None
+      return Dataset.from_tensor_slices(elements)
     return ClientData.from_clients_and_fn(source.client_ids, create_dataset)
 
   splits = read_leaf_splits(data_dir, cache_bytes)

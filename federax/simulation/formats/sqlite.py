@@ -18,27 +18,40 @@ import contextlib
 import os
 import pathlib
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Optional
 
 import numpy as np
 
+from federax.simulation.formats.errors import DataFormatError
 from federax.simulation.formats.hdf5 import unknown_client_error
-from federax.simulation.formats.tf_example import FixedLenFeature, parse_example
+from federax.simulation.formats.tf_example import ExampleParseError, FixedLenFeature
+from federax.simulation.formats.tf_example import parse_example
 
 REQUIRED_TABLES = frozenset({"examples", "client_metadata"})
 REQUIRED_EXAMPLES_COLUMNS = frozenset({"split_name", "client_id", "serialized_example_proto"})
+REQUIRED_METADATA_COLUMNS = frozenset({"client_id", "split_name", "num_examples"})
+_DAMAGED = ("The file is damaged (truncated or overwritten) or not one of TFF's SQLite files: "
+            "download it again.")
 
 
-class DatabaseFormatError(ValueError):
-  """A SQLite file lacks the tables or columns of TFF's layout."""
+class DatabaseFormatError(DataFormatError):
+  """A SQLite file is damaged or lacks the tables, columns or values of TFF's layout."""
 
 
-def _connect(path: str) -> contextlib.closing[sqlite3.Connection]:
-  # Read-only, and one short-lived connection per call: sqlite3 connections must not cross
-  # threads or a fork, and opening one costs microseconds next to reading a client.
+@contextlib.contextmanager
+def _connect(path: str) -> Iterator[sqlite3.Connection]:
+  """A read-only connection; SQLite's errors on a damaged file name the file.
+
+  One short-lived connection per call: sqlite3 connections must not cross threads or a fork,
+  and opening one costs microseconds next to reading a client.
+  """
   uri = pathlib.Path(path).resolve().as_uri() + "?mode=ro"
-  return contextlib.closing(sqlite3.connect(uri, uri=True))
+  try:
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
+      yield connection
+  except sqlite3.DatabaseError as e:
+    raise DatabaseFormatError(f"{path!r}: SQLite cannot read it ({e}). {_DAMAGED}") from None
 
 
 class SQLiteClientSource:
@@ -51,7 +64,7 @@ class SQLiteClientSource:
 
   Raises:
     FileNotFoundError: if `path` does not exist.
-    DatabaseFormatError: if a required table or column is missing.
+    DatabaseFormatError: if the file is damaged, or a required table or column is missing.
     ValueError: if no client belongs to `split_name` (the message lists the splits present).
 
   Example:
@@ -78,12 +91,14 @@ class SQLiteClientSource:
         raise DatabaseFormatError(
             f"{self.path!r} is not in TFF's SQLite layout: expected tables "
             f"{sorted(REQUIRED_TABLES)}, missing {sorted(missing)} (found {sorted(tables)}).")
-      columns = {r[1] for r in connection.execute("PRAGMA table_info(examples)")}
-      missing = REQUIRED_EXAMPLES_COLUMNS - columns
-      if missing:
-        raise DatabaseFormatError(
-            f"{self.path!r}: table `examples` must have columns "
-            f"{sorted(REQUIRED_EXAMPLES_COLUMNS)}, missing {sorted(missing)}.")
+      for table, required in (("examples", REQUIRED_EXAMPLES_COLUMNS),
+                              ("client_metadata", REQUIRED_METADATA_COLUMNS)):
+        columns = {r[1] for r in connection.execute(f"PRAGMA table_info({table})")}
+        missing = required - columns
+        if missing:
+          raise DatabaseFormatError(
+              f"{self.path!r}: table `{table}` must have columns {sorted(required)}, missing "
+              f"{sorted(missing)} (found {sorted(columns)}).")
       query, args = "SELECT DISTINCT client_id FROM client_metadata", ()
       if split_name is not None:
         query, args = query + " WHERE split_name = ?", (split_name,)
@@ -108,12 +123,22 @@ class SQLiteClientSource:
 
     Raises:
       KeyError: if the split holds no client `client_id`.
+      DatabaseFormatError: if the file is damaged, or a row holds no BLOB (e.g. TEXT).
     """
     where, args = self._where(client_id)
     with _connect(self.path) as connection:
       rows = connection.execute(f"SELECT serialized_example_proto FROM examples WHERE {where}",
                                 args)
-      return [bytes(r[0]) for r in rows]
+      protos = []
+      for i, (value,) in enumerate(rows):
+        if not isinstance(value, bytes):
+          kind = {str: "TEXT", int: "an INTEGER", float: "a REAL"}.get(type(value), "NULL")
+          raise DatabaseFormatError(
+              f"{self.path!r}: example {i} of client {client_id!r} holds {kind} in "
+              f"serialized_example_proto, expected a BLOB (a serialized tf.train.Example). "
+              f"{_DAMAGED}")
+        protos.append(value)
+      return protos
 
   def num_examples(self, client_id: str) -> int:
     """One client's example count, from `client_metadata` (no example is read)."""
@@ -160,10 +185,20 @@ def write_sqlite(path: str | os.PathLike,
     connection.close()
 
 
-def parse_columns(protos: Sequence[bytes], spec: Mapping[str, FixedLenFeature]
-                  ) -> collections.OrderedDict[str, np.ndarray]:
-  """Parses serialized Examples into one stacked array per feature, in the spec's order."""
-  rows = [parse_example(p, spec) for p in protos]
+def parse_columns(protos: Sequence[bytes], spec: Mapping[str, FixedLenFeature],
+                  where: str = "") -> collections.OrderedDict[str, np.ndarray]:
+  """Parses serialized Examples into one stacked array per feature, in the spec's order.
+
+  Raises:
+    ExampleParseError: naming `where` and the example's index, if one does not parse.
+  """
+  rows = []
+  for i, proto in enumerate(protos):
+    try:
+      rows.append(parse_example(proto, spec))
+    except ExampleParseError as e:
+      raise ExampleParseError(f"{where}example {i}: {e}" if where else f"example {i}: {e}"
+                              ) from None
   columns = collections.OrderedDict()
   for name, (shape, dtype) in spec.items():
     if rows:
@@ -203,6 +238,8 @@ def sql_client_data(path: str | os.PathLike, split_name: Optional[str],
   spec = collections.OrderedDict(spec)
 
   def create_dataset(client_id: str) -> Dataset:
-    return Dataset.from_tensor_slices(parse_columns(source.read_serialized(client_id), spec))
+    where = f"{source.path!r}, client {client_id!r}, "
+    return Dataset.from_tensor_slices(
+        parse_columns(source.read_serialized(client_id), spec, where))
 
   return ClientData.from_clients_and_fn(source.client_ids, create_dataset)

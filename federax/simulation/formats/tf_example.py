@@ -23,8 +23,12 @@ from typing import Any, NamedTuple, Union
 
 import numpy as np
 
+from federax.simulation.formats.errors import DataFormatError
+
 # Wire types.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_UINT64_MASK = (1 << 64) - 1
+_MAX_FIELD = (1 << 29) - 1
 
 FeatureValue = Union[list[bytes], np.ndarray]
 
@@ -40,8 +44,11 @@ class FixedLenFeature(NamedTuple):
   dtype: Any
 
 
-class ExampleParseError(ValueError):
-  """A byte string is not a valid serialized `tf.train.Example`."""
+class ExampleParseError(DataFormatError):
+  """A byte string is not a valid serialized `tf.train.Example` (or does not fit the parse spec).
+
+  The only error the decoder raises for bad bytes, whatever they are.
+  """
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -67,6 +74,10 @@ def _fields(data: bytes):
   while pos < end:
     key, pos = _read_varint(data, pos)
     field, wire = key >> 3, key & 7
+    if not 0 < field <= _MAX_FIELD:
+      raise ExampleParseError(
+          f"Field number {field} at byte {pos} is outside protobuf's 1..{_MAX_FIELD}: the "
+          "serialized Example is corrupt.")
     if wire == _VARINT:
       value, pos = _read_varint(data, pos)
     elif wire == _LEN:
@@ -123,14 +134,21 @@ def _decode_feature(data: bytes) -> tuple[int, FeatureValue]:
       if field == _Kind.BYTES and inner_wire == _LEN:
         chunks.append(bytes(value))
       elif field == _Kind.FLOAT and inner_wire == _LEN:
+        if len(value) % 4:
+          raise ExampleParseError(
+              f"A packed float_list holds {len(value)} bytes, not a multiple of 4 (one float32 "
+              "is 4 bytes): the serialized Example is corrupt.")
         chunks.append(np.frombuffer(value, "<f4"))
       elif field == _Kind.FLOAT and inner_wire == _I32:
         chunks.append(np.frombuffer(value, "<f4"))
       elif field == _Kind.INT64 and inner_wire == _LEN:
         chunks.append(_packed_varints(value))
       elif field == _Kind.INT64 and inner_wire == _VARINT:
-        chunks.append(np.array([value], np.uint64).view(np.int64))
+        # A varint may carry up to 70 bits; protobuf keeps the low 64 (two's complement).
+        chunks.append(np.array([value & _UINT64_MASK], np.uint64).view(np.int64))
       else:
+        # Protobuf's generic parsers would skip it as an unknown field; TensorFlow's Example
+        # parser (what TFF's data goes through) refuses it, and so does this one.
         raise ExampleParseError(
             f"Wire type {inner_wire} is not valid for the values of a "
             f"{('', 'bytes_list', 'float_list', 'int64_list')[field]}.")
@@ -150,6 +168,15 @@ def _decode_feature(data: bytes) -> tuple[int, FeatureValue]:
   return kind, values
 
 
+def _utf8(value: bytes, what: str) -> str:
+  try:
+    return bytes(value).decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise ExampleParseError(
+        f"{what} is not valid UTF-8 ({e.reason} at byte {e.start} of {bytes(value)[:32]!r}): "
+        "the serialized Example is corrupt.") from None
+
+
 def decode_example(serialized: bytes) -> dict[str, FeatureValue]:
   """Decodes a serialized `tf.train.Example` into its raw feature lists.
 
@@ -161,12 +188,19 @@ def decode_example(serialized: bytes) -> dict[str, FeatureValue]:
     for a float_list, an int64 array for an int64_list (all one-dimensional).
 
   Raises:
-    ExampleParseError: if `serialized` is not a valid encoding.
+    ExampleParseError: if `serialized` is not a valid encoding (whatever its bytes are, this is
+      the only error they can cause).
+    TypeError: if `serialized` is not bytes-like (e.g. a `str`).
 
   Example:
     >>> decode_example(encode_example({'label': 7, 'name': 'a'}))
     {'label': array([7]), 'name': [b'a']}
   """
+  if not isinstance(serialized, (bytes, bytearray, memoryview)):
+    raise TypeError(
+        f"decode_example expects the serialized Example as bytes, got a "
+        f"{type(serialized).__name__}. Pass the raw bytes (e.g. a BLOB read from SQLite), not "
+        "text.")
   features: dict[str, FeatureValue] = {}
   for field, wire, payload in _fields(bytes(serialized)):
     if field != 1 or wire != _LEN:
@@ -177,7 +211,7 @@ def decode_example(serialized: bytes) -> dict[str, FeatureValue]:
       key, value = "", (_Kind.FLOAT, np.zeros((0,), np.float32))
       for f, w, v in _fields(entry):
         if f == 1 and w == _LEN:
-          key = bytes(v).decode("utf-8")
+          key = _utf8(v, "A feature name")
         elif f == 2 and w == _LEN:
           value = _decode_feature(v)
       features[key] = value[1]  # A repeated map key: the last entry wins (protobuf's rule).
@@ -196,7 +230,8 @@ def parse_example(serialized: bytes, spec: Mapping[str, FixedLenFeature]) -> dic
 
   Raises:
     ExampleParseError: if the bytes are invalid, a feature is missing, holds the wrong kind of
-      list, or has a number of values that does not fit the shape.
+      list, a string that is not UTF-8 (for `np.str_`), an integer outside the dtype's range,
+      or a number of values that does not fit the shape.
 
   Example:
     >>> parse_example(encode_example({'label': 7}), {'label': FixedLenFeature((), np.int32)})
@@ -217,7 +252,8 @@ def parse_example(serialized: bytes, spec: Mapping[str, FixedLenFeature]) -> dic
             f"Feature {name!r}: expected a bytes_list for dtype {dtype}, got a "
             f"{'float' if values.dtype == np.float32 else 'int64'}_list.")
       if dtype.kind == "U":
-        values = np.array([v.decode("utf-8") for v in values], dtype=np.str_)
+        values = np.array([_utf8(v, f"A value of feature {name!r}") for v in values],
+                          dtype=np.str_)
       else:
         values = np.array(values, dtype=np.bytes_)
     else:
@@ -228,6 +264,13 @@ def parse_example(serialized: bytes, spec: Mapping[str, FixedLenFeature]) -> dic
         raise ExampleParseError(
             f"Feature {name!r}: expected a {want} for dtype {dtype}, got a {got}. Use a dtype "
             f"that matches the stored list.")
+      if dtype.kind in "iu" and values.size:
+        info = np.iinfo(dtype)
+        if values.min() < info.min or values.max() > info.max:
+          bad = values[(values < info.min) | (values > info.max)][0]
+          raise ExampleParseError(
+              f"Feature {name!r}: the value {bad} does not fit dtype {dtype} "
+              f"([{info.min}, {info.max}]); casting would wrap it. Use a wider dtype (int64).")
       values = values.astype(dtype)
     size = int(np.prod(shape, dtype=np.int64))
     if values.shape[0] != size:
