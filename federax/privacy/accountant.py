@@ -239,9 +239,15 @@ class _Pld:
               else "use accountant='rdp'")
       raise error(ValueError, _NAME, "dp_accounting's PLD accountant does not support this "
                   "round's event.", actual=repr(event)[:200], hint=hint)
-    self._one = None  # One round's distribution (Poisson-sampled Gaussian), built on first use.
+    self._one = None  # One round's distribution, for a Poisson-sampled Gaussian.
+    if self._gaussian is not None and 0 < self._gaussian[0] < math.inf and (
+        0 < self._gaussian[1] < 1):
+      z, rate = self._gaussian
+      self._one = dp.pld.privacy_loss_distribution.from_gaussian_mechanism(
+          standard_deviation=z, sampling_prob=rate, neighboring_relation=self._relation,
+          value_discretization_interval=PLD_DISCRETIZATION)
     self._plds: dict[int, Any] = {}
-    self._epsilons: dict[int, float] = {}
+    self._epsilons: dict[tuple[int, float], float] = {}
 
   def epsilon(self, rounds: int, delta: float) -> float:
     key = (rounds, delta)
@@ -269,11 +275,6 @@ class _Pld:
 
   def _composed(self, rounds: int) -> Any:
     if rounds not in self._plds:
-      if self._one is None:
-        z, rate = self._gaussian
-        self._one = self._dp.pld.privacy_loss_distribution.from_gaussian_mechanism(
-            standard_deviation=z, sampling_prob=rate, neighboring_relation=self._relation,
-            value_discretization_interval=PLD_DISCRETIZATION)
       if rounds == 1:
         pld = self._one
       elif rounds - 1 in self._plds:  # The next round: one convolution.
