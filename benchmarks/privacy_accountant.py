@@ -1,7 +1,7 @@
 """Cost of privacy accounting per training round: `fx.privacy.PrivacyAccountant` (RDP and PLD)
 at rounds 1, 10, 100 and 1000, against dp_accounting's accountants composing each round afresh.
 
-    python -m benchmarks.privacy_accountant [--rounds 1000] [--smoke]
+    python -m benchmarks.privacy_accountant [--rounds 1000] [--cohort-rounds 20] [--smoke]
 
 The setting is TFF's DP tutorial's final run: 3,383 clients, Poisson sampling of 120 per round,
 noise multiplier 1.2, delta 1e-5. A round's cost is `compose()` then `epsilon` (what
@@ -10,7 +10,11 @@ r-4..r. Building the accountant (one round's RDP curve or privacy loss distribut
 reported apart, as is `restore(rounds)` (a resumed run composing its rounds at once). The
 baseline is the direct use of dp_accounting: `compose(event)` on its accountant every round, then
 `get_epsilon` (flat too, but it recomputes one round's curve or distribution each time), timed
-over 5 rounds. Writes benchmarks/results/privacy_accountant.{json,md}.
+over 5 rounds.
+
+Poisson cohorts vary in size; `--cohort-rounds` DP-FedAvg rounds on Synthetic(1,1) (an expected
+10 of 30 clients, fixed clip) count the XLA compilations of the vectorized runtime against the
+distinct cohort sizes met. Writes benchmarks/results/privacy_accountant.{json,md}.
 """
 
 from __future__ import annotations
@@ -73,9 +77,45 @@ def baseline_rounds(kind: str) -> float:
   return statistics.median(seconds)
 
 
+def cohort_compiles(rounds: int) -> dict:
+  """Per round: the cohort's size, its seconds and the compilations so far."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from federax.cli.compilation_cache import CompileCounter  # pylint: disable=g-import-not-at-top
+  from federax.simulation import baselines  # pylint: disable=g-import-not-at-top
+  task = baselines.create_task("synthetic", baselines.ClientSpec(1, 10, max_elements=20), None,
+                               seed=0)
+  factory = fx.aggregators.DifferentiallyPrivateFactory.gaussian_fixed(0.7, 10, 1.0, seed=0)
+  process = fx.learning.algorithms.build_unweighted_fed_avg(
+      task.model_fn, fx.learning.optimizers.build_sgdm(0.01),
+      fx.learning.optimizers.build_sgdm(1.0), model_aggregator=factory)
+  sampler = fx.simulation.PoissonSampler(task.datasets.train_data.client_ids, 10 / 30, seed=0)
+  select = fx.program.build_client_selection_fn(
+      task.datasets.train_data, None, task.datasets.train_preprocess_fn, sampler=sampler)
+  state, per_round = process.initialize(), []
+  with CompileCounter() as counter:
+    for round_num in range(1, rounds + 1):
+      data = select(round_num)
+      start = time.perf_counter()
+      state, _ = process.next(state, data)
+      jax.block_until_ready(state)
+      per_round.append({"round": round_num, "cohort": len(data),
+                        "seconds": time.perf_counter() - start,
+                        "compilations": counter.compilations})
+  sizes = [r["cohort"] for r in per_round]
+  seen, new, old = set(), [], []
+  for r in per_round:
+    (old if r["cohort"] in seen else new).append(r["seconds"])
+    seen.add(r["cohort"])
+  return {"rounds": per_round, "distinct_sizes": len(set(sizes)),
+          "compilations": per_round[-1]["compilations"],
+          "median_seconds_new_size": statistics.median(new),
+          "median_seconds_seen_size": statistics.median(old) if old else None}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--rounds", type=int, default=1000)
+  parser.add_argument("--cohort-rounds", type=int, default=20)
   parser.add_argument("--smoke", action="store_true", help="10 rounds; no results written")
   args = parser.parse_args()
   rounds = 10 if args.smoke else args.rounds
@@ -100,13 +140,22 @@ def main() -> None:
                  f" | {r['epsilon'][max(marks)]:.4f} |")
   table = "\n".join(lines)
   print(table)
+  cohorts = None
+  if not args.smoke:
+    cohorts = cohort_compiles(args.cohort_rounds)
+    seen = cohorts["median_seconds_seen_size"]
+    table += (f"\n\nVarying Poisson cohorts, {args.cohort_rounds} rounds: "
+              f"{cohorts['distinct_sizes']} distinct sizes, {cohorts['compilations']} XLA "
+              f"compilations; median round {cohorts['median_seconds_new_size']:.2f} s at a new "
+              f"size, {'-' if seen is None else f'{seen:.3f} s'} at a size seen before.")
+    print(table.rsplit("\n", 1)[1])
   if args.smoke:
     print("smoke ok")
     return
   RESULTS.mkdir(exist_ok=True)
   record = {"rounds": rounds, "population": POPULATION, "clients_per_round": CLIENTS_PER_ROUND,
             "noise_multiplier": NOISE_MULTIPLIER, "delta": DELTA, "window": WINDOW,
-            "results": results, "machine": measure.describe(info),
+            "results": results, "cohort_compiles": cohorts, "machine": measure.describe(info),
             "python": platform.python_version(),
             "dp_accounting": _version("dp-accounting"), "date": time.strftime("%Y-%m-%d")}
   (RESULTS / "privacy_accountant.json").write_text(json.dumps(record, indent=2) + "\n")
