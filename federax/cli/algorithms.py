@@ -3,12 +3,16 @@
 FedAvgM, FedAdam, FedYogi and FedAdagrad are FedAvg with another server optimizer (Reddi et
 al., "Adaptive Federated Optimization", ICLR 2021, with their epsilon 1e-3 for the adaptive
 ones); FedProx adds the proximal term; FedSGD sends one gradient per client per round.
+
+With a model aggregator (differential privacy: `federax train --dp-noise-multiplier`) the
+algorithms average unweighted (`build_unweighted_fed_avg`, `build_unweighted_fed_prox`), as
+central DP requires; FedSGD is weighted only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 from federax.learning import algorithms, optimizers
 
@@ -28,11 +32,20 @@ def _server_optimizer(name: str, config: Any) -> Any:
   }[name]()
 
 
-def _build(name: str, model_fn: Callable, config: Any) -> Any:
+def _build(name: str, model_fn: Callable, config: Any, aggregator: Optional[Any]) -> Any:
   server = _server_optimizer(name, config)
   if name == "fedsgd":
+    if aggregator is not None:
+      raise ValueError("fedsgd averages weighted by example counts: it takes no unweighted "
+                       "model aggregator.")
     return algorithms.build_fed_sgd(model_fn, server_optimizer_fn=server)
   client = optimizers.build_sgdm(config.client_lr)
+  if aggregator is not None:
+    if name == "fedprox":
+      return algorithms.build_unweighted_fed_prox(model_fn, config.proximal_strength, client,
+                                                  server, model_aggregator=aggregator)
+    return algorithms.build_unweighted_fed_avg(model_fn, client, server,
+                                               model_aggregator=aggregator)
   if name == "fedprox":
     return algorithms.build_weighted_fed_prox(model_fn, config.proximal_strength, client, server)
   return algorithms.build_weighted_fed_avg(model_fn, client, server)
@@ -41,9 +54,11 @@ def _build(name: str, model_fn: Callable, config: Any) -> Any:
 ALGORITHMS = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedprox", "fedsgd")
 
 
-def build_learning_process(config: Any, model_fn: Callable) -> Any:
-  """The training `LearningProcess` for `config.algorithm` (one of `ALGORITHMS`)."""
+def build_learning_process(config: Any, model_fn: Callable,
+                           model_aggregator: Optional[Any] = None) -> Any:
+  """The training `LearningProcess` for `config.algorithm` (one of `ALGORITHMS`); with an
+  (unweighted) `model_aggregator`, its unweighted form aggregating with it."""
   if config.algorithm not in ALGORITHMS:
     raise ValueError(f"Unknown algorithm {config.algorithm!r}; expected one of "
                      f"{', '.join(ALGORITHMS)}.")
-  return _build(config.algorithm, model_fn, config)
+  return _build(config.algorithm, model_fn, config, model_aggregator)

@@ -22,6 +22,8 @@ from federax.cli.algorithms import ALGORITHMS
 
 TASKS = ("synthetic", "emnist_digits", "emnist", "shakespeare")
 RUNTIMES = ("vectorized", "sequential")
+DP_ACCOUNTANTS = ("rdp", "pld")
+ADAPTIVE_CLIP = "adaptive"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +50,18 @@ class TrainConfig:
   centralized_eval: bool = False
   checkpoint_every: int = 10
   keep_checkpoints: int = 5
+  # Differential privacy: on with a noise multiplier (then clip defaults to adaptive, the
+  # accountant to RDP, delta to 1 / N^1.1 for N training clients).
+  dp_noise_multiplier: Optional[float] = None
+  dp_clip: Optional[Any] = None  # A positive number, or "adaptive".
+  dp_delta: Optional[float] = None
+  dp_target_epsilon: Optional[float] = None
+  dp_accountant: Optional[str] = None
+
+  @property
+  def dp(self) -> bool:
+    """Whether training is differentially private."""
+    return self.dp_noise_multiplier is not None
 
 
 # Per task: the hyperparameters of the literature's baselines, shortened to minutes on a CPU.
@@ -69,9 +83,14 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 INT_FIELDS = ("rounds", "clients_per_round", "epochs", "batch_size", "max_elements", "seed",
               "eval_every", "eval_clients", "checkpoint_every", "keep_checkpoints")
-FLOAT_FIELDS = ("client_lr", "server_lr", "server_momentum", "proximal_strength")
-STR_FIELDS = ("task", "algorithm", "runtime", "data_dir", "out")
+FLOAT_FIELDS = ("client_lr", "server_lr", "server_momentum", "proximal_strength",
+                "dp_noise_multiplier", "dp_delta", "dp_target_epsilon")
+STR_FIELDS = ("task", "algorithm", "runtime", "data_dir", "out", "dp_accountant")
 BOOL_FIELDS = ("centralized_eval",)
+CLIP_FIELDS = ("dp_clip",)  # A number or "adaptive": from a flag, text either way.
+DP_FIELDS = tuple(name for name in FIELDS if name.startswith("dp_"))
+# Algorithms whose aggregation is weighted by the clients' example counts, always.
+WEIGHTED_ONLY = ("fedsgd",)
 
 
 def _check_type(name: str, value: Any, source: str) -> Any:
@@ -85,7 +104,24 @@ def _check_type(name: str, value: Any, source: str) -> Any:
     raise CLIError(f"{source}: {name} expects a string, got {value!r}")
   if name in BOOL_FIELDS and not isinstance(value, bool):
     raise CLIError(f"{source}: {name} expects true or false, got {value!r}")
+  if name in CLIP_FIELDS:
+    value = parse_clip(value, source)
   return value
+
+
+def parse_clip(value: Any, source: str) -> Any:
+  """`dp_clip` as a float, or "adaptive"."""
+  if value == ADAPTIVE_CLIP:
+    return value
+  if isinstance(value, str):
+    try:
+      value = float(value)
+    except ValueError:
+      pass
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise CLIError(f"{source}: dp_clip expects a positive number or {ADAPTIVE_CLIP!r}, "
+                   f"got {value!r}")
+  return float(value)
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
@@ -113,6 +149,8 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
 def resolve(file_settings: Mapping[str, Any], flag_settings: Mapping[str, Any]) -> TrainConfig:
   """Defaults < task defaults < file < flags, then validated."""
   merged = {**file_settings, **{k: v for k, v in flag_settings.items() if v is not None}}
+  if merged.get("dp_clip") is not None:
+    merged["dp_clip"] = parse_clip(merged["dp_clip"], "--dp-clip")
   task = merged.get("task", TrainConfig.task)
   if task not in TASK_DEFAULTS:
     raise CLIError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -149,6 +187,37 @@ def validate(config: TrainConfig) -> None:
     raise CLIError(f"proximal_strength must be >= 0, got {config.proximal_strength}")
   if config.data_dir is not None and not pathlib.Path(config.data_dir).expanduser().is_dir():
     raise CLIError(f"data directory {config.data_dir} does not exist")
+  _validate_dp(config)
+
+
+def _validate_dp(config: TrainConfig) -> None:
+  if not config.dp:
+    given = [name for name in DP_FIELDS if getattr(config, name) is not None]
+    if given:
+      raise CLIError(f"{', '.join(given)} set without dp_noise_multiplier: differentially "
+                     "private training starts with --dp-noise-multiplier Z")
+    return
+  if config.algorithm in WEIGHTED_ONLY:
+    raise CLIError(f"--algorithm {config.algorithm} cannot train with differential privacy: "
+                   "it averages the clients' updates weighted by their example counts, and "
+                   "central DP needs an unweighted mean (one client's weight, hence its "
+                   "influence, is unbounded, so no noise level covers it); use fedavg, "
+                   "fedavgm, fedadam, fedyogi, fedadagrad or fedprox, which train unweighted "
+                   "with DP")
+  z = config.dp_noise_multiplier
+  if not (math.isfinite(z) and z >= 0):
+    raise CLIError(f"dp_noise_multiplier must be >= 0, got {z}")
+  clip = parse_clip(config.dp_clip if config.dp_clip is not None else ADAPTIVE_CLIP, "dp_clip")
+  if clip != ADAPTIVE_CLIP and not (math.isfinite(clip) and clip > 0):
+    raise CLIError(f"dp_clip must be a positive number or {ADAPTIVE_CLIP!r}, got {clip}")
+  if config.dp_delta is not None and not 0 < config.dp_delta < 1:
+    raise CLIError(f"dp_delta must be in (0, 1), got {config.dp_delta}")
+  epsilon = config.dp_target_epsilon
+  if epsilon is not None and not (math.isfinite(epsilon) and epsilon > 0):
+    raise CLIError(f"dp_target_epsilon must be a positive number, got {epsilon}")
+  if config.dp_accountant is not None and config.dp_accountant not in DP_ACCOUNTANTS:
+    raise CLIError(f"unknown dp_accountant {config.dp_accountant!r}; expected one of "
+                   f"{', '.join(DP_ACCOUNTANTS)}")
 
 
 def to_toml(config: TrainConfig) -> str:

@@ -8,6 +8,10 @@ A run directory holds:
     checkpoints/     program states (`fx.program.FileProgramStateManager`)
     metrics.png      loss and accuracy per round
     summary.json     the final figures, also printed as a table
+
+With `--dp-noise-multiplier` the run is DP-FedAvg (`federax.cli.dp`): metrics.csv gains
+`privacy/epsilon` and `privacy/delta` every round, and the summary states the user-level
+(epsilon, delta) spent.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 from typing import Any, Optional
 
 from federax import program
-from federax.cli import compilation_cache, plot
+from federax.cli import compilation_cache, dp, plot
 from federax.cli._errors import CLIError
 from federax.cli.algorithms import build_learning_process
 from federax.cli.config import TrainConfig
@@ -91,7 +95,7 @@ def _last(rows: list[dict], suffix: str, prefix: str) -> tuple[Any, Any]:
 
 def _summary(config: TrainConfig, run_dir: pathlib.Path, memory: Any, seconds: float,
              plot_path: Any, compiles: compilation_cache.CompileCounter,
-             cache_dir: Optional[pathlib.Path]) -> dict:
+             cache_dir: Optional[pathlib.Path], dp_setup: Optional[dp.DpSetup] = None) -> dict:
   with open(run_dir / "metrics.csv", newline="") as f:
     rows = list(csv.DictReader(f))
   times = [float(v[training_loop.TRAINING_TIME_KEY]) for k, v in memory.values().items() if k]
@@ -109,6 +113,8 @@ def _summary(config: TrainConfig, run_dir: pathlib.Path, memory: Any, seconds: f
   summary["compilations"] = compiles.compilations
   summary["compilation_cache_hits"] = compiles.cache_hits
   summary["compilation_cache"] = None if cache_dir is None else str(cache_dir)
+  accounted = [int(row["round"]) for row in rows if row.get(dp.EPSILON_COLUMN)]
+  summary.update(dp.summary_fields(config, dp_setup, max(accounted, default=None)))
   return summary
 
 
@@ -123,6 +129,7 @@ def _print_summary(summary: dict) -> None:
       value, round_num = summary[f"{name}_{metric}"], summary[f"{name}_{metric}_round"]
       if value is not None:
         rows.append((f"{name} {metric}", f"{fmt(value)} (round {round_num})"))
+  rows.extend(dp.summary_rows(summary))
   rows.append(("first round (compile)", f"{fmt(summary['first_round_seconds'], 2)} s"))
   rows.append(("median round", f"{fmt(summary['median_round_seconds'], 3)} s"))
   rows.append(("wall time", f"{summary['wall_seconds']:.1f} s"))
@@ -171,10 +178,17 @@ def _run(config: TrainConfig, run_dir: pathlib.Path, verbose: bool,
     fx.runtime.set_default(fx.runtime.sequential())
   task = _load_task(config)
   datasets = task.datasets
-  process = build_learning_process(config, task.model_fn)
-  train_select = build_client_selection_fn(
-      datasets.train_data, config.clients_per_round, datasets.train_preprocess_fn,
-      seed=config.seed)
+  dp_setup = dp.build(config, datasets.train_data.client_ids)
+  process = build_learning_process(config, task.model_fn,
+                                   None if dp_setup is None else dp_setup.aggregator)
+  if dp_setup is None:
+    train_select = build_client_selection_fn(
+        datasets.train_data, config.clients_per_round, datasets.train_preprocess_fn,
+        seed=config.seed)
+  else:  # Poisson sampling, as the accountant assumes (and run_training_process checks).
+    train_select = build_client_selection_fn(
+        datasets.train_data, None, datasets.train_preprocess_fn, seed=config.seed,
+        sampler=dp_setup.sampler)
   eval_clients = config.eval_clients or None
   if eval_clients is not None and eval_clients >= len(datasets.test_data.client_ids):
     eval_clients = None
@@ -192,7 +206,8 @@ def _run(config: TrainConfig, run_dir: pathlib.Path, verbose: bool,
           process, train_select, config.rounds, evaluation_fn=evaluate,
           evaluation_selection_fn=eval_select, rounds_per_evaluation=config.eval_every,
           program_state_manager=state_manager,
-          rounds_per_saving_program_state=config.checkpoint_every, metrics_managers=managers)
+          rounds_per_saving_program_state=config.checkpoint_every, metrics_managers=managers,
+          privacy_accountant=None if dp_setup is None else dp_setup.accountant)
     except (program.ProgramStateError, program.ProgramStateNotFoundError) as e:
       raise CLIError(" ".join(str(e).split()), status=1) from None
     except KeyboardInterrupt:
@@ -210,7 +225,7 @@ def _run(config: TrainConfig, run_dir: pathlib.Path, verbose: bool,
   except CLIError as e:
     _log.warning("No plot: %s", e)
   summary = _summary(config, run_dir, memory, time.perf_counter() - start, plot_path, compiles,
-                     cache_dir)
+                     cache_dir, dp_setup)
   (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
   _print_summary(summary)
   return 0

@@ -27,8 +27,10 @@ from federax.cli._terminal import (Live, format_byte_pair, format_bytes, format_
                                    import_rich, is_tty, with_bar)
 from federax.cli.plot import select_metric
 from federax.program import flatten
+from federax.program.training_loop import PRIVACY_METRICS_KEY
 
 _DOWNLOAD_REDRAW_S = 0.1  # Plain mode: redraw a download line at most this often.
+PRIVACY_EPSILON = f"{PRIVACY_METRICS_KEY}/epsilon"
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -114,13 +116,15 @@ class RoundProgress(Live):
         name = select_metric(flat, kind, evaluation=evaluation)
         if name is not None:
           self._shown[kind, evaluation] = flat[name]
+    if PRIVACY_EPSILON in flat:  # DP training: the privacy spent so far.
+      self._shown["epsilon", False] = flat[PRIVACY_EPSILON]
 
   def _metrics_text(self) -> str:
-    """'loss 0.4123 acc 0.8712 | eval loss 0.45 acc 0.85', with what is known so far."""
+    """'loss 0.4123 acc 0.8712 ε 1.23 | eval loss 0.45 acc 0.85', with what is known so far."""
     groups = []
     for evaluation in (False, True):
       shown = [f"{label} {self._shown[kind, evaluation]:.4g}"
-               for kind, label in (("loss", "loss"), ("accuracy", "acc"))
+               for kind, label in (("loss", "loss"), ("accuracy", "acc"), ("epsilon", "ε"))
                if (kind, evaluation) in self._shown]
       if shown:
         groups.append(("eval " if evaluation else "") + " ".join(shown))

@@ -3,6 +3,7 @@
     federax train                                   # FedAvg on FedProx's Synthetic(1,1)
     federax train --task emnist --algorithm fedadam --server-lr 0.01 --data-dir DIR
     federax train --config experiment.toml --seed 3
+    federax train --dp-noise-multiplier 1.0 --dp-clip adaptive --dp-target-epsilon 8
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pathlib
 
 from federax.cli import compilation_cache
 from federax.cli import config as config_lib
+from federax.cli import dp
 from federax.cli._errors import CLIError
 from federax.cli.algorithms import ALGORITHMS
 from federax.cli.experiment import run_experiment
@@ -40,11 +42,22 @@ _HELP = {
     "centralized_eval": "also evaluate on all test data pooled, as one dataset",
     "checkpoint_every": "rounds between checkpoints (default: 10; the last is always saved)",
     "keep_checkpoints": "checkpoints kept besides the first (default: 5; 0 keeps all)",
+    "dp_noise_multiplier": "differentially private training (DP-FedAvg, unweighted, Poisson "
+                           "sampling at rate clients-per-round / clients): the Gaussian noise's "
+                           "standard deviation over the clip",
+    "dp_clip": "the L2 clip of each client's update, or 'adaptive' (default: adaptive, TFF's "
+               "dp_aggregator)",
+    "dp_delta": "the delta of the reported (epsilon, delta) (default: 1 / clients^1.1)",
+    "dp_target_epsilon": "stop before the round that would spend more epsilon",
+    "dp_accountant": "rdp (default) or pld",
 }
+_METAVARS = {"dp_noise_multiplier": "Z", "dp_clip": "C|adaptive", "dp_delta": "D",
+             "dp_target_epsilon": "E"}
 _TYPES = {**{n: int for n in config_lib.INT_FIELDS},
           **{n: float for n in config_lib.FLOAT_FIELDS},
           **{n: str for n in config_lib.STR_FIELDS},
-          **{n: bool for n in config_lib.BOOL_FIELDS}}
+          **{n: bool for n in config_lib.BOOL_FIELDS},
+          **{n: str for n in config_lib.CLIP_FIELDS}}
 
 
 def _number(kind: type):
@@ -77,11 +90,13 @@ def add_parser(subparsers) -> None:
       parser.add_argument(flag, choices=ALGORITHMS, help=_HELP[name])
     elif name == "runtime":
       parser.add_argument(flag, choices=config_lib.RUNTIMES, help=_HELP[name])
+    elif name == "dp_accountant":
+      parser.add_argument(flag, choices=config_lib.DP_ACCOUNTANTS, help=_HELP[name])
     elif name in config_lib.BOOL_FIELDS:
       parser.add_argument(flag, action="store_const", const=True, help=_HELP[name])
     else:
       parser.add_argument(flag, dest=name, type=str if kind is str else _number(kind),
-                          metavar=name.upper(), help=_HELP[name])
+                          metavar=_METAVARS.get(name, name.upper()), help=_HELP[name])
   parser.add_argument("-v", "--verbose", action="store_true", help="log every round's metrics")
   compilation_cache.add_argument(parser)
   parser.set_defaults(func=run, prog=parser.prog)
@@ -111,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
   file_settings = config_lib.read_toml(args.config) if args.config else {}
   flags = {name: getattr(args, name) for name in config_lib.FIELDS}
   config = config_lib.resolve(file_settings, flags)
+  dp.build_aggregator(config)  # Refuses DP settings the aggregator refuses, before any writing.
   run_dir = new_run_dir(config)
   (run_dir / "config.toml").write_text(config_lib.to_toml(config))
   return run_experiment(config, run_dir, verbose=args.verbose,

@@ -42,6 +42,8 @@ from federax.program.tensorboard_release_manager import (
     TensorBoardReleaseManager as TensorBoardReleaseManager)
 from federax.program.training_loop import EVALUATION_METRICS_PREFIX as EVALUATION_METRICS_PREFIX
 from federax.program.training_loop import EVALUATION_TIME_KEY as EVALUATION_TIME_KEY
+from federax.program.training_loop import PRIVACY_METRICS_KEY as PRIVACY_METRICS_KEY
+from federax.program.training_loop import PrivacyAccounting as PrivacyAccounting
 from federax.program.training_loop import ROUND_NUMBER_KEY as ROUND_NUMBER_KEY
 from federax.program.training_loop import TRAINING_TIME_KEY as TRAINING_TIME_KEY
 from federax.program.training_loop import run_training_process as run_training_process
@@ -51,8 +53,9 @@ __all__ = [
     "EVALUATION_METRICS_PREFIX", "EVALUATION_TIME_KEY", "FileProgramStateManager",
     "FileReleaseManagerIncompatibleFileError", "FilteringReleaseManager",
     "GroupingReleaseManager", "LoggingReleaseManager", "MemoryReleaseManager",
-    "NotFilterableError", "ProgramStateError", "ProgramStateExistsError", "ProgramStateManager",
-    "ProgramStateNotFoundError", "ROUND_NUMBER_KEY", "ReleaseManager", "SelectionFn",
+    "NotFilterableError", "PRIVACY_METRICS_KEY", "PrivacyAccounting", "ProgramStateError",
+    "ProgramStateExistsError", "ProgramStateManager", "ProgramStateNotFoundError",
+    "ROUND_NUMBER_KEY", "ReleaseManager", "SelectionFn",
     "TRAINING_TIME_KEY", "TensorBoardReleaseManager", "build_client_selection_fn", "flatten",
     "run_training_process",
 ]

@@ -27,8 +27,12 @@ __all__ = ["ClientDataSource", "build_client_selection_fn"]
 def build_client_selection_fn(
     client_data: ClientPopulation, clients_per_round: Optional[int],
     preprocess_fn: Optional[Callable[..., Any]] = None, *, seed: int = 0,
-    replace: bool = False) -> SelectionFn:
+    replace: bool = False, sampler: Optional[Any] = None) -> SelectionFn:
   """Returns `round_num -> [preprocessed client dataset, ...]` for a training loop.
+
+  The function's `sampler` attribute says how it draws cohorts (the `UniformSampler`, the
+  `sampler` given, or None for every client), so that a privacy accountant can check that it
+  assumes the sampling that happens (`run_training_process(..., privacy_accountant=...)`).
 
   Args:
     client_data: the population: a `ClientData` (any `ClientPopulation`).
@@ -39,11 +43,15 @@ def build_client_selection_fn(
       (a one-argument TFF-style function is called with the dataset alone).
     seed: a non-negative int; the whole selection is a function of it and the round.
     replace: whether a client may appear twice in a cohort.
+    sampler: instead of `clients_per_round` (which must then be None), an object whose
+      `sample(round_num)` gives the cohort's client ids, e.g. a `PoissonSampler` over
+      `client_data.client_ids` (the sampling DP-FedAvg's accounting assumes).
 
   Raises:
     TypeError: if `client_data` is not a `ClientData` (has no `client_ids` and
       `create_dataset`).
-    ValueError: for a cohort larger than the population (without replacement) or < 1.
+    ValueError: for a cohort larger than the population (without replacement) or < 1, or
+      both `clients_per_round` and `sampler`.
 
   Example:
     >>> client_data = fx.simulation.partitioners.iid({'x': np.arange(100)}, num_clients=20, seed=0)
@@ -56,12 +64,19 @@ def build_client_selection_fn(
   if not isinstance(client_data, ClientPopulation):
     raise TypeError(f"build_client_selection_fn expects a ClientData, got "
                     f"{type(client_data).__name__}.")
-  if clients_per_round is None:
+  if sampler is not None:
+    if clients_per_round is not None:
+      raise ValueError(f"build_client_selection_fn expects clients_per_round or a sampler, not "
+                       f"both; got clients_per_round={clients_per_round} and a "
+                       f"{type(sampler).__name__}.")
+    cohort = sampler.sample
+  elif clients_per_round is None:
     ids = list(client_data.client_ids)
     cohort = lambda round_num: ids  # noqa: E731
   else:
-    cohort = UniformSampler(client_data.client_ids, clients_per_round, replace=replace,
-                            seed=seed).sample
+    sampler = UniformSampler(client_data.client_ids, clients_per_round, replace=replace,
+                             seed=seed)
+    cohort = sampler.sample
   pass_seed = preprocess_fn is not None and takes_seed(preprocess_fn)
 
   def select(round_num: int) -> list:
@@ -75,6 +90,7 @@ def build_client_selection_fn(
       datasets.append(dataset)
     return datasets
 
+  select.sampler = sampler
   return select
 
 

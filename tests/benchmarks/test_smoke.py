@@ -65,3 +65,9 @@ def test_aggregators_benchmark():
 @pytest.mark.slow
 def test_client_reductions_benchmark():
   assert "| 4 | 5000 |" in run_benchmark("client_reductions")
+
+
+@pytest.mark.slow
+def test_privacy_accountant_benchmark():
+  out = run_benchmark("privacy_accountant")  # Its smoke mode asserts restore == round by round.
+  assert "| RDP |" in out and "| PLD |" in out and "round 10 (ms)" in out

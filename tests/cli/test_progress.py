@@ -75,6 +75,14 @@ def test_round_progress_keeps_the_latest_evaluation(mode):
   assert "round 4/4" in out and "eval loss 0.9" in out and "eval loss 7" not in out
 
 
+def test_round_progress_shows_the_privacy_spent(mode):
+  stream = TTY()
+  with RoundProgress(2, stream=stream) as progress:
+    progress.update(1, {**METRICS, "privacy": {"epsilon": 0.5123, "delta": 1e-5}})
+    progress.update(2, {**METRICS, "privacy": {"epsilon": 0.6789, "delta": 1e-5}})
+  assert "loss 0.5 acc 0.75 ε 0.6789" in plain(stream.getvalue())
+
+
 def test_round_progress_accepts_nested_metrics_and_skips_arrays():
   stream = TTY()
   with RoundProgress(1, stream=stream) as progress:

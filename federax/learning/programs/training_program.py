@@ -34,7 +34,7 @@ def train_model(*, train_process: Any, train_data_source: DataSource,
                 evaluation_manager: Optional[EvaluationManager] = None,
                 train_metrics_manager: Any = None, evaluation_periodicity: int = 1,
                 program_state_periodicity: int = 1,
-                initial_train_state: Any = None) -> Any:
+                initial_train_state: Any = None, privacy_accountant: Any = None) -> Any:
   """Trains `train_process` for `train_total_rounds` rounds; resumes from saved program state.
 
   Args:
@@ -52,12 +52,18 @@ def train_model(*, train_process: Any, train_data_source: DataSource,
     evaluation_periodicity: rounds between evaluations.
     program_state_periodicity: rounds between saved states (the last round is always saved).
     initial_train_state: the state to start from instead of `train_process.initialize()`.
+    privacy_accountant: an `fx.privacy.PrivacyAccountant` of `train_process`'s DP aggregator:
+      `privacy/epsilon` and `privacy/delta` join the metrics, and training stops before its
+      `target_epsilon` would be exceeded (`run_training_process`). A `ClientDataSource` samples
+      `train_per_round_clients` uniformly without replacement: build the accountant from
+      `fx.privacy.Sampling.uniform(train_per_round_clients, population)`.
 
   Returns:
     The final training state.
 
   Differences from TFF: synchronous (no `async`); data sources select by round number, so
-  no data iterator is checkpointed; `evaluation_periodicity` counts rounds, not time.
+  no data iterator is checkpointed; `evaluation_periodicity` counts rounds, not time;
+  `privacy_accountant` is federax's.
   """
   process = train_process
   if initial_train_state is not None:
@@ -76,7 +82,8 @@ def train_model(*, train_process: Any, train_data_source: DataSource,
       evaluation_fn=evaluation_fn, evaluation_selection_fn=evaluation_selection_fn,
       rounds_per_evaluation=evaluation_periodicity,
       program_state_manager=program_state_manager,
-      rounds_per_saving_program_state=program_state_periodicity, metrics_managers=managers)
+      rounds_per_saving_program_state=program_state_periodicity, metrics_managers=managers,
+      privacy_accountant=privacy_accountant)
   if model_output_manager is not None:
     model_output_manager.release(train_process.get_model_weights(state), train_total_rounds)
   return state
