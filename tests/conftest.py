@@ -28,6 +28,19 @@ def runtime(request):
     yield rt
 
 
-def pytest_collection_modifyitems(items):
-  """Runs the tests marked slow after the others (a stable sort keeps each group's order)."""
-  items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+def _distributed(config) -> bool:
+  """Whether pytest-xdist spreads the tests over worker processes (`-n auto`)."""
+  return bool(getattr(config.option, "numprocesses", None)) or hasattr(config, "workerinput")
+
+
+def pytest_collection_modifyitems(config, items):
+  """Orders the tests marked slow: last in one process, so a quick failure shows first; first
+  when xdist spreads modules over workers, so the long ones do not all end up in the tail."""
+  slow_first = _distributed(config)
+  items.sort(key=lambda item: (item.get_closest_marker("slow") is None) == slow_first)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_auto_num_workers(config):
+  """`-n auto`: one worker per core, at most 4 (a worker holds ~2.5 GB: JAX, Keras, programs)."""
+  return max(1, min(len(os.sched_getaffinity(0)), 4))
