@@ -136,9 +136,12 @@ class VectorizedExecution(Execution):
   def federated_mean(self, payload, ts, weight, weight_type):
     members = self._members(payload)
     if weight is None:
-      count = self.n if self.client_mask is None else jnp.sum(self.client_mask, dtype=jnp.int32)
+      if self.client_mask is None:
+        return jax.tree_util.tree_map(
+            lambda x: (client_sum(x, self._looped) / x.shape[0]).astype(x.dtype), members)
+      count = jnp.sum(self.client_mask, dtype=jnp.int32)
       return jax.tree_util.tree_map(
-          lambda x: (client_sum(x, self._looped) / _like(count, x)).astype(x.dtype), members)
+          lambda x: _over(client_sum(x, self._looped), count).astype(x.dtype), members)
     w = self._members(weight).astype(jnp.float32)
     total = jnp.sum(w)
 
@@ -262,11 +265,11 @@ class VectorizedExecution(Execution):
     return jax.tree_util.tree_map(masked_sum, seq.elements)
 
 
-def _like(count, x: jax.Array):
-  """The client count as a divisor of `x` (a float's own dtype: the unpadded division)."""
-  if isinstance(count, int) or not jnp.issubdtype(x.dtype, jnp.floating):
-    return count
-  return count.astype(x.dtype)
+def _over(total: jax.Array, count: jax.Array) -> jax.Array:
+  """`total / count` for a traced count as XLA computes a division by the constant count of an
+  unpadded program: times the reciprocal, rounded to the quotient's dtype (bit for bit)."""
+  dtype = jnp.result_type(total.dtype, float)
+  return total.astype(dtype) * (jnp.asarray(1, dtype) / count.astype(dtype))
 
 
 def _with_row_masks(step):
