@@ -72,7 +72,7 @@ def test_every_intrinsic_on_a_padded_cohort_equals_the_unpadded_cohort():
       want = _every_intrinsic(x, ints, key)
     # A weighted mean is a dot product, whose summation order XLA picks by the axis length:
     # equal to rounding. Every other result is bit for bit (sums of these few clients included).
-    np.testing.assert_allclose(got["weighted"], want.pop("weighted"), rtol=1e-6)
+    np.testing.assert_allclose(got["weighted"], want.pop("weighted"), rtol=1e-6, atol=1e-6)
     _assert_equal(dict((k, v) for k, v in got.items() if k != "weighted"), dict(want))
     # And against NumPy: padded clients are in no aggregate.
     inv = 1.0 / np.asarray(x, np.float64)
