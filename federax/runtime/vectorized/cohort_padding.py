@@ -1,14 +1,16 @@
 """Cohorts of varying size share compiled programs: the client axis padded, with a client mask.
 
 A program's shapes fix its number of clients, so cohorts whose size changes every round
-(Poisson sampling, `fx.program.PoissonSampler`) would compile one program per size. Once a
-computation has been called with a second cohort size, its cohorts of `n` clients are padded
-to `padded_size(n)` clients (under 1/8 more, and at least `MIN_PADDED`), and the program takes
+(Poisson sampling, `fx.program.PoissonSampler`) would compile one program per size. On
+`fx.runtime.vectorized(pad_clients=True)`, every cohort of `n` clients is padded to
+`padded_size(n)` clients (under 1/8 more, and at least `MIN_PADDED`), and the program takes
 a bool client mask `[m]` (True for the `n` real clients) beside its argument. Padded clients
 hold zeros (empty sequences); whatever they compute is masked out with `where` (never a
 product: their results may be NaN) before any aggregation, and stripped before values leave
-the runtime, so results are those of the unpadded cohort. A real client's key is unchanged
-(keys are drawn per client index). A fixed cohort is never padded (its one program stays).
+the runtime, so results are those of the unpadded cohort (floating-point sums to rounding: a
+longer axis may add in another order). A real client's key is unchanged (keys are drawn per
+client index). Off by default: a fixed cohort needs one program and no padding; unpadded, a
+computation compiled for a fourth cohort size warns with this hint.
 
 `federated_stack` hands the stacked client values to user code (robust aggregators sort
 them), which knows no mask: a computation that stacks raises `PaddingRefused` while its padded
@@ -18,6 +20,7 @@ So does a secure sum whose padded cohort could overflow where the real one would
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from typing import Any, Optional
 
@@ -56,34 +59,50 @@ def padded_size(n: int) -> int:
   return bucket(max(n, MIN_PADDED), PER_DOUBLING)
 
 
+SIZES_BEFORE_HINT = 4
+"""Unpadded, a computation compiled for this many cohort sizes gets a hint to pad."""
+
+
 class CohortSizes:
-  """Per computation, the cohort sizes seen and whether its cohorts are padded.
+  """Whether a call's cohort is padded, and a hint when unpadded cohorts keep compiling.
+
+  Padding is a function of the call alone (on: every cohort that can be padded is), never of
+  the calls before it: a resumed run pads its rounds as the uninterrupted run did, so their
+  floating-point sums add in the same order and the two end bit-identical.
 
   Args:
     enabled: the runtime's `pad_clients` option.
   """
 
-  def __init__(self, enabled: bool = True):
+  def __init__(self, enabled: bool = False):
     self.enabled = enabled
-    self._seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # comp -> first n.
-    self._varying: weakref.WeakSet = weakref.WeakSet()
+    self._sizes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # comp -> {n}.
     self.refused: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # comp -> why.
 
   def size(self, comp, n: Optional[int], padable: bool) -> Optional[int]:
     """The padded size for a call of `comp` with `n` clients, or None to run it unpadded.
 
     `padable`: the call may be padded at all (not traced, streamed or sharded)."""
-    if not self.enabled or not n or not padable or comp in self.refused:
+    if not n or not padable or comp in self.refused:
       return None
-    if comp not in self._varying:
-      first = self._seen.setdefault(comp, n)
-      if first == n:
-        return None  # A fixed cohort so far: its unpadded program.
-      self._varying.add(comp)
-    return padded_size(n)
+    if self.enabled:
+      return padded_size(n)
+    sizes = self._sizes.setdefault(comp, set())
+    if n not in sizes and len(sizes) == SIZES_BEFORE_HINT - 1:
+      warnings.warn(
+          f"{getattr(comp, '__name__', 'a computation')} has now been compiled for "
+          f"{SIZES_BEFORE_HINT} cohort sizes (one XLA program per number of clients); cohorts "
+          "whose size varies (Poisson sampling) share a few programs on "
+          "fx.runtime.vectorized(pad_clients=True).", RecompilationWarning, stacklevel=4)
+    sizes.add(n)
+    return None
 
   def refuse(self, comp, why: str) -> None:
     self.refused[comp] = why
+
+
+class RecompilationWarning(UserWarning):
+  """A computation keeps compiling new programs for new cohort sizes."""
 
 
 def pad(payload: Any, ts: Optional[t.Type], n: int, m: int) -> Any:

@@ -75,10 +75,10 @@ class VectorizedRuntime(RuntimeBase):
       `MAP_FLOPS` floating-point operations per step (enough to keep the cores busy on its own),
       else "vmap"; "vmap" on other backends.
     shard: with several devices, shard the client axis over them when it divides evenly.
-    pad_clients: once a computation has been called with a second cohort size (Poisson
-      sampling), pad its cohorts to a few bucketed sizes with a client mask, so they share
-      compiled programs (`cohort_padding`; results are the unpadded cohort's). Computations
-      that `federated_stack` are not padded.
+    pad_clients: pad every cohort to one of a few bucketed sizes with a client mask, so
+      cohorts whose size varies (Poisson sampling) share compiled programs (`cohort_padding`;
+      results are the unpadded cohort's, floating-point sums to rounding). Off by default (a
+      fixed cohort needs no padding); computations that `federated_stack` are not padded.
 
   Example:
     >>> runtime = fx.runtime.vectorized(chunk_size=256)
@@ -94,7 +94,7 @@ class VectorizedRuntime(RuntimeBase):
 
   def __init__(self, *, seed: int = 0, default_num_clients: Optional[int] = None,
                chunk_size: Optional[int] = 128, sequence_loop: str = "auto",
-               client_loop: str = "auto", shard: bool = True, pad_clients: bool = True):
+               client_loop: str = "auto", shard: bool = True, pad_clients: bool = False):
     if sequence_loop not in SEQUENCE_LOOPS:
       raise ValueError(f"sequence_loop must be one of {', '.join(map(repr, SEQUENCE_LOOPS))}; "
                        f"got {sequence_loop!r}.")
