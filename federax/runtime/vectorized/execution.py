@@ -16,7 +16,7 @@ from federax.core.rows import RowMasked, RowMaskNotHonoured, find_row_masked
 from federax.core.values import constant_payload
 from federax.runtime._base import NO_CLIENTS_TO_STACK, EvalKeys, require_clients, client_key
 from federax.runtime.padding import PaddedSequence
-from federax.runtime.vectorized import clients, streaming
+from federax.runtime.vectorized import clients, cohort_padding as cp, streaming
 from federax.runtime.vectorized.reductions import (client_max, client_min, client_sum,
                                                    client_sum_and_extremes)
 from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
@@ -37,6 +37,8 @@ class VectorizedExecution(Execution):
     self.n = n
     self.decisions: list[str] = []
     self._eval_keys = EvalKeys(seed)
+    # bool [n]: the real clients of a padded cohort (`cohort_padding`); None: all are real.
+    self.client_mask = None
 
   def constant(self, obj, value_type):
     if host.holds_strings(value_type):
@@ -124,16 +126,23 @@ class VectorizedExecution(Execution):
     """Client-axis reductions loop over the clients (on one CPU device: `reductions`)."""
     return self.plan.backend == "cpu" and self.plan.shard < 2
 
+  def _members(self, payload, fill=0):
+    """Every leaf with its client axis, padded clients' rows (if any) set to `fill`."""
+    return cp.real_tree(clients.stacked(payload, self.n), self.client_mask, fill)
+
   def federated_sum(self, payload, ts):
-    return jax.tree_util.tree_map(lambda x: client_sum(x, self._looped),
-                                  clients.stacked(payload, self.n))
+    return jax.tree_util.tree_map(lambda x: client_sum(x, self._looped), self._members(payload))
 
   def federated_mean(self, payload, ts, weight, weight_type):
-    members = clients.stacked(payload, self.n)
+    members = self._members(payload)
     if weight is None:
+      if self.client_mask is None:
+        return jax.tree_util.tree_map(
+            lambda x: (client_sum(x, self._looped) / x.shape[0]).astype(x.dtype), members)
+      count = jnp.sum(self.client_mask, dtype=jnp.int32)
       return jax.tree_util.tree_map(
-          lambda x: (client_sum(x, self._looped) / x.shape[0]).astype(x.dtype), members)
-    w = clients.stacked(weight, self.n).astype(jnp.float32)
+          lambda x: _over(client_sum(x, self._looped), count).astype(x.dtype), members)
+    w = self._members(weight).astype(jnp.float32)
     total = jnp.sum(w)
 
     def mean(x):
@@ -144,33 +153,50 @@ class VectorizedExecution(Execution):
 
   def federated_min(self, payload, ts):
     require_clients("federated_min", self.n)
-    return jax.tree_util.tree_map(lambda x: client_min(x, self._looped),
-                                  clients.stacked(payload, self.n))
+    return jax.tree_util.tree_map(
+        lambda x: client_min(cp.real(x, self.client_mask, cp.highest(x.dtype)), self._looped),
+        clients.stacked(payload, self.n))
 
   def federated_max(self, payload, ts):
     require_clients("federated_max", self.n)
-    return jax.tree_util.tree_map(lambda x: client_max(x, self._looped),
-                                  clients.stacked(payload, self.n))
+    return jax.tree_util.tree_map(
+        lambda x: client_max(cp.real(x, self.client_mask, cp.lowest(x.dtype)), self._looped),
+        clients.stacked(payload, self.n))
 
   def federated_stack(self, payload, ts):
-    # The client axis holds exactly the n clients (nothing pads it); `Shared` (all-equal)
-    # leaves are broadcast to it.
+    # The client axis holds exactly the n clients; `Shared` (all-equal) leaves are broadcast
+    # to it. The stacked rows go to user code, which knows no client mask: not padded.
+    if self.client_mask is not None:
+      raise cp.PaddingRefused("federated_stack hands every client's row to code that knows no "
+                              "client mask")
     require_clients("federated_stack", self.n, NO_CLIENTS_TO_STACK)
     return clients.stacked(payload, self.n)
 
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
     partials = self._map(lambda v: accumulate((zero, v)), payload, "federated_aggregate")
-    merged, _ = jax.lax.scan(lambda acc, p: (merge((acc, p)), None), zero,
-                             clients.stacked(partials, self.n))
+    partials = clients.stacked(partials, self.n)
+    if self.client_mask is None:
+      merged, _ = jax.lax.scan(lambda acc, p: (merge((acc, p)), None), zero, partials)
+      return report(merged)
+
+    def step(acc, p_real):  # A padded client's partial is skipped, not merged.
+      p, is_real = p_real
+      new = merge((acc, p))
+      return jax.tree_util.tree_map(lambda a, b: jnp.where(is_real, a, b), new, acc), None
+
+    merged, _ = jax.lax.scan(step, zero, (partials, self.client_mask))
     return report(merged)
 
   def federated_secure_sum_bitwidth(self, payload, ts, bits):
-    leaves, treedef = jax.tree_util.tree_flatten(clients.stacked(payload, self.n))
+    leaves, treedef = jax.tree_util.tree_flatten(self._members(payload))
     bit_leaves = [bits] * len(leaves) if isinstance(bits, int) else jax.tree_util.tree_leaves(bits)
     sums = []
     for x, b in zip(leaves, bit_leaves):
       high = 2**b - 1
       if self.n * high > np.iinfo(x.dtype).max:
+        if self.client_mask is not None:  # The real clients may fit: decided unpadded.
+          raise cp.PaddingRefused("federated_secure_sum_bitwidth could overflow on the padded "
+                                  "cohort")
         raise OverflowError(
             f"federated_secure_sum_bitwidth: {self.n} clients of {b}-bit values can overflow "
             f"{x.dtype}; use fewer bits or a wider integer type (jax_enable_x64 for int64).")
@@ -183,13 +209,13 @@ class VectorizedExecution(Execution):
     return jax.tree_util.tree_unflatten(treedef, sums)
 
   def federated_secure_modular_sum(self, payload, ts, modulus):
-    leaves, treedef = jax.tree_util.tree_flatten(clients.stacked(payload, self.n))
+    leaves, treedef = jax.tree_util.tree_flatten(self._members(payload))
     mods = [modulus] * len(leaves) if isinstance(modulus, int) else jax.tree_util.tree_leaves(modulus)
     return jax.tree_util.tree_unflatten(
         treedef, [_modular_sum(x, m).astype(x.dtype) for x, m in zip(leaves, mods)])
 
   def federated_select(self, keys, max_key, server_val, select_fn):
-    keys = clients.stacked(keys, self.n)
+    keys = cp.real(clients.stacked(keys, self.n), self.client_mask)  # Padded clients: key 0.
     _check_in_range(keys, 0, max_key - 1, "federated_select")
     per_key = lambda k: select_fn((server_val, k))
     elements = jax.vmap(jax.vmap(per_key))(keys)
@@ -237,6 +263,13 @@ class VectorizedExecution(Execution):
       return jnp.sum(jnp.where(mask, x, jnp.zeros((), x.dtype)), axis=0, dtype=x.dtype)
 
     return jax.tree_util.tree_map(masked_sum, seq.elements)
+
+
+def _over(total: jax.Array, count: jax.Array) -> jax.Array:
+  """`total / count` for a traced count as XLA computes a division by the constant count of an
+  unpadded program: times the reciprocal, rounded to the quotient's dtype (bit for bit)."""
+  dtype = jnp.result_type(total.dtype, float)
+  return total.astype(dtype) * (jnp.asarray(1, dtype) / count.astype(dtype))
 
 
 def _with_row_masks(step):

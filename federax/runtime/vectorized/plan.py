@@ -44,6 +44,8 @@ class Plan:
     shard: the number of devices the client axis is sharded over (1: none).
     cpu_rewrites: rolled loops get convolutions in the layout XLA:CPU runs fast in loops.
     differentiable: called under a JAX transformation (see the module's docstring).
+    client_mask: the client axis is padded to `clients` (`cohort_padding`): the program takes
+      a bool client mask `[clients]` beside its argument.
   """
 
   backend: str
@@ -58,6 +60,7 @@ class Plan:
   shard: int
   cpu_rewrites: bool
   differentiable: bool
+  client_mask: bool = False
 
   def client_loop_for(self, cost: Cost) -> tuple[str, str]:
     """("vmap" or "map", why) for a `federated_map` whose client step costs `cost`."""

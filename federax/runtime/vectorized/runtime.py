@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 import weakref
@@ -26,6 +27,7 @@ from federax.runtime._base import RuntimeBase, RuntimeOptions
 from federax.runtime.padding import PaddedSequence, RaggedError
 from federax.runtime.sequential import SequentialRuntime
 from federax.runtime.vectorized import clients, host_execution, plan as plans, streaming
+from federax.runtime.vectorized import cohort_padding
 from federax.runtime.vectorized.execution import VectorizedExecution
 from federax.runtime.vectorized.plan import CLIENT_LOOPS, SEQUENCE_LOOPS, Plan
 from federax.runtime.vectorized.stacking import (KEEP_COMPILED, CohortCache, Stacked,
@@ -73,6 +75,10 @@ class VectorizedRuntime(RuntimeBase):
       `MAP_FLOPS` floating-point operations per step (enough to keep the cores busy on its own),
       else "vmap"; "vmap" on other backends.
     shard: with several devices, shard the client axis over them when it divides evenly.
+    pad_clients: pad every cohort to one of a few bucketed sizes with a client mask, so
+      cohorts whose size varies (Poisson sampling) share compiled programs (`cohort_padding`;
+      results are the unpadded cohort's, floating-point sums to rounding). Off by default (a
+      fixed cohort needs no padding); computations that `federated_stack` are not padded.
 
   Example:
     >>> runtime = fx.runtime.vectorized(chunk_size=256)
@@ -88,7 +94,7 @@ class VectorizedRuntime(RuntimeBase):
 
   def __init__(self, *, seed: int = 0, default_num_clients: Optional[int] = None,
                chunk_size: Optional[int] = 128, sequence_loop: str = "auto",
-               client_loop: str = "auto", shard: bool = True):
+               client_loop: str = "auto", shard: bool = True, pad_clients: bool = False):
     if sequence_loop not in SEQUENCE_LOOPS:
       raise ValueError(f"sequence_loop must be one of {', '.join(map(repr, SEQUENCE_LOOPS))}; "
                        f"got {sequence_loop!r}.")
@@ -102,6 +108,8 @@ class VectorizedRuntime(RuntimeBase):
     self.sequence_loop = sequence_loop
     self.client_loop = client_loop
     self.shard = shard
+    self.pad_clients = pad_clients
+    self._cohort_sizes = cohort_padding.CohortSizes(pad_clients)
     self.programs_traced = 0
     """How many programs this runtime has traced (each is compiled once)."""
     self._programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -117,7 +125,8 @@ class VectorizedRuntime(RuntimeBase):
 
   def __repr__(self) -> str:
     return (f"fx.runtime.vectorized({self.options}, chunk_size={self.chunk_size}, "
-            f"sequence_loop={self.sequence_loop!r}, client_loop={self.client_loop!r})")
+            f"sequence_loop={self.sequence_loop!r}, client_loop={self.client_loop!r}, "
+            f"pad_clients={self.pad_clients})")
 
   # --- A call ------------------------------------------------------------------------------------
 
@@ -172,11 +181,16 @@ class VectorizedRuntime(RuntimeBase):
         raise Unstackable(f"{e}; {KEEP_COMPILED}") from None
       try:
         out = self._program(comp, plan)(payload)
+      except cohort_padding.PaddingRefused as e:  # Traced once; its calls run unpadded.
+        self._cohort_sizes.refuse(comp, e.why)
+        self._streams.close()
+        return self._compiled(comp, signature, python_arg, traced, clients)
       except RowMaskNotHonoured as e:
         # Its next calls are not padded: batches of one size still run compiled.
         self._unpadded[comp] = _row_mask_message(e, rep.padded)
         raise Unstackable(*self._unpadded[comp]) from None
-      return _convert.to_python(out, signature.result, rep, plan.clients)
+      # Padded clients' values are stripped here: only the first (real) clients are read.
+      return _convert.to_python(out, signature.result, rep, _real_clients(plan, payload))
     finally:
       self._streams.close()  # After the results are read: the program reads chunks until then.
 
@@ -192,7 +206,14 @@ class VectorizedRuntime(RuntimeBase):
       return self._prepare(comp, signature, python_arg, True, clients)
     n = n if n is not None or clients is None else clients
     plan = self._plan(signature, self.options.num_clients(n), traced)
-    payload = self._place(pad_standalone(payload, signature.parameter), signature.parameter, plan)
+    payload = pad_standalone(payload, signature.parameter)
+    m = self._cohort_sizes.size(comp, plan.clients, padable=not traced and plan.shard < 2
+                                and not streaming.holds_streams(payload))
+    if m is not None:
+      payload = (cohort_padding.pad(payload, signature.parameter, plan.clients, m),
+                 cohort_padding.client_mask(plan.clients, m))
+      plan = dataclasses.replace(plan, clients=m, client_mask=True)
+    payload = self._place(payload, signature.parameter, plan)
     return plan, payload, rep
 
   def _plan(self, signature: t.FunctionType, n: Optional[int], traced: bool) -> Plan:
@@ -230,6 +251,8 @@ class VectorizedRuntime(RuntimeBase):
     """The body traced on `payload` under `plan`: (the result's payload, the execution)."""
     parameter = comp.type_signature.parameter
     execution = VectorizedExecution(plan, plan.clients, self.options.seed)
+    if plan.client_mask:
+      payload, execution.client_mask = payload
     if isinstance(comp, ConcreteLocal):  # A local computation of sequences.
       with context.use_execution(execution):
         return comp(payload), execution
@@ -291,12 +314,20 @@ class VectorizedRuntime(RuntimeBase):
       self._streams.close()
     lengths = _sequence_lengths(payload)
     lines = [f"{name}: one XLA program ({signature})", str(plan)]
+    if plan.client_mask:
+      lines.append(f"clients padded: {_real_clients(plan, payload)} real of {plan.clients}, "
+                   "with a client mask")
     if lengths:
       lines.append("padded sequence lengths: " + ", ".join(map(str, lengths)))
     lines += [f"{where}: batches of {_sizes(rows, mask)} rows padded to {rows.shape[-1]} rows, "
               "with a row mask" for where, rows, mask in rep.padded]
     lines += rep.notes + (executions[0].decisions or ["(no federated_map)"])
     return "\n".join(lines)
+
+
+def _real_clients(plan: Plan, payload: Any) -> Optional[int]:
+  """The call's real client count: the plan's, or the true entries of a padded call's mask."""
+  return int(np.sum(payload[1])) if plan.client_mask else plan.clients
 
 
 def _host_explanation(name: str, signature: t.FunctionType) -> str:
