@@ -176,6 +176,8 @@ def _run(config: TrainConfig, run_dir: pathlib.Path, verbose: bool,
   start = time.perf_counter()
   if config.runtime == "sequential":
     fx.runtime.set_default(fx.runtime.sequential())
+  elif config.dp:  # Poisson cohorts vary in size: padded, they share programs.
+    fx.runtime.set_default(fx.runtime.vectorized(pad_clients=True))
   task = _load_task(config)
   datasets = task.datasets
   dp_setup = dp.build(config, datasets.train_data.client_ids)
