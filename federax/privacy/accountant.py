@@ -205,6 +205,12 @@ class _Rdp:
     self._orders = tuple(dp.rdp.rdp_privacy_accountant.DEFAULT_RDP_ORDERS)
     self._relation = sampling.neighboring_relation()
     self._event = event
+    gaussian = effective_gaussian(event)
+    # No noise: no finite epsilon (dp_accounting divides by the noise multiplier).
+    self._noiseless = gaussian is not None and gaussian[0] == 0 and gaussian[1] > 0
+    self._curve = None
+    if self._noiseless:
+      return
     one = self._new()
     _compose(one, event)
     # dp_accounting has no public getter for the curve; without `_rdp` (a future version),
@@ -217,6 +223,8 @@ class _Rdp:
     return self._dp.rdp.RdpAccountant(self._orders, neighboring_relation=self._relation)
 
   def epsilon(self, rounds: int, delta: float) -> float:
+    if self._noiseless:
+      return math.inf
     if self._curve is None:
       return float(self._new().compose(self._event, rounds).get_epsilon(delta))
     return float(self._dp.rdp.compute_epsilon(self._orders, rounds * self._curve, delta)[0])

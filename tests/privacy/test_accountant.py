@@ -191,3 +191,15 @@ def test_other_misuse():
     Sampling.poisson(1.5, 10)
   with pytest.raises(ValueError, match="clients_per_round must be an int in"):
     Sampling.uniform(11, 10)
+
+
+@pytest.mark.parametrize("kind", ["rdp", "pld"])
+@pytest.mark.parametrize("factory", [
+    lambda: fx.learning.dp_aggregator(0.0, 10),
+    lambda: fx.aggregators.DifferentiallyPrivateFactory.gaussian_fixed(0.0, 10, 1.0)],
+    ids=["adaptive", "fixed"])
+def test_no_noise_spends_an_infinite_epsilon(kind, factory):
+  sampler = fx.simulation.PoissonSampler([str(i) for i in range(100)], 0.1, seed=0)
+  accountant = fx.privacy.PrivacyAccountant.from_factory(factory(), sampler, accountant=kind)
+  assert accountant.epsilon == 0.0  # No round yet.
+  assert accountant.compose().epsilon == math.inf
