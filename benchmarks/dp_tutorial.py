@@ -113,8 +113,8 @@ def train(train_data, test, z: float, rounds: int, clients_per_round: int) -> di
 
 
 def table(rows: list[dict]) -> str:
-  lines = ["| noise multiplier | accuracy | TFF's accuracy (its EMNIST) | loss | epsilon (fx.privacy)"
-           " | epsilon (dp_accounting) | seconds | cohort sizes |",
+  lines = ["| noise multiplier | accuracy | TFF's accuracy (its EMNIST) | loss "
+           "| epsilon (fx.privacy) | epsilon (dp_accounting) | seconds | cohort sizes |",
            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
   for r in rows:
     lines.append(f"| {r['noise_multiplier']} | {r['accuracy']:.3f} | {r['tff_accuracy']} | "
