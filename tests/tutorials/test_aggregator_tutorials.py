@@ -238,9 +238,11 @@ def test_tuning_measured_values(tuning):
   assert all(1 <= x["num_iterations"] <= 100 for x in m["geometric median"])
 
 
-def test_tuning_dp_section_has_no_code():
-  """`DifferentiallyPrivateFactory` does not exist yet: only prose mentions it."""
-  assert "DifferentiallyPrivateFactory" not in notebooks.source("tuning_recommended_aggregators")
+def test_tuning_dp_section_builds_tffs_dp_mean():
+  """TFF's DP cell: `gaussian_adaptive(noise_multiplier=0.1, clients_per_round=100)`."""
+  source = notebooks.source("tuning_recommended_aggregators")
+  assert ("dp_mean = fx.aggregators.DifferentiallyPrivateFactory.gaussian_adaptive(\n"
+          "    noise_multiplier=0.1, clients_per_round=100)") in source
 
 
 # --- Model and update compression -----------------------------------------------------------------
