@@ -173,7 +173,7 @@ def fingerprint64(strings: Iterable) -> np.ndarray:
 
   Example:
     >>> from federax.analytics._farmhash import fingerprint64
-    >>> [int(h) % 2**32 for h in fingerprint64(['a', 'to', 'the'])]  # tf.strings.to_hash_bucket_fast
+    >>> [int(h) % 2**32 for h in fingerprint64(['a', 'to', 'the'])]  # TF's to_hash_bucket_fast
     [3068098019, 3684911281, 1067429738]
   """
   encoded = [s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in strings]
