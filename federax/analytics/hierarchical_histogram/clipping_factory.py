@@ -47,13 +47,14 @@ def sub_sample_clip(histogram: Any, max_records: int, key: Any) -> jax.Array:
   """
   histogram = jnp.asarray(histogram)
   total = jnp.sum(histogram)
+  # Floyd's step i draws t uniformly in [0, j], j = total - k + i; all k draws at once.
+  last = total - max_records + jnp.arange(max_records, dtype=total.dtype)
+  picks = jax.random.randint(key, (max_records,), 0, jnp.maximum(last, 0) + 1, total.dtype)
 
   def draw(i, positions):
-    # Floyd: position j = total - k + i joins if t in [0, j] is already taken, else t does.
-    j = total - max_records + i
-    pick = jax.random.randint(jax.random.fold_in(key, i), (), 0, jnp.maximum(j, 0) + 1,
-                              dtype=total.dtype)
-    return positions.at[i].set(jnp.where(jnp.any(positions == pick), j, pick))
+    # Position j joins if t is already taken, else t does: every k-subset equally likely.
+    pick = picks[i]
+    return positions.at[i].set(jnp.where(jnp.any(positions == pick), last[i], pick))
 
   positions = jax.lax.fori_loop(0, max_records, draw,
                                 jnp.full([max_records], -1, total.dtype))
