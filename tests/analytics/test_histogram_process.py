@@ -170,3 +170,22 @@ def test_misuse_is_reported():
           dp_mechanism="distributed-discrete-gaussian", noise_multiplier=5.0, bits=10,
           max_records_per_user=50, expected_clients_per_round=100)
   _raises(TypeError, r"seed must be an int or None", seed="7")
+
+
+def test_factory_misuse_is_reported():
+  hh = fx.analytics.hierarchical_histogram
+  with pytest.raises(ValueError, match=r"HistogramClippingSumFactory: unknown clip_mechanism"):
+    hh.HistogramClippingSumFactory("top-k")
+  with pytest.raises(ValueError, match=r"max_records_per_user must be an int >= 1"):
+    hh.HistogramClippingSumFactory(max_records_per_user=0)
+  with pytest.raises(TypeError, match=r"a vector of integer counts(.|\n)*float32\[4\]"):
+    hh.HistogramClippingSumFactory(seed=0).create(fx.TensorType(np.float32, [4]))
+  with pytest.raises(ValueError, match=r"TreeRangeSumFactory: arity must be an int >= 2"):
+    hh.TreeRangeSumFactory(1, "no-noise")
+  with pytest.raises(ValueError, match=r"TreeRangeSumFactory: unknown dp_mechanism"):
+    hh.TreeRangeSumFactory(2, "laplace")
+  with pytest.raises(TypeError, match=r"histogram of float counts(.|\n)*int32\[4\]"):
+    hh.TreeRangeSumFactory(2, "central-gaussian", 1.0, seed=0).create(
+        fx.TensorType(np.int32, [4]))
+  with pytest.raises(ValueError, match=r"num_bins must be an int >= 1"):
+    hh.create_hierarchical_histogram_aggregation_factory(0)

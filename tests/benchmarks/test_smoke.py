@@ -65,3 +65,10 @@ def test_aggregators_benchmark():
 @pytest.mark.slow
 def test_client_reductions_benchmark():
   assert "| 4 | 5000 |" in run_benchmark("client_reductions")
+
+
+@pytest.mark.slow
+def test_histograms_benchmark():
+  out = run_benchmark("histograms")  # Its smoke mode checks the no-noise tree against NumPy.
+  for name in ("histogram no-noise", "histogram central-gaussian", "hyperloglog"):
+    assert f"| {name} |" in out

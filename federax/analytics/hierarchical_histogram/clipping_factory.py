@@ -49,7 +49,7 @@ def sub_sample_clip(histogram: Any, max_records: int, key: Any) -> jax.Array:
   total = jnp.sum(histogram)
   # Floyd's step i draws t uniformly in [0, j], j = total - k + i; all k draws at once.
   last = total - max_records + jnp.arange(max_records, dtype=total.dtype)
-  picks = jax.random.randint(key, (max_records,), 0, jnp.maximum(last, 0) + 1, total.dtype)
+  picks = _uniform_below(key, jnp.maximum(last, 0) + 1).astype(total.dtype)
 
   def draw(i, positions):
     # Position j joins if t is already taken, else t does: every k-subset equally likely.
@@ -61,6 +61,18 @@ def sub_sample_clip(histogram: Any, max_records: int, key: Any) -> jax.Array:
   bins = jnp.searchsorted(jnp.cumsum(histogram), positions, side="right")
   sampled = jnp.zeros_like(histogram).at[bins].add(1, mode="drop")
   return jnp.where(total > max_records, sampled, histogram)
+
+
+def _uniform_below(key: jax.Array, span: jax.Array) -> jax.Array:
+  """Integers uniform in `[0, span)`, one per entry of `span` (positive int32): two random
+  32-bit words reduced modulo `span` exactly as `jax.random.randint` reduces them (uniform for
+  spans below 2**16, nearly so above), drawn in one call of the generator instead of
+  randint's three, which halves the compile time of a vmapped clip."""
+  span = span.astype(jnp.uint32)
+  higher, lower = jax.random.bits(key, (2, *span.shape), jnp.uint32)
+  multiplier = jnp.uint32(2**16) % span
+  multiplier = (multiplier * multiplier) % span  # 2**32 mod span.
+  return ((higher % span) * multiplier + lower % span) % span
 
 
 def distinct_clip(histogram: Any, max_records: int, key: Any) -> jax.Array:

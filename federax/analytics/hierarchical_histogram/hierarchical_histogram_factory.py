@@ -42,6 +42,7 @@ CENTRAL_DP_MECHANISMS = ["central-gaussian"]
 DISTRIBUTED_DP_MECHANISMS = ["distributed-discrete-gaussian"]
 DP_MECHANISMS = CENTRAL_DP_MECHANISMS + DISTRIBUTED_DP_MECHANISMS + NO_NOISE_MECHANISMS
 MAX_BITS = 22  # TFF's: a larger field could overflow inside secure aggregation.
+_PROCESS = "build_hierarchical_histogram_process"  # What the user called, in errors.
 
 
 def l2_norm_bound(num_bins: int, arity: int, clip_mechanism: str,
@@ -89,11 +90,14 @@ def create_hierarchical_histogram_aggregation_factory(
   the scale up), so the sum of `n` clients' noise has standard deviation about
   `sqrt(n) * scale`.
 
-  Args are those of `build_hierarchical_histogram_process`, which checks them.
+  Args are those of `build_hierarchical_histogram_process`.
 
   Raises:
-    ValueError: if `bits` is too small for the distributed mechanism's sums (TFF's check).
+    TypeError: an argument of the wrong type. ValueError: one out of its range, or `bits` too
+      small for the distributed mechanism's sums (TFF's checks).
   """
+  check_arguments(num_bins, arity, clip_mechanism, max_records_per_user, dp_mechanism,
+                  noise_multiplier, expected_clients_per_round, bits, enable_secure_sum)
   bound = l2_norm_bound(num_bins, arity, clip_mechanism, max_records_per_user)
   if not enable_secure_sum:
     inner: AggregationFactory = SumFactory()
@@ -105,7 +109,7 @@ def create_hierarchical_histogram_aggregation_factory(
     needed = math.log2(4 * math.sqrt(expected_clients_per_round) * noise_multiplier * bound
                        + expected_clients_per_round * max_records_per_user) + 1
     if bits < needed:
-      raise error(ValueError, "build_hierarchical_histogram_process", f"bits={bits} is too "
+      raise error(ValueError, _PROCESS, f"bits={bits} is too "
                   "small for the sums of the distributed mechanism: they would wrap around the "
                   "field and ruin the result.", expected=f"bits >= {math.ceil(needed)} (log2(4 "
                   "sqrt(expected_clients_per_round) noise_multiplier l2_norm_bound + "
@@ -113,7 +117,7 @@ def create_hierarchical_histogram_aggregation_factory(
                   hint="raise bits (at most 22), or lower expected_clients_per_round, "
                   "max_records_per_user or noise_multiplier")
     inner = secure.SecureModularSumFactory(2**(bits - 1), symmetric_range=True)
-  seed = noise_seed("build_hierarchical_histogram_process", seed)
+  seed = noise_seed(_PROCESS, seed)
   if dp_mechanism == "central-gaussian":
     stddev = noise_multiplier * bound
   elif dp_mechanism == "distributed-discrete-gaussian":
@@ -124,6 +128,41 @@ def create_hierarchical_histogram_aggregation_factory(
   return clipping_factory.HistogramClippingSumFactory(
       clip_mechanism, max_records_per_user, tree,
       cast_to_float=dp_mechanism == "central-gaussian", seed=seed)
+
+
+def check_arguments(num_bins, arity, clip_mechanism, max_records_per_user, dp_mechanism,
+                    noise_multiplier, expected_clients_per_round, bits,
+                    enable_secure_sum) -> None:
+  """TFF's checks of the histogram's parameters, each a clear error (named as the process)."""
+  check_int = clipping_factory.check_int
+  check_int(_PROCESS, "num_bins", num_bins, 1)
+  check_int(_PROCESS, "arity", arity, 2)
+  clipping_factory.check_membership(_PROCESS, "clip_mechanism", clip_mechanism,
+                                    clipping_factory.CLIP_MECHANISMS)
+  check_int(_PROCESS, "max_records_per_user", max_records_per_user, 1)
+  clipping_factory.check_membership(_PROCESS, "dp_mechanism", dp_mechanism, DP_MECHANISMS)
+  if (isinstance(noise_multiplier, bool)
+      or not isinstance(noise_multiplier, (int, float, np.integer, np.floating))):
+    raise error(TypeError, _PROCESS, "noise_multiplier must be a number.",
+                actual=repr(noise_multiplier))
+  if not (noise_multiplier >= 0 and math.isfinite(noise_multiplier)):
+    raise error(ValueError, _PROCESS, "noise_multiplier must be non-negative and finite.",
+                expected="a float >= 0", actual=noise_multiplier)
+  check_int(_PROCESS, "expected_clients_per_round", expected_clients_per_round, 1)
+  check_int(_PROCESS, "bits", bits, 1, MAX_BITS)
+  if bits < math.log2(expected_clients_per_round):
+    raise error(ValueError, _PROCESS, "bits must be at least log2(expected_clients_per_round): "
+                "the secure sums of that many clients would overflow.",
+                expected=f"bits >= {math.ceil(math.log2(expected_clients_per_round))}",
+                actual=f"bits={bits}, expected_clients_per_round={expected_clients_per_round}")
+  if not isinstance(enable_secure_sum, (bool, np.bool_)):
+    raise error(TypeError, _PROCESS, "enable_secure_sum must be a bool.",
+                actual=repr(enable_secure_sum))
+  if not enable_secure_sum and dp_mechanism in DISTRIBUTED_DP_MECHANISMS:
+    raise error(ValueError, _PROCESS, f"dp_mechanism {dp_mechanism!r} needs secure sums: "
+                "without them the server sees every client's noised tree, and the distributed "
+                "noise alone does not protect it.", expected="enable_secure_sum=True",
+                actual="enable_secure_sum=False")
 
 
 class TreeRangeSumFactory(UnweightedAggregationFactory):

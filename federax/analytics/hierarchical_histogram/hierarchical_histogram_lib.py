@@ -14,7 +14,6 @@ import numpy as np
 from jax.experimental import io_callback
 
 from federax.analytics.hierarchical_histogram import build_tree_from_leaf as trees
-from federax.analytics.hierarchical_histogram import clipping_factory
 from federax.analytics.hierarchical_histogram import hierarchical_histogram_factory as hh_factory
 from federax.core import intrinsics as fi
 from federax.core import types as t
@@ -52,27 +51,6 @@ def _timestamp() -> jax.Array:
   # Read when the program runs (a constant of the trace would repeat the first round's time).
   return io_callback(lambda: np.int32(time.time()), jax.ShapeDtypeStruct((), jnp.int32),
                      ordered=False)
-
-
-def discretized_histogram_counts(records: Any, lower_bound: float, upper_bound: float,
-                                 num_bins: int) -> jax.Array:
-  """The int32 histogram of float records in `num_bins` equal bins of `[lower, upper)`.
-
-  Record `x` falls in bin `floor((x - lower) / ((upper - lower) / num_bins))` (in float32, as
-  TFF computes it); records outside `[lower, upper)` (and NaN) are dropped; a record that float
-  rounding puts at `num_bins` counts in the last bin. `records` is `float32[..., n]`; the
-  histogram is over the last axis.
-
-  Example:
-    >>> from federax.analytics.hierarchical_histogram import hierarchical_histogram_lib
-    >>> hierarchical_histogram_lib.discretized_histogram_counts(
-    ...     np.array([2.0, 7.0, 5.0, 3.0, 8.0]), 1.0, 8.0, 7).tolist()  # 8.0 is outside
-    [0, 1, 1, 0, 1, 0, 1]
-  """
-  records = jnp.asarray(records, jnp.float32)
-  index, inside = _bin_index(records, lower_bound, upper_bound, num_bins)
-  one_hot = (index[..., None] == jnp.arange(num_bins)) & inside[..., None]
-  return jnp.sum(one_hot, axis=-2, dtype=jnp.int32)
 
 
 def _bin_index(records: jax.Array, lower: float, upper: float, num_bins: int):
@@ -143,13 +121,12 @@ def build_hierarchical_histogram_process(
     >>> decoder.range_query(0, 3), decoder.range_query(1, 1), decoder.quantile_query(0.5)
     (4.0, 2.0, (1.0, 2.0))
   """
-  _check_arguments(lower_bound, upper_bound, num_bins, arity, clip_mechanism,
-                   max_records_per_user, dp_mechanism, noise_multiplier,
-                   expected_clients_per_round, bits, enable_secure_sum)
-  lower, upper, num_bins = float(lower_bound), float(upper_bound), int(num_bins)
+  _check_bounds(lower_bound, upper_bound)
+  lower, upper = float(lower_bound), float(upper_bound)
   factory = hh_factory.create_hierarchical_histogram_aggregation_factory(
       num_bins, arity, clip_mechanism, max_records_per_user, dp_mechanism, noise_multiplier,
       expected_clients_per_round, bits, enable_secure_sum, seed=seed)
+  num_bins = int(num_bins)
 
   @computation(t.SequenceType(np.float32))
   @named(f"{_NAME}.client_work")
@@ -198,12 +175,8 @@ def build_hierarchical_histogram_process(
   return IterativeProcess(initialize, next_fn)
 
 
-def _check_arguments(lower_bound, upper_bound, num_bins, arity, clip_mechanism,
-                     max_records_per_user, dp_mechanism, noise_multiplier,
-                     expected_clients_per_round, bits, enable_secure_sum) -> None:
-  """TFF's checks, each a clear error."""
-  for name, value in (("lower_bound", lower_bound), ("upper_bound", upper_bound),
-                      ("noise_multiplier", noise_multiplier)):
+def _check_bounds(lower_bound: Any, upper_bound: Any) -> None:
+  for name, value in (("lower_bound", lower_bound), ("upper_bound", upper_bound)):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
       raise error(TypeError, _NAME, f"{name} must be a number.", actual=repr(value))
     if not math.isfinite(value):
@@ -212,29 +185,3 @@ def _check_arguments(lower_bound, upper_bound, num_bins, arity, clip_mechanism,
     raise error(ValueError, _NAME, "upper_bound must be no smaller than lower_bound.",
                 expected="lower_bound <= upper_bound",
                 actual=f"lower_bound={lower_bound}, upper_bound={upper_bound}")
-  check_int = clipping_factory.check_int
-  check_int(_NAME, "num_bins", num_bins, 1)
-  check_int(_NAME, "arity", arity, 2)
-  clipping_factory.check_membership(_NAME, "clip_mechanism", clip_mechanism,
-                                    clipping_factory.CLIP_MECHANISMS)
-  check_int(_NAME, "max_records_per_user", max_records_per_user, 1)
-  clipping_factory.check_membership(_NAME, "dp_mechanism", dp_mechanism,
-                                    hh_factory.DP_MECHANISMS)
-  if noise_multiplier < 0:
-    raise error(ValueError, _NAME, "noise_multiplier must be non-negative.",
-                expected="a float >= 0", actual=noise_multiplier)
-  check_int(_NAME, "expected_clients_per_round", expected_clients_per_round, 1)
-  check_int(_NAME, "bits", bits, 1, hh_factory.MAX_BITS)
-  if bits < math.log2(expected_clients_per_round):
-    raise error(ValueError, _NAME, "bits must be at least log2(expected_clients_per_round): "
-                "the secure sums of that many clients would overflow.",
-                expected=f"bits >= {math.ceil(math.log2(expected_clients_per_round))}",
-                actual=f"bits={bits}, expected_clients_per_round={expected_clients_per_round}")
-  if not isinstance(enable_secure_sum, (bool, np.bool_)):
-    raise error(TypeError, _NAME, "enable_secure_sum must be a bool.",
-                actual=repr(enable_secure_sum))
-  if not enable_secure_sum and dp_mechanism in hh_factory.DISTRIBUTED_DP_MECHANISMS:
-    raise error(ValueError, _NAME, f"dp_mechanism {dp_mechanism!r} needs secure sums: without "
-                "them the server sees every client's noised tree, and the distributed noise "
-                "alone does not protect it.", expected="enable_secure_sum=True",
-                actual="enable_secure_sum=False")
