@@ -1,2 +1,12 @@
 """`fx.analytics`: federated analytics (TFF's `tff.analytics`): heavy hitters, histograms,
 distinct counts, as federated computations whose client sketches are array programs."""
+
+from federax.analytics import count_distinct as count_distinct
+from federax.analytics import hierarchical_histogram as hierarchical_histogram
+from federax.analytics.hierarchical_histogram import (
+    HierarchicalHistogramDecoder as HierarchicalHistogramDecoder)
+from federax.analytics.hierarchical_histogram import (
+    build_hierarchical_histogram_process as build_hierarchical_histogram_process)
+
+__all__ = ["HierarchicalHistogramDecoder", "build_hierarchical_histogram_process",
+           "count_distinct", "hierarchical_histogram"]

@@ -71,3 +71,10 @@ def test_client_reductions_benchmark():
 def test_privacy_accountant_benchmark():
   out = run_benchmark("privacy_accountant")  # Its smoke mode asserts restore == round by round.
   assert "| RDP |" in out and "| PLD |" in out and "round 10 (ms)" in out
+
+
+@pytest.mark.slow
+def test_histograms_benchmark():
+  out = run_benchmark("histograms")  # Its smoke mode checks the no-noise tree against NumPy.
+  for name in ("histogram no-noise", "histogram central-gaussian", "hyperloglog"):
+    assert f"| {name} |" in out
