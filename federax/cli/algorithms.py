@@ -2,7 +2,9 @@
 
 FedAvgM, FedAdam, FedYogi and FedAdagrad are FedAvg with another server optimizer (Reddi et
 al., "Adaptive Federated Optimization", ICLR 2021, with their epsilon 1e-3 for the adaptive
-ones); FedProx adds the proximal term; FedSGD sends one gradient per client per round.
+ones); FedProx adds the proximal term; FedSGD sends one gradient per client per round. Every
+one aggregates with TFF's recommended `robust_aggregator`: adaptive zeroing of corrupted
+updates, then adaptive L2 clipping, so no client (or diverging round) can blow the model up.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from federax.learning import algorithms, optimizers
+from federax.learning.model_update_aggregator import robust_aggregator
 
 ADAPTIVE_EPSILON = 1e-3
 
@@ -30,12 +33,15 @@ def _server_optimizer(name: str, config: Any) -> Any:
 
 def _build(name: str, model_fn: Callable, config: Any) -> Any:
   server = _server_optimizer(name, config)
+  aggregator = robust_aggregator()
   if name == "fedsgd":
-    return algorithms.build_fed_sgd(model_fn, server_optimizer_fn=server)
+    return algorithms.build_fed_sgd(model_fn, server_optimizer_fn=server,
+                                    model_aggregator=aggregator)
   client = optimizers.build_sgdm(config.client_lr)
   if name == "fedprox":
-    return algorithms.build_weighted_fed_prox(model_fn, config.proximal_strength, client, server)
-  return algorithms.build_weighted_fed_avg(model_fn, client, server)
+    return algorithms.build_weighted_fed_prox(model_fn, config.proximal_strength, client, server,
+                                              model_aggregator=aggregator)
+  return algorithms.build_weighted_fed_avg(model_fn, client, server, model_aggregator=aggregator)
 
 
 ALGORITHMS = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedprox", "fedsgd")
