@@ -7,14 +7,17 @@ as it was and the round rejected. Both runtimes, against the float64 NumPy refer
 import collections
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import federax as fx
 from federax.learning import algorithms, optimizers
+from federax.learning.models import FunctionalModel, metrics
 
 import reference
-from test_algorithms import as_float64, linear_model, make_clients, trainable
+from test_algorithms import (SPEC, as_float64, linear_model, loss_fn, make_clients, predict,
+                             trainable)
 
 COUNT = "num_non_finite_clients"
 
@@ -85,6 +88,19 @@ def test_every_algorithm_drops_a_poisoned_client_as_if_it_were_not_there(runtime
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   assert_no_clients_or_only_empty_ones_leave_the_model_and_reject_the_round(process, model)
+
+
+def test_a_model_metric_named_num_non_finite_clients_is_refused():
+  counter = metrics.Metric("num_non_finite_clients", lambda: jnp.int32(0),
+                           lambda state, *args: state, lambda state: state)
+  model = FunctionalModel(initial_weights=linear_model().initial_weights,
+                          predict_on_batch_fn=predict, loss_fn=loss_fn, input_spec=SPEC,
+                          metrics_fns=metrics.to_metrics_fns([counter]))
+  with pytest.raises(ValueError, match=r"build_model_delta_client_work: the model has a metric "
+                     r"named 'num_non_finite_clients', which the client work reports itself"):
+    algorithms.build_weighted_fed_avg(model, optimizers.build_sgdm(0.1))
+  with pytest.raises(ValueError, match=r"build_fed_sgd: the model has a metric named"):
+    algorithms.build_fed_sgd(model)
 
 
 def flat(tree):

@@ -61,7 +61,8 @@ def build_gradient_client_work(model, client_weighting,
     del round_num  # FedSGD has no schedule.
     return finish(fi.sequence_reduce(data, begin(weights, key), add_batch))
 
-  finalize, unfinalized = _local.with_non_finite_count(model.finalize_metrics, initial_metrics)
+  finalize, unfinalized = _local.with_non_finite_count("build_fed_sgd", model.finalize_metrics,
+                                                       initial_metrics)
   return _round_inputs.build_client_work(
       round_state, weights_type, batch_type, client_update,
       metrics_aggregator(finalize, type_of(unfinalized)))

@@ -92,7 +92,9 @@ def build_mime_lite_client_work(model, optimizer, client_weighting,
     new_state, _ = optimizer.next(state, _local.zeros_like_tree(mean_gradient), mean_gradient)
     return new_state
 
-  finalize, unfinalized = _local.with_non_finite_count(model.finalize_metrics, initial_metrics)
+  where = "build_weighted_mime_lite" if weighted else "build_unweighted_mime_lite"
+  finalize, unfinalized = _local.with_non_finite_count(where, model.finalize_metrics,
+                                                       initial_metrics)
   aggregate_metrics = metrics_aggregator(finalize, type_of(unfinalized))
 
   @federated_computation

@@ -35,8 +35,7 @@ def build_model_delta_client_work(
   over the trainable weights. A client whose update or training metrics (its summed loss) hold
   a NaN or Inf is dropped: it returns zeros with weight 0 and its metrics are reset (TFF's rule
   for updates, widened: a label outside the model's classes gives a NaN loss but a finite
-  update).
-  The model's training metrics, computed during training as in TFF, plus
+  update). The model's training metrics, computed during training as in TFF, plus
   `num_non_finite_clients` (the dropped clients; TFF's name), are aggregated by
   `metrics_aggregator` and reported as `<train=...>@SERVER`.
 
@@ -115,7 +114,8 @@ def build_model_delta_client_work(
 
     return finish(fi.sequence_reduce(data, begin(weights, round_num, key), step), weights)
 
-  finalize, unfinalized = _local.with_non_finite_count(model.finalize_metrics, initial_metrics)
+  finalize, unfinalized = _local.with_non_finite_count(where, model.finalize_metrics,
+                                                       initial_metrics)
   return _round_inputs.build_client_work(
       round_state, weights_type, batch_type, client_update,
       metrics_aggregator(finalize, type_of(unfinalized)))
