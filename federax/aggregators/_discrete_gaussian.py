@@ -24,8 +24,9 @@ def sample(key: jax.Array, shape: Sequence[int], scale: Any) -> jax.Array:
 
   Canonne, Kamath & Steinke 2020 ("The Discrete Gaussian for Differential Privacy", Alg. 3):
   a candidate `Y` from the discrete Laplace with scale `t = floor(scale) + 1` (Alg. 2: a
-  uniform integer in `[0, t)` kept with probability `exp(-U/t)`, plus `t` times a geometric
-  count, with a random sign) is kept with probability `exp(-(|Y| - scale^2/t)^2 / (2 scale^2))`.
+  uniform integer `U` in `[0, t)` kept with probability `exp(-U/t)`, plus `t` times a
+  geometric count, with a random sign) is kept with probability
+  `exp(-(|Y| - scale^2/t)^2 / (2 scale^2))`.
   Every step is integer arithmetic except the Bernoulli trials, which compare float32 uniforms
   (a resolution of 2^-23) with their probabilities: the samples follow the exact distribution
   to that resolution, unlike a rounded continuous Gaussian. Candidates are drawn in batches of
@@ -35,8 +36,8 @@ def sample(key: jax.Array, shape: Sequence[int], scale: Any) -> jax.Array:
   Args:
     key: a raw PRNG key (`uint32[2]`).
     shape: the output shape (static).
-    scale: the standard deviation parameter `sigma >= 0` (a Python or traced float; values up
-      to 2^24 keep the integer arithmetic exact). 0 gives zeros.
+    scale: the standard deviation parameter `sigma >= 0` (a Python or traced float, below
+      2^24 - 1 so that `t` fits the arithmetic). 0 gives zeros.
 
   Returns:
     An int32 array of `shape`.
@@ -53,34 +54,48 @@ def sample(key: jax.Array, shape: Sequence[int], scale: Any) -> jax.Array:
   t = jnp.floor(sigma).astype(jnp.int32) + 1
 
   def propose(key: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:
-    laplace_key, accept_key = jax.random.split(key)
-    y, valid = discrete_laplace_candidates(laplace_key, m, t)
+    words = jax.random.bits(key, (4, m), jnp.uint32)  # One PRNG call: cheap to compile.
+    y, valid = discrete_laplace_candidates(words[:3], t)
     shift = jnp.abs(y).astype(jnp.float32) - jnp.square(sigma) / t.astype(jnp.float32)
-    keep = jax.random.uniform(accept_key, (m,)) < jnp.exp(-jnp.square(shift / sigma) / 2)
+    keep = uniform(words[3]) < jnp.exp(-jnp.square(shift / sigma) / 2)
     return y, valid & keep
 
   samples = rejection_sample(key, shape, propose)
   return jnp.where(positive, samples, 0)
 
 
-def discrete_laplace_candidates(key: jax.Array, m: int, t: jax.Array
-                                ) -> tuple[jax.Array, jax.Array]:
-  """`m` candidates of the discrete Laplace `P(y) ∝ exp(-|y|/t)` (Canonne et al., Alg. 2).
+def discrete_laplace_candidates(words: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Candidates of the discrete Laplace `P(y) ∝ exp(-|y|/t)` (Canonne et al., Alg. 2), one per
+  column of `words`.
 
-  `t`: an int32 scalar >= 1. Returns `(y int32[m], valid bool[m])`: the candidates where
-  `valid` follow the distribution exactly (to the uniforms' resolution); the others are to be
-  rejected. About 63% are valid, whatever `t`.
+  Args:
+    words: `uint32[3, m]` random bits.
+    t: an int32 scalar in [1, 2^24].
+
+  Returns:
+    `(y int32[m], valid bool[m])`: the candidates where `valid` follow the distribution
+    exactly (to the uniforms' resolution, 2^-23); the others are to be rejected. About 63% are
+    valid, whatever `t`.
   """
-  u_key, keep_key, v_key, sign_key = jax.random.split(key, 4)
-  u = jax.random.randint(u_key, (m,), 0, t)
-  # U uniform on [0, t) kept with probability exp(-U/t): P(U = u) ∝ exp(-u/t) on [0, t).
-  keep = jax.random.uniform(keep_key, (m,)) < jnp.exp(-u.astype(jnp.float32) / t)
-  # V geometric with P(V = v) = exp(-v) (1 - exp(-1)): floor of an Exp(1) variable.
-  v = jnp.floor(jax.random.exponential(v_key, (m,))).astype(jnp.int32)
+  span = t.astype(jnp.uint32)
+  # U uniform on [0, t): a word below the largest multiple of t, modulo t (those above are
+  # rejected, fewer than t / 2^32 of them), kept with probability exp(-U/t): then
+  # P(U = u) ∝ exp(-u/t) on [0, t).
+  u = (words[0] % span).astype(jnp.int32)
+  keep = (words[0] < jnp.uint32(0xFFFFFFFF) // span * span) & (
+      uniform(words[1]) < jnp.exp(-u.astype(jnp.float32) / t.astype(jnp.float32)))
+  # V geometric with P(V = v) = exp(-v) (1 - exp(-1)): the floor of an Exp(1) variable.
+  v = jnp.floor(-jnp.log1p(-uniform(words[2]))).astype(jnp.int32)
   x = u + t * v  # P(X = x) ∝ exp(-x/t) on the nonnegative integers.
-  negative = jax.random.bernoulli(sign_key, 0.5, (m,))
+  negative = (words[1] & 1) == 1  # The bit `uniform` leaves unused.
   # -0 would count 0 twice: a zero with a negative sign is rejected.
   return jnp.where(negative, -x, x), keep & ~(negative & (x == 0))
+
+
+def uniform(words: jax.Array) -> jax.Array:
+  """Floats in [0, 1) from uint32 words' top 23 bits (as `jax.random.uniform` makes them)."""
+  mantissa = (words >> 9) | jnp.uint32(0x3F800000)
+  return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
 
 
 def rejection_sample(key: jax.Array, shape: Sequence[int], propose: Proposal) -> jax.Array:
