@@ -13,6 +13,9 @@ import jax.numpy as jnp
 # 0.48 for scales >= 3), so one batch almost always suffices; a short batch draws another.
 OVERSAMPLE = 3.5
 _MARGIN = 64  # Extra candidates, so that a few samples rarely need a second batch.
+# At most this many candidates per batch: memory stays small (1 MiB of random bits) for any
+# shape, while a batch still amortizes the loop (a million samples take about 70 batches).
+BATCH_CAP = 1 << 16
 
 # `propose(key, m) -> (candidates int32[m], accepted bool[m])`.
 Proposal = Callable[[jax.Array, int], tuple[jax.Array, jax.Array]]
@@ -30,8 +33,8 @@ def sample(key: jax.Array, shape: Sequence[int], scale: Any) -> jax.Array:
   Every step is integer arithmetic except the Bernoulli trials, which compare float32 uniforms
   (a resolution of 2^-23) with their probabilities: the samples follow the exact distribution
   to that resolution, unlike a rounded continuous Gaussian. Candidates are drawn in batches of
-  `3.5 n + 64` (`n` the number of samples) and the kept ones packed in order, until `n` are
-  kept: a fixed-shape program whose result is a function of `key` alone.
+  `min(3.5 n + 64, 2^16)` (`n` the number of samples) and the kept ones packed in order, until
+  `n` are kept: a fixed-shape program whose result is a function of `key` alone.
 
   Args:
     key: a raw PRNG key (`uint32[2]`).
@@ -101,15 +104,15 @@ def uniform(words: jax.Array) -> jax.Array:
 def rejection_sample(key: jax.Array, shape: Sequence[int], propose: Proposal) -> jax.Array:
   """`int32[shape]` filled, in order, with the candidates `propose` accepts.
 
-  Each batch `b` (key `fold_in(key, b)`) draws `ceil(3.5 n) + 64` candidates; the accepted are
-  packed after those kept so far (a cumulative sum gives their places) until `n` are filled.
-  Accepted candidates are i.i.d., so packing them keeps their distribution.
+  Each batch `b` (key `fold_in(key, b)`) draws `min(ceil(3.5 n) + 64, 2^16)` candidates; the
+  accepted are packed after those kept so far (a cumulative sum gives their places) until `n`
+  are filled. Accepted candidates are i.i.d., so packing them keeps their distribution.
   """
   shape = tuple(int(d) for d in shape)
   n = math.prod(shape)
   if n == 0:
     return jnp.zeros(shape, jnp.int32)
-  m = math.ceil(OVERSAMPLE * n) + _MARGIN
+  m = min(math.ceil(OVERSAMPLE * n) + _MARGIN, BATCH_CAP)
 
   def draw(carry):
     batch, filled, out = carry
