@@ -99,9 +99,9 @@ class DistributedNoiseSumFactory(UnweightedAggregationFactory):
       floats = [jnp.reshape(x, [-1]).astype(jnp.float32) for x in leaves]
       l2 = jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in floats))
       within = l2 <= params[-2]
-      if skellam:  # L1 in int32, as tfp; records have norms far below 2**31.
-        l1 = sum(jnp.sum(jnp.abs(x)) for x in leaves)
-        within = within & (l1 <= params[0])
+      if skellam:  # In float32, which cannot overflow (tfp's int32 sum can).
+        l1 = sum(jnp.sum(jnp.abs(x)) for x in floats)
+        within = within & (l1 <= params[0].astype(jnp.float32))
       stddev = params[-1]
       noised = [jnp.where(within, x, 0) + sampler(jax.random.fold_in(key, j), x.shape,
                                                   stddev).astype(x.dtype)

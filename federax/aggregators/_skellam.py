@@ -60,24 +60,26 @@ def poisson_centered(key: jax.Array, shape: Sequence[int], lam: Any) -> jax.Arra
     shape: the output shape (static).
     lam: the mean `>= 0` (a float32 scalar, traced or not).
   """
-  lam = jnp.asarray(lam, jnp.float32)
-  positive = lam > 0
-  lam = jnp.where(positive, lam, 1.0)  # Any positive mean: the result is masked below.
+  return dg.rejection_sample(key, shape, lam, _prepare, _propose)
+
+
+def _prepare(lam: jax.Array) -> tuple:
+  """One key's constants: `(lam, mode, t, 1/t, envelope peak)`; any positive mean for 0."""
+  lam = jnp.where(lam > 0, lam, 1.0)
   mode = jnp.floor(lam)
   t = jnp.floor(jnp.sqrt(lam)).astype(jnp.int32) + 1
   inv_t = 1.0 / t.astype(jnp.float32)
-  peak = _envelope_peak(lam, mode, inv_t)
+  return lam, mode, t, inv_t, _envelope_peak(lam, mode, inv_t)
 
-  def propose(key: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:
-    words = jax.random.bits(key, (4, m), jnp.uint32)  # One PRNG call: cheap to compile.
-    j, valid = dg.discrete_laplace_candidates(words[:3], t)
-    jf = j.astype(jnp.float32)
-    valid = valid & (jf >= -mode)  # P >= 0.
-    log_ratio = jnp.minimum(_log_ratio(jf, lam, mode) + jnp.abs(jf) * inv_t - peak, 0.0)
-    keep = dg.uniform(words[3]) < jnp.exp(log_ratio)
-    return j, valid & keep
 
-  return jnp.where(positive, dg.rejection_sample(key, shape, propose), 0)
+def _propose(words: jax.Array, params: tuple) -> tuple[jax.Array, jax.Array]:
+  lam, mode, t, inv_t, peak = params
+  j, valid = dg.discrete_laplace_candidates(words[:3], t)
+  jf = j.astype(jnp.float32)
+  valid = valid & (jf >= -mode)  # P >= 0.
+  log_ratio = jnp.minimum(_log_ratio(jf, lam, mode) + jnp.abs(jf) * inv_t - peak, 0.0)
+  keep = dg.uniform(words[3]) < jnp.exp(log_ratio)
+  return j, valid & keep
 
 
 def _log_ratio(j: jax.Array, lam: jax.Array, mode: jax.Array) -> jax.Array:

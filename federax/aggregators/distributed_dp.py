@@ -41,8 +41,11 @@ DP_MECHANISMS = ("distributed_dgauss", "distributed_skellam")
 ROTATION_TYPES = ("hd", "dft")
 # TFF's cap on the scale: larger ones overflow the scaled norm bounds in int32 and gain nothing.
 MAX_SCALE_FACTOR = 1e6
-# The norm bounds' leeway for float32 rounding after the conditional rounding (TFF's).
+# The norm bounds' leeway for float32 rounding in the clipping and rounding: TFF's 1e-5, times
+# the clip when it exceeds 1 (float32's rounding grows with the norm; TFF's absolute leeway
+# lets conditionally rounded values of norm ~100 fail its check).
 _NORM_LEEWAY = 1e-5
+_L1_CAP = 2**31 - 128  # The largest float32 below 2^31: the int32 L1 bound's cap.
 
 
 class DistributedDpSumFactory(UnweightedAggregationFactory):
@@ -334,13 +337,15 @@ class DistributedDpSumFactory(UnweightedAggregationFactory):
     scale = min(scale, MAX_SCALE_FACTOR) if host else jnp.minimum(scale, MAX_SCALE_FACTOR)
     inflated = (_host_inflated_l2_norm_bound if host else inflated_l2_norm_bound)(
         l2_clip, 1.0 / scale, self._beta, padded_dim)
-    scaled_l2 = (inflated + _NORM_LEEWAY) * scale
-    # Integers: L1 <= L2^2, besides L1 <= sqrt(d) L2.
+    leeway = _NORM_LEEWAY * (max(1.0, l2_clip) if host else jnp.maximum(1.0, l2_clip))
+    scaled_l2 = (inflated + leeway) * scale
+    # Integers: L1 <= L2^2, besides L1 <= sqrt(d) L2. The bound is int32 (TFF's), so it is
+    # capped below 2^31 (reached only without noise, by huge values of one client).
     if host:
-      scaled_l1 = math.ceil(scaled_l2 * min(math.sqrt(padded_dim), scaled_l2))
+      scaled_l1 = min(math.ceil(scaled_l2 * min(math.sqrt(padded_dim), scaled_l2)), _L1_CAP)
     else:
-      scaled_l1 = jnp.ceil(scaled_l2 * jnp.minimum(math.sqrt(padded_dim), scaled_l2)
-                           ).astype(jnp.int32)
+      scaled_l1 = jnp.ceil(jnp.minimum(
+          scaled_l2 * jnp.minimum(math.sqrt(padded_dim), scaled_l2), _L1_CAP)).astype(jnp.int32)
     return dict(scale=scale, scaled_l2=scaled_l2, scaled_l1=scaled_l1,
                 local_stddev=local_stddev * scale)
 

@@ -16,6 +16,7 @@ DRAWS = 100_000
 dgauss = jax.jit(lambda key, scale: _discrete_gaussian.sample(key, (DRAWS,), scale))
 poisson = jax.jit(lambda key, lam: _skellam.poisson_centered(key, (DRAWS,), lam))
 skellam = jax.jit(lambda key, scale: _skellam.sample(key, (DRAWS,), scale))
+small_skellam = jax.jit(lambda key, scale: _skellam.sample(key, (5, 40), scale))
 
 
 def chi_square(samples, support, pmf, bins=None):
@@ -116,13 +117,19 @@ def test_zero_scale_gives_zeros():
   assert not np.any(np.asarray(skellam(jax.random.PRNGKey(0), 0.0)))
 
 
-def test_a_client_draws_the_same_alone_or_vmapped():
+@pytest.mark.parametrize("one_at_a_time", [True, False])
+def test_a_client_draws_the_same_alone_or_vmapped(monkeypatch, one_at_a_time):
   # The sequential runtime draws each client alone, the vectorized one vmaps over the
-  # clients (whose rejection loops then run as long as the slowest): the draws must agree.
+  # clients: one client after another on CPU, or (as on accelerators) all in one loop that
+  # runs as long as the slowest. The draws must agree.
+  monkeypatch.setattr(_discrete_gaussian, "ONE_KEY_AT_A_TIME_ON_CPU", one_at_a_time)
   keys = jax.random.split(jax.random.PRNGKey(7), 3)
   scales = jnp.array([0.3, 2.0, 700.0])
-  alone = jax.jit(lambda k, s: _skellam.sample(k, (5, 40), s))
+  alone = small_skellam
   together = jax.jit(jax.vmap(alone))(keys, scales)
   for key, s, drawn in zip(keys, scales, together):
     np.testing.assert_array_equal(alone(key, s), drawn)
   assert together.shape == (3, 5, 40) and together.dtype == jnp.int32
+  # An unbatched scale is broadcast: the same draws as the batched ones.
+  same_scale = jax.jit(jax.vmap(alone, in_axes=(0, None)))(keys, scales[1])
+  np.testing.assert_array_equal(same_scale[1], together[1])

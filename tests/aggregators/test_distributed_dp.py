@@ -34,7 +34,7 @@ def tff_params(noise_multiplier, n, bits, clip, padded_dim, modclip_prob=1e-4, b
   if beta > 0:
     inflated = min(inflated, math.sqrt(clip**2 + gamma**2 * padded_dim / 4 + math.sqrt(
         2 * math.log(1 / beta)) * gamma * (clip + gamma * math.sqrt(padded_dim) / 2)))
-  l2 = (inflated + 1e-5) * scale
+  l2 = (inflated + 1e-5 * max(1.0, clip)) * scale  # TFF's leeway 1e-5, relative above 1.
   return dict(scale=scale, l2=l2, l1=math.ceil(l2 * min(math.sqrt(padded_dim), l2)),
               stddev=sigma * scale, k=k)
 
@@ -74,19 +74,19 @@ def struct_values(rng, n, norms):
 # --- Parameters: TFF's formulas and TFF's own values ---------------------------------------------
 
 
-@pytest.mark.parametrize("mechanism, rotation, beta", [
-    ("distributed_skellam", "hd", 0.0), ("distributed_dgauss", "dft", math.exp(-0.5))])
-def test_initial_parameters_are_tffs(mechanism, rotation, beta):
-  factory = DDP(0.7, 30, 18, 0.5, modclip_prob=1e-5, beta=beta, mechanism=mechanism,
+@pytest.mark.parametrize("mechanism, rotation, beta, clip", [
+    ("distributed_skellam", "hd", 0.0, 0.5), ("distributed_dgauss", "dft", math.exp(-0.5), 40.0)])
+def test_initial_parameters_are_tffs(mechanism, rotation, beta, clip):
+  factory = DDP(0.7, 30, 18, clip, modclip_prob=1e-5, beta=beta, mechanism=mechanism,
                 rotation_type=rotation, seed=0)
   state = factory.create(STRUCT).initialize()  # 7 elements: 8 padded either way.
-  p = tff_params(0.7, 30, 18, 0.5, 8, modclip_prob=1e-5, beta=beta)
+  p = tff_params(0.7, 30, 18, clip, 8, modclip_prob=1e-5, beta=beta)
   discretization = state[0]["inner_agg"]
   query = discretization["inner_agg_process"]["query_state"]
   np.testing.assert_allclose(1 / discretization["step_size"], p["scale"], rtol=1e-6)
   np.testing.assert_allclose(query["l2_norm_bound"], p["l2"], rtol=1e-6)
   np.testing.assert_allclose(query["local_stddev"], p["stddev"], rtol=1e-6)
-  assert float(discretization["prior_norm_bound"]) == 0.5
+  assert float(discretization["prior_norm_bound"]) == clip
   if mechanism == "distributed_skellam":
     assert int(query["l1_norm_bound"]) == p["l1"]
   else:
