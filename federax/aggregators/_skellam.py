@@ -14,6 +14,7 @@ from federax.aggregators import _discrete_gaussian as dg
 _STIRLING_FROM = 10.0
 _SERIES_BELOW = 0.1  # |e| below which phi(e) is summed as a series (no cancellation).
 _WINDOW = 3  # Integers either side of the continuous optimum searched for the envelope's peak.
+_LARGE_MEAN = 1000.0  # From this mean on, log ratios need no lgamma (_large_mean_log_ratio).
 
 
 def sample(key: jax.Array, shape: Sequence[int], scale: Any) -> jax.Array:
@@ -77,21 +78,36 @@ def _propose(words: jax.Array, params: tuple) -> tuple[jax.Array, jax.Array]:
   j, valid = dg.discrete_laplace_candidates(words[:3], t)
   jf = j.astype(jnp.float32)
   valid = valid & (jf >= -mode)  # P >= 0.
-  log_ratio = jnp.minimum(_log_ratio(jf, lam, mode) + jnp.abs(jf) * inv_t - peak, 0.0)
+  # The scaled noise's means are large: skip the lgamma branch (a cond on this key's mean).
+  log_ratio = jax.lax.cond(lam >= _LARGE_MEAN, _large_mean_log_ratio, _log_ratio, jf, lam, mode)
+  log_ratio = jnp.minimum(log_ratio + jnp.abs(jf) * inv_t - peak, 0.0)
   keep = dg.uniform(words[3]) < jnp.exp(log_ratio)
   return j, valid & keep
 
 
 def _log_ratio(j: jax.Array, lam: jax.Array, mode: jax.Array) -> jax.Array:
   """`log P(m + j) - log P(m)` for `P` Poisson(`lam`), `m = floor(lam)`, `j >= -m` (floats)."""
-  frac = lam - mode
   n1, n0 = mode + j + 1.0, mode + 1.0
   # For small means and the far left tail: lgamma directly (its values are small there).
   direct = j * jnp.log(lam) - jax.lax.lgamma(jnp.maximum(n1, 1.0)) + jax.lax.lgamma(n0)
-  e1, e0 = (j + 1.0 - frac) / lam, (1.0 - frac) / lam  # n = lam (1 + e), exactly.
-  stirling = (-lam * _phi(e1) + lam * _phi(e0) + 0.5 * (jnp.log1p(e1) - jnp.log1p(e0))
-              - _stirling_tail(jnp.maximum(n1, _STIRLING_FROM)) + _stirling_tail(n0))
+  stirling = _stirling_log_ratio(j, lam, mode)
   return jnp.where((n0 >= _STIRLING_FROM) & (n1 >= _STIRLING_FROM), stirling, direct)
+
+
+def _large_mean_log_ratio(j: jax.Array, lam: jax.Array, mode: jax.Array) -> jax.Array:
+  """`_log_ratio` for `lam >= 1000`, without lgamma: the tail `m + j < 9` it would be needed
+  for has probability below exp(-900), and is rejected."""
+  return jnp.where(mode + j + 1.0 >= _STIRLING_FROM, _stirling_log_ratio(j, lam, mode),
+                   -jnp.inf)
+
+
+def _stirling_log_ratio(j: jax.Array, lam: jax.Array, mode: jax.Array) -> jax.Array:
+  """The cancellation-free form (`poisson_centered`), for `m + j + 1 >= 10` and `m >= 9`."""
+  frac = lam - mode
+  n1, n0 = mode + j + 1.0, mode + 1.0
+  e1, e0 = (j + 1.0 - frac) / lam, (1.0 - frac) / lam  # n = lam (1 + e), exactly.
+  return (-lam * _phi(e1) + lam * _phi(e0) + 0.5 * (jnp.log1p(e1) - jnp.log1p(e0))
+          - _stirling_tail(jnp.maximum(n1, _STIRLING_FROM)) + _stirling_tail(n0))
 
 
 def _phi(e: jax.Array) -> jax.Array:
