@@ -10,8 +10,10 @@ Two workloads, each a weighted FedAvg round (client SGD, server SGD 1.0) from on
   so the aggregation, not local training, dominates.
 
 Aggregators: `MeanFactory`, `robust_aggregator`, `compression_aggregator`, `secure_aggregator`
-(TFF's defaults) and the robust rules `MedianFactory`, `KrumFactory(num_byzantine=1)`
-(unweighted FedAvg: they do not weigh). Rounds are timed interleaved (`measure.interleaved`),
+(TFF's defaults), the robust rules `MedianFactory`, `KrumFactory(num_byzantine=1)` and
+`ddp_secure_aggregator(min(1, 0.05 n), n)` for `n` clients (distributed DP: Skellam noise
+drawn by every client; unweighted FedAvg: they do not weigh). `--aggregators mean,ddp` runs a
+subset. Rounds are timed interleaved (`measure.interleaved`),
 so a burst of load hits every aggregator alike; the ratio to the mean's round is the figure.
 Writes benchmarks/results/aggregators.{json,md}.
 """
@@ -36,13 +38,17 @@ from federax.learning.models import metrics as model_metrics
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
+# name: (weighted FedAvg, the aggregator for a cohort of n clients)
 AGGREGATORS = {
-    "mean": (True, lambda: fx.aggregators.MeanFactory()),
-    "robust": (True, lambda: fx.learning.robust_aggregator()),
-    "compression": (True, lambda: fx.learning.compression_aggregator()),
-    "secure": (True, lambda: fx.learning.secure_aggregator()),
-    "median": (False, lambda: fx.aggregators.MedianFactory()),
-    "krum": (False, lambda: fx.aggregators.KrumFactory(num_byzantine=1)),
+    "mean": (True, lambda n: fx.aggregators.MeanFactory()),
+    "robust": (True, lambda n: fx.learning.robust_aggregator()),
+    "compression": (True, lambda n: fx.learning.compression_aggregator()),
+    "secure": (True, lambda n: fx.learning.secure_aggregator()),
+    "median": (False, lambda n: fx.aggregators.MedianFactory()),
+    "krum": (False, lambda n: fx.aggregators.KrumFactory(num_byzantine=1)),
+    # The noise multiplier the default adaptive clip's count noise (0.05 n) allows, up to 1.
+    "ddp": (False, lambda n: fx.learning.ddp_secure_aggregator(min(1.0, 0.05 * n), n,
+                                                                seed=0)),
 }
 
 
@@ -79,18 +85,18 @@ def mlp_clients(clients: int, examples: int, seed: int = 0) -> list:
   return out
 
 
-def build(name: str, model, lr: float):
+def build(name: str, model, lr: float, clients: int):
   weighted, make = AGGREGATORS[name]
   build_fn = (algorithms.build_weighted_fed_avg if weighted
               else algorithms.build_unweighted_fed_avg)
   return build_fn(model, optimizers.build_sgdm(lr), optimizers.build_sgdm(1.0),
-                  model_aggregator=make())
+                  model_aggregator=make(clients))
 
 
 def bench(model, lr: float, data: list, repeats: int, names: list[str]) -> dict:
   rounds = {}
   for name in names:
-    process = build(name, model, lr)
+    process = build(name, model, lr, len(data))
     state = process.initialize()
     rounds[name] = lambda p=process, s=state: p.next(s, data).state
   timed = measure.interleaved(rounds, repeats)
@@ -114,10 +120,15 @@ def main() -> None:
   parser.add_argument("--smoke", action="store_true")
   parser.add_argument("--data-dir", type=pathlib.Path, default=learning_rounds.DATA)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--aggregators", default=",".join(AGGREGATORS),
+                      help="comma-separated names (the mean always runs: the reference)")
   args = parser.parse_args()
-  names = list(AGGREGATORS)
+  names = ["mean"] + [n for n in args.aggregators.split(",") if n in AGGREGATORS and n != "mean"]
   repeats = 1 if args.smoke else args.repeats
-  report = {"command": "python -m benchmarks.aggregators" + (" --smoke" if args.smoke else ""),
+  command = "python -m benchmarks.aggregators" + (" --smoke" if args.smoke else "")
+  if names != list(AGGREGATORS):
+    command += f" --aggregators {','.join(names)}"
+  report = {"command": command,
             "machine": measure.machine(),
             "workloads": {}}
   if args.smoke:
@@ -138,8 +149,10 @@ def main() -> None:
     print("smoke ok")
     return
   RESULTS.mkdir(parents=True, exist_ok=True)
-  (RESULTS / "aggregators.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-  (RESULTS / "aggregators.md").write_text(f"`{report['command']}`\n\n{table}\n")
+  # A subset writes its own files, next to the full run's.
+  stem = "aggregators" if names == list(AGGREGATORS) else "_".join(["aggregators"] + names)
+  (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+  (RESULTS / f"{stem}.md").write_text(f"`{report['command']}`\n\n{table}\n")
 
 
 if __name__ == "__main__":

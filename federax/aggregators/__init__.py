@@ -5,6 +5,8 @@ from federax.aggregators.deterministic_discretization import (
     DeterministicDiscretizationFactory as DeterministicDiscretizationFactory)
 from federax.aggregators.differential_privacy import (
     DifferentiallyPrivateFactory as DifferentiallyPrivateFactory)
+from federax.aggregators.distributed_dp import (
+    DistributedDpSumFactory as DistributedDpSumFactory)
 from federax.aggregators.encoded import EncodedSumFactory as EncodedSumFactory
 from federax.aggregators.factory import AggregationFactory as AggregationFactory
 from federax.aggregators.factory import AggregationProcess as AggregationProcess
@@ -48,5 +50,5 @@ __all__ = [
     "concat_factory", "DeterministicDiscretizationFactory", "StochasticDiscretizationFactory",
     "ModularClippingSumFactory",
     "SecureSumFactory", "SecureModularSumFactory", "secure_quantized_sum",
-    "DifferentiallyPrivateFactory", "QuantileEstimatorQuery",
+    "DifferentiallyPrivateFactory", "QuantileEstimatorQuery", "DistributedDpSumFactory",
 ]

@@ -142,9 +142,10 @@ def rejection_sample(key: jax.Array, shape: Sequence[int], scale: Any,
       filled = jnp.minimum(filled + jnp.sum(accepted, axis=1, dtype=jnp.int32), n)
       return batch + 1, filled, out
 
-    start = (jnp.int32(0), jnp.zeros((count,), jnp.int32), jnp.zeros((count, n), jnp.int32))
+    # A key of scale 0 starts filled (with zeros): it draws nothing.
+    filled = jnp.where(scales > 0, 0, n).astype(jnp.int32)
+    start = (jnp.int32(0), filled, jnp.zeros((count, n), jnp.int32))
     _, _, out = jax.lax.while_loop(lambda carry: jnp.any(carry[1] < n), draw, start)
-    out = jnp.where((scales > 0)[:, None], out, 0)
     return jnp.reshape(out, (count,) + shape)
 
   @jax.custom_batching.custom_vmap

@@ -139,6 +139,9 @@ CASES += [
     ("dp-gaussian-adaptive", lambda: A.DifferentiallyPrivateFactory.gaussian_adaptive(
         1.0, 50, seed=0), STRUCT, False),
     ("dp-aggregator", lambda: fx.learning.dp_aggregator(1.0, 50, seed=0), STRUCT, False),
+    # Distributed DP as recommended (Skellam, the adaptive clip retuning the state every round).
+    ("ddp-secure-aggregator", lambda: fx.learning.ddp_secure_aggregator(1.0, 50, seed=0),
+     STRUCT, False),
     ("clipping-noised-quantile", lambda: A.clipping_factory(
         A.PrivateQuantileEstimationProcess(A.QuantileEstimatorQuery(1.0, 0.5, 0.2, 0.25, 5,
                                                                     True, seed=0)),

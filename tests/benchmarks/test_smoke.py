@@ -58,7 +58,7 @@ def test_tff_way_rounds_benchmark_agrees_with_masked_batch_and_the_floor(shared_
 @pytest.mark.slow
 def test_aggregators_benchmark():
   out = run_benchmark("aggregators")
-  for name in ("mean", "robust", "compression", "secure", "median", "krum"):
+  for name in ("mean", "robust", "compression", "secure", "median", "krum", "ddp"):
     assert f"| mlp-smoke | {name} |" in out
 
 
