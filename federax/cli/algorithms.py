@@ -2,10 +2,12 @@
 
 FedAvgM, FedAdam, FedYogi and FedAdagrad are FedAvg with another server optimizer (Reddi et
 al., "Adaptive Federated Optimization", ICLR 2021, with their epsilon 1e-3 for the adaptive
-ones); FedProx adds the proximal term; FedSGD sends one gradient per client per round.
+ones); FedProx adds the proximal term; FedSGD sends one gradient per client per round. Every
+one aggregates with TFF's recommended `robust_aggregator`: adaptive zeroing of corrupted
+updates, then adaptive L2 clipping, so no client (or diverging round) can blow the model up.
 
-With a model aggregator (differential privacy: `federax train --dp-noise-multiplier`) the
-algorithms average unweighted (`build_unweighted_fed_avg`, `build_unweighted_fed_prox`), as
+With a DP model aggregator (`federax train --dp-noise-multiplier`) the algorithms average
+unweighted with it instead (`build_unweighted_fed_avg`, `build_unweighted_fed_prox`), as
 central DP requires; FedSGD is weighted only.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from federax.learning import algorithms, optimizers
+from federax.learning.model_update_aggregator import robust_aggregator
 
 ADAPTIVE_EPSILON = 1e-3
 
@@ -38,7 +41,8 @@ def _build(name: str, model_fn: Callable, config: Any, aggregator: Optional[Any]
     if aggregator is not None:
       raise ValueError("fedsgd averages weighted by example counts: it takes no unweighted "
                        "model aggregator.")
-    return algorithms.build_fed_sgd(model_fn, server_optimizer_fn=server)
+    return algorithms.build_fed_sgd(model_fn, server_optimizer_fn=server,
+                                    model_aggregator=robust_aggregator())
   client = optimizers.build_sgdm(config.client_lr)
   if aggregator is not None:
     if name == "fedprox":
@@ -46,9 +50,11 @@ def _build(name: str, model_fn: Callable, config: Any, aggregator: Optional[Any]
                                                   server, model_aggregator=aggregator)
     return algorithms.build_unweighted_fed_avg(model_fn, client, server,
                                                model_aggregator=aggregator)
+  aggregator = robust_aggregator()
   if name == "fedprox":
-    return algorithms.build_weighted_fed_prox(model_fn, config.proximal_strength, client, server)
-  return algorithms.build_weighted_fed_avg(model_fn, client, server)
+    return algorithms.build_weighted_fed_prox(model_fn, config.proximal_strength, client, server,
+                                              model_aggregator=aggregator)
+  return algorithms.build_weighted_fed_avg(model_fn, client, server, model_aggregator=aggregator)
 
 
 ALGORITHMS = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedprox", "fedsgd")

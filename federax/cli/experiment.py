@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 from federax import program
 from federax.cli import compilation_cache, dp, plot
+from federax.cli._divergence import DivergedError, StopWhenDiverged
 from federax.cli._errors import CLIError
 from federax.cli.algorithms import build_learning_process
 from federax.cli.config import TrainConfig
@@ -205,12 +206,14 @@ def _run(config: TrainConfig, run_dir: pathlib.Path, verbose: bool,
     managers, memory = _managers(run_dir, progress, verbose)
     try:
       training_loop.run_training_process(
-          process, train_select, config.rounds, evaluation_fn=evaluate,
+          StopWhenDiverged(process, first_round,
+                           lambda: max(state_manager.get_versions() or [0])),
+          train_select, config.rounds, evaluation_fn=evaluate,
           evaluation_selection_fn=eval_select, rounds_per_evaluation=config.eval_every,
           program_state_manager=state_manager,
           rounds_per_saving_program_state=config.checkpoint_every, metrics_managers=managers,
           privacy_accountant=None if dp_setup is None else dp_setup.accountant)
-    except (program.ProgramStateError, program.ProgramStateNotFoundError) as e:
+    except (program.ProgramStateError, program.ProgramStateNotFoundError, DivergedError) as e:
       raise CLIError(" ".join(str(e).split()), status=1) from None
     except KeyboardInterrupt:
       saved = max(state_manager.get_versions() or [0])

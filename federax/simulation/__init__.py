@@ -22,6 +22,7 @@ from federax.program.training_loop import TRAINING_TIME_KEY as TRAINING_TIME_KEY
 from federax.program.training_loop import run_training_process as run_training_process
 from federax.simulation import iterative_process_compositions as iterative_process_compositions
 from federax.simulation import partitioners as partitioners
+from federax.simulation._finite import NonFiniteWarning as NonFiniteWarning
 from federax.simulation.client_data import ClientData as ClientData
 from federax.simulation.iterative_process_compositions import (
     compose_dataset_computation_with_computation as compose_dataset_computation_with_computation)
@@ -41,6 +42,7 @@ __all__ = [
     "EVALUATION_METRICS_PREFIX",
     "EVALUATION_TIME_KEY",
     "INFINITE_CARDINALITY",
+    "NonFiniteWarning",
     "PoissonSampler",
     "ROUND_NUMBER_KEY",
     "RaggedElementsError",

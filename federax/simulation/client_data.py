@@ -13,6 +13,7 @@ import numpy as np
 from federax.core.computations import LocalComputation, computation
 from federax.core.type_conversions import to_type
 from federax.core.types import SequenceType
+from federax.simulation import _finite
 from federax.simulation._row_groups import group_rows, row_group_datasets
 from federax.data import Dataset
 
@@ -73,20 +74,26 @@ class ClientData:
   from_clients_and_tf_fn = from_clients_and_fn
 
   @classmethod
-  def from_dict(cls, data: Mapping[str, Any]) -> ClientData:
+  def from_dict(cls, data: Mapping[str, Any], *, non_finite: str = "raise") -> ClientData:
     """A `ClientData` from `{client_id: features}` (TFF's `TestClientData`).
 
     Each client's dataset is built (not copied) here, so a client whose features do not slice,
     or whose element structure or dtypes differ from the first client's, fails now, named,
     rather than later inside a training round. Shapes may differ between clients (ragged
-    clients are fine); the features and their dtypes may not.
+    clients are fine); the features and their dtypes may not. A NaN or Inf in a
+    floating-point feature is refused, or its example dropped: it might never reach the
+    client's update (max pooling never picks a -inf), and the client would train as if clean.
 
     Args:
       data: maps each client id to a `Dataset`, or to a pytree (usually a dict) of arrays
-        sharing a leading example axis, sliced with `Dataset.from_tensor_slices`.
+        sharing a leading example axis, sliced with `Dataset.from_tensor_slices` (only these
+        arrays are checked for NaN and Inf; a `Dataset` is read later, lazily).
+      non_finite: "raise" (default): a NaN or Inf feature raises, naming the client; "drop":
+        the examples holding one are left out, and a `NonFiniteWarning` names their clients.
 
     Raises:
-      ValueError: if a client's features cannot be sliced (scalars, unequal leading axes).
+      ValueError: if a client's features cannot be sliced (scalars, unequal leading axes), or
+        hold a NaN or Inf (with `non_finite="raise"`).
       TypeError: if clients' elements differ in structure or dtype.
 
     Example:
@@ -94,8 +101,11 @@ class ClientData:
       >>> cd.element_type_structure
       {'x': TensorType(np.float64, (3,))}
     """
+    where = "ClientData.from_dict(data)"
+    _finite.check_policy(where, non_finite)
     datasets: dict[str, Dataset] = {}
     first: Optional[tuple[str, Any]] = None
+    dropped: list[tuple[str, int, int]] = []
     for client_id, value in dict(data).items():
       if isinstance(value, Dataset):
         dataset = value
@@ -104,33 +114,46 @@ class ClientData:
           dataset = Dataset.from_tensor_slices(value)
         except ValueError as e:
           raise ValueError(f"ClientData.from_dict(data): client {client_id!r}: {e}") from e
+        bad, names = _finite.bad_rows(value)
+        if bad is not None:
+          if non_finite == "raise":
+            raise _finite.refuse(where, client_id, bad, names)
+          dropped.append((client_id, int(bad.sum()), bad.size))
+          dataset = Dataset.from_tensor_slices(_finite.keep_rows(value, ~bad))
       spec = dataset.element_spec
       if first is None:
         first = (client_id, spec)
       else:
         _check_same_elements(first, (client_id, spec))
       datasets[client_id] = dataset
+    _finite.warn_dropped(where, dropped)
     return cls(list(datasets), datasets.__getitem__)
 
   @classmethod
-  def from_arrays(cls, client_ids_array: Any, features: Any) -> ClientData:
+  def from_arrays(cls, client_ids_array: Any, features: Any, *,
+                  non_finite: str = "raise") -> ClientData:
     """Groups the rows of centralized arrays by a client id column.
 
     Args:
       client_ids_array: `[n]` ids (str, bytes or ints); the client of each row.
       features: a pytree of arrays `[n, ...]`.
+      non_finite: "raise" (default): a NaN or Inf in a floating-point feature raises, naming
+        the client; "drop": its rows are left out (a client may end up empty), and a
+        `NonFiniteWarning` names their clients. See `from_dict`.
 
     Returns:
       One client per distinct id (in sorted order, as str), holding its rows in their order.
 
     Raises:
-      ValueError: if the lengths differ.
+      ValueError: if the lengths differ, or a feature holds a NaN or Inf (with "raise").
 
     Example:
       >>> cd = ClientData.from_arrays(np.array(['a', 'b', 'a']), {'y': np.array([1, 2, 3])})
       >>> cd.create_dataset('a').to_stacked()['y'].tolist()
       [1, 3]
     """
+    where = "ClientData.from_arrays(client_ids_array, features)"
+    _finite.check_policy(where, non_finite)
     ids = np.asarray(client_ids_array)
     lengths = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree_util.tree_leaves(features)}
     if ids.ndim != 1 or lengths != {len(ids)}:
@@ -138,8 +161,21 @@ class ClientData:
                        f"leading axis n; got ids of shape {ids.shape} and feature lengths "
                        f"{sorted(lengths, key=str)}.")
     unique, inverse = np.unique(ids, return_inverse=True)
+    inverse = inverse.reshape(-1)
     names = [u.decode() if isinstance(u, bytes) else str(u) for u in unique.tolist()]
-    rows = group_rows(inverse.reshape(-1), len(unique))
+    bad, bad_features = _finite.bad_rows(features)
+    if bad is None:
+      rows = group_rows(inverse, len(unique))
+    else:
+      per_client = np.bincount(inverse[bad], minlength=len(unique))
+      if non_finite == "raise":
+        client = int(np.flatnonzero(per_client)[0])
+        raise _finite.refuse(where, names[client], bad[inverse == client], bad_features)
+      kept = np.flatnonzero(~bad)
+      rows = [kept[r] for r in group_rows(inverse[kept], len(unique))]
+      sizes = np.bincount(inverse, minlength=len(unique))
+      _finite.warn_dropped(where, [(names[c], int(per_client[c]), int(sizes[c]))
+                                   for c in np.flatnonzero(per_client)])
     return cls(names, row_group_datasets(features, names, rows))
 
   # --- Access -----------------------------------------------------------------------------------

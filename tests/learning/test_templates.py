@@ -36,8 +36,8 @@ def test_fed_avg_state_prints_as_tff_prints_it():
   process = algorithms.build_weighted_fed_avg(linear_model(), optimizers.build_sgdm(0.1))
   assert process.initialize.type_signature.formatted_representation() == FORMATTED_STATE
   assert str(process.next.type_signature.result.metrics) == (
-      "<distributor=<>,client_work=<train=<loss=float32,num_examples=int32,num_batches=int32>>,"
-      "aggregator=<mean_value=<>,mean_weight=<>>,finalizer=<update_non_finite=int32>>@SERVER")
+      "<distributor=<>,client_work=<train=<loss=float32,num_examples=int32,num_batches=int32,"
+      "num_non_finite_clients=int32>>,aggregator=<mean_value=<>,mean_weight=<>>,finalizer=<update_non_finite=int32>>@SERVER")
   assert str(process.client_data_type) == "{<x=float32[5,4],y=int32[5],mask=bool[5]>*}@CLIENTS"
 
 

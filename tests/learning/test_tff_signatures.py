@@ -9,6 +9,8 @@ edits TFF's string by exactly that difference:
 * every federax model reports 'loss', 'num_examples' and 'num_batches' besides its own metrics
   (those it does not define itself); TFF's functional and hand-written models report only
   their own.
+* the training metrics end with `num_non_finite_clients=int32`, the clients dropped for a NaN
+  or Inf, as TFF's do after 0.89 (`model_delta_client_work.NUM_NON_FINITE_CLIENTS_KEY`).
 """
 
 import collections
@@ -109,7 +111,8 @@ def test_fed_avg_of_a_functional_keras_model_with_a_momentum_server():
            "weight_sum_process=<>>,finalizer=<learning_rate=float32,momentum=float32,"
            "accumulator=<float32[784,10],float32[10]>>>@SERVER")
   tff = (f"(<state={state},{DATA}> -> <state={state},metrics=<distributor=<>,client_work=<"
-         "train=<accuracy=float32>>,aggregator=<mean_value=<>,mean_weight=<>>,finalizer=<"
+         "train=<accuracy=float32,num_non_finite_clients=int32>>,aggregator=<mean_value=<>,"
+         "mean_weight=<>>,finalizer=<"
          "update_non_finite=int32>>@SERVER>)")
   process = algorithms.build_weighted_fed_avg(model, optimizers.build_sgdm(0.02),
                                               optimizers.build_sgdm(1.0, momentum=0.9))

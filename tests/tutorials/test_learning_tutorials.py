@@ -263,9 +263,10 @@ _WWCD_STATE = (
     "<global_model_weights=<trainable=<float32[784,10],float32[10]>,non_trainable=<>>,"
     "distributor=<>,client_work=<>,aggregator=<value_sum_process=<>,weight_sum_process=<>>,"
     "finalizer=<learning_rate=float32>>")
+# federax counts the clients dropped for a NaN or Inf, as TFF does after 0.89.
 _WWCD_RESULT = (
     f"<state={_WWCD_STATE}@SERVER,metrics=<distributor=<>,client_work=<train=<loss=float32,"
-    "accuracy=float32>>,aggregator=<mean_value=<>,mean_weight=<>>,finalizer=<update_non_finite="
+    "accuracy=float32,num_non_finite_clients=int32>>,aggregator=<mean_value=<>,mean_weight=<>>,finalizer=<update_non_finite="
     "int32>>@SERVER>")
 WWCD_TFF_NEXT_TYPES = [
     f"(<state={_WWCD_STATE}@SERVER,client_data={{str}}@CLIENTS> -> {_WWCD_RESULT})",

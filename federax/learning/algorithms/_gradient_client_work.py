@@ -31,7 +31,8 @@ def build_gradient_client_work(model, client_weighting,
 
   The gradient of each batch's mean loss is weighted by the batch's number of examples, so the
   update is the gradient of the mean loss over all the client's examples (Shokri and
-  Shmatikov 2015; McMahan et al. 2017's FedSGD).
+  Shmatikov 2015; McMahan et al. 2017's FedSGD). A client whose gradient or metrics are not
+  finite is dropped and counted (`_local.drop_if_non_finite`).
   """
   metrics_aggregator = metrics_aggregator or sum_then_finalize
   weights_type = type_of(model.initial_weights)
@@ -46,17 +47,22 @@ def build_gradient_client_work(model, client_weighting,
   add_batch = computation(acc_type, batch_type, row_mask=model.row_mask(training=True))(
       lambda acc, batch: _local.add_batch_gradient(model, acc, batch))
 
+  initial_metrics = model.initialize_metrics_state()
+
   @computation(acc_type)
   def finish(acc):
     weight = _local.client_weight(client_weighting, acc["num_examples"], acc["metrics"])
-    gradient, weight = _local.zero_if_non_finite(_local.mean_gradient(acc), weight)
-    return ClientResult(update=gradient, update_weight=weight), acc["metrics"]
+    gradient, weight, metrics, _ = _local.drop_if_non_finite(
+        acc, _local.mean_gradient(acc), weight, initial_metrics)
+    return ClientResult(update=gradient, update_weight=weight), metrics
 
   @federated_computation(weights_type, t.SequenceType(batch_type), np.int32, KEY)
   def client_update(weights, data, round_num, key):
     del round_num  # FedSGD has no schedule.
     return finish(fi.sequence_reduce(data, begin(weights, key), add_batch))
 
+  finalize, unfinalized = _local.with_non_finite_count("build_fed_sgd", model.finalize_metrics,
+                                                       initial_metrics)
   return _round_inputs.build_client_work(
       round_state, weights_type, batch_type, client_update,
-      metrics_aggregator(model.finalize_metrics, type_of(model.initialize_metrics_state())))
+      metrics_aggregator(finalize, type_of(unfinalized)))

@@ -42,8 +42,9 @@ def build_weighted_fed_avg(
   Returns:
     A `LearningProcess`; `next(state, client_data)` takes one dataset (or list of batches) per
     client, matching the model's `input_spec`, and returns `LearningProcessOutput(state,
-    metrics)` with metrics `<distributor=<>, client_work=<train=<...model metrics...>>,
-    aggregator=<mean_value=<>,mean_weight=<>>, finalizer=<update_non_finite=int32>>`.
+    metrics)` with metrics `<distributor=<>, client_work=<train=<...model metrics...,
+    num_non_finite_clients=int32>>, aggregator=<mean_value=<>,mean_weight=<>>,
+    finalizer=<update_non_finite=int32>>`.
 
   Example:
     >>> from federax.simulation.baselines import synthetic

@@ -71,25 +71,31 @@ def build_mime_lite_client_work(model, optimizer, client_weighting,
     return _local.train_on_batch(model, optimizer, acc, batch, acc["weights"],
                                  optimizer_state=acc["optimizer_state"])
 
-  @computation(train_acc_type, weights_type)
-  def finish(acc, initial):
-    delta, weight = _local.model_delta(acc, initial, client_weighting)
-    return ClientResult(update=delta, update_weight=weight), acc["metrics"]
+  initial_metrics = model.initialize_metrics_state()
+
+  @computation(train_acc_type, weights_type, trainable_type)
+  def finish(acc, initial, gradient):
+    # A dropped client's full gradient is zeroed too: 0 * NaN would poison the weighted mean.
+    weight = _local.client_weight(client_weighting, acc["num_examples"], acc["metrics"])
+    delta, weight, metrics, gradient = _local.drop_if_non_finite(
+        acc, _local.model_delta(acc, initial), weight, initial_metrics, also=gradient)
+    return ClientResult(update=delta, update_weight=weight), metrics, gradient
 
   @federated_computation(optimizer_state_type, weights_type, t.SequenceType(batch_type), KEY)
   def client_update(global_state, weights, data, key):
     gradient = full_gradient(fi.sequence_reduce(data, grad_begin(weights, key), add_batch))
     trained = fi.sequence_reduce(data, train_begin(global_state, weights, key), train_on_batch)
-    result, metrics = finish(trained, weights)
-    return result, metrics, gradient
+    return finish(trained, weights, gradient)
 
   @computation(optimizer_state_type, trainable_type)
   def update_optimizer_state(state, mean_gradient):
     new_state, _ = optimizer.next(state, _local.zeros_like_tree(mean_gradient), mean_gradient)
     return new_state
 
-  aggregate_metrics = metrics_aggregator(model.finalize_metrics,
-                                         type_of(model.initialize_metrics_state()))
+  where = "build_weighted_mime_lite" if weighted else "build_unweighted_mime_lite"
+  finalize, unfinalized = _local.with_non_finite_count(where, model.finalize_metrics,
+                                                       initial_metrics)
+  aggregate_metrics = metrics_aggregator(finalize, type_of(unfinalized))
 
   @federated_computation
   def initialize():

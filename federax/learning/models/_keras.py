@@ -121,7 +121,31 @@ def _per_example_loss(keras: Any, fn: Any, y: Any, predictions: Any,
                 "per example to leave padded rows out.", expected="float[B]", actual="float[]",
                 hint="pass a keras.losses.Loss object, or a function returning per-example "
                 "losses (e.g. keras.losses.sparse_categorical_crossentropy)")
-  return values
+  valid = _class_labels_valid(keras, fn, y, predictions)
+  return values if valid is None else jnp.where(valid.reshape(values.shape), values, jnp.nan)
+
+
+def _class_labels_valid(keras: Any, fn: Any, y: Any, predictions: Any) -> Optional[jax.Array]:
+  """For Keras's sparse categorical cross-entropy, whether each label is one of the classes
+  (or its `ignore_class`); None for other losses.
+
+  Keras one-hot encodes a label outside `[0, C)` as zeros: a loss of 0 that trains silently
+  (TFF's TensorFlow raises on CPU, and gives garbage on GPU). Its loss becomes NaN here, so
+  training drops the client and counts it (`num_non_finite_clients`).
+  """
+  if isinstance(fn, keras.losses.SparseCategoricalCrossentropy):
+    options = getattr(fn, "_fn_kwargs", {})
+  elif fn is keras.losses.sparse_categorical_crossentropy:
+    options = {}
+  else:
+    return None
+  axis, ignore = options.get("axis", -1), options.get("ignore_class")
+  predictions = jnp.asarray(predictions)
+  labels = jnp.asarray(y).astype(jnp.int32)  # As Keras casts them.
+  if labels.ndim == predictions.ndim and labels.shape[axis] == 1:
+    labels = jnp.squeeze(labels, axis=axis)
+  valid = (labels >= 0) & (labels < predictions.shape[axis])
+  return valid if ignore is None else valid | (labels == ignore)
 
 
 def keras_metric(keras: Any, metric: Any, operator: str = _OPERATOR,

@@ -32,9 +32,12 @@ def build_model_delta_client_work(
   Each client starts from the broadcast weights `w0`, takes one optimizer step per batch of its
   data (in order) on the model's loss, plus `proximal_strength / 2 * ||w - w0||^2` (FedProx,
   Li et al. 2020) when that is positive, and returns `ClientResult(update=w0 - w, weight)`
-  over the trainable weights. A client whose update has a non-finite value returns zeros with
-  weight 0. The model's training metrics, computed during training as in TFF, are aggregated
-  by `metrics_aggregator` and reported as `<train=...>@SERVER`.
+  over the trainable weights. A client whose update or training metrics (its summed loss) hold
+  a NaN or Inf is dropped: it returns zeros with weight 0 and its metrics are reset (TFF's rule
+  for updates, widened: a label outside the model's classes gives a NaN loss but a finite
+  update). The model's training metrics, computed during training as in TFF, plus
+  `num_non_finite_clients` (the dropped clients; TFF's name), are aggregated by
+  `metrics_aggregator` and reported as `<train=...>@SERVER`.
 
   Args:
     model_fn: a `FunctionalModel` or a no-argument function returning one.
@@ -98,8 +101,10 @@ def build_model_delta_client_work(
 
   @computation(acc_type, weights_type)
   def finish(acc, initial):
-    delta, weight = _local.model_delta(acc, initial, client_weighting)
-    return ClientResult(update=delta, update_weight=weight), acc["metrics"]
+    weight = _local.client_weight(client_weighting, acc["num_examples"], acc["metrics"])
+    delta, weight, metrics, _ = _local.drop_if_non_finite(
+        acc, _local.model_delta(acc, initial), weight, initial_metrics)
+    return ClientResult(update=delta, update_weight=weight), metrics
 
   @federated_computation(weights_type, t.SequenceType(batch_type), np.int32, KEY)
   def client_update(weights, data, round_num, key):
@@ -109,6 +114,8 @@ def build_model_delta_client_work(
 
     return finish(fi.sequence_reduce(data, begin(weights, round_num, key), step), weights)
 
+  finalize, unfinalized = _local.with_non_finite_count(where, model.finalize_metrics,
+                                                       initial_metrics)
   return _round_inputs.build_client_work(
       round_state, weights_type, batch_type, client_update,
-      metrics_aggregator(model.finalize_metrics, type_of(initial_metrics)))
+      metrics_aggregator(finalize, type_of(unfinalized)))

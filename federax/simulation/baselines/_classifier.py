@@ -21,7 +21,9 @@ def sparse_categorical_crossentropy(predictions: jax.Array, labels: jax.Array,
   """Per-example cross-entropy `[..., C], [...] -> [...]`, computed as Keras 3 does.
 
   From probabilities (the TFF EMNIST models end in a softmax), Keras renormalizes, clips to
-  `[1e-7, 1 - 1e-7]` and takes the log; from logits, it uses `log_softmax`.
+  `[1e-7, 1 - 1e-7]` and takes the log; from logits, it uses `log_softmax`. A label outside
+  `[0, C)` gives NaN (Keras's one-hot would give 0, and an index -1 would read class C - 1), so
+  training drops its client and counts it (`num_non_finite_clients`).
   """
   if from_logits:
     log_probs = jax.nn.log_softmax(predictions, axis=-1)
@@ -29,7 +31,8 @@ def sparse_categorical_crossentropy(predictions: jax.Array, labels: jax.Array,
     probs = predictions / jnp.sum(predictions, axis=-1, keepdims=True)
     log_probs = jnp.log(jnp.clip(probs, KERAS_EPSILON, 1.0 - KERAS_EPSILON))
   labels = jnp.reshape(labels, predictions.shape[:-1]).astype(jnp.int32)
-  return -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+  losses = -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+  return jnp.where((labels >= 0) & (labels < predictions.shape[-1]), losses, jnp.nan)
 
 
 def require_key(key: Optional[jax.Array], model_name: str) -> None:
