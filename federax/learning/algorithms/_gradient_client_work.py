@@ -22,7 +22,7 @@ def gradient_accumulator(model, weights, key):
   """The accumulator for `_local.add_batch_gradient`, from the weights and a key."""
   return collections.OrderedDict(
       weights=weights, metrics=model.initialize_metrics_state(),
-      num_examples=_local.INITIAL_COUNT, key=key,
+      num_examples=_local.INITIAL_COUNT, key=key, finite=_local.INITIAL_FINITE,
       gradient_sum=_local.zeros_like_tree(weights.trainable))
 
 def build_gradient_client_work(model, client_weighting,
@@ -31,8 +31,8 @@ def build_gradient_client_work(model, client_weighting,
 
   The gradient of each batch's mean loss is weighted by the batch's number of examples, so the
   update is the gradient of the mean loss over all the client's examples (Shokri and
-  Shmatikov 2015; McMahan et al. 2017's FedSGD). A client whose gradient or metrics are not
-  finite is dropped and counted (`_local.drop_if_non_finite`).
+  Shmatikov 2015; McMahan et al. 2017's FedSGD). A client whose loss, gradient or metrics are
+  not finite is dropped and counted (`_local.drop_if_non_finite`).
   """
   metrics_aggregator = metrics_aggregator or sum_then_finalize
   weights_type = type_of(model.initial_weights)
