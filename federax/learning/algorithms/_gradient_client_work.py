@@ -20,10 +20,10 @@ from federax.learning.templates.client_works import ClientResult, ClientWorkProc
 
 def gradient_accumulator(model, weights, key):
   """The accumulator for `_local.add_batch_gradient`, from the weights and a key."""
+  metrics = model.initialize_metrics_state()
   return collections.OrderedDict(
-      weights=weights, metrics=model.initialize_metrics_state(),
-      num_examples=_local.INITIAL_COUNT, key=key, finite=_local.INITIAL_FINITE,
-      gradient_sum=_local.zeros_like_tree(weights.trainable))
+      weights=weights, metrics=metrics, num_examples=_local.INITIAL_COUNT, key=key,
+      gradient_sum=_local.zeros_like_tree(weights.trainable), **_local.loss_check(metrics))
 
 def build_gradient_client_work(model, client_weighting,
                                metrics_aggregator: Optional[Callable] = None) -> ClientWorkProcess:

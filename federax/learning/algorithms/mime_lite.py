@@ -54,7 +54,7 @@ def build_mime_lite_client_work(model, optimizer, client_weighting,
     return collections.OrderedDict(weights=weights, optimizer_state=global_state,
                                    metrics=model.initialize_metrics_state(),
                                    num_examples=_local.INITIAL_COUNT, key=key,
-                                   finite=_local.INITIAL_FINITE)
+                                   **_local.loss_check(model.initialize_metrics_state()))
 
   grad_acc_type = type_of(jax.eval_shape(lambda w, k: gradient_accumulator(model, w, k),
                                          abstract_value(weights_type), KEY))
