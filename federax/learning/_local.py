@@ -1,9 +1,10 @@
 """Pure per-client pieces shared by the client works: one batch of training, gradient sums, weights.
 
 Each works on an accumulator `OrderedDict(weights, optimizer_state, metrics, num_examples,
-key[, gradient_sum])` threaded through `fx.sequence_reduce` over the client's batches.
-`drop_if_non_finite` turns a client whose result or metrics are not finite into one that counts
-nowhere but in `num_non_finite_clients`.
+key[, finite][, gradient_sum])` threaded through `fx.sequence_reduce` over the client's
+batches; `finite` (see `loss_check`) stays True while every batch's training loss is finite,
+and `drop_if_non_finite` turns a client whose loss, result or metrics were not finite into one
+that counts nowhere but in `num_non_finite_clients`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ Weighting = Union[ClientWeighting, Callable[[Any], Any]]
 NUM_NON_FINITE_CLIENTS = "num_non_finite_clients"
 """The count of dropped clients in the unfinalized (and finalized) training metrics: TFF's
 name (`model_delta_client_work.NUM_NON_FINITE_CLIENTS_KEY`, after 0.89)."""
+
+
+
+def loss_check(initial_metrics: Any) -> dict:
+  """`{'finite': True}` for the accumulator of a model whose metrics do not sum its loss, else
+  `{}`.
+
+  A label outside the model's classes gives a NaN loss but a finite update (an out-of-range
+  gather has no gradient). A 'loss' metric sums the batch losses, so the NaN shows there at no
+  cost per batch; without one, each batch's loss is checked as it is computed (a few percent
+  of a linear model's step on CPU, where every op in the loop costs).
+  """
+  return {} if "loss" in initial_metrics else {"finite": np.bool_(True)}
 
 
 def check_weighting(where: str, client_weighting: Any) -> None:
@@ -66,6 +80,8 @@ def train_on_batch(model, optimizer, acc, batch, initial, proximal_strength=0.0,
              metrics=model.update_metrics_state(acc["metrics"], batch, output),
              num_examples=acc["num_examples"] + jnp.asarray(output.num_examples, jnp.int32),
              key=key)
+  if "finite" in acc:
+    new["finite"] = acc["finite"] & jnp.isfinite(output.loss)
   return new
 
 
@@ -80,6 +96,8 @@ def add_batch_gradient(model, acc, batch, update_metrics: bool = True):
   new.update(gradient_sum=jax.tree_util.tree_map(lambda s, g: s + g * count.astype(g.dtype),
                                                  acc["gradient_sum"], grads),
              num_examples=acc["num_examples"] + count, key=key)
+  if "finite" in acc:
+    new["finite"] = acc["finite"] & jnp.isfinite(output.loss)
   if update_metrics:
     new["metrics"] = model.update_metrics_state(acc["metrics"], batch, output)
   return new
@@ -109,20 +127,19 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 def drop_if_non_finite(acc, result, weight, initial_metrics, also=()):
-  """TFF's rule, widened to metrics: a client whose `result` (its update) or unfinalized
-  metrics hold a NaN or Inf sends zeros with weight 0, and its metrics are reset (as TFF
-  does), so the round's metrics cover the clients that counted.
+  """TFF's rule, widened to losses and metrics: a client whose `result` (its update),
+  training losses (`loss_check`) or unfinalized metrics hold a NaN or Inf sends zeros with
+  weight 0, and its metrics are reset (as TFF does), so the round's metrics cover the clients
+  that counted.
 
-  The metrics hold the summed training loss: a label outside the model's classes gives a NaN
-  loss but a finite update (an out-of-range gather has no gradient), and is caught here, at no
-  cost per batch. Inputs are checked where data is read (`ClientData`): a check inside the
-  training loop costs a quarter to a half of a linear model's step on CPU.
+  Inputs are checked where data is read (`ClientData`): a check of every input inside the
+  training loop would cost a quarter to a half of a linear model's step on CPU.
 
   Returns:
     `(result, weight, unfinalized metrics + {num_non_finite_clients: int32 0 or 1}, also)`,
     with the trees in `also` (e.g. Mime Lite's full gradient) checked and zeroed alike.
   """
-  finite = all_finite(result) & all_finite(also) & all_finite(acc["metrics"])
+  finite = all_finite((result, also, acc["metrics"])) & acc.get("finite", True)
   zero = lambda tree: jax.tree_util.tree_map(
       lambda u: jnp.where(finite, u, jnp.zeros_like(u)), tree)
   metrics = jax.tree_util.tree_map(lambda m, m0: jnp.where(finite, m, m0), acc["metrics"],

@@ -20,10 +20,10 @@ from federax.learning.templates.client_works import ClientResult, ClientWorkProc
 
 def gradient_accumulator(model, weights, key):
   """The accumulator for `_local.add_batch_gradient`, from the weights and a key."""
+  metrics = model.initialize_metrics_state()
   return collections.OrderedDict(
-      weights=weights, metrics=model.initialize_metrics_state(),
-      num_examples=_local.INITIAL_COUNT, key=key,
-      gradient_sum=_local.zeros_like_tree(weights.trainable))
+      weights=weights, metrics=metrics, num_examples=_local.INITIAL_COUNT, key=key,
+      gradient_sum=_local.zeros_like_tree(weights.trainable), **_local.loss_check(metrics))
 
 def build_gradient_client_work(model, client_weighting,
                                metrics_aggregator: Optional[Callable] = None) -> ClientWorkProcess:
@@ -31,8 +31,8 @@ def build_gradient_client_work(model, client_weighting,
 
   The gradient of each batch's mean loss is weighted by the batch's number of examples, so the
   update is the gradient of the mean loss over all the client's examples (Shokri and
-  Shmatikov 2015; McMahan et al. 2017's FedSGD). A client whose gradient or metrics are not
-  finite is dropped and counted (`_local.drop_if_non_finite`).
+  Shmatikov 2015; McMahan et al. 2017's FedSGD). A client whose loss, gradient or metrics are
+  not finite is dropped and counted (`_local.drop_if_non_finite`).
   """
   metrics_aggregator = metrics_aggregator or sum_then_finalize
   weights_type = type_of(model.initial_weights)

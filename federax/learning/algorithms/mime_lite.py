@@ -53,7 +53,8 @@ def build_mime_lite_client_work(model, optimizer, client_weighting,
   def train_start(global_state, weights, key):
     return collections.OrderedDict(weights=weights, optimizer_state=global_state,
                                    metrics=model.initialize_metrics_state(),
-                                   num_examples=_local.INITIAL_COUNT, key=key)
+                                   num_examples=_local.INITIAL_COUNT, key=key,
+                                   **_local.loss_check(model.initialize_metrics_state()))
 
   grad_acc_type = type_of(jax.eval_shape(lambda w, k: gradient_accumulator(model, w, k),
                                          abstract_value(weights_type), KEY))

@@ -32,8 +32,8 @@ def build_model_delta_client_work(
   Each client starts from the broadcast weights `w0`, takes one optimizer step per batch of its
   data (in order) on the model's loss, plus `proximal_strength / 2 * ||w - w0||^2` (FedProx,
   Li et al. 2020) when that is positive, and returns `ClientResult(update=w0 - w, weight)`
-  over the trainable weights. A client whose update or training metrics (its summed loss) hold
-  a NaN or Inf is dropped: it returns zeros with weight 0 and its metrics are reset (TFF's rule
+  over the trainable weights. A client whose update, training loss or metrics hold a NaN or
+  Inf is dropped: it returns zeros with weight 0 and its metrics are reset (TFF's rule
   for updates, widened: a label outside the model's classes gives a NaN loss but a finite
   update). The model's training metrics, computed during training as in TFF, plus
   `num_non_finite_clients` (the dropped clients; TFF's name), are aggregated by
@@ -89,7 +89,7 @@ def build_model_delta_client_work(
       state = optimizer.set_hparams(state, hparams)
     return collections.OrderedDict(weights=weights, optimizer_state=state,
                                    metrics=initial_metrics, num_examples=_local.INITIAL_COUNT,
-                                   key=key)
+                                   key=key, **_local.loss_check(initial_metrics))
 
   acc_type = type_of(jax.eval_shape(start, abstract_value(weights_type), np.int32(0), KEY))
   begin = computation(weights_type, np.int32, KEY)(start)
