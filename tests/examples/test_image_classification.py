@@ -62,7 +62,9 @@ def test_unshuffled_tutorial_reproduces_tff_and_numpy(shared_data, tmp_path):
   assert result["test_eval"]["num_examples"] > 0
 
   events = scalar_events(tmp_path / "tb")
-  assert set(events) == {"loss", "num_batches", "num_examples", "sparse_categorical_accuracy"}
+  assert set(events) == {"loss", "num_batches", "num_examples", "sparse_categorical_accuracy",
+                         "num_non_finite_clients"}
+  assert all(v == 0 for _, v in events["num_non_finite_clients"])
   assert [step for step, _ in events["loss"]] == list(range(1, 11))
   np.testing.assert_allclose([v for _, v in events["loss"]], keras_losses, rtol=1e-6)
 
