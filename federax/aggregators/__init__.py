@@ -6,6 +6,7 @@ from federax.aggregators.deterministic_discretization import (
 from federax.aggregators.differential_privacy import (
     DifferentiallyPrivateFactory as DifferentiallyPrivateFactory)
 from federax.aggregators.encoded import EncodedSumFactory as EncodedSumFactory
+from federax.aggregators.local_dp import LocalDpFactory as LocalDpFactory
 from federax.aggregators.factory import AggregationFactory as AggregationFactory
 from federax.aggregators.factory import AggregationProcess as AggregationProcess
 from federax.aggregators.factory import (
@@ -48,5 +49,5 @@ __all__ = [
     "concat_factory", "DeterministicDiscretizationFactory", "StochasticDiscretizationFactory",
     "ModularClippingSumFactory",
     "SecureSumFactory", "SecureModularSumFactory", "secure_quantized_sum",
-    "DifferentiallyPrivateFactory", "QuantileEstimatorQuery",
+    "DifferentiallyPrivateFactory", "QuantileEstimatorQuery", "LocalDpFactory",
 ]

@@ -10,8 +10,11 @@ from federax.learning._weighting import ClientWeighting as ClientWeighting
 from federax.learning.model_update_aggregator import (
     compression_aggregator as compression_aggregator)
 from federax.learning.model_update_aggregator import dp_aggregator as dp_aggregator
+from federax.learning.model_update_aggregator import (
+    local_dp_aggregator as local_dp_aggregator)
 from federax.learning.model_update_aggregator import robust_aggregator as robust_aggregator
 from federax.learning.model_update_aggregator import secure_aggregator as secure_aggregator
 
 __all__ = ["algorithms", "metrics", "models", "optimizers", "programs", "templates", "ClientWeighting",
-           "robust_aggregator", "compression_aggregator", "secure_aggregator", "dp_aggregator"]
+           "robust_aggregator", "compression_aggregator", "secure_aggregator", "dp_aggregator",
+           "local_dp_aggregator"]
