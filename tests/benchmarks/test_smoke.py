@@ -65,3 +65,11 @@ def test_aggregators_benchmark():
 @pytest.mark.slow
 def test_client_reductions_benchmark():
   assert "| 4 | 5000 |" in run_benchmark("client_reductions")
+
+
+@pytest.mark.slow
+def test_dp_rounds_benchmark():
+  out = run_benchmark("dp_rounds")
+  for name in ("fedavg", "dp_aggregator", "gaussian_fixed", "tree_aggregation", "local_dp"):
+    assert f"| mlp-smoke | {name} |" in out
+  assert "target <= 1.1x:" in out
