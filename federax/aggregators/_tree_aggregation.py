@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from federax.aggregators import _gaussian
+
 
 def max_leaves(depth: int) -> int:
   """The most rounds a tree of `depth` levels holds: `2^depth - 1`."""
@@ -62,7 +64,7 @@ def _draw(round_key: jax.Array, node: Any, shapes: Sequence[tuple], stddev: jax.
   """The fresh noise of this round's `node`-th draw: tensor `i` from
   `fold_in(fold_in(round_key, node), i)`, float32, standard deviation `stddev`."""
   node_key = jax.random.fold_in(round_key, node)
-  return [jax.random.normal(jax.random.fold_in(node_key, i), shape, jnp.float32) * stddev
+  return [_gaussian.normal(jax.random.fold_in(node_key, i), shape, stddev)
           for i, shape in enumerate(shapes)]
 
 

@@ -63,8 +63,19 @@ class _Query(abc.ABC):
     """What every client needs this round (e.g. the clip), from the state."""
 
   @abc.abstractmethod
+  def record_parts(self, params: Any, value: Any) -> tuple[Any, Any]:
+    """`(scale, extra)`: one client's value clipped is `value * scale` (float32), and `extra`
+    is what else the query counts (`()` for nothing)."""
+
+  def record_of(self, clipped: Any, extra: Any) -> Any:
+    """The record the record aggregation factory sums, from the clipped value and `extra`."""
+    del extra
+    return clipped
+
   def record(self, params: Any, value: Any) -> Any:
     """One client's record: its value clipped (and what else the query counts)."""
+    scale, extra = self.record_parts(params, value)
+    return self.record_of(_gaussian.scaled(value, scale), extra)
 
   @abc.abstractmethod
   def noised_result(self, summed: Any, state: Any) -> tuple[Any, Any]:
@@ -112,8 +123,8 @@ class _NormalizedGaussianQuery(_Query):
   def sample_params(self, state):
     return state["numerator_state"]["l2_norm_clip"]
 
-  def record(self, params, value):
-    return _gaussian.clip(value, params)[0]
+  def record_parts(self, params, value):
+    return _gaussian.clip_scale(value, params)[0], ()
 
   def noised_result(self, summed, state):
     noised, numerator_state = _gaussian.noised(summed, state["numerator_state"])
@@ -160,13 +171,14 @@ class _NormalizedAdaptiveQuery(_Query):
     return (numerator["sum_state"]["l2_norm_clip"],
             numerator["quantile_estimator_state"]["current_estimate"])
 
-  def record(self, params, value):
+  def record_parts(self, params, value):
     clip, estimate = params
-    clipped, norm = _gaussian.clip(value, clip)
+    scale, norm = _gaussian.clip_scale(value, clip)
     # The estimator learns from the norms as given (before clipping), as in tfp.
-    return collections.OrderedDict(
-        sum_state=clipped,
-        quantile_estimator_state=qe.below_estimate_record(self.quantile, estimate, norm))
+    return scale, qe.below_estimate_record(self.quantile, estimate, norm)
+
+  def record_of(self, clipped, extra):
+    return collections.OrderedDict(sum_state=clipped, quantile_estimator_state=extra)
 
   def noised_result(self, summed, state):
     numerator = state["numerator_state"]
@@ -257,8 +269,8 @@ class _NormalizedTreeQuery(_Query):
   def sample_params(self, state):
     return self._inner(state)["clip_value"]
 
-  def record(self, params, value):
-    return _gaussian.clip(value, params)[0]
+  def record_parts(self, params, value):
+    return _gaussian.clip_scale(value, params)[0], ()
 
   def noised_result(self, summed, state):
     inner = self._inner(state)
@@ -554,6 +566,34 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     record_fn = computation(params_fn.type_signature.result, value_type)(query.record)
     records = self._record_aggregation_factory.create(record_fn.type_signature.result)
     summed_type = records.next.type_signature.result[1].member
+    # A plain sum of float32 values: the clipped values are summed as `sum_i s_i v_i`, a
+    # weighted client-axis reduction that reads each value once, rather than written out
+    # clipped (`n` copies of the value) and read again (the cost of clipping).
+    fused = (type(self._record_aggregation_factory) is SumFactory
+             and all(ts.dtype == np.float32 for ts in cu.tensor_types(value_type)))
+    parts_fn = computation(params_fn.type_signature.result, value_type)(query.record_parts)
+    extra_type = parts_fn.type_signature.result[1]
+
+    @computation(parts_fn.type_signature.result[0])
+    def one(scale):
+      del scale
+      return np.int32(1)
+
+    @computation(value_type, t.TensorType(np.float32), t.TensorType(np.int32), extra_type)
+    def summed_record(mean, total_scale, count, extra):
+      # The weighted mean times the total weight is the weighted sum (without clients, 0).
+      total = jax.tree_util.tree_map(
+          lambda m: jnp.where(count > 0, m * total_scale.astype(m.dtype), jnp.zeros_like(m)),
+          mean)
+      return query.record_of(total, extra)
+
+    def fused_sum(params, value):
+      scale, extra = fi.federated_map(parts_fn, (params, value))
+      extra_sum = (fi.federated_sum(extra) if cu.tensor_types(extra_type)
+                   else fi.federated_value((), SERVER))
+      return fi.federated_map(summed_record, (
+          fi.federated_mean(value, scale), fi.federated_sum(scale),
+          fi.federated_sum(fi.federated_map(one, scale)), extra_sum))
 
     @computation(summed_type, query_state_type)
     def noised_result(summed, query_state):
@@ -573,18 +613,22 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     @named(f"{where}.next")
     def next_fn(state, value):
       params = fi.federated_broadcast(fi.federated_map(params_fn, state.query_state))
-      record = fi.federated_map(record_fn, (params, value))
-      record_out = records.next(state.agg_state, record)
-      result, query_state = fi.federated_map(noised_result,
-                                             (record_out.result, state.query_state))
+      if fused:  # SumFactory's state and measurements are empty.
+        summed, agg_state = fused_sum(params, value), state.agg_state
+        agg_measurements = fi.federated_value((), SERVER)
+      else:
+        record_out = records.next(state.agg_state, fi.federated_map(record_fn, (params, value)))
+        summed, agg_state = record_out.result, record_out.state
+        agg_measurements = record_out.measurements
+      result, query_state = fi.federated_map(noised_result, (summed, state.query_state))
       return MeasuredProcessOutput(
           state=fi.federated_zip(collections.OrderedDict(
-              query_state=query_state, agg_state=record_out.state,
+              query_state=query_state, agg_state=agg_state,
               is_init_state=fi.federated_value(np.bool_(False), SERVER))),
           result=result,
           measurements=fi.federated_zip(collections.OrderedDict(
               dp_query_metrics=fi.federated_map(metrics_fn, query_state),
-              dp=record_out.measurements)))
+              dp=agg_measurements)))
 
     return AggregationProcess(initialize, next_fn)
 

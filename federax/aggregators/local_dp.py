@@ -7,7 +7,6 @@ import collections
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from federax.core import intrinsics as fi
@@ -124,8 +123,8 @@ class LocalDpFactory(UnweightedAggregationFactory):
     def perturb(clip, stddev, value, key):
       clipped, _ = _gaussian.clip(value, clip)
       leaves = cu.flatten(clipped, value_type)
-      noised = [x + (jax.random.normal(jax.random.fold_in(key, j), x.shape, jnp.float32)
-                     * stddev).astype(x.dtype) for j, x in enumerate(leaves)]
+      noised = [x + _gaussian.normal(jax.random.fold_in(key, j), x.shape, stddev, x.dtype)
+                for j, x in enumerate(leaves)]
       return cu.unflatten(noised, value_type)
 
     @federated_computation
