@@ -169,10 +169,12 @@ class SequentialExecution(Execution):
     members = self._members(payload, ts)
     weights = ([1.0] * self.n if weight is None else
                [weight] * self.n if weight_type.all_equal else list(weight))
-    total = functools.reduce(jnp.add, [jnp.asarray(w, jnp.float32) for w in weights])
+    # Without clients: 0 / 0, NaN, as on the vectorized runtime.
+    total = functools.reduce(jnp.add, [jnp.asarray(w, jnp.float32) for w in weights],
+                             jnp.float32(0.0))
     weighted = [jax.tree_util.tree_map(lambda x, w=w: x * jnp.asarray(w, x.dtype), m)
                 for m, w in zip(members, weights)]
-    summed = functools.reduce(_tree_add, weighted)
+    summed = functools.reduce(_tree_add, weighted, zeros_like_type(ts.member))
     return jax.tree_util.tree_map(lambda s: (s / total.astype(s.dtype)).astype(s.dtype), summed)
 
   def federated_min(self, payload, ts):

@@ -234,6 +234,20 @@ def test_the_same_seed_gives_bit_identical_noise_on_both_runtimes():
       np.array_equal, outputs["vectorized"][1], outputs["sequential"][1]))
 
 
+@pytest.mark.parametrize("make", [
+    lambda: DPF.gaussian_fixed(1.0, 4, 1.0, seed=3),
+    lambda: DPF.tree_aggregation(1.0, 4, 1.0, noise_seed=3),
+], ids=["fixed", "tree"])
+def test_a_round_without_clients_releases_the_noise_alone(runtime, make):
+  value_type = fx.TensorType(np.float32, [3])
+  process = make().create(value_type)
+  empty = process.next(process.initialize(), []).result
+  zeros = make().create(value_type)
+  expected = zeros.next(zeros.initialize(), [np.zeros(3, np.float32)] * 2).result
+  np.testing.assert_array_equal(empty, expected)
+  assert np.all(np.isfinite(empty)) and np.all(empty != 0)
+
+
 # --- Accounting ----------------------------------------------------------------------------------
 
 
