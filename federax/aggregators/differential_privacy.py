@@ -335,8 +335,13 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
   `NormalizedQuery`). One client then moves the sum by at most `C` whatever its value, so each
   round is a Gaussian mechanism with that noise multiplier (McMahan et al. 2018, DP-FedAvg).
 
-  Build it with `gaussian_fixed(...)` or `gaussian_adaptive(...)`. Only unweighted processes:
-  a weighted mean's sensitivity to one client grows with that client's weight.
+  Build it with `gaussian_fixed(...)`, `gaussian_adaptive(...)` or `tree_aggregation(...)`
+  (DP-FTRL: the noise correlated across rounds). Only unweighted processes: a weighted mean's
+  sensitivity to one client grows with that client's weight. With the default record
+  aggregation (a `SumFactory`) and float32 values, the clipped values are summed as
+  `sum_i s_i v_i` from each client's clip factor `s_i` (a weighted client mean times the total
+  weight), not written out clipped first: the same sum up to float32 rounding, at about the
+  cost of a plain mean.
 
   The noise is drawn from a JAX key kept in the state (split every round; each tensor its own
   stream), so the same `seed` gives bit-identical noise on every runtime. The default seed,
@@ -362,7 +367,8 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     if not isinstance(query, _Query):
       raise error(TypeError, _NAME, "the query must be one federax builds (a "
                   "tensorflow_privacy DPQuery cannot run on JAX).", actual=repr(query),
-                  hint=f"use {_NAME}.gaussian_fixed(...) or {_NAME}.gaussian_adaptive(...)")
+                  hint=f"use {_NAME}.gaussian_fixed(...), {_NAME}.gaussian_adaptive(...) or "
+                  f"{_NAME}.tree_aggregation(...)")
     self._query = query
     if record_aggregation_factory is None:
       record_aggregation_factory = SumFactory()
