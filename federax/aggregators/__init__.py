@@ -8,6 +8,7 @@ from federax.aggregators.differential_privacy import (
 from federax.aggregators.distributed_dp import (
     DistributedDpSumFactory as DistributedDpSumFactory)
 from federax.aggregators.encoded import EncodedSumFactory as EncodedSumFactory
+from federax.aggregators.local_dp import LocalDpFactory as LocalDpFactory
 from federax.aggregators.factory import AggregationFactory as AggregationFactory
 from federax.aggregators.factory import AggregationProcess as AggregationProcess
 from federax.aggregators.factory import (
@@ -51,4 +52,5 @@ __all__ = [
     "ModularClippingSumFactory",
     "SecureSumFactory", "SecureModularSumFactory", "secure_quantized_sum",
     "DifferentiallyPrivateFactory", "QuantileEstimatorQuery", "DistributedDpSumFactory",
+    "LocalDpFactory",
 ]

@@ -24,15 +24,36 @@ def global_norm(value: Any) -> jax.Array:
   return jnp.sqrt(sum((jnp.sum(jnp.square(x)) for x in leaves), jnp.float32(0.0)))
 
 
+def clip_scale(value: Any, l2_norm_clip: Any) -> tuple[jax.Array, jax.Array]:
+  """`(clip / max(norm, clip), norm)`: the factor `clip` multiplies `value` by, in float32."""
+  norm = global_norm(value)
+  return l2_norm_clip / jnp.maximum(norm, l2_norm_clip), norm
+
+
+def scaled(value: Any, scale: jax.Array) -> Any:
+  """`value * scale`, each tensor in its dtype."""
+  return jax.tree_util.tree_map(lambda x: x * scale.astype(x.dtype), value)
+
+
 def clip(value: Any, l2_norm_clip: Any) -> tuple[Any, jax.Array]:
   """`(value * clip / max(norm, clip), norm)`: `tf.clip_by_global_norm`'s projection.
 
   A value with a NaN or infinite entry has a NaN or infinite norm and comes out with NaN
   entries (it reaches the aggregate as NaN, as in TFF).
   """
-  norm = global_norm(value)
-  scale = l2_norm_clip / jnp.maximum(norm, l2_norm_clip)
-  return jax.tree_util.tree_map(lambda x: x * scale.astype(x.dtype), value), norm
+  scale, norm = clip_scale(value, l2_norm_clip)
+  return scaled(value, scale), norm
+
+
+def normal(key: jax.Array, shape: tuple, stddev: Any, dtype: Any = jnp.float32) -> jax.Array:
+  """`normal(key, shape) * stddev` drawn in float32 and cast to `dtype`.
+
+  The draw is rounded before it is scaled: fused with the scaling, XLA may fold the normal's
+  last multiplication into it (a rounding fewer) in one program and not in another, and the
+  same key would give other bits on the two runtimes.
+  """
+  draw = jax.lax.optimization_barrier(jax.random.normal(key, shape, jnp.float32))
+  return (draw * jnp.asarray(stddev, jnp.float32)).astype(dtype)
 
 
 def noised(total: Any, state: Any) -> tuple[Any, collections.OrderedDict]:
@@ -49,8 +70,7 @@ def noised(total: Any, state: Any) -> tuple[Any, collections.OrderedDict]:
   out = []
   for j, x in enumerate(leaves):
     x = jnp.asarray(x)
-    noise = jax.random.normal(jax.random.fold_in(round_key, j), x.shape, jnp.float32) * stddev
-    out.append(x + noise.astype(x.dtype))
+    out.append(x + normal(jax.random.fold_in(round_key, j), x.shape, stddev, x.dtype))
   new_state = initial_state(state["l2_norm_clip"], stddev, next_key)
   return jax.tree_util.tree_unflatten(tree, out), new_state
 

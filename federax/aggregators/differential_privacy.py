@@ -19,11 +19,13 @@ from federax.core import intrinsics as fi
 from federax.core import types as t
 from federax.core.computations import computation, federated_computation
 from federax.core.errors import error
+from federax.core.type_conversions import to_type
 from federax.core.placements import CLIENTS, SERVER
 from federax.templates.measured_process import MeasuredProcessOutput
 from federax.templates._naming import named
 from federax.aggregators import _compression_utils as cu
 from federax.aggregators import _gaussian
+from federax.aggregators import _tree_aggregation as _tree
 from federax.aggregators import quantile_estimation as qe
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
                                          UnweightedAggregationFactory, check_float_value)
@@ -61,8 +63,19 @@ class _Query(abc.ABC):
     """What every client needs this round (e.g. the clip), from the state."""
 
   @abc.abstractmethod
+  def record_parts(self, params: Any, value: Any) -> tuple[Any, Any]:
+    """`(scale, extra)`: one client's value clipped is `value * scale` (float32), and `extra`
+    is what else the query counts (`()` for nothing)."""
+
+  def record_of(self, clipped: Any, extra: Any) -> Any:
+    """The record the record aggregation factory sums, from the clipped value and `extra`."""
+    del extra
+    return clipped
+
   def record(self, params: Any, value: Any) -> Any:
     """One client's record: its value clipped (and what else the query counts)."""
+    scale, extra = self.record_parts(params, value)
+    return self.record_of(_gaussian.scaled(value, scale), extra)
 
   @abc.abstractmethod
   def noised_result(self, summed: Any, state: Any) -> tuple[Any, Any]:
@@ -75,6 +88,17 @@ class _Query(abc.ABC):
   @abc.abstractmethod
   def dp_event(self) -> Any:
     """The `dp_accounting.DpEvent` one round releases (`dp_accounting` imported by the caller)."""
+
+  def rounds_dp_event(self, rounds: int) -> Any:
+    """The `dp_accounting.DpEvent` of the first `rounds` rounds: one round's, composed."""
+    import dp_accounting  # pylint: disable=g-import-not-at-top
+    return dp_accounting.SelfComposedDpEvent(self.dp_event(), rounds)
+
+  def bind(self, value_type: t.Type) -> _Query:
+    """The query for values of `value_type` (a query whose state holds value-shaped tensors
+    needs it); `create` calls it."""
+    del value_type
+    return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +123,8 @@ class _NormalizedGaussianQuery(_Query):
   def sample_params(self, state):
     return state["numerator_state"]["l2_norm_clip"]
 
-  def record(self, params, value):
-    return _gaussian.clip(value, params)[0]
+  def record_parts(self, params, value):
+    return _gaussian.clip_scale(value, params)[0], ()
 
   def noised_result(self, summed, state):
     noised, numerator_state = _gaussian.noised(summed, state["numerator_state"])
@@ -147,13 +171,14 @@ class _NormalizedAdaptiveQuery(_Query):
     return (numerator["sum_state"]["l2_norm_clip"],
             numerator["quantile_estimator_state"]["current_estimate"])
 
-  def record(self, params, value):
+  def record_parts(self, params, value):
     clip, estimate = params
-    clipped, norm = _gaussian.clip(value, clip)
+    scale, norm = _gaussian.clip_scale(value, clip)
     # The estimator learns from the norms as given (before clipping), as in tfp.
-    return collections.OrderedDict(
-        sum_state=clipped,
-        quantile_estimator_state=qe.below_estimate_record(self.quantile, estimate, norm))
+    return scale, qe.below_estimate_record(self.quantile, estimate, norm)
+
+  def record_of(self, clipped, extra):
+    return collections.OrderedDict(sum_state=clipped, quantile_estimator_state=extra)
 
   def noised_result(self, summed, state):
     numerator = state["numerator_state"]
@@ -183,6 +208,116 @@ class _NormalizedAdaptiveQuery(_Query):
         dp_accounting.GaussianDpEvent(count_stddev / 0.5)])
 
 
+@dataclasses.dataclass(frozen=True)
+class _NormalizedTreeQuery(_Query):
+  """tfp's `NormalizedQuery(TreeResidualSumQuery.build_l2_gaussian_query(...), denominator)`:
+  each round's noise the residual of a tree's cumulative noise (`_tree_aggregation`).
+
+  State `<numerator_state=<tree_state=<level_buffer=..,step=int32,value_generator_state=
+  <noise_key=uint32[2],stddev=float32>>,clip_value=float32,previous_tree_noise=..>,
+  denominator=float32>`; with periodic restarts the numerator is tfp's `RestartQuery` state
+  `<inner_query_state=<as above>,indicator_state=int32>`.
+  """
+
+  noise_multiplier: float
+  clip: float
+  denominator: float
+  noise_key: np.ndarray
+  efficient: bool
+  restart_period: Optional[int]
+  restart_warmup: int
+  depth: int
+  record_type: Optional[t.Type]  # TFF's record_specs, checked against the value type.
+  value_type: Optional[t.Type] = None  # Bound by `create`.
+
+  def bind(self, value_type):
+    where = f"{_NAME}.create(value_type)"
+    cu.check_tensors(where, value_type, kinds="f", what="floating point")
+    shapes = [tuple(ts.shape) for ts in cu.tensor_types(value_type)]
+    if self.record_type is not None:
+      specs = [tuple(ts.shape) for ts in cu.tensor_types(self.record_type)]
+      if specs != shapes:
+        raise error(ValueError, where, "the values do not have the shapes of record_specs "
+                    "(the tree's noise is drawn in those shapes).",
+                    expected=f"tensors of shapes {specs} (record_specs {self.record_type})",
+                    actual=f"tensors of shapes {shapes} (value_type {value_type})",
+                    hint="pass record_specs=None: federax reads the shapes from the value type")
+    return dataclasses.replace(self, value_type=value_type)
+
+  def _zeros(self):
+    return cu.unflatten([jnp.zeros(ts.shape, jnp.float32)
+                         for ts in cu.tensor_types(self.value_type)], self.value_type)
+
+  def initial_state(self):
+    shapes = [tuple(ts.shape) for ts in cu.tensor_types(self.value_type)]
+    tree_state = _tree.initial_state(shapes, self.depth, self.noise_multiplier * self.clip,
+                                     self.noise_key)
+    tree_state["level_buffer"] = cu.unflatten(tree_state["level_buffer"], self.value_type)
+    numerator = collections.OrderedDict(tree_state=tree_state,
+                                        clip_value=np.float32(self.clip),
+                                        previous_tree_noise=self._zeros())
+    if self.restart_period is not None:
+      numerator = collections.OrderedDict(inner_query_state=numerator,
+                                          indicator_state=np.int32(0))
+    return collections.OrderedDict(numerator_state=numerator,
+                                   denominator=np.float32(self.denominator))
+
+  def _inner(self, state):
+    numerator = state["numerator_state"]
+    return numerator if self.restart_period is None else numerator["inner_query_state"]
+
+  def sample_params(self, state):
+    return self._inner(state)["clip_value"]
+
+  def record_parts(self, params, value):
+    return _gaussian.clip_scale(value, params)[0], ()
+
+  def noised_result(self, summed, state):
+    inner = self._inner(state)
+    tree_state = dict(inner["tree_state"])
+    tree_state["level_buffer"] = cu.flatten(tree_state["level_buffer"], self.value_type)
+    cumsum, tree_state = _tree.cumsum_and_update(tree_state, self.efficient)
+    previous = cu.flatten(inner["previous_tree_noise"], self.value_type)
+    # The round's noise is the change of the cumulative noise: summed over rounds, the
+    # released values carry the tree's O(log T) noise, not T rounds' worth.
+    noised = [(x.astype(jnp.float32) + (c - p)).astype(x.dtype)
+              for x, c, p in zip(cu.flatten(summed, self.value_type), cumsum, previous)]
+    # Restart (tfp's `reset_state`: an empty tree, the key stream continued, no previous
+    # noise) on the periodic schedule, and whenever the tree is full.
+    restart = tree_state["step"] == _tree.max_leaves(self.depth)
+    if self.restart_period is not None:
+      count = state["numerator_state"]["indicator_state"] + 1
+      restart = restart | _tree.restart_flag(count, self.restart_period, self.restart_warmup)
+    tree_state["step"] = jnp.where(restart, 0, tree_state["step"])
+    tree_state["level_buffer"] = cu.unflatten(tree_state["level_buffer"], self.value_type)
+    numerator = collections.OrderedDict(
+        tree_state=tree_state, clip_value=inner["clip_value"],
+        previous_tree_noise=cu.unflatten([jnp.where(restart, 0.0, c) for c in cumsum],
+                                         self.value_type))
+    if self.restart_period is not None:
+      numerator = collections.OrderedDict(inner_query_state=numerator, indicator_state=count)
+    result = _divide(cu.unflatten(noised, self.value_type), state["denominator"])
+    return result, collections.OrderedDict(numerator_state=numerator,
+                                           denominator=state["denominator"])
+
+  def metrics(self, state):
+    return collections.OrderedDict(tree_agg_dpftrl_clip=self._inner(state)["clip_value"])
+
+  def dp_event(self):
+    raise error(ValueError, f"{_NAME}.dp_event", "tree aggregation has no per-round event: "
+                "its privacy cost grows with the depth of the tree (log2 of the rounds), not "
+                "with each round.", expected="dp_event(rounds=T), T the rounds run",
+                actual="dp_event() without rounds",
+                hint="the privacy accountant composes the run's event, not one per round")
+
+  def rounds_dp_event(self, rounds):
+    import dp_accounting  # pylint: disable=g-import-not-at-top
+    sizes = _tree.tree_sizes(rounds, self.restart_period, self.restart_warmup, self.depth)
+    trees = [dp_accounting.SingleEpochTreeAggregationDpEvent(self.noise_multiplier, size)
+             for size in sizes]
+    return trees[0] if len(trees) == 1 else dp_accounting.ComposedDpEvent(trees)
+
+
 def _divide(total, denominator):
   return jax.tree_util.tree_map(lambda x: x / denominator.astype(x.dtype), total)
 
@@ -200,8 +335,13 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
   `NormalizedQuery`). One client then moves the sum by at most `C` whatever its value, so each
   round is a Gaussian mechanism with that noise multiplier (McMahan et al. 2018, DP-FedAvg).
 
-  Build it with `gaussian_fixed(...)` or `gaussian_adaptive(...)`. Only unweighted processes:
-  a weighted mean's sensitivity to one client grows with that client's weight.
+  Build it with `gaussian_fixed(...)`, `gaussian_adaptive(...)` or `tree_aggregation(...)`
+  (DP-FTRL: the noise correlated across rounds). Only unweighted processes: a weighted mean's
+  sensitivity to one client grows with that client's weight. With the default record
+  aggregation (a `SumFactory`) and float32 values, the clipped values are summed as
+  `sum_i s_i v_i` from each client's clip factor `s_i` (a weighted client mean times the total
+  weight), not written out clipped first: the same sum up to float32 rounding, at about the
+  cost of a plain mean.
 
   The noise is drawn from a JAX key kept in the state (split every round; each tensor its own
   stream), so the same `seed` gives bit-identical noise on every runtime. The default seed,
@@ -227,7 +367,8 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     if not isinstance(query, _Query):
       raise error(TypeError, _NAME, "the query must be one federax builds (a "
                   "tensorflow_privacy DPQuery cannot run on JAX).", actual=repr(query),
-                  hint=f"use {_NAME}.gaussian_fixed(...) or {_NAME}.gaussian_adaptive(...)")
+                  hint=f"use {_NAME}.gaussian_fixed(...), {_NAME}.gaussian_adaptive(...) or "
+                  f"{_NAME}.tree_aggregation(...)")
     self._query = query
     if record_aggregation_factory is None:
       record_aggregation_factory = SumFactory()
@@ -307,23 +448,108 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     key = qe.seeded_key(seed, "GaussianSumQuery")
     return cls(_NormalizedAdaptiveQuery(value_z, clip, estimator, n, key))
 
-  def dp_event(self) -> Any:
-    """What one round releases, for a privacy accountant: a `dp_accounting.DpEvent`.
+  @classmethod
+  def tree_aggregation(cls, noise_multiplier: float, clients_per_round: float,
+                       l2_norm_clip: float, record_specs: Any = None,
+                       noise_seed: Optional[int] = None, use_efficient: bool = True,
+                       record_aggregation_factory: Optional[AggregationFactory] = None, *,
+                       restart_frequency: Optional[int] = None,
+                       restart_warmup: Optional[int] = None) -> DifferentiallyPrivateFactory:
+    """DP-FTRL's tree aggregation: each round's noise is the residual of a binary tree's noise
+    for the cumulative sum of the rounds (TFF's; Kairouz et al. 2021, arXiv:2103.00039).
+
+    Values are clipped to `l2_norm_clip` and summed as in `gaussian_fixed`, but the noise
+    added in round `t` is `N_t - N_{t-1}`, `N_t` the noise a binary tree over the rounds
+    gives the cumulative sum of rounds `0..t` (every node an independent `N(0, (z C)^2)`
+    draw; tensorflow_privacy's `TreeResidualSumQuery`). Summed over `T` rounds, as a server
+    SGD step sums them (DP-FTRL), the released noise is `N_{T-1}`: the nodes over `T` rounds,
+    one per set bit of `T` (variance `popcount(T) (z C)^2`, or with `use_efficient`, Honaker's
+    estimator, `sum_d (z C)^2 / (2 - 2^-d)` over those levels `d`), where independent rounds'
+    noise would give `T (z C)^2`. Each round alone gets more noise than `gaussian_fixed`'s. The
+    result is divided by `clients_per_round`.
+
+    The tree's nodes live in the state (one per level, `bit_length(restart_frequency)` levels,
+    16 without restarts: a memory of that many copies of the value), with the noise key.
+    Restarts (a federax addition, tfp's `RestartQuery` with `PeriodicRoundRestartIndicator`,
+    as TFF's `tree_adaptive`): after round `c` (1-based) with `c % restart_frequency ==
+    restart_warmup` (0 when None) the tree starts afresh, its noise key stream continued; a
+    full tree (65,535 rounds without restarts) restarts too. A `restart_frequency` at least
+    the number of rounds changes nothing but the memory.
+
+    Privacy (`dp_event(rounds=T)`): dp_accounting's `SingleEpochTreeAggregationDpEvent(
+    noise_multiplier, rounds in the tree)`, one per tree composed (`ComposedDpEvent`) after
+    restarts: a Gaussian mechanism of noise multiplier `z / sqrt(depth)`, `depth =
+    ceil(log2(rounds + 1))`, per tree (tfp's `compute_rdp_tree_restart`). It assumes no
+    sampling (no amplification: do not wrap it in a sampling event) and that every client
+    contributes to at most one round of each tree (one epoch per tree, restarting each epoch);
+    RDP accountants only.
+
+    Args:
+      noise_multiplier: `z` (>= 0), the noise of a tree node relative to the clip.
+      clients_per_round: the expected number of clients per round (> 0), the denominator.
+      l2_norm_clip: `C` (> 0), the L2 norm bound of one client's value.
+      record_specs: the values' shapes, TFF's argument: None (default) reads them from
+        `create(value_type)`; anything `fx.to_type` takes (a type, `(dtype, shape)` pairs,
+        `jax.ShapeDtypeStruct`s, structures of them) is checked against the value type.
+      noise_seed: the noise's seed (an int), or None (default) for a secret one from the OS.
+      use_efficient: Honaker's estimator (True, default) or the plain tree.
+      record_aggregation_factory: sums the clipped values (default `SumFactory()`).
+      restart_frequency: restart the tree every this many rounds (an int >= 1), or never.
+      restart_warmup: the first restart after this many rounds (in [1, restart_frequency)).
+
+    Raises:
+      TypeError: an argument of the wrong type. ValueError: one out of its range.
+
+    Example:
+      >>> factory = fx.aggregators.DifferentiallyPrivateFactory.tree_aggregation(
+      ...     noise_multiplier=0.0, clients_per_round=2, l2_norm_clip=1.0)
+      >>> process = factory.create(fx.TensorType(np.float32, [2]))
+      >>> output = process.next(process.initialize(), [[3.0, 4.0], [0.3, 0.4]])
+      >>> [round(float(x), 6) for x in output.result]  # ([0.6, 0.8] + [0.3, 0.4]) / 2
+      [0.45, 0.6]
+    """
+    where = f"{_NAME}.tree_aggregation"
+    z = _check(where, "noise_multiplier", noise_multiplier, "nonnegative")
+    n = _check(where, "clients_per_round", clients_per_round, "positive")
+    c = _check(where, "l2_norm_clip", l2_norm_clip, "positive")
+    record_type = None
+    if record_specs is not None:
+      try:
+        record_type = to_type(record_specs)
+      except TypeError as e:
+        raise error(TypeError, where, "record_specs must describe the values' tensors.",
+                    actual=repr(record_specs),
+                    hint="e.g. fx.TensorType(np.float32, [2]), or None") from e
+    if not isinstance(use_efficient, (bool, np.bool_)):
+      raise error(TypeError, where, "use_efficient must be a bool.", actual=repr(use_efficient))
+    period, warmup, depth = _restarts(where, restart_frequency, restart_warmup)
+    key = qe.seeded_key(qe.noise_seed(where, noise_seed), "TreeResidualSumQuery")
+    return cls(_NormalizedTreeQuery(z, c, n, key, bool(use_efficient), period, warmup, depth,
+                                    record_type), record_aggregation_factory)
+
+  def dp_event(self, rounds: Optional[int] = None) -> Any:
+    """What one round (or the first `rounds`) releases, for a privacy accountant: a
+    `dp_accounting.DpEvent`.
 
     `GaussianDpEvent(noise_multiplier)` for `gaussian_fixed`; for `gaussian_adaptive`
     `ComposedDpEvent([GaussianDpEvent(value noise multiplier), GaussianDpEvent(2 *
     clipped_count_stddev)])` (TFF's). Per round, without sampling: how clients are sampled
-    (e.g. `PoissonSampledDpEvent`) is the training program's to add.
+    (e.g. `PoissonSampledDpEvent`) is the training program's to add. With `rounds`, those
+    rounds' events composed (`SelfComposedDpEvent`). `tree_aggregation` has no per-round
+    event (its cost grows with the tree's depth): it needs `rounds` (see there).
 
     Raises:
       ImportError: `dp_accounting` is not installed (`pip install 'federax[privacy]'`).
+      ValueError: `rounds` < 1, or no `rounds` for tree aggregation.
     """
     try:
       import dp_accounting  # pylint: disable=g-import-not-at-top,unused-import
     except ImportError as e:
       raise ImportError(f"{_NAME}.dp_event needs the dp-accounting package, an optional "
                         f"dependency of federax: {_PRIVACY_EXTRA}") from e
-    return self._query.dp_event()
+    if rounds is None:
+      return self._query.dp_event()
+    return self._query.rounds_dp_event(cu.check_int(f"{_NAME}.dp_event", "rounds", rounds, 1))
 
   def create(self, value_type: Any, weight_type: Any = None) -> AggregationProcess:
     if weight_type is not None:
@@ -334,7 +560,7 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
   def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
     check_float_value(_NAME, value_type, hint="cast the values to float32 first (clipping and "
                       "noise are real-valued)")
-    query = self._query
+    query = self._query.bind(value_type)
     where = f"{_NAME}.create(value_type)"
 
     @computation
@@ -346,6 +572,34 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     record_fn = computation(params_fn.type_signature.result, value_type)(query.record)
     records = self._record_aggregation_factory.create(record_fn.type_signature.result)
     summed_type = records.next.type_signature.result[1].member
+    # A plain sum of float32 values: the clipped values are summed as `sum_i s_i v_i`, a
+    # weighted client-axis reduction that reads each value once, rather than written out
+    # clipped (`n` copies of the value) and read again (the cost of clipping).
+    fused = (type(self._record_aggregation_factory) is SumFactory
+             and all(ts.dtype == np.float32 for ts in cu.tensor_types(value_type)))
+    parts_fn = computation(params_fn.type_signature.result, value_type)(query.record_parts)
+    extra_type = parts_fn.type_signature.result[1]
+
+    @computation(parts_fn.type_signature.result[0])
+    def one(scale):
+      del scale
+      return np.int32(1)
+
+    @computation(value_type, t.TensorType(np.float32), t.TensorType(np.int32), extra_type)
+    def summed_record(mean, total_scale, count, extra):
+      # The weighted mean times the total weight is the weighted sum (without clients, 0).
+      total = jax.tree_util.tree_map(
+          lambda m: jnp.where(count > 0, m * total_scale.astype(m.dtype), jnp.zeros_like(m)),
+          mean)
+      return query.record_of(total, extra)
+
+    def fused_sum(params, value):
+      scale, extra = fi.federated_map(parts_fn, (params, value))
+      extra_sum = (fi.federated_sum(extra) if cu.tensor_types(extra_type)
+                   else fi.federated_value((), SERVER))
+      return fi.federated_map(summed_record, (
+          fi.federated_mean(value, scale), fi.federated_sum(scale),
+          fi.federated_sum(fi.federated_map(one, scale)), extra_sum))
 
     @computation(summed_type, query_state_type)
     def noised_result(summed, query_state):
@@ -365,18 +619,22 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     @named(f"{where}.next")
     def next_fn(state, value):
       params = fi.federated_broadcast(fi.federated_map(params_fn, state.query_state))
-      record = fi.federated_map(record_fn, (params, value))
-      record_out = records.next(state.agg_state, record)
-      result, query_state = fi.federated_map(noised_result,
-                                             (record_out.result, state.query_state))
+      if fused:  # SumFactory's state and measurements are empty.
+        summed, agg_state = fused_sum(params, value), state.agg_state
+        agg_measurements = fi.federated_value((), SERVER)
+      else:
+        record_out = records.next(state.agg_state, fi.federated_map(record_fn, (params, value)))
+        summed, agg_state = record_out.result, record_out.state
+        agg_measurements = record_out.measurements
+      result, query_state = fi.federated_map(noised_result, (summed, state.query_state))
       return MeasuredProcessOutput(
           state=fi.federated_zip(collections.OrderedDict(
-              query_state=query_state, agg_state=record_out.state,
+              query_state=query_state, agg_state=agg_state,
               is_init_state=fi.federated_value(np.bool_(False), SERVER))),
           result=result,
           measurements=fi.federated_zip(collections.OrderedDict(
               dp_query_metrics=fi.federated_map(metrics_fn, query_state),
-              dp=record_out.measurements)))
+              dp=agg_measurements)))
 
     return AggregationProcess(initialize, next_fn)
 
@@ -412,6 +670,26 @@ def adaptive_clip_noise_params(noise_multiplier: float, expected_clients_per_rou
                   "clipped count; raise clipped_count_stddev or clients_per_round.",
                   stacklevel=3)
   return value_noise_multiplier, clipped_count_stddev
+
+
+# Levels of a tree without restarts: 65,535 rounds before it restarts on its own.
+_DEFAULT_DEPTH = 16
+
+
+def _restarts(where: str, frequency: Optional[int], warmup: Optional[int]
+              ) -> tuple[Optional[int], int, int]:
+  """`(period or None, warmup, tree depth)`, checked as tfp's `PeriodicRoundRestartIndicator`."""
+  if frequency is None:
+    if warmup is not None:
+      raise error(ValueError, where, "restart_warmup needs restart_frequency.",
+                  actual=f"restart_warmup {warmup!r}, restart_frequency None",
+                  hint="pass restart_frequency too, or neither")
+    return None, 0, _DEFAULT_DEPTH
+  frequency = cu.check_int(where, "restart_frequency", frequency, 1)
+  if warmup is not None:
+    warmup = cu.check_int(where, "restart_warmup", warmup, 1, frequency - 1)
+  # The longest tree holds `frequency` rounds: enough levels that it is never full first.
+  return frequency, warmup or 0, frequency.bit_length()
 
 
 def _check(where: str, name: str, value: Any, check: str) -> float:

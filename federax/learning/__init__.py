@@ -12,9 +12,11 @@ from federax.learning.model_update_aggregator import (
 from federax.learning.model_update_aggregator import (
     ddp_secure_aggregator as ddp_secure_aggregator)
 from federax.learning.model_update_aggregator import dp_aggregator as dp_aggregator
+from federax.learning.model_update_aggregator import (
+    local_dp_aggregator as local_dp_aggregator)
 from federax.learning.model_update_aggregator import robust_aggregator as robust_aggregator
 from federax.learning.model_update_aggregator import secure_aggregator as secure_aggregator
 
 __all__ = ["algorithms", "metrics", "models", "optimizers", "programs", "templates", "ClientWeighting",
            "robust_aggregator", "compression_aggregator", "secure_aggregator", "dp_aggregator",
-           "ddp_secure_aggregator"]
+           "ddp_secure_aggregator", "local_dp_aggregator"]

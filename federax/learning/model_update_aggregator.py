@@ -209,3 +209,28 @@ def ddp_secure_aggregator(noise_multiplier: float, expected_clients_per_round: i
                                            count_sum_factory=_secure_count())
   mean._no_weights_hint = factory._no_weights_hint  # Weights refused for DP's reason.
   return _default_zeroing(mean, secure_estimation=True) if zeroing else mean
+
+
+def local_dp_aggregator(noise_multiplier: float, clip: float, *,
+                        seed: Optional[int] = None) -> AggregationFactory:
+  """An unweighted mean of values each client clipped and noised itself: local differential
+  privacy, for comparison with `dp_aggregator` (a federax addition; TFF has none).
+
+  `fx.aggregators.LocalDpFactory(noise_multiplier, clip)`: every client clips its update to
+  the L2 norm `clip` and adds `N(0, (noise_multiplier * clip)^2 I)` before sending it. No
+  zeroing or adaptive clip, unlike `dp_aggregator`: their norm estimates read the clients' raw
+  updates, which local DP keeps from the server. Unweighted only.
+
+  Args:
+    noise_multiplier: the noise multiplier (>= 0) of each client's Gaussian noise.
+    clip: the L2 norm bound (> 0) of one client's update.
+    seed: the noise's seed (an int), or None (default) for a secret one from the OS.
+
+  Example:
+    >>> agg = fx.learning.local_dp_aggregator(noise_multiplier=0.0, clip=0.1)
+    >>> process = agg.create(fx.TensorType(np.float32, [2]))
+    >>> out = process.next(process.initialize(), [[3.0, 4.0], [0.03, 0.04]])
+    >>> [round(float(x), 3) for x in out.result]  # ([0.06, 0.08] + [0.03, 0.04]) / 2
+    [0.045, 0.06]
+  """
+  return aggregators.LocalDpFactory(noise_multiplier, clip, seed=seed)

@@ -142,6 +142,9 @@ CASES += [
     # Distributed DP as recommended (Skellam, the adaptive clip retuning the state every round).
     ("ddp-secure-aggregator", lambda: fx.learning.ddp_secure_aggregator(1.0, 50, seed=0),
      STRUCT, False),
+    ("dp-tree-aggregation", lambda: A.DifferentiallyPrivateFactory.tree_aggregation(
+        1.0, 5, 1.0, noise_seed=0, restart_frequency=2), STRUCT, False),
+    ("local-dp", lambda: A.LocalDpFactory(1.0, 1.0, seed=0), STRUCT, False),
     ("clipping-noised-quantile", lambda: A.clipping_factory(
         A.PrivateQuantileEstimationProcess(A.QuantileEstimatorQuery(1.0, 0.5, 0.2, 0.25, 5,
                                                                     True, seed=0)),

@@ -78,3 +78,11 @@ def test_histograms_benchmark():
   out = run_benchmark("histograms")  # Its smoke mode checks the no-noise tree against NumPy.
   for name in ("histogram no-noise", "histogram central-gaussian", "hyperloglog"):
     assert f"| {name} |" in out
+
+
+@pytest.mark.slow
+def test_dp_rounds_benchmark():
+  out = run_benchmark("dp_rounds")
+  for name in ("fedavg", "dp_aggregator", "gaussian_fixed", "tree_aggregation", "local_dp"):
+    assert f"| mlp-smoke | {name} |" in out
+  assert "target <= 1.1x:" in out
