@@ -20,10 +20,12 @@ clients is refused as one that could overflow).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Optional
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -158,14 +160,19 @@ def build_iblt_computation(
                   hint="cap them with max_words_per_user")
     return _sketch.blocks(layout.chunker.chunks_of(words), counts, size)
 
+  # Jitted so that the sequential runtime, which runs local computations op by op, runs each
+  # as one program too (inside the vectorized runtime's program they are inlined).
+  add_block = jax.jit(functools.partial(_sketch.add_block, layout))
+  finish = jax.jit(functools.partial(_sketch.finish, layout))
+
   @computation(t.SequenceType(block_type))
   def client_sketch(words):
     """Compiled: the client's IBLT and its counts table."""
-    table = words.reduce(_sketch.zero(layout), lambda s, b: _sketch.add_block(layout, s, b))
-    return _sketch.finish(layout, table)
+    return finish(words.reduce(_sketch.zero(layout), add_block))
 
   @computation(t.StructType([(None, sketch_type), (None, half_type), (None, half_type)]),
                t.StructType([(None, sketch_type), (None, half_type), (None, half_type)]))
+  @jax.jit
   def add_with_carry(a, b):
     """Tables added in the field, counts' halves with carries."""
     sketch = _field.add(a[0].astype(jnp.uint32), b[0].astype(jnp.uint32), jnp).astype(jnp.int32)
@@ -173,6 +180,7 @@ def build_iblt_computation(
     return sketch, low & 0xFFFF, a[2] + b[2] + (low >> 16)
 
   @computation(t.StructType([(None, sketch_type), (None, half_type)]))
+  @jax.jit
   def halves(sketch_and_values):
     sketch, values = sketch_and_values
     if secure_sum_bitwidth is not None and secure_sum_bitwidth <= 16:
