@@ -47,9 +47,13 @@ def get_all_elements(dataset: Any, string_max_bytes: Optional[int] = None) -> np
   """
   op = "get_all_elements"
   _check_positive(op, "string_max_bytes", string_max_bytes, optional=True)
-  batches = [text.to_bytes(_batch(op, b)) for b in dataset]
-  batches = [b for b in batches if b.size]
-  elements = np.concatenate(batches) if batches else np.zeros(0, "S1")
+  batches = [b for b in (_batch(op, b) for b in dataset) if b.size]
+  if not batches:
+    elements = np.zeros(0, "S1")
+  elif all(b.dtype.kind == "U" for b in batches):  # Encoded at once: one call, not one a batch.
+    elements = text.to_bytes(np.concatenate(batches))
+  else:
+    elements = np.concatenate([text.to_bytes(b) for b in batches])
   if string_max_bytes is not None:
     elements = text.truncate_utf8(elements, string_max_bytes)
   return elements

@@ -14,8 +14,8 @@ The round, `({str[?]*}@CLIENTS -> ServerOutput@SERVER)`:
 Counts travel as two 16-bit halves, so that no sum of int32s can overflow: the plain path
 adds them with carries in a `federated_aggregate` (exact up to 2**47), the secure path
 declares each half's bitwidth (with `secure_sum_bitwidth=b`, the high half has `b - 16` bits,
-so a count of `2**b` or more is refused by the secure sum, and a cohort of more than 32,768
-clients is refused as one that could overflow).
+so a count of `2**b` or more is refused by the secure sum, and so is a sum of 16-bit halves
+that could overflow an int32: more than 32,768 clients in one call).
 """
 
 from __future__ import annotations
@@ -218,9 +218,9 @@ def build_iblt_computation(
     sketch, low, high = summed
     values = np.asarray(low, np.int64) + np.asarray(high, np.int64) * 2**16
     decoded = peel(layout, sketch, values[..., None])
-    return select(decoded.strings, decoded.counts, decoded.values[:, 0],
-                  decoded.num_not_decoded, k_anonymity=k_anonymity,
-                  max_heavy_hitters=max_heavy_hitters, string_postprocessor=string_postprocessor)
+    return _select(decoded.strings, decoded.counts, decoded.values[:, 0],
+                   decoded.num_not_decoded, k_anonymity=k_anonymity,
+                   max_heavy_hitters=max_heavy_hitters, string_postprocessor=string_postprocessor)
 
   @federated_computation(t.FederatedType(dataset_type, CLIENTS))
   def one_round_computation(examples):
@@ -237,7 +237,7 @@ def build_iblt_computation(
   return one_round_computation
 
 
-def select(strings: np.ndarray, unique_counts: np.ndarray, counts: np.ndarray,
+def _select(strings: np.ndarray, unique_counts: np.ndarray, counts: np.ndarray,
            num_not_decoded: int, *, k_anonymity: int = 1, max_heavy_hitters: Optional[int] = None,
            string_postprocessor: Optional[Callable] = None) -> tuple:
   """The decoded heavy hitters as the server returns them: those sent by at least
