@@ -64,7 +64,9 @@ def zero(layout: Layout) -> Any:
 def add_block(layout: Layout, table: Any, block: Any) -> Any:
   """`table` plus one block of words: each real word (count > 0) adds the pieces of its chunks,
   1 and the pieces of its check to its cells (the IBLT counts clients), and its count to the
-  value column (TFF's `IbltTensorEncoder` with `value_shape=(1,)`)."""
+  value column (TFF's `IbltTensorEncoder` with `value_shape=(1,)`). Padding words are sent
+  out of the table and dropped: clients are padded to the longest one, so most words of a
+  cohort can be padding, and a dropped update costs less than adding zeros (2-3x here)."""
   mask = (1 << LIMB_BITS) - 1
   chunks = jnp.asarray(block["chunks"]).astype(jnp.uint32)
   counts = jnp.asarray(block["counts"])
@@ -73,12 +75,11 @@ def add_block(layout: Layout, table: Any, block: Any) -> Any:
       chunks & mask, chunks >> LIMB_BITS, jnp.ones_like(check), check & mask,
       (check >> LIMB_BITS) & mask, check >> (2 * LIMB_BITS),
       counts.astype(jnp.uint32)[:, None]], axis=1)
-  fields = fields * (counts > 0).astype(jnp.uint32)[:, None]
+  rows = layout.repetitions * layout.table_size
   offsets = jnp.arange(layout.repetitions, dtype=jnp.int32) * layout.table_size
-  cells = layout.indices(chunks, jnp) + offsets  # [block, repetitions]
+  cells = jnp.where((counts > 0)[:, None], layout.indices(chunks, jnp) + offsets, rows)
   updates = jnp.broadcast_to(fields[:, None, :], cells.shape + fields.shape[-1:])
-  return table.at[cells.reshape(-1)].add(updates.reshape(-1, fields.shape[-1]),
-                                          mode="promise_in_bounds")
+  return table.at[cells.reshape(-1)].add(updates.reshape(-1, fields.shape[-1]), mode="drop")
 
 
 def _shifted(x: Any, k: int) -> Any:
