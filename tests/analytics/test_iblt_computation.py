@@ -6,8 +6,8 @@ counting (`iblt_reference`)."""
 import pytest
 
 import federax as fx
-from iblt_reference import runtime  # noqa: F401  (module-scoped: compiles once)
-from iblt_reference import as_dicts, heavy_hitters, run, zipf_clients
+from tests.analytics.iblt_reference import runtime  # noqa: F401  (module-scoped: compiles once)
+from tests.analytics.iblt_reference import as_dicts, heavy_hitters, run, zipf_clients
 
 iblt = fx.analytics.heavy_hitters.iblt
 CLIENTS = zipf_clients(0, 24, 300)

@@ -6,8 +6,8 @@ computation compiles once per runtime."""
 import numpy as np
 
 import federax as fx
-from iblt_reference import runtime  # noqa: F401  (module-scoped: compiles once)
-from iblt_reference import as_dicts, heavy_hitters, run, utf8_prefix
+from tests.analytics.iblt_reference import runtime  # noqa: F401  (module-scoped: compiles once)
+from tests.analytics.iblt_reference import as_dicts, heavy_hitters, run, utf8_prefix
 
 iblt = fx.analytics.heavy_hitters.iblt
 SMALL = iblt.build_iblt_computation(capacity=60, string_max_bytes=5)

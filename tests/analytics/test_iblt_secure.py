@@ -6,8 +6,8 @@ import pytest
 
 import federax as fx
 import numpy as np
-from iblt_reference import runtime  # noqa: F401  (module-scoped: compiles once)
-from iblt_reference import as_dicts, heavy_hitters, run, zipf_clients
+from tests.analytics.iblt_reference import runtime  # noqa: F401  (module-scoped: compiles once)
+from tests.analytics.iblt_reference import as_dicts, heavy_hitters, run, zipf_clients
 
 iblt = fx.analytics.heavy_hitters.iblt
 CLIENTS = zipf_clients(1, 16, 200)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import federax as fx
-from iblt_reference import runtime  # noqa: F401  (module-scoped: compiles once)
-from iblt_reference import as_dicts, heavy_hitters, run
+from tests.analytics.iblt_reference import runtime  # noqa: F401  (module-scoped: compiles once)
+from tests.analytics.iblt_reference import as_dicts, heavy_hitters, run
 
 iblt = fx.analytics.heavy_hitters.iblt
 BATCH = 5
