@@ -142,8 +142,8 @@ def check_writable(directory: pathlib.Path, flag: bool) -> None:
   if not existing.is_dir():
     raise CLIError(f"{name} cannot be created: {os.fspath(existing)} is not a directory.")
   if not os.access(existing, os.W_OK | os.X_OK):
-    raise CLIError(f"{name} is not writable"
-                   + ("" if existing == directory else f": {os.fspath(existing)} is not")
+    raise CLIError((f"{name} is not writable" if existing == directory else
+                    f"{name} cannot be created: {os.fspath(existing)} is not writable")
                    + "; pass a writable --cache-dir.")
 
 
