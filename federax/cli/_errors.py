@@ -23,6 +23,25 @@ class CLIError(Exception):
     self.status = status
 
 
+def one_line(text: str) -> str:
+  """`text` on one line: indented lines (a list) joined by commas, the others by spaces.
+
+  Example:
+    >>> one_line("Not found. Looked for:\\n  /a/x.h5\\n  /b/x.h5\\nSet DATA_DIR.")
+    'Not found. Looked for: /a/x.h5, /b/x.h5; Set DATA_DIR.'
+  """
+  out, in_list = "", False
+  for line in str(text).splitlines():
+    item = line.strip()
+    if not item:
+      continue
+    indented = line[:1].isspace()
+    separator = ", " if indented and in_list else "; " if in_list else " "
+    out = f"{out}{separator}{item}" if out else item
+    in_list = indented
+  return out
+
+
 class ArgumentParser(argparse.ArgumentParser):
   """argparse, with usage errors as one line (argparse prints the whole usage first)."""
 

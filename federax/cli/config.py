@@ -1,15 +1,14 @@
 """`federax train`'s configuration: defaults per task, a TOML file, then flags, validated.
 
 Precedence, lowest first: the built-in defaults, the task's defaults (`TASK_DEFAULTS`), the
-`--config` TOML file (keys as the flags' long names, `-` or `_`, at top level or in a `[train]`
-table), the flags given on the command line. The resolved configuration is written to the run
-directory as `config.toml`, which `federax resume` reads back.
+`--config` TOML file (keys as the flags' long names, `-` or `_`, at top level or all in a
+`[train]` table), the flags given on the command line. The resolved configuration is written to
+the run directory as `config.toml`, which `federax resume` reads back.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -132,9 +131,20 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
       data = tomllib.load(f)
   except FileNotFoundError:
     raise CLIError(f"config file {path} does not exist") from None
+  except IsADirectoryError:
+    raise CLIError(f"config file {path} is a directory, expected a TOML file") from None
+  except OSError as e:
+    raise CLIError(f"cannot read config file {path}: {e.strerror or e}") from None
+  except UnicodeDecodeError as e:  # tomllib decodes the bytes first: binary data lands here.
+    raise CLIError(f"config file {path} is not valid TOML: not UTF-8 text (byte {e.start} is "
+                   f"{e.object[e.start:e.start + 1]!r})") from None
   except tomllib.TOMLDecodeError as e:
     raise CLIError(f"config file {path} is not valid TOML: {e}") from None
   if isinstance(data.get("train"), dict):
+    beside = [key for key in data if key != "train"]
+    if beside:  # Silently ignoring them would train with settings the user did not choose.
+      raise CLIError(f"config file {path}: setting {beside[0]!r} is outside the [train] table; "
+                     "put every setting inside [train], or use no table at all")
     data = data["train"]
   settings = {}
   for key, value in data.items():
@@ -185,6 +195,10 @@ def validate(config: TrainConfig) -> None:
     raise CLIError(f"server_momentum must be in [0, 1), got {config.server_momentum}")
   if not (math.isfinite(config.proximal_strength) and config.proximal_strength >= 0):
     raise CLIError(f"proximal_strength must be >= 0, got {config.proximal_strength}")
+  for name in ("out", "data_dir"):  # pathlib reads "" as ".": the working directory, unasked.
+    value = getattr(config, name)
+    if value is not None and not value.strip():
+      raise CLIError(f"{name} must be a directory path, got {value!r}")
   if config.data_dir is not None and not pathlib.Path(config.data_dir).expanduser().is_dir():
     raise CLIError(f"data directory {config.data_dir} does not exist")
   _validate_dp(config)
@@ -220,6 +234,27 @@ def _validate_dp(config: TrainConfig) -> None:
                    f"{', '.join(DP_ACCOUNTANTS)}")
 
 
+def toml_string(text: str) -> str:
+  r"""`text` as a TOML basic string: UTF-8 as is; quotes, backslashes and controls escaped.
+
+  (A JSON string is not always TOML: JSON writes characters beyond the BMP as surrogate pairs,
+  `"\ud83d\ude00"`, which TOML rejects.)
+
+  Example:
+    >>> print(toml_string('runs/\U0001F600 "a"\n'))
+    "runs/😀 \"a\"\n"
+    >>> tomllib.loads("out = " + toml_string('runs/\U0001F600'))["out"] == 'runs/\U0001F600'
+    True
+  """
+  if any(0xD800 <= ord(c) <= 0xDFFF for c in text):  # Undecodable bytes of a file name.
+    raise CLIError(f"{text!r} is not valid UTF-8 text; a run's settings must be (rename it)")
+  return '"' + text.translate(_TOML_ESCAPES) + '"'
+
+
+_TOML_ESCAPES = {**{c: f"\\u{c:04X}" for c in [*range(0x20), 0x7F]},
+                 **{ord(c): "\\" + e for c, e in zip('"\\\b\t\n\f\r', '"\\btnfr')}}
+
+
 def to_toml(config: TrainConfig) -> str:
   """`config` as TOML (unset fields left out), readable by `read_toml`."""
   lines = ["# Written by `federax train`; `federax resume` reads it back.", "[train]"]
@@ -227,7 +262,7 @@ def to_toml(config: TrainConfig) -> str:
     if value is None:
       continue
     if isinstance(value, str):
-      value = json.dumps(value)  # A JSON string is a valid TOML basic string.
+      value = toml_string(value)
     elif isinstance(value, bool):
       value = "true" if value else "false"
     elif isinstance(value, float):

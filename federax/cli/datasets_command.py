@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Optional
 
-from federax.cli._errors import CLIError
+from federax.cli._errors import CLIError, one_line
 from federax.cli.progress import DownloadProgress, format_bytes, print_table
 from federax.simulation.datasets import (cifar100, download, emnist, shakespeare,
                                          stackoverflow)
@@ -125,6 +125,28 @@ def list_datasets(args: argparse.Namespace) -> int:
   return 0
 
 
+def check_writable(directory: pathlib.Path, flag: bool) -> None:
+  """Refuses a cache directory that cannot be created or written, before any download.
+
+  Args:
+    directory: the directory downloads go into.
+    flag: whether it was given as `--cache-dir` (the message then names the flag).
+
+  Raises:
+    CLIError: naming the directory, or the ancestor that stops its creation.
+  """
+  name = f"--cache-dir {os.fspath(directory)}" if flag else f"the cache {os.fspath(directory)}"
+  existing = directory
+  while not existing.exists() and existing != existing.parent:
+    existing = existing.parent
+  if not existing.is_dir():
+    raise CLIError(f"{name} cannot be created: {os.fspath(existing)} is not a directory.")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise CLIError((f"{name} is not writable" if existing == directory else
+                    f"{name} cannot be created: {os.fspath(existing)} is not writable")
+                   + "; pass a writable --cache-dir.")
+
+
 def download_dataset(args: argparse.Namespace) -> int:
   info = get_dataset(args.name)
   if not info.remotes:
@@ -139,11 +161,12 @@ def download_dataset(args: argparse.Namespace) -> int:
       directories.append(found)
       continue
     fetched = True
+    check_writable(download.search_dirs(args.cache_dir)[0], args.cache_dir is not None)
     try:
       with DownloadProgress(f"{info.name}: {_archive_name(remote)}") as progress:
         directories.append(download.ensure(remote, args.cache_dir, progress=progress))
-    except (download.DataNotFoundError, download.ChecksumError) as e:
-      print(f"{args.prog}: error: {e}", file=sys.stderr)
+    except OSError as e:  # Not found, a failed checksum, a full disk: one line, status 1.
+      print(f"{args.prog}: error: {one_line(str(e))}", file=sys.stderr)
       return NOT_CACHED
     except KeyboardInterrupt:
       print(f"{args.prog}: interrupted; the partial download is kept and the same command "

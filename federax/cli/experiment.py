@@ -8,6 +8,7 @@ A run directory holds:
     checkpoints/     program states (`fx.program.FileProgramStateManager`)
     metrics.png      loss and accuracy per round
     summary.json     the final figures, also printed as a table
+    .lock            the pid of the process that owns (or last owned) the run (`rundir.owned`)
 
 With `--dp-noise-multiplier` the run is DP-FedAvg (`federax.cli.dp`): metrics.csv gains
 `privacy/epsilon` and `privacy/delta` every round, and the summary states the user-level
@@ -19,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import pathlib
 import statistics
 import time
@@ -28,6 +30,7 @@ from federax import program
 from federax.cli import compilation_cache, dp, plot
 from federax.cli._divergence import DivergedError, StopWhenDiverged
 from federax.cli._errors import CLIError
+from federax.cli._task import data_errors, load_task
 from federax.cli.algorithms import build_learning_process
 from federax.cli.config import TrainConfig
 from federax.cli.progress import RoundProgress, print_table
@@ -57,18 +60,6 @@ class _ProgressRelease(program.ReleaseManager):
   def release(self, value: Any, key: Any) -> None:
     if key:
       self._progress.update(key, value)
-
-
-def _load_task(config: TrainConfig) -> Any:
-  from federax.simulation import baselines  # Imports the models: only when training.
-  from federax.simulation.datasets.download import DataNotFoundError
-  train_spec = baselines.ClientSpec(num_epochs=config.epochs, batch_size=config.batch_size,
-                                    max_elements=config.max_elements)
-  try:
-    return baselines.create_task(config.task, train_spec, None, data_dir=config.data_dir,
-                                 seed=config.seed)
-  except DataNotFoundError as e:
-    raise CLIError(str(e).splitlines()[0]) from None
 
 
 def _managers(run_dir: pathlib.Path, progress: RoundProgress, verbose: bool) -> tuple[list, Any]:
@@ -162,16 +153,24 @@ def _evaluation_fn(config: TrainConfig, task: Any, process: Any) -> Any:
   return evaluate_both
 
 
-def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, verbose: bool = False,
-                   cache_dir: Optional[pathlib.Path] = None) -> int:
+def keep_total(keep_checkpoints: int) -> int:
+  """`FileProgramStateManager`'s `keep_total` (which counts the first) for `--keep-checkpoints`
+  (which does not): the first checkpoint plus the `keep_checkpoints` latest; 0 keeps all."""
+  return keep_checkpoints + 1 if keep_checkpoints > 0 else 0
+
+
+def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, task: Any = None,
+                   verbose: bool = False, cache_dir: Optional[pathlib.Path] = None) -> int:
   """Trains (or resumes) the run in `run_dir`, with JAX's persistent compilation cache in
-  `cache_dir` (None: JAX's own setting, off unless set); returns the exit status."""
+  `cache_dir` (None: JAX's own setting, off unless set); returns the exit status.
+
+  `task` is the run's task when already loaded (and checked) by `_task.load_task`."""
   with (compilation_cache.enabled(cache_dir) as in_use,
         compilation_cache.CompileCounter() as compiles):
-    return _run(config, run_dir, verbose, in_use, compiles)
+    return _run(config, run_dir, task, verbose, in_use, compiles)
 
 
-def _run(config: TrainConfig, run_dir: pathlib.Path, verbose: bool,
+def _run(config: TrainConfig, run_dir: pathlib.Path, task: Any, verbose: bool,
          cache_dir: Optional[pathlib.Path], compiles: compilation_cache.CompileCounter) -> int:
   import federax as fx
   start = time.perf_counter()
@@ -179,7 +178,7 @@ def _run(config: TrainConfig, run_dir: pathlib.Path, verbose: bool,
     fx.runtime.set_default(fx.runtime.sequential())
   elif config.dp:  # Poisson cohorts vary in size: padded, they share programs.
     fx.runtime.set_default(fx.runtime.vectorized(pad_clients=True))
-  task = _load_task(config)
+  task = load_task(config) if task is None else task
   datasets = task.datasets
   dp_setup = dp.build(config, datasets.train_data.client_ids)
   process = build_learning_process(config, task.model_fn,
@@ -199,22 +198,26 @@ def _run(config: TrainConfig, run_dir: pathlib.Path, verbose: bool,
       datasets.test_data, eval_clients, datasets.eval_preprocess_fn, seed=config.seed + 1)
   evaluate = _evaluation_fn(config, task, process)
   state_manager = program.FileProgramStateManager(
-      run_dir / "checkpoints", keep_total=config.keep_checkpoints, keep_first=True)
+      run_dir / "checkpoints", keep_total=keep_total(config.keep_checkpoints), keep_first=True)
   versions = state_manager.get_versions() or []
   first_round = (max(versions) + 1) if versions else 1
   with RoundProgress(config.rounds, start_round=first_round) as progress:
     managers, memory = _managers(run_dir, progress, verbose)
     try:
-      training_loop.run_training_process(
-          StopWhenDiverged(process, first_round,
-                           lambda: max(state_manager.get_versions() or [0])),
-          train_select, config.rounds, evaluation_fn=evaluate,
-          evaluation_selection_fn=eval_select, rounds_per_evaluation=config.eval_every,
-          program_state_manager=state_manager,
-          rounds_per_saving_program_state=config.checkpoint_every, metrics_managers=managers,
-          privacy_accountant=None if dp_setup is None else dp_setup.accountant)
+      with data_errors():  # Clients' data are read as they are sampled.
+        training_loop.run_training_process(
+            StopWhenDiverged(process, first_round,
+                             lambda: max(state_manager.get_versions() or [0])),
+            train_select, config.rounds, evaluation_fn=evaluate,
+            evaluation_selection_fn=eval_select, rounds_per_evaluation=config.eval_every,
+            program_state_manager=state_manager,
+            rounds_per_saving_program_state=config.checkpoint_every, metrics_managers=managers,
+            privacy_accountant=None if dp_setup is None else dp_setup.accountant)
     except (program.ProgramStateError, program.ProgramStateNotFoundError, DivergedError) as e:
       raise CLIError(" ".join(str(e).split()), status=1) from None
+    except OSError as e:  # A full disk, a file made read-only meanwhile, ...
+      where = f"{os.fspath(e.filename)!r}: " if e.filename else ""
+      raise CLIError(f"the run stopped: {where}{e.strerror or e}", status=1) from None
     except KeyboardInterrupt:
       saved = max(state_manager.get_versions() or [0])
       print(f"Interrupted; the state after round {saved} is saved. Continue with: "

@@ -2,7 +2,7 @@
 
 Each command module exposes `add_parser(subparsers)`, which registers its subparser and sets
 `func=run`, and `run(args) -> int`, the exit status. A `CLIError` raised by `run` is printed as
-one line and exits with status 2.
+one line (its lines joined) and exits with its status (2 unless it says otherwise).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from federax.cli import datasets_command, plot, resume, train
-from federax.cli._errors import ArgumentParser, CLIError
+from federax.cli._errors import ArgumentParser, CLIError, one_line
 
 COMMANDS = (train, resume, plot, datasets_command)
 
@@ -32,7 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     return int(args.func(args) or 0)
   except CLIError as e:
-    print(f"{getattr(args, 'prog', 'federax')}: error: {e}", file=sys.stderr)
+    print(f"{getattr(args, 'prog', 'federax')}: error: {one_line(str(e))}", file=sys.stderr)
     return e.status
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import pathlib
 from collections.abc import Iterable, Sequence
@@ -69,8 +70,9 @@ def read_metrics(run_dir: str | os.PathLike) -> dict[tuple[str, bool], Series]:
   Rounds come out sorted; empty cells are left out.
 
   Raises:
-    CLIError: if the directory or its metrics.csv is missing, the CSV has no `round` column,
-      neither a loss nor an accuracy column, or a cell that is not a number.
+    CLIError: if the directory or its metrics.csv is missing or unreadable, the file is not
+      UTF-8 CSV, has no `round` column, neither a loss nor an accuracy column, a cell that is not
+      a number, or a round that is not a whole number (inf, nan, 1.5).
   """
   run_dir = pathlib.Path(run_dir)
   if not run_dir.is_dir():
@@ -80,7 +82,19 @@ def read_metrics(run_dir: str | os.PathLike) -> dict[tuple[str, bool], Series]:
   if not path.is_file():
     raise CLIError(f"{os.fspath(path)!r} not found: expected a run directory written by "
                    f"`federax train`, with a {METRICS_FILE}.")
-  with open(path, newline="") as f:
+  try:
+    return _read_series(path)
+  except UnicodeDecodeError as e:
+    raise CLIError(f"{os.fspath(path)!r} is not a CSV file: not UTF-8 text (byte {e.start} is "
+                   f"{e.object[e.start:e.start + 1]!r}).") from None
+  except csv.Error as e:
+    raise CLIError(f"{os.fspath(path)!r} is not a valid CSV file: {e}.") from None
+  except OSError as e:
+    raise CLIError(f"cannot read {os.fspath(path)!r}: {e.strerror or e}.") from None
+
+
+def _read_series(path: pathlib.Path) -> dict[tuple[str, bool], Series]:
+  with open(path, newline="", encoding="utf-8") as f:
     reader = csv.DictReader(f)
     columns = list(reader.fieldnames or [])
     if "round" not in columns:
@@ -98,6 +112,9 @@ def read_metrics(run_dir: str | os.PathLike) -> dict[tuple[str, bool], Series]:
       round_num = _number(row.get("round"), where, "round")
       if round_num is None:
         continue
+      if not (math.isfinite(round_num) and round_num == int(round_num)):
+        raise CLIError(f"{where}: column 'round' holds {row['round']!r}, expected a whole "
+                       "number.")
       for key, name in chosen.items():
         value = _number(row.get(name), where, name)
         if value is not None:  # A round written twice (a resumed run) keeps its last value.

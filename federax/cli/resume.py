@@ -2,7 +2,8 @@
 
 The run's `config.toml` fixes everything; `--rounds` may extend the run. Rounds after the
 checkpoint that were already recorded are recomputed and their metrics replaced, so the run
-ends exactly as an uninterrupted one would.
+ends exactly as an uninterrupted one would. `--rounds` below the rounds already done is
+refused before anything is written, as is a run another process owns (`rundir.owned`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import pathlib
 
 from federax.cli import compilation_cache
 from federax.cli import config as config_lib
+from federax.cli import rundir
 from federax.cli._errors import CLIError
+from federax.cli._task import load_task
 from federax.cli.experiment import run_experiment
 
 
@@ -29,12 +32,22 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
   run_dir = pathlib.Path(args.run_dir).expanduser()
-  if not (run_dir / "config.toml").is_file():
-    raise CLIError(f"{run_dir} is not a run directory (no config.toml)")
-  config = config_lib.resolve(config_lib.read_toml(run_dir / "config.toml"), {})
-  if args.rounds is not None:
-    config = dataclasses.replace(config, rounds=args.rounds)
-    config_lib.validate(config)
-    (run_dir / "config.toml").write_text(config_lib.to_toml(config))
-  return run_experiment(config, run_dir, verbose=args.verbose,
-                        cache_dir=compilation_cache.resolve(args.compilation_cache))
+  if not (run_dir / rundir.CONFIG_FILE).is_file():
+    raise CLIError(f"{run_dir} is not a run directory (no {rundir.CONFIG_FILE})")
+  rundir.check_writable(run_dir)
+  with rundir.owned(run_dir):  # Everything below, config.toml's rewrite included, is ours.
+    config = rundir.read_config(run_dir)
+    done = rundir.rounds_done(run_dir)
+    if args.rounds is not None:
+      config = dataclasses.replace(config, rounds=args.rounds)
+      config_lib.validate(config)
+    if config.rounds < done:
+      given = (f"--rounds {args.rounds}" if args.rounds is not None
+               else f"{rundir.CONFIG_FILE}'s rounds = {config.rounds}")
+      raise CLIError(f"{given} is fewer than the {done} rounds already done (the latest "
+                     f"checkpoint); give --rounds {done} or more (nothing was changed)")
+    task = load_task(config)
+    if args.rounds is not None:
+      rundir.write_config(run_dir, config)
+    return run_experiment(config, run_dir, task=task, verbose=args.verbose,
+                          cache_dir=compilation_cache.resolve(args.compilation_cache))

@@ -14,8 +14,9 @@ import pathlib
 
 from federax.cli import compilation_cache
 from federax.cli import config as config_lib
-from federax.cli import dp
+from federax.cli import dp, rundir
 from federax.cli._errors import CLIError
+from federax.cli._task import load_task
 from federax.cli.algorithms import ALGORITHMS
 from federax.cli.experiment import run_experiment
 
@@ -41,7 +42,8 @@ _HELP = {
     "eval_clients": "test clients per evaluation (0: all)",
     "centralized_eval": "also evaluate on all test data pooled, as one dataset",
     "checkpoint_every": "rounds between checkpoints (default: 10; the last is always saved)",
-    "keep_checkpoints": "checkpoints kept besides the first (default: 5; 0 keeps all)",
+    "keep_checkpoints": "the latest checkpoints kept besides the first (default: 5; 0 keeps "
+                        "all)",
     "dp_noise_multiplier": "differentially private training (DP-FedAvg, unweighted, Poisson "
                            "sampling at rate clients-per-round / clients): the Gaussian noise's "
                            "standard deviation over the clip",
@@ -106,7 +108,7 @@ def new_run_dir(config: config_lib.TrainConfig) -> pathlib.Path:
   """`config.out`, which must not hold a run yet, or a fresh `runs/TASK-ALGORITHM-TIME`."""
   if config.out is not None:
     run_dir = pathlib.Path(config.out).expanduser()
-    if (run_dir / "config.toml").exists():
+    if (run_dir / rundir.CONFIG_FILE).exists():
       raise CLIError(f"{run_dir} already holds a run; continue it with `federax resume "
                      f"{run_dir}` or choose another --out")
     if run_dir.exists() and not run_dir.is_dir():
@@ -118,7 +120,17 @@ def new_run_dir(config: config_lib.TrainConfig) -> pathlib.Path:
     while run_dir.exists():
       n += 1
       run_dir = base.with_name(f"{base.name}-{n}")
-  run_dir.mkdir(parents=True, exist_ok=True)
+  try:
+    run_dir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:  # Under a file, in a read-only directory, ...
+    existing = run_dir.parent
+    while not existing.exists() and existing != existing.parent:
+      existing = existing.parent
+    why = (f"{existing} is not a directory" if not existing.is_dir()
+           else f"{e.strerror or e} (in {existing})")
+    raise CLIError(f"cannot create the run directory {run_dir}: {why}; choose another "
+                   "--out") from None
+  rundir.check_writable(run_dir)
   return run_dir
 
 
@@ -127,7 +139,11 @@ def run(args: argparse.Namespace) -> int:
   flags = {name: getattr(args, name) for name in config_lib.FIELDS}
   config = config_lib.resolve(file_settings, flags)
   dp.build_aggregator(config)  # Refuses DP settings the aggregator refuses, before any writing.
+  task = load_task(config)  # Refuses missing data, or settings the data cannot serve.
   run_dir = new_run_dir(config)
-  (run_dir / "config.toml").write_text(config_lib.to_toml(config))
-  return run_experiment(config, run_dir, verbose=args.verbose,
-                        cache_dir=compilation_cache.resolve(args.compilation_cache))
+  with rundir.owned(run_dir):
+    if (run_dir / rundir.CONFIG_FILE).exists():  # Another train got there first.
+      raise CLIError(f"{run_dir} already holds a run; choose another --out")
+    rundir.write_config(run_dir, config)
+    return run_experiment(config, run_dir, task=task, verbose=args.verbose,
+                          cache_dir=compilation_cache.resolve(args.compilation_cache))
