@@ -18,6 +18,7 @@ import zipfile
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
+from jax.tree_util import tree_leaves as jax_leaves
 
 from federax.simulation.datasets import download
 from federax.simulation.formats.errors import DataFormatError, data_format_error
@@ -243,8 +244,8 @@ def split_ratings(client_data: Any, train_fraction: float = 0.8, val_fraction: f
   def part(index: int):
     def create(client_id: str) -> Any:
       data = client_data.create_dataset(client_id)
-      columns = next(iter(data.batch(1 << 30)), None)
-      n = 0 if columns is None else len(next(iter(columns.values())))
+      columns = data.to_stacked()
+      n = len(jax_leaves(columns)[0]) if jax_leaves(columns) else 0
       order = np.arange(n)
       if by == "fraction":
         offset = int.from_bytes(client_id.encode()[-4:].rjust(4, b"\0"), "little")
