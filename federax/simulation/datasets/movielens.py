@@ -181,7 +181,8 @@ def load_data(data_dir: Optional[str | os.PathLike] = None, variant: str = "100k
   Example:
     >>> import os, pathlib
     >>> shared = pathlib.Path(os.environ.get('FEDERAX_SHARED_DATA', '../shared/data'))
-    >>> users = fx.simulation.datasets.movielens.load_data(shared / 'movielens-100k')  # doctest: +SKIP
+    >>> movielens = fx.simulation.datasets.movielens
+    >>> users = movielens.load_data(shared / 'movielens-100k')  # doctest: +SKIP
     >>> len(users.client_ids)  # doctest: +SKIP
     943
   """
