@@ -168,6 +168,28 @@ class ReconstructionModel:
     return _from_keras_variables(keras_model, parts, input_spec, where)
 
 
+  @classmethod
+  def from_keras_model_and_variables(cls, keras_model: Any, *,
+                                     global_trainable_variables: Iterable[Any],
+                                     global_non_trainable_variables: Iterable[Any],
+                                     local_trainable_variables: Iterable[Any],
+                                     local_non_trainable_variables: Iterable[Any],
+                                     input_spec: Any) -> ReconstructionModel:
+    """As `from_keras_model_and_layers`, with the variables partitioned one by one (TFF's).
+
+    Raises:
+      As `from_keras_model_and_layers`.
+    """
+    from federax.learning.models._keras import import_keras  # pylint: disable=g-import-not-at-top
+    where = "ReconstructionModel.from_keras_model_and_variables"
+    keras = import_keras(where)
+    if not isinstance(keras_model, keras.Model):
+      raise error(TypeError, where, "keras_model must be a Keras model.",
+                  expected="a keras.Model", actual=f"a {type(keras_model).__name__}")
+    parts = {"global": (list(global_trainable_variables), list(global_non_trainable_variables)),
+             "local": (list(local_trainable_variables), list(local_non_trainable_variables))}
+    return _from_keras_variables(keras_model, parts, input_spec, where)
+
 def _as_weights(weights: Any, where: str, name: str) -> ModelWeights:
   if not isinstance(weights, ModelWeights):
     if not (isinstance(weights, (tuple, list)) and len(weights) == 2):

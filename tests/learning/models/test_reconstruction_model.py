@@ -36,12 +36,12 @@ def test_keras_model_splits_global_and_local_and_predicts():
   x = np.array([[0], [4], [6]])
   out = model.forward_pass(g, l, {'x': x, 'y': np.ones((3, 1), np.float32)})
   expected = np.asarray(g.trainable[0])[x[:, 0]] @ np.asarray(l.trainable[0])[0]
-  np.testing.assert_allclose(np.asarray(out.predictions)[:, 0], expected, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(out.predictions)[:, 0], expected, rtol=1e-5, atol=1e-6)
   # New local weights change the predictions: the model reads the ones it is given.
   other = l._replace(trainable=[np.ones((1, 3), np.float32)])
   np.testing.assert_allclose(
       np.asarray(model.predict_on_batch(g, other, x))[:, 0],
-      np.asarray(g.trainable[0])[x[:, 0]].sum(axis=1), rtol=1e-6)
+      np.asarray(g.trainable[0])[x[:, 0]].sum(axis=1), rtol=1e-5, atol=1e-6)
 
 
 def test_overlapping_or_missing_layers_are_refused():
@@ -57,3 +57,18 @@ def test_overlapping_or_missing_layers_are_refused():
     build(keras_model, global_layers=[items, stranger], local_layers=[user], input_spec=SPEC)
   with pytest.raises(TypeError, match='keras_model must be a Keras model'):
     build(object(), global_layers=[], local_layers=[], input_spec=SPEC)
+
+
+def test_keras_model_and_variables_partition():
+  keras_model, items, user = mf_keras()
+  model = fx.learning.models.ReconstructionModel.from_keras_model_and_variables(
+      keras_model, global_trainable_variables=items.trainable_variables,
+      global_non_trainable_variables=[], local_trainable_variables=user.trainable_variables,
+      local_non_trainable_variables=[], input_spec=SPEC)
+  assert [w.shape for w in model.local_weights.trainable] == [(1, 3)]
+  with pytest.raises(ValueError, match='in both a global and a local layer'):
+    fx.learning.models.ReconstructionModel.from_keras_model_and_variables(
+        keras_model,
+        global_trainable_variables=items.trainable_variables + user.trainable_variables,
+        global_non_trainable_variables=[], local_trainable_variables=user.trainable_variables,
+        local_non_trainable_variables=[], input_spec=SPEC)
