@@ -52,8 +52,8 @@ def resolve_recon_model(model_fn: Any, where: str) -> ReconstructionModel:
   return model
 
 
-def recon_client(model, loss, recon_optimizer, split, data, global_weights, recon_step_comp,
-                 begin_recon, next_epoch, acc_type, batch_type):
+def recon_client(model, split, data, global_weights, recon_step_comp, begin_recon, next_epoch,
+                 acc_type, batch_type):
   """Inside a federated computation: the reconstruction folds; returns their accumulator."""
   acc = begin_recon()
   if jax.tree.leaves(model.local_weights.trainable):
@@ -203,8 +203,8 @@ def build_fed_recon(
 
   @federated_computation(weights_type, t.SequenceType(batch_type))
   def client_update(weights, data):
-    recon = recon_client(model, loss, recon_optimizer, split, data, weights, recon_step,
-                         begin_recon, next_epoch, recon_type, batch_type)
+    recon = recon_client(model, split, data, weights, recon_step, begin_recon, next_epoch,
+                         recon_type, batch_type)
     acc = begin_post(weights, recon)
     for _ in range(split.post_recon_epochs):
       acc = next_post_epoch(acc)

@@ -100,8 +100,8 @@ def build_fed_recon_eval(
 
   @federated_computation(weights_type, t.SequenceType(batch_type))
   def client_eval(weights, data):
-    recon = recon_client(model, loss, recon_optimizer, split, data, weights, recon_step,
-                         begin_recon, next_epoch, recon_type, batch_type)
+    recon = recon_client(model, split, data, weights, recon_step, begin_recon, next_epoch,
+                         recon_type, batch_type)
     acc = begin_eval(recon)
     for _ in range(split.post_recon_epochs):
       acc = next_eval_epoch(acc)
