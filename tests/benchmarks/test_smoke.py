@@ -86,3 +86,9 @@ def test_dp_rounds_benchmark():
   for name in ("fedavg", "dp_aggregator", "gaussian_fixed", "tree_aggregation", "local_dp"):
     assert f"| mlp-smoke | {name} |" in out
   assert "target <= 1.1x:" in out
+
+
+@pytest.mark.slow
+def test_fed_recon_benchmark(shared_data):
+  out = run_benchmark("fed_recon")  # 5 clients, 2 rounds, federax only.
+  assert "| clients/round | federax s/round | TFF s/round |" in out and "| 5 |" in out

@@ -9,6 +9,9 @@ from federax.learning.algorithms.fed_eval import build_fed_eval as build_fed_eva
 from federax.learning.algorithms.fed_prox import (
     build_unweighted_fed_prox as build_unweighted_fed_prox)
 from federax.learning.algorithms.fed_prox import build_weighted_fed_prox as build_weighted_fed_prox
+from federax.learning.algorithms.fed_recon import build_fed_recon as build_fed_recon
+from federax.learning.algorithms.fed_recon_eval import (
+    build_fed_recon_eval as build_fed_recon_eval)
 from federax.learning.algorithms.fed_sgd import build_fed_sgd as build_fed_sgd
 from federax.learning.algorithms.mime_lite import (
     build_unweighted_mime_lite as build_unweighted_mime_lite)
@@ -19,5 +22,6 @@ __all__ = [
     "build_weighted_fed_avg", "build_unweighted_fed_avg",
     "build_weighted_fed_avg_with_optimizer_schedule", "build_fed_eval", "build_weighted_fed_prox",
     "build_unweighted_fed_prox", "build_fed_sgd", "build_weighted_mime_lite",
-    "build_unweighted_mime_lite",
+    "build_unweighted_mime_lite", "build_fed_recon",
+    "build_fed_recon_eval",
 ]

@@ -19,9 +19,14 @@ from federax.learning.models._functional import PredictOutput as PredictOutput
 from federax.learning.models._keras import from_keras_model as from_keras_model
 from federax.learning.models._keras_functional import (
     functional_model_from_keras as functional_model_from_keras)
+from federax.learning.models._recon_split import DatasetSplitFn as DatasetSplitFn
+from federax.learning.models._reconstruction import (
+    ReconstructionBatchOutput as ReconstructionBatchOutput)
+from federax.learning.models._reconstruction import ReconstructionModel as ReconstructionModel
 from federax.learning.models._weights import ModelWeights as ModelWeights
 
 __all__ = [
-    "BatchOutput", "FunctionalModel", "ModelWeights", "PredictOutput", "from_keras_model",
+    "BatchOutput", "DatasetSplitFn", "FunctionalModel", "ModelWeights", "PredictOutput",
+    "ReconstructionBatchOutput", "ReconstructionModel", "from_keras_model",
     "from_linen_module", "functional_model_from_keras", "from_nnx_module", "metrics",
 ]
