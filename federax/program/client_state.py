@@ -43,8 +43,9 @@ class _Spec:
   """The structure and leaf types (dtype, shape) of one client's state."""
 
   def __init__(self, example: Any):
-    leaves, self.treedef = jax.tree_util.tree_flatten(example)
-    leaves = [np.asarray(x) for x in leaves]
+    flat, self.treedef = jax.tree_util.tree_flatten_with_path(example)
+    self.paths = [jax.tree_util.keystr(p) for p, _ in flat]
+    leaves = [np.asarray(x) for _, x in flat]
     for x in leaves:
       if x.dtype == object or x.dtype.kind in "OV":
         raise error(TypeError, _NAME, "a client state's leaves must be numeric or bool arrays.",
@@ -53,20 +54,21 @@ class _Spec:
     self.example = leaves
 
   def describe(self) -> str:
-    types = ", ".join(f"{d}{list(s)}" for d, s in self.leaves)
-    return f"{self.treedef} with leaves ({types})"
+    return ", ".join(f"{p}: {d}{list(s)}" for p, (d, s) in zip(self.paths, self.leaves))
 
   def check(self, where: str, client_id: str, state: Any) -> list[np.ndarray]:
     """The leaves of `state` as NumPy arrays; a clear error if its type is not this spec's."""
-    leaves, treedef = jax.tree_util.tree_flatten(state)
-    if treedef != self.treedef:
+    # Compared by leaf paths: a dict and an OrderedDict with the same keys are one type.
+    flat, treedef = jax.tree_util.tree_flatten_with_path(state)
+    paths = [jax.tree_util.keystr(p) for p, _ in flat]
+    if paths != self.paths:
       raise error(TypeError, where, f"the state of client {client_id!r} has another structure "
                   "than the store's client state: a client state's type may not change between "
-                  "rounds.", expected=str(self.treedef), actual=str(treedef),
+                  "rounds.", expected=f"leaves {self.paths}", actual=f"leaves {paths}",
                   hint="return states of the type of the store's initial state")
-    arrays = [np.asarray(x) for x in leaves]
-    differences = [(f"leaf {i}", f"{d}{list(s)}", f"{a.dtype}{list(a.shape)}")
-                   for i, ((d, s), a) in enumerate(zip(self.leaves, arrays))
+    arrays = [np.asarray(x) for _, x in flat]
+    differences = [(path, f"{d}{list(s)}", f"{a.dtype}{list(a.shape)}")
+                   for path, (d, s), a in zip(self.paths, self.leaves, arrays)
                    if a.dtype != d or a.shape != s]
     if differences:
       raise error(TypeError, where, f"the state of client {client_id!r} has other leaf types "
@@ -76,8 +78,8 @@ class _Spec:
     return arrays
 
   def to_json(self) -> dict:
-    return {"treedef": str(self.treedef),
-            "leaves": [{"dtype": str(d), "shape": list(s)} for d, s in self.leaves]}
+    return {"leaves": [{"path": p, "dtype": str(d), "shape": list(s)}
+                       for p, (d, s) in zip(self.paths, self.leaves)]}
 
 
 class ClientStateStore:
@@ -165,12 +167,13 @@ class ClientStateStore:
     where = f"{_NAME}.scatter"
     ids = self._check_ids("scatter", client_ids)
     if isinstance(states, (list, tuple)) and len(states) == len(ids) and (
-        not ids or jax.tree_util.tree_structure(states[0]) == self._spec.treedef):
+        not ids or len(jax.tree_util.tree_leaves(states[0])) == len(self._spec.paths)):
       rows = [self._spec.check(where, c, s) for c, s in zip(ids, states)]
     else:
-      leaves, treedef = jax.tree_util.tree_flatten(states)
+      flat, treedef = jax.tree_util.tree_flatten_with_path(states)
+      leaves = [x for _, x in flat]
       lengths = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
-      if treedef != self._spec.treedef or lengths != {len(ids)}:
+      if [jax.tree_util.keystr(p) for p, _ in flat] != self._spec.paths or lengths != {len(ids)}:
         if isinstance(states, (list, tuple)) and len(states) != len(ids):
           raise error(ValueError, where, "expected one state per client id.",
                       expected=f"{len(ids)} states", actual=f"{len(states)} states")
@@ -178,7 +181,8 @@ class ClientStateStore:
                     "client state: a client state's type may not change between rounds.",
                     expected=f"{len(ids)} states of {self.spec}",
                     actual=f"{treedef} with leading sizes {sorted(map(str, lengths))}")
-      rows = [self._spec.check(where, c, [np.asarray(x)[i] for x in leaves])
+      leaves = [np.asarray(x) for x in leaves]
+      rows = [self._spec.check(where, c, self._unflatten([x[i] for x in leaves]))
               for i, c in enumerate(ids)]
     self._write(dict(zip(ids, rows)))
 
@@ -258,7 +262,7 @@ class ClientStateStore:
     if manifest.get("format") != _FORMAT or theirs != mine:
       raise error(ValueError, where, "the snapshot's client state type is not the store's: a "
                   "client state's type may not change between runs.",
-                  expected=self.spec, actual=f"{theirs['treedef']} with leaves {theirs['leaves']}",
+                  expected=self.spec, actual=f"leaves {theirs['leaves']}",
                   hint="restore into a store made with the initial state of the run that saved it")
     if manifest.get("num_shards") != self._num_shards:
       raise error(ValueError, where, "the snapshot was written with another shard count.",
