@@ -8,6 +8,8 @@ from federax.learning import programs as programs
 from federax.learning import reconstruction as reconstruction
 from federax.learning import templates as templates
 from federax.learning._weighting import ClientWeighting as ClientWeighting
+from federax.learning.personalization_eval import (
+    build_personalization_eval_computation as build_personalization_eval_computation)
 from federax.learning.model_update_aggregator import (
     compression_aggregator as compression_aggregator)
 from federax.learning.model_update_aggregator import (
@@ -19,6 +21,6 @@ from federax.learning.model_update_aggregator import robust_aggregator as robust
 from federax.learning.model_update_aggregator import secure_aggregator as secure_aggregator
 
 __all__ = ["algorithms", "metrics", "models", "optimizers", "programs", "reconstruction",
-           "templates", "ClientWeighting",
+           "templates", "ClientWeighting", "build_personalization_eval_computation",
            "robust_aggregator", "compression_aggregator", "secure_aggregator", "dp_aggregator",
            "ddp_secure_aggregator", "local_dp_aggregator"]

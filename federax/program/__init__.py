@@ -16,6 +16,10 @@ evaluation, resumption and Ctrl-C handling; a `DataSource` selects each round's 
 """
 
 from federax.program._flatten import flatten as flatten
+from federax.program.client_state import ClientStateStore as ClientStateStore
+from federax.program.client_state_process import ClientStateProcess as ClientStateProcess
+from federax.program.client_state_process import (
+    ClientStateProcessOutput as ClientStateProcessOutput)
 from federax.program.csv_release_manager import CSVFileReleaseManager as CSVFileReleaseManager
 from federax.program.csv_release_manager import CSVSaveMode as CSVSaveMode
 from federax.program.csv_release_manager import (
@@ -49,7 +53,8 @@ from federax.program.training_loop import TRAINING_TIME_KEY as TRAINING_TIME_KEY
 from federax.program.training_loop import run_training_process as run_training_process
 
 __all__ = [
-    "CSVFileReleaseManager", "CSVSaveMode", "ClientDataSource", "ClientPopulation", "DataSource",
+    "CSVFileReleaseManager", "CSVSaveMode", "ClientStateProcess", "ClientStateProcessOutput",
+    "ClientStateStore", "ClientDataSource", "ClientPopulation", "DataSource",
     "EVALUATION_METRICS_PREFIX", "EVALUATION_TIME_KEY", "FileProgramStateManager",
     "FileReleaseManagerIncompatibleFileError", "FilteringReleaseManager",
     "GroupingReleaseManager", "LoggingReleaseManager", "MemoryReleaseManager",

@@ -7,12 +7,14 @@ import operator
 import os
 import re
 import shutil
+from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
 from federax._checks import check_int
 from federax.program import _atomic
 from federax.program import _checkpoint
 from federax.program.program_state_manager import ProgramState
+from federax.program.program_state_manager import ProgramStateError
 from federax.program.program_state_manager import ProgramStateExistsError
 from federax.program.program_state_manager import ProgramStateManager
 from federax.program.program_state_manager import ProgramStateNotFoundError
@@ -140,12 +142,16 @@ class FileProgramStateManager(ProgramStateManager):
     _logger.info("Program state loaded: %s", path)
     return state
 
-  def save(self, program_state: ProgramState, version: int) -> None:
+  def save(self, program_state: ProgramState, version: int, *,
+           extras: Optional[Mapping[str, Callable[[str], None]]] = None) -> None:
     """Saves `program_state` as `version`, then removes versions beyond `keep_total`.
 
     Args:
       program_state: the pytree to save (see the class docstring for its leaves).
       version: a non-negative integer, larger than the saved ones (typically the round number).
+      extras: optional `{name: write(directory)}`: each `write` fills the new, empty directory
+        `<prefix>N/<name>/` (e.g. a `ClientStateStore.save`); it becomes visible atomically
+        with the state (`extras_path` finds it), and is removed with its version.
 
     Raises:
       ProgramStateExistsError: if `version` is already saved (damaged or not): it is never
@@ -162,6 +168,13 @@ class FileProgramStateManager(ProgramStateManager):
     os.mkdir(temp)
     try:
       _checkpoint.write(temp, program_state, version)
+      for name, write in (extras or {}).items():
+        if not name or name in (_checkpoint.STATE_FILE, _checkpoint.MANIFEST_FILE) or \
+            os.sep in name or name.startswith("."):
+          raise ValueError(f"FileProgramStateManager.save: extras name {name!r} is not a "
+                           "plain directory name other than the checkpoint's own files.")
+        os.mkdir(os.path.join(temp, name))
+        write(os.path.join(temp, name))
       _atomic.fsync_dir(temp)
       os.rename(temp, path)  # Fails rather than replaces if `path` appeared meanwhile.
     except BaseException:
@@ -170,6 +183,22 @@ class FileProgramStateManager(ProgramStateManager):
     _atomic.fsync_dir(self._root_dir)
     _logger.info("Program state saved: %s", path)
     self._remove_old_versions(keep=version)
+
+  def extras_path(self, version: int, name: str) -> str:
+    """The directory `save(..., extras={name: ...})` wrote for `version`.
+
+    Raises:
+      ProgramStateNotFoundError: if `version` is not saved.
+      ProgramStateError: if it was saved without `name`.
+    """
+    version = _check_version(version)
+    if not os.path.isdir(self._path(version)):
+      raise ProgramStateNotFoundError(version, self.get_versions(), self._root_dir)
+    path = os.path.join(self._path(version), name)
+    if not os.path.isdir(path):
+      raise ProgramStateError(f"Checkpoint {self._path(version)} has no {name!r} directory: it "
+                              f"was saved without it (by a process without {name}?).")
+    return path
 
   def remove_all(self) -> None:
     """Removes every saved version (TFF's `remove_all`)."""

@@ -30,6 +30,9 @@ def build_client_selection_fn(
     replace: bool = False, sampler: Optional[Any] = None) -> SelectionFn:
   """Returns `round_num -> [preprocessed client dataset, ...]` for a training loop.
 
+  The list has the cohort's ids in its `client_ids` attribute (for processes with client
+  states).
+
   The function's `sampler` attribute says how it draws cohorts (the `UniformSampler`, the
   `sampler` given, or None for every client), so that a privacy accountant can check that it
   assumes the sampling that happens (`run_training_process(..., privacy_accountant=...)`).
@@ -80,8 +83,9 @@ def build_client_selection_fn(
   pass_seed = preprocess_fn is not None and takes_seed(preprocess_fn)
 
   def select(round_num: int) -> list:
-    datasets = []
-    for position, client_id in enumerate(cohort(round_num)):
+    ids = list(cohort(round_num))
+    datasets = Cohort(ids)
+    for position, client_id in enumerate(ids):
       dataset = client_data.create_dataset(client_id)
       if pass_seed:
         dataset = preprocess_fn(dataset, seed=derive_seed(seed, round_num, position))
@@ -92,6 +96,17 @@ def build_client_selection_fn(
 
   select.sampler = sampler
   return select
+
+
+class Cohort(list):
+  """A round's datasets (a list), with the clients' ids in `client_ids` (same order).
+
+  A process with client states (`fx.program.ClientStateProcess`) reads the ids from it.
+  """
+
+  def __init__(self, client_ids: list):
+    super().__init__()
+    self.client_ids = client_ids
 
 
 @dataclasses.dataclass(frozen=True)

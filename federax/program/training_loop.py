@@ -15,6 +15,11 @@ uninterrupted one, provided the selection functions are functions of the round n
 `build_client_selection_fn` and the samplers are) and the process keeps its randomness in its
 state (as every federax learning process does).
 
+A process with client states (`fx.program.ClientStateProcess`, which has a
+`client_state_store`) has its store saved inside each checkpoint's directory
+(`program_state_N/client_states/`, atomically with the state) and restored on resume, so every
+client's state resumes bit for bit too.
+
 Ctrl-C (SIGINT) finishes the running round, saves its state, and raises `KeyboardInterrupt`; a
 second Ctrl-C interrupts at once (the state of the latest saved round is kept).
 
@@ -44,6 +49,7 @@ TRAINING_TIME_KEY = "training_time_in_seconds"
 EVALUATION_METRICS_PREFIX = "evaluation/"
 EVALUATION_TIME_KEY = "evaluation_time_in_seconds"
 PRIVACY_METRICS_KEY = "privacy"  # Released as privacy/epsilon and privacy/delta.
+CLIENT_STATES_DIR = "client_states"  # Inside program_state_N/, for a process with client states.
 
 _log = logging.getLogger(__name__)
 
@@ -184,14 +190,25 @@ def run_training_process(
     for manager in managers:
       if hasattr(manager, "flush"):
         manager.flush()
-    program_state_manager.save(state, round_num)
+    if client_states is None:
+      program_state_manager.save(state, round_num)
+    else:  # Inside the version's directory: saved (and kept or removed) with the state.
+      program_state_manager.save(state, round_num, extras={CLIENT_STATES_DIR: client_states.save})
 
+  client_states = getattr(training_process, "client_state_store", None)
+  if client_states is not None and program_state_manager is not None and not hasattr(
+      program_state_manager, "extras_path"):
+    raise TypeError(f"run_training_process: a process with client states needs a program state "
+                    f"manager that saves them with the state (a FileProgramStateManager); got "
+                    f"{type(program_state_manager).__name__}.")
   initial_state = training_process.initialize()
   state, start_round, resumed = initial_state, 1, False
   if program_state_manager is not None:
     loaded, version = program_state_manager.load_latest(initial_state)
     if loaded is not None:
       state, start_round, resumed = loaded, version + 1, True
+      if client_states is not None:  # Replaces whatever a killed run left in the store.
+        client_states.restore(program_state_manager.extras_path(version, CLIENT_STATES_DIR))
       _log.info("Resuming after round %d from its saved state.", version)
   if privacy_accountant is not None:
     privacy_accountant.restore(start_round - 1)  # The completed rounds, composed at once.

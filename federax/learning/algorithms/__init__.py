@@ -17,11 +17,15 @@ from federax.learning.algorithms.mime_lite import (
     build_unweighted_mime_lite as build_unweighted_mime_lite)
 from federax.learning.algorithms.mime_lite import (
     build_weighted_mime_lite as build_weighted_mime_lite)
+from federax.learning.algorithms.ditto import build_ditto as build_ditto
+from federax.learning.algorithms.scaffold import build_scaffold as build_scaffold
+from federax.learning.personalization_eval import (  # TFF's path too.
+    build_personalization_eval_computation as build_personalization_eval_computation)
 
 __all__ = [
     "build_weighted_fed_avg", "build_unweighted_fed_avg",
     "build_weighted_fed_avg_with_optimizer_schedule", "build_fed_eval", "build_weighted_fed_prox",
     "build_unweighted_fed_prox", "build_fed_sgd", "build_weighted_mime_lite",
-    "build_unweighted_mime_lite", "build_fed_recon",
-    "build_fed_recon_eval",
+    "build_unweighted_mime_lite", "build_fed_recon", "build_fed_recon_eval", "build_scaffold",
+    "build_ditto", "build_personalization_eval_computation",
 ]

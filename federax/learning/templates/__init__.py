@@ -1,5 +1,9 @@
 """Learning templates: the four blocks of a learning algorithm and how they compose (TFF's)."""
 
+from federax.learning.templates.client_state_process import (
+    ClientStateLearningProcess as ClientStateLearningProcess)
+from federax.learning.templates.client_state_process import (
+    ClientStateLearningProcessOutput as ClientStateLearningProcessOutput)
 from federax.learning.templates.client_works import ClientResult as ClientResult
 from federax.learning.templates.client_works import ClientWorkProcess as ClientWorkProcess
 from federax.learning.templates.composers import LearningAlgorithmState as LearningAlgorithmState
@@ -18,7 +22,8 @@ from federax.learning.templates.model_delta_client_work import (
     build_model_delta_client_work as build_model_delta_client_work)
 
 __all__ = [
-    "ClientResult", "ClientWorkProcess", "LearningAlgorithmState", "compose_learning_process",
+    "ClientResult", "ClientStateLearningProcess", "ClientStateLearningProcessOutput",
+    "ClientWorkProcess", "LearningAlgorithmState", "compose_learning_process",
     "DistributionProcess", "build_broadcast_process", "FinalizerProcess",
     "build_apply_optimizer_finalizer", "LearningProcess", "LearningProcessOutput",
     "build_model_delta_client_work",
