@@ -1,9 +1,9 @@
-"""Makes federax's types picklable, so client functions (which hold their types) and type
-arguments can travel to Ray workers.
+"""Makes federax's immutable core objects picklable, so client functions (which hold their
+types and values) and type arguments can travel to Ray workers.
 
-A type is immutable: its `__setattr__` refuses, and pickle's default restores `__slots__`
-through it. Each type class gets a `copyreg` reducer that rebuilds the object slot by slot
-(cloudpickle, which Ray uses, reads `copyreg`'s table). A `__reduce__` on `federax.core.types`
+Types and `fx.Value`s are immutable: their `__setattr__` refuses, and pickle's default restores
+`__slots__` through it. Each such class gets a `copyreg` reducer that rebuilds the object slot
+by slot (cloudpickle, which Ray uses, reads `copyreg`'s table). A `__reduce__` in the core
 itself would do the same; this keeps the core untouched until that lands.
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 import copyreg
 
 from federax.core import types as t
+from federax.core.structure import Struct
+from federax.core.values import Value
 
 
 def _slots(cls: type) -> tuple:
@@ -31,8 +33,8 @@ def _reduce(obj):
 
 
 def register() -> None:
-  """Registers the reducer for every `Type` class (idempotent)."""
-  pending = [t.Type]
+  """Registers the reducer for every `Type` class, `Value` and `Struct` (idempotent)."""
+  pending = [t.Type, Value, Struct]
   while pending:
     cls = pending.pop()
     pending.extend(cls.__subclasses__())

@@ -97,10 +97,15 @@ class ShardWorker:
     if digest not in self._functions:
       if blob is None:
         raise KeyError(f"the Ray worker lost function {digest}; resend it")
-      self._functions[digest] = (pickle.loads(blob), {})
+      try:
+        self._functions[digest] = (pickle.loads(blob), {})
+      except Exception as e:  # noqa: BLE001 -- every later use raises the same error.
+        self._functions[digest] = (_Failed(e), {})
       while len(self._functions) > FUNCTIONS_KEPT:
         self._functions.popitem(last=False)
     self._functions.move_to_end(digest)
+    if isinstance(self._functions[digest][0], _Failed):
+      raise self._functions[digest][0].error
     return self._functions[digest]
 
   def _execution(self, n: int) -> VectorizedExecution:
@@ -196,9 +201,10 @@ class ShardWorker:
         bad = sorted({int(k) for k in keys.ravel() if not 0 <= k <= high})[:5]
         raise ValueError(f"federated_select: client values {bad} lie outside [0, {high}].")
       fn = self._fn(fn_ref)
-      program = self._program(fn_ref, ("select", n),
-                              lambda e, k, m, s: e.federated_select(k, m, s, fn))
-      return program(keys, max_key, server_val)
+      # max_key static, as the constant it is in a vectorized program (its range check).
+      program = self._program(fn_ref, ("select", int(max_key), n),
+                              lambda e, k, s: e.federated_select(k, int(max_key), s, fn))
+      return program(keys, server_val)
     self._store(out, run)
 
   # --- Partial aggregates ------------------------------------------------------------------------
