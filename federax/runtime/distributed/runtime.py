@@ -188,20 +188,21 @@ class RayRuntime(RuntimeBase):
 
 def _connect(ray, address: Optional[str], timeout_s: float) -> None:
   """Connects this process to Ray (unless it is already), failing fast on a dead address."""
+  if address is not None:
+    host_port = address.removeprefix("ray://")
+    if host_port != "auto" and ":" in host_port:
+      host, port = host_port.rsplit(":", 1)
+      try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+      except (OSError, ValueError) as e:
+        raise errors.error(
+            ConnectionError, "fx.runtime.ray", f"no Ray cluster answers at {address!r} ({e}).",
+            hint="start one with `ray start --head` (its address is printed), or pass "
+            "address=None for a local Ray") from None
   if ray.is_initialized():
     return
   if address is None:  # A local Ray for this process, on the loopback interface only.
     ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, logging_level="ERROR",
              log_to_driver=False)
     return
-  host_port = address.removeprefix("ray://")
-  if host_port != "auto" and ":" in host_port:
-    host, port = host_port.rsplit(":", 1)
-    try:
-      socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except (OSError, ValueError) as e:
-      raise errors.error(
-          ConnectionError, "fx.runtime.ray", f"no Ray cluster answers at {address!r} ({e}).",
-          hint="start one with `ray start --head` (its address is printed), or pass "
-          "address=None for a local Ray") from None
   ray.init(address=address, logging_level="ERROR", log_to_driver=False)
