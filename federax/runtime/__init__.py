@@ -4,8 +4,8 @@
 axis; `sequential` runs it client by client in Python, the reference and the debugger.
 Select one for a block with `with fx.runtime.sequential(): ...`, or for the process with
 `fx.runtime.set_default(fx.runtime.sequential())`. `ray` runs the same computations with the
-clients sharded over Ray worker processes on one machine or many (`federax[ray]`). `fx.runtime.explain(comp, *args)` shows how
-the vectorized runtime would run a call.
+clients sharded over Ray worker processes on one machine or many (`federax[ray]`).
+`fx.runtime.explain(comp, *args)` shows how the vectorized runtime would run a call.
 """
 
 from federax.core import context as _context

@@ -235,7 +235,8 @@ class RayExecution(Execution):
     parts = self._partials("modular_sum", payload.handle, modulus)
     zeros = zeros_like_type(ts.member)
     leaves, treedef = jax.tree_util.tree_flatten(zeros)
-    mods = [modulus] * len(leaves) if isinstance(modulus, int) else jax.tree_util.tree_leaves(modulus)
+    mods = ([modulus] * len(leaves) if isinstance(modulus, int)
+            else jax.tree_util.tree_leaves(modulus))
     flat = [treedef.flatten_up_to(p) for p in parts]
     sums = [jnp.asarray((sum(np.asarray(p[i], np.int64) for p in flat) % m).astype(z.dtype))
             for i, (z, m) in enumerate(zip(leaves, mods))]
@@ -264,8 +265,9 @@ class RayExecution(Execution):
     if isinstance(payload, RawClients):
       out = self._new()
       for (size, offset), worker in zip(self.blocks, self.workers):
-        self.pending.append(worker.put.remote(out, payload.values[offset:offset + size], payload.member_type,
-                          payload.where, payload.op))
+        block = payload.values[offset:offset + size]
+        self.pending.append(worker.put.remote(out, block, payload.member_type, payload.where,
+                                              payload.op))
       return Sharded(out)
     if isinstance(ts, t.FederatedType):
       return payload if ts.placement is SERVER else self.broadcast(payload)
