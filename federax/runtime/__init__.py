@@ -3,8 +3,9 @@
 `vectorized` (the default) compiles a whole computation into one XLA program over a client
 axis; `sequential` runs it client by client in Python, the reference and the debugger.
 Select one for a block with `with fx.runtime.sequential(): ...`, or for the process with
-`fx.runtime.set_default(fx.runtime.sequential())`. `fx.runtime.explain(comp, *args)` shows how
-the vectorized runtime would run a call.
+`fx.runtime.set_default(fx.runtime.sequential())`. `ray` runs the same computations with the
+clients sharded over Ray worker processes on one machine or many (`federax[ray]`).
+`fx.runtime.explain(comp, *args)` shows how the vectorized runtime would run a call.
 """
 
 from federax.core import context as _context
@@ -27,11 +28,19 @@ def sequential(**options) -> SequentialRuntime:
   return SequentialRuntime(**options)
 
 
+def ray(address=None, **options):
+  """A Ray runtime (see `federax.runtime.distributed.RayRuntime` for the options); also a
+  context manager. Needs Ray: `pip install 'federax[ray]'`."""
+  from federax.runtime.distributed import RayRuntime
+
+  return RayRuntime(address, **options)
+
+
 def set_default(runtime: Runtime) -> None:
   """Makes `runtime` the one that runs top-level calls outside any `with` block."""
   if not isinstance(runtime, Runtime):
     raise TypeError("fx.runtime.set_default: expected a runtime (fx.runtime.vectorized() or "
-                    f"fx.runtime.sequential()), got {runtime!r}.")
+                    f"fx.runtime.sequential() or fx.runtime.ray()), got {runtime!r}.")
   _context.set_default_runtime(runtime)
 
 
@@ -65,6 +74,6 @@ def explain(comp, *args, **kwargs) -> str:
   return runtime.explain(comp, *args, **kwargs)
 
 
-__all__ = ["vectorized", "sequential", "set_default", "get_default", "current", "explain",
+__all__ = ["vectorized", "sequential", "ray", "set_default", "get_default", "current", "explain",
            "Execution", "Runtime", "Plan", "VectorizedRuntime", "SequentialRuntime",
            "PaddedSequence", "FallbackWarning"]

@@ -1,0 +1,351 @@
+"""The Ray runtime's driver side: the intrinsics' hooks on client values sharded over workers.
+
+The driver runs the federated computation's body. A client value is a `Sharded` handle: each
+worker holds its block of the clients' members (`worker.ShardWorker`), and the driver never
+pulls them. Server and unplaced values are ordinary payloads on the driver, where the
+sequential runtime's hooks carry out what involves no clients. Client operations go to every
+worker without waiting (a worker runs its caller's calls in order); an aggregation waits for
+each worker's partial aggregate and combines them here, in worker (that is, client) order:
+
+- integer sums, minima, maxima, stacks and the secure sums are exact: bit for bit the
+  vectorized runtime's results, whatever the number of workers;
+- float sums and means add the workers' partial sums: with one worker bit for bit the
+  vectorized runtime's, with several the same up to the rounding of a reordered float sum
+  (a few ulps: `rtol=1e-5` in the tests).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import itertools
+import weakref
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from federax.core import errors
+from federax.core import types as t
+from federax.core.computations import LocalCall
+from federax.core.execution import Execution, HostOnly
+from federax.core.placements import SERVER
+from federax.core.type_conversions import make_container
+from federax.runtime import _convert
+from federax.runtime._base import EvalKeys, NO_CLIENTS_TO_STACK, require_clients
+from federax.runtime.sequential import SequentialExecution, _Lists
+from federax.runtime.padding import zeros_like_type
+
+SENT_KEPT = 128
+"""Functions the driver assumes a worker still holds (it keeps `worker.FUNCTIONS_KEPT`)."""
+
+
+class Fn:
+  """A client function among a worker call's arguments (sent by digest, see `FunctionRefs`)."""
+
+  __slots__ = ("fn",)
+
+  def __init__(self, fn):
+    self.fn = fn
+
+
+class Sharded:
+  """A client value: on each worker, that worker's block of members under one handle."""
+
+  __slots__ = ("handle",)
+
+  def __init__(self, handle: tuple):
+    self.handle = handle
+
+  def __repr__(self) -> str:
+    return f"Sharded{self.handle}"
+
+
+class RawClients:
+  """A client argument as the user gave it: sent in blocks, converted by the workers."""
+
+  __slots__ = ("values", "member_type", "where", "op")
+
+  def __init__(self, values: list, member_type: t.Type, where: str, op: str):
+    self.values, self.member_type, self.where, self.op = values, member_type, where, op
+
+
+class DriverRep(_Lists):
+  """The driver's representation: client arguments left as given (the workers convert their
+  blocks), server sequences as lists (the sequential runtime's form)."""
+
+  def whole_clients(self, values, member_type, where, op):
+    return RawClients(list(values), member_type, where, op)
+
+
+def split(n: int, workers: int) -> list[tuple[int, int]]:
+  """`(size, offset)` of each worker's block of `n` clients: contiguous, in client order, sizes
+  differing by at most one; at least one block (of 0 clients when n is 0).
+
+  Example:
+    >>> split(7, 3)
+    [(3, 0), (2, 3), (2, 5)]
+  """
+  used = max(1, min(workers, n))
+  sizes = [n // used + (k < n % used) for k in range(used)]
+  return list(zip(sizes, itertools.accumulate([0] + sizes[:-1])))
+
+
+class RayExecution(Execution):
+  """Carries out intrinsics with client values sharded over Ray workers (see the module)."""
+
+  def __init__(self, runtime, call: int, workers: list, n: int):
+    self.runtime = runtime
+    self.call = call
+    self.n = n
+    self.blocks = split(n, len(workers))
+    self.workers = workers[:len(self.blocks)]
+    self._server = SequentialExecution(runtime._sequential, n)
+    self._eval_keys = EvalKeys(runtime.options.seed)
+    self._ids = itertools.count()
+    self.pending: list = []  # Refs of operations not waited for: their errors come first.
+
+  # --- Plumbing ----------------------------------------------------------------------------------
+
+  def _new(self) -> tuple:
+    return (self.call, next(self._ids))
+
+  def _each(self, method: str, *args) -> list:
+    """Calls `method` on every worker (without waiting). A client function among `args` is
+    wrapped in `Fn`: each worker gets `(digest, pickle)` the first time, `(digest, None)` after."""
+    refs = []
+    for k, worker in enumerate(self.workers):
+      worker_args = [self.runtime._function_ref(a.fn, k) if isinstance(a, Fn) else a
+                     for a in args]
+      refs.append(getattr(worker, method).remote(*worker_args))
+    return refs
+
+  def _stored(self, method: str, *args) -> Sharded:
+    out = self._new()
+    self.pending.extend(self._each(method, out, *args))
+    return Sharded(out)
+
+  def _partials(self, method: str, *args) -> list:
+    return self.runtime._get(self._each(method, *args), self.pending)
+
+  def _put(self, payload: Any):
+    """A driver payload in Ray's object store (sent once to each node, not per worker)."""
+    return self.runtime._ray.put(jax.device_get(payload))
+
+  # --- Values ------------------------------------------------------------------------------------
+
+  def constant(self, obj, value_type):
+    return self._server.constant(obj, value_type)
+
+  def project(self, payload, ts, index):
+    if ts.placement is SERVER:
+      return payload[index]
+    return self._stored("project", payload.handle, index)
+
+  def call_local(self, concrete, payload):
+    return self._server.call_local(concrete, payload)
+
+  def call_federated(self, comp, arg):
+    return comp.run_body(arg)
+
+  def broadcast(self, payload):
+    return self._stored("put_shared", self._put(payload))
+
+  # --- Clients -----------------------------------------------------------------------------------
+
+  def federated_eval(self, member_fn, placement, takes_key):
+    base = self._eval_keys.next()
+    if placement is SERVER:
+      return member_fn(base if takes_key else None)
+    if takes_key:
+      return self._stored("eval", Fn(member_fn), np.asarray(base))
+    return self.broadcast(member_fn(None))
+
+  def client_keys(self, key):
+    return self._stored("client_keys", np.asarray(key))
+
+  def map_clients(self, member_fn, payload, all_equal):
+    return self._stored("map", Fn(member_fn), payload.handle)
+
+  def zip_clients(self, payloads, all_equal_flags):
+    return self._stored("zip", tuple(p.handle for p in payloads))
+
+  # --- Aggregations ------------------------------------------------------------------------------
+
+  def federated_sum(self, payload, ts):
+    return functools.reduce(_add, self._partials("sum", payload.handle))
+
+  def federated_mean(self, payload, ts, weight, weight_type):
+    if weight is None:
+      return _mean(tuple(self._partials("sum", payload.handle)), self.n)
+    parts = self._partials("weighted_sum", payload.handle, weight.handle)
+    return _weighted_mean(tuple(parts))
+
+  def federated_min(self, payload, ts):
+    require_clients("federated_min", self.n)
+    return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.minimum, a, b),
+                            self._partials("min", payload.handle))
+
+  def federated_max(self, payload, ts):
+    require_clients("federated_max", self.n)
+    return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.maximum, a, b),
+                            self._partials("max", payload.handle))
+
+  def federated_stack(self, payload, ts):
+    require_clients("federated_stack", self.n, NO_CLIENTS_TO_STACK)
+    blocks = self._partials("stack", payload.handle)
+    return jax.tree_util.tree_map(lambda *b: jnp.asarray(np.concatenate(b)), *blocks)
+
+  def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
+    parts = self._partials("aggregate", payload.handle, Fn(accumulate), Fn(merge),
+                           self._put(zero))
+    merged = parts[0]
+    for part in parts[1:]:  # The workers' partial aggregates, in client order.
+      merged = merge((merged, part))
+    return report(merged)
+
+  def federated_secure_sum_bitwidth(self, payload, ts, bits):
+    op = "federated_secure_sum_bitwidth"
+    zeros = zeros_like_type(ts.member)
+    leaves, treedef = jax.tree_util.tree_flatten(zeros)
+    bit_leaves = [bits] * len(leaves) if isinstance(bits, int) else jax.tree_util.tree_leaves(bits)
+    for z, b in zip(leaves, bit_leaves):  # Decided on the whole cohort, as on vectorized.
+      if self.n * (2**b - 1) > np.iinfo(z.dtype).max:
+        raise OverflowError(
+            f"{op}: {self.n} clients of {b}-bit values can overflow {z.dtype}; use fewer bits or"
+            " a wider integer type (jax_enable_x64 for int64).")
+    parts = [treedef.flatten_up_to(p) for p in self._partials("sum_and_extremes", payload.handle)]
+    sums = []
+    for i, (z, b) in enumerate(zip(leaves, bit_leaves)):
+      high = 2**b - 1
+      real = [p[i] for p, (size, _) in zip(parts, self.blocks) if size]
+      smallest = min((np.min(s) for _, s, _ in real), default=0)
+      largest = max((np.max(l) for _, _, l in real), default=0)
+      if smallest < 0 or largest > high:
+        bad = [int(v) for v in (smallest, largest) if not 0 <= v <= high]
+        raise ValueError(f"{op}: client values {bad} lie outside [0, {high}].")
+      total = sum((np.asarray(s, np.int64) for s, _, _ in (p[i] for p in parts)),
+                  np.zeros(np.shape(z), np.int64))
+      sums.append(jnp.asarray(total.astype(z.dtype)))  # Fits: checked above.
+    return treedef.unflatten(sums)
+
+  def federated_secure_modular_sum(self, payload, ts, modulus):
+    parts = self._partials("modular_sum", payload.handle, modulus)
+    zeros = zeros_like_type(ts.member)
+    leaves, treedef = jax.tree_util.tree_flatten(zeros)
+    mods = ([modulus] * len(leaves) if isinstance(modulus, int)
+            else jax.tree_util.tree_leaves(modulus))
+    flat = [treedef.flatten_up_to(p) for p in parts]
+    sums = [jnp.asarray((sum(np.asarray(p[i], np.int64) for p in flat) % m).astype(z.dtype))
+            for i, (z, m) in enumerate(zip(leaves, mods))]
+    return treedef.unflatten(sums)
+
+  def federated_select(self, keys, max_key, server_val, select_fn):
+    return self._stored("select", Fn(select_fn), keys.handle, self._put(max_key),
+                        self._put(server_val))
+
+  # --- Sequences (on the driver: server and unplaced ones; client ones run on the workers) -------
+
+  def sequence_map(self, fn, seq):
+    return self._server.sequence_map(fn, seq)
+
+  def sequence_reduce(self, seq, zero, step):
+    return self._server.sequence_reduce(seq, zero, step)
+
+  def sequence_sum(self, seq, element_type):
+    return self._server.sequence_sum(seq, element_type)
+
+  # --- Arguments in, results out -----------------------------------------------------------------
+
+  def _enter(self, payload: Any, ts: t.Type) -> Any:
+    """The argument's client values onto the workers: each worker gets (and converts) its
+    block; all-equal ones are broadcast."""
+    if isinstance(payload, RawClients):
+      out = self._new()
+      for (size, offset), worker in zip(self.blocks, self.workers):
+        block = payload.values[offset:offset + size]
+        self.pending.append(worker.put.remote(out, block, payload.member_type, payload.where,
+                                              payload.op))
+      return Sharded(out)
+    if isinstance(ts, t.FederatedType):
+      return payload if ts.placement is SERVER else self.broadcast(payload)
+    if isinstance(ts, t.StructType) and isinstance(payload, tuple):
+      return tuple(self._enter(p, et) for p, et in zip(payload, ts))
+    return payload
+
+  def _to_python(self, payload: Any, ts: t.Type) -> Any:
+    """The result as Python values; client values are fetched from the workers only here."""
+    if isinstance(ts, t.FederatedType) and ts.placement is not SERVER:
+      if ts.all_equal:
+        return self.runtime._get(self.workers[0].fetch.remote(payload.handle, ts), self.pending)
+      blocks = self.runtime._get([w.fetch.remote(payload.handle, ts) for w in self.workers],
+                                 self.pending)
+      return [member for block in blocks for member in block]
+    if isinstance(ts, t.StructType) and isinstance(payload, tuple):
+      return make_container(tuple(self._to_python(p, et) for p, et in zip(payload, ts)), ts)
+    return _convert.to_python(payload, ts, _Lists(), self.n)
+
+
+def _add(a, b):
+  return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _mean(parts: tuple, n: int):
+  # n static: XLA divides by the constant count as the vectorized program does (bit for bit).
+  return jax.tree_util.tree_map(lambda x: (x / n).astype(x.dtype), functools.reduce(_add, parts))
+
+
+@jax.jit
+def _weighted_mean(parts: tuple):
+  total = functools.reduce(jnp.add, [w for _, w in parts])
+  summed = functools.reduce(_add, [wx for wx, _ in parts])
+  return jax.tree_util.tree_map(lambda x: (x / total.astype(x.dtype)).astype(x.dtype), summed)
+
+
+class FunctionRefs:
+  """Client functions pickled once (a `LocalCall` once per computation), named by digest; a
+  worker receives the pickle the first time and keeps it (`worker.FUNCTIONS_KEPT`)."""
+
+  def __init__(self, dumps):
+    self._dumps = dumps
+    self._by_concrete: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    self._sent: collections.defaultdict = collections.defaultdict(collections.OrderedDict)
+
+  def pickled(self, fn) -> tuple[str, bytes]:
+    if isinstance(fn, LocalCall) and fn.concrete in self._by_concrete:
+      return self._by_concrete[fn.concrete]
+    try:
+      blob = self._dumps(fn)
+    except Exception as e:  # noqa: BLE001 -- any pickling failure: say what and why.
+      name = getattr(getattr(fn, "concrete", None), "name", None) or getattr(fn, "__name__", fn)
+      raise errors.error(
+          TypeError, "fx.runtime.ray", f"the client function {name} cannot be sent to the Ray "
+          f"workers: it cannot be serialized ({type(e).__name__}: {e}).",
+          hint="client functions travel to the workers pickled (cloudpickle): keep them free "
+          "of locks, open files, sockets and other process-bound objects") from None
+    entry = (hashlib.sha1(blob).hexdigest(), blob)
+    if isinstance(fn, LocalCall):
+      self._by_concrete[fn.concrete] = entry
+    return entry
+
+  def ref(self, fn, worker: Any) -> tuple[str, bytes | None]:
+    digest, blob = self.pickled(fn)
+    sent = self._sent[worker]
+    if digest in sent:
+      sent.move_to_end(digest)
+      return digest, None
+    sent[digest] = True
+    while len(sent) > SENT_KEPT:
+      sent.popitem(last=False)
+    return digest, blob
+
+
+def unwrap_host_only(error: BaseException) -> BaseException:
+  if isinstance(error, HostOnly):
+    return NotImplementedError(
+        f"fx.runtime.ray: {error} runs on the host (its values hold strings), which the Ray "
+        "runtime does not do yet; run this computation on fx.runtime.vectorized().")
+  return error
