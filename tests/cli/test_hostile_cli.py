@@ -4,6 +4,7 @@ The run directory's lock: test_run_lock.py."""
 
 import csv
 import os
+import pathlib
 import shutil
 import time
 import tomllib
@@ -21,7 +22,38 @@ from federax.simulation.datasets import download
 QUICK = ["--rounds", "4", "--clients-per-round", "3", "--epochs", "1", "--max-elements", "20",
          "--eval-every", "2", "--checkpoint-every", "2"]
 ROOT = os.geteuid() == 0
-needs_permissions = pytest.mark.skipif(ROOT, reason="root ignores file permissions")
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+  """`read_only(directory)`: mode 555, and, for root (whom modes do not stop: CI runs as root),
+  writes into it refused as the kernel refuses them to other users (os.access, os.mkdir)."""
+  made = []
+
+  def make(directory):
+    directory.chmod(0o555)
+    made.append(directory)
+    if not ROOT:
+      return
+    real_access, real_mkdir = os.access, os.mkdir
+    locked = {pathlib.Path(d).resolve() for d in made}
+
+    def access(path, mode, *args, **kwargs):
+      if mode & os.W_OK and pathlib.Path(path).resolve() in locked:
+        return False
+      return real_access(path, mode, *args, **kwargs)
+
+    def mkdir(path, *args, **kwargs):
+      if pathlib.Path(path).resolve().parent in locked:
+        raise PermissionError(13, "Permission denied", os.fspath(path))
+      return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+  yield make
+  for directory in made:
+    directory.chmod(0o755)
 
 
 def refused(capsys, argv, status, *words):
@@ -108,10 +140,10 @@ def test_bad_out_is_refused(tmp_path, monkeypatch, capsys, out, words):
   assert sorted(p.name for p in tmp_path.iterdir()) == before  # "" trained into "." before.
 
 
-@needs_permissions
-def test_out_in_a_read_only_directory_is_refused(tmp_path, capsys):
+def test_out_in_a_read_only_directory_is_refused(tmp_path, capsys, read_only):
   parent = tmp_path / "read-only"
-  parent.mkdir(mode=0o555)
+  parent.mkdir()
+  read_only(parent)
   refused(capsys, ["train", "--out", str(parent / "run"), *QUICK], 2,
           "cannot create the run directory", "Permission denied")
 
@@ -209,14 +241,10 @@ def test_emptied_config_toml_is_refused_not_replaced_by_defaults(run_dir, capsys
   assert checkpoints(run_dir) == [0, 4]
 
 
-@needs_permissions
-def test_resume_of_a_read_only_run_is_refused(run_dir, capsys):
+def test_resume_of_a_read_only_run_is_refused(run_dir, capsys, read_only):
   before = (run_dir / "config.toml").read_bytes()
-  run_dir.chmod(0o555)
-  try:
-    refused(capsys, ["resume", str(run_dir), "--rounds", "6"], 2, "is not writable")
-  finally:
-    run_dir.chmod(0o755)
+  read_only(run_dir)
+  refused(capsys, ["resume", str(run_dir), "--rounds", "6"], 2, "is not writable")
   assert (run_dir / "config.toml").read_bytes() == before
 
 
@@ -272,10 +300,10 @@ def test_datasets_download_into_a_cache_dir_under_a_file_is_refused(tmp_path, ca
                    str(tmp_path / "a_file" / "cache")], 2, "a_file is not a directory")
 
 
-@needs_permissions
-def test_datasets_download_into_a_cache_dir_under_a_read_only_parent_is_refused(tmp_path,
-                                                                                 capsys):
+def test_datasets_download_into_a_cache_dir_under_a_read_only_parent_is_refused(
+    tmp_path, capsys, read_only):
   parent = tmp_path / "read-only"
-  parent.mkdir(mode=0o555)
+  parent.mkdir()
+  read_only(parent)
   refused(capsys, ["datasets", "download", "emnist", "--cache-dir", str(parent / "cache")], 2,
           "is not writable")
