@@ -218,7 +218,7 @@ def test_femnist_real_merged_samples_keep_duplicates_once():
   assert shared > 0  # The README's ~20 writers in two samples, so the check above bites.
 
   labels = collections.Counter()
-  for writer in train.client_ids:
+  for writer in train.client_ids[:40]:  # Decoding every writer's images takes most of a minute.
     stacked = train.create_dataset(writer).to_stacked()
     pixels = stacked["pixels"]
     assert pixels.dtype == np.float32 and 0.0 <= pixels.min() and pixels.max() <= 1.0
@@ -226,7 +226,8 @@ def test_femnist_real_merged_samples_keep_duplicates_once():
     assert values[np.argmax(counts)] == 1.0, writer  # White background, as TFF's EMNIST.
     labels.update(stacked["label"].tolist())
   assert sorted(labels) == list(range(62))  # Digits, upper and lower case all occur.
-  assert sum(labels.values()) < 14_697 + 14_708 + 14_640  # Duplicated writers counted once.
+  total = sum(len(train.create_dataset(w)) for w in train.client_ids)
+  assert total < 14_697 + 14_708 + 14_640  # Duplicated writers counted once.
 
 
 def test_femnist_only_digits_drops_letters_and_empty_writers(tmp_path):
