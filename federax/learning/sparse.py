@@ -139,13 +139,14 @@ def build_sparse_round(table_type: Any, client_data_type: Any, keys_fn: Computat
   """One round of sparse FedAvg on a table `T[N, ...]`: a federated computation
   `(<table=T[N,...]@SERVER, client_data={D}@CLIENTS> -> <table=T[N,...]@SERVER,
   metrics=<num_clients=float32, num_updated_rows=int32>@SERVER>)` (`num_updated_rows`:
-  rows whose summed update is non-zero).
+  rows that some client's non-zero delta reached; with `mode="aggregate"`, rows whose summed
+  update is non-zero).
 
   Each client computes `(keys int32[m], num_keys int32) = keys_fn(data)` (keys past `num_keys`
   are padding), receives `select_rows(keys, table)` only, and returns `delta =
   client_update_fn(rows, data, keys, num_keys)` (trained minus received rows, `T[m, ...]`); the
   padded rows' deltas are zeroed. The server adds `server_learning_rate * sparse_sum / number
-  of clients` to the table (TFF's tutorial: the mean over the cohort, so an untouched row keeps
+  of clients` to the table (with `mode="stack"`, scatter-added into it: no dense sum) (TFF's tutorial: the mean over the cohort, so an untouched row keeps
   its value).
 
   Args:
@@ -203,17 +204,36 @@ def build_sparse_round(table_type: Any, client_data_type: Any, keys_fn: Computat
     flat = update_sum.reshape(update_sum.shape[0], -1)
     return jnp.sum(jnp.any(flat != 0, axis=1)).astype(jnp.int32)
 
+  @computation(table_type, (t.TensorType(np.int32, (None, m)),
+                            t.TensorType(rows_type.dtype, (None,) + tuple(rows_type.shape))),
+               np.float32)
+  def apply_stacked(table, stacked, num_clients):
+    keys, rows = stacked
+    flat_keys = keys.reshape(-1)
+    flat = rows.reshape((-1,) + tuple(rows_type.shape[1:]))
+    scale = server_learning_rate / jnp.maximum(num_clients, 1.0)
+    new = table.at[flat_keys].add((scale * flat).astype(table.dtype))
+    # A row counts as updated when some client's delta for it is non-zero (as `touched`).
+    nonzero = jnp.any(flat.reshape(flat.shape[0], -1) != 0, axis=1)
+    hit = jnp.zeros((table.shape[0],), jnp.bool_).at[flat_keys].max(nonzero)
+    return new, jnp.sum(hit).astype(jnp.int32)
+
   @federated_computation(t.FederatedType(table_type, SERVER), t.FederatedType(data_type, CLIENTS))
   def round_fn(table, client_data):
     keys, num_keys = fi.federated_map(keys_fn, client_data)
     rows = select_rows(keys, table)
     delta = fi.federated_map(client_update_fn, (rows, client_data, keys, num_keys))
     delta = fi.federated_map(mask_padding, (delta, num_keys))
-    update_sum = sparse_sum(keys, delta, table_type.shape[0], mode)
     num_clients = fi.federated_sum(fi.federated_value(np.float32(1.0), CLIENTS))
-    new_table = fi.federated_map(server_update, (table, update_sum, num_clients))
+    if mode == "stack":  # Scatter-add straight into the table: no dense sum at the server.
+      stacked = fi.federated_stack(fi.federated_zip((keys, delta)))
+      new_table, num_updated = fi.federated_map(apply_stacked, (table, stacked, num_clients))
+    else:
+      update_sum = sparse_sum(keys, delta, table_type.shape[0], mode)
+      new_table = fi.federated_map(server_update, (table, update_sum, num_clients))
+      num_updated = fi.federated_map(touched, update_sum)
     metrics = fi.federated_zip(collections.OrderedDict(
-        num_clients=num_clients, num_updated_rows=fi.federated_map(touched, update_sum)))
+        num_clients=num_clients, num_updated_rows=num_updated))
     return SparseRoundOutput(table=new_table, metrics=metrics)
 
   return round_fn
