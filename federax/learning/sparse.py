@@ -146,8 +146,8 @@ def build_sparse_round(table_type: Any, client_data_type: Any, keys_fn: Computat
   are padding), receives `select_rows(keys, table)` only, and returns `delta =
   client_update_fn(rows, data, keys, num_keys)` (trained minus received rows, `T[m, ...]`); the
   padded rows' deltas are zeroed. The server adds `server_learning_rate * sparse_sum / number
-  of clients` to the table (with `mode="stack"`, scatter-added into it: no dense sum) (TFF's tutorial: the mean over the cohort, so an untouched row keeps
-  its value).
+  of clients` to the table (with `mode="stack"`, scatter-added into it: no dense sum; TFF's
+  tutorial's mean over the cohort, so an untouched row keeps its value).
 
   Args:
     table_type: the table's type, e.g. `fx.TensorType(np.float32, [N, d])`.
