@@ -57,24 +57,45 @@ def _keys_type(where: str, keys) -> int:
   return int(m.shape[0])
 
 
-def select_rows(client_keys: Any, table: Any) -> Any:
+def select_rows(client_keys: Any, table: Any, chunk_size: int = 256) -> Any:
   """Each client's rows of a server table: `{int32[m]}@CLIENTS, T[N, ...]@SERVER ->
   {T[m, ...]}@CLIENTS`, row `j` of client `i` being `table[keys_i[j]]`.
 
   Built on `fx.federated_select` with a one-row `select_fn`: a client receives the `m` rows it
   names and nothing else; a key outside `[0, N)` raises a ValueError naming it. Call it inside
-  a `fx.federated_computation`.
+  a `fx.federated_computation`. The keys are selected `chunk_size` at a time: turning a
+  selected sequence of `c` rows into a tensor costs `O(c^2)` row copies on the vectorized
+  runtime (its loop selects over the whole carry each step), so chunks keep it `O(m c)`.
   """
   where = "fx.learning.sparse.select_rows"
   row_type = _table_type(where, table)
   m = _keys_type(where, client_keys)
+  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    raise error(ValueError, where, "chunk_size must be an int >= 1.", actual=repr(chunk_size))
   num_rows = row_type.shape[0]
   one_row = t.TensorType(row_type.dtype, row_type.shape[1:])
-  rows_type = t.TensorType(row_type.dtype, (m,) + tuple(row_type.shape[1:]))
   select_fn = computation(row_type, np.int32)(lambda rows, key: rows[key])
-  selected = fi.federated_select(client_keys, fi.federated_value(np.int32(num_rows), SERVER),
-                                 table, select_fn)
-  # The sequence of m rows becomes one T[m, ...] tensor (rows written in key order).
+  max_key = fi.federated_value(np.int32(num_rows), SERVER)
+  keys_type = t.TensorType(np.int32, (m,))
+  parts = []
+  for begin in range(0, m, chunk_size):
+    end = min(m, begin + chunk_size)
+    chunk_keys = fi.federated_map(
+        computation(keys_type)(lambda k, b=begin, e=end: k[b:e]), client_keys)
+    selected = fi.federated_select(chunk_keys, max_key, table, select_fn)
+    parts.append(fi.federated_map(_sequence_to_tensor(one_row, end - begin), selected))
+  if len(parts) == 1:
+    return parts[0]
+  part_types = [t.TensorType(row_type.dtype, (min(m, b + chunk_size) - b,) + one_row.shape)
+                for b in range(0, m, chunk_size)]
+  concat = computation(t.StructType([(None, pt) for pt in part_types]))(
+      lambda chunks: jnp.concatenate(list(chunks), axis=0))
+  return fi.federated_map(concat, fi.federated_zip(tuple(parts)))
+
+
+def _sequence_to_tensor(one_row: t.TensorType, length: int):
+  """`(T*) -> T[length, ...]`: the rows of a sequence of `length` rows, in order."""
+  rows_type = t.TensorType(one_row.dtype, (length,) + tuple(one_row.shape))
   acc_type = to_type((rows_type, np.int32))
 
   @computation(acc_type, one_row)
@@ -88,7 +109,7 @@ def select_rows(client_keys: Any, table: Any) -> Any:
   def to_tensor(sequence):
     return fi.sequence_reduce(sequence, zero(), put)[0]
 
-  return fi.federated_map(to_tensor, selected)
+  return to_tensor
 
 
 def sparse_sum(client_keys: Any, client_rows: Any, num_rows: int, mode: str = "stack") -> Any:

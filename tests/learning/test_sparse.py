@@ -18,11 +18,17 @@ def deliver(keys, table):
   return fx.learning.sparse.select_rows(keys, table)
 
 
-def test_a_client_receives_exactly_its_rows(runtime):
+@fx.federated_computation(fx.FederatedType(KEYS, fx.CLIENTS), fx.FederatedType(TABLE, fx.SERVER))
+def deliver_in_chunks(keys, table):
+  return fx.learning.sparse.select_rows(keys, table, chunk_size=3)  # chunks of 3 and 1 keys
+
+
+@pytest.mark.parametrize("select", [deliver, deliver_in_chunks])
+def test_a_client_receives_exactly_its_rows(runtime, select):
   table = np.arange(N * D, dtype=np.float32).reshape(N, D)
   keys = [np.array([3, 1, 3, 49], np.int32), np.array([0, 7, 8, 9], np.int32)]
-  rows = deliver(keys, table)
-  assert deliver.type_signature.result.member == fx.TensorType(np.float32, [M, D])
+  rows = select(keys, table)
+  assert select.type_signature.result.member == fx.TensorType(np.float32, [M, D])
   for k, r in zip(keys, rows):
     np.testing.assert_array_equal(r, table[k])  # These rows, in key order, and no others.
 
