@@ -6,6 +6,7 @@ from federax.learning import models as models
 from federax.learning import optimizers as optimizers
 from federax.learning import programs as programs
 from federax.learning import reconstruction as reconstruction
+from federax.learning import sparse as sparse
 from federax.learning import templates as templates
 from federax.learning._weighting import ClientWeighting as ClientWeighting
 from federax.learning.personalization_eval import (
@@ -20,7 +21,7 @@ from federax.learning.model_update_aggregator import (
 from federax.learning.model_update_aggregator import robust_aggregator as robust_aggregator
 from federax.learning.model_update_aggregator import secure_aggregator as secure_aggregator
 
-__all__ = ["algorithms", "metrics", "models", "optimizers", "programs", "reconstruction",
+__all__ = ["algorithms", "metrics", "models", "optimizers", "programs", "reconstruction", "sparse",
            "templates", "ClientWeighting", "build_personalization_eval_computation",
            "robust_aggregator", "compression_aggregator", "secure_aggregator", "dp_aggregator",
            "ddp_secure_aggregator", "local_dp_aggregator"]

@@ -94,3 +94,8 @@ def test_dp_rounds_benchmark():
 def test_fed_recon_benchmark(shared_data):
   out = run_benchmark("fed_recon")  # 5 clients, 2 rounds, federax only.
   assert "| clients/round | federax s/round | TFF s/round |" in out and "| 5 |" in out
+
+
+def test_sparse_benchmark():
+  out = run_benchmark("sparse")  # Tiny table; asserts the sparse round == the dense one.
+  assert "| sparse | 2,000 x 64 | 20 | 3 |" in out and "| dense | 2,000 x 64 | 20 | 3 |" in out
