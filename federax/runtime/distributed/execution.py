@@ -34,6 +34,7 @@ from federax.core.execution import Execution, HostOnly
 from federax.core.placements import SERVER
 from federax.core.type_conversions import make_container
 from federax.runtime import _convert
+from federax.runtime.distributed.data import ClientIds
 from federax.runtime._base import EvalKeys, NO_CLIENTS_TO_STACK, require_clients
 from federax.runtime.sequential import SequentialExecution, _Lists
 from federax.runtime.padding import zeros_like_type
@@ -85,13 +86,37 @@ class RawClients:
   def __init__(self, values: list, member_type: t.Type, where: str, op: str):
     self.values, self.member_type, self.where, self.op = values, member_type, where, op
 
+  def block(self, positions) -> list:
+    return [self.values[int(p)] for p in positions]
+
+
+class IdClients(RawClients):
+  """A client argument given as `ClientIds`: the workers get ids and load the data."""
+
+  __slots__ = ("source",)
+
+  def __init__(self, source: ClientIds, member_type: t.Type, where: str, op: str):
+    super().__init__(source.client_ids, member_type, where, op)
+    self.source = source
+
 
 class DriverRep(_Lists):
   """The driver's representation: client arguments left as given (the workers convert their
-  blocks), server sequences as lists (the sequential runtime's form)."""
+  blocks; `ClientIds` stay ids), server sequences as lists (the sequential runtime's form)."""
 
   def whole_clients(self, values, member_type, where, op):
+    if isinstance(values, ClientIds):
+      return IdClients(values, member_type, where, op)
     return RawClients(list(values), member_type, where, op)
+
+
+def find_ids(payload: Any):
+  """The first `IdClients` of a driver payload (a struct of payloads), or None."""
+  if isinstance(payload, IdClients):
+    return payload
+  if isinstance(payload, tuple):
+    return next(filter(None, map(find_ids, payload)), None)
+  return None
 
 
 def split(n: int, workers: int) -> list[tuple[int, int]]:
@@ -110,11 +135,14 @@ def split(n: int, workers: int) -> list[tuple[int, int]]:
 class RayExecution(Execution):
   """Carries out intrinsics with client values sharded over Ray workers (see the module)."""
 
-  def __init__(self, runtime, call: int, workers: list, n: int, new_call, deadline: float):
+  def __init__(self, runtime, call: int, workers: list, n: int, new_call, deadline: float,
+               blocks: list | None = None):
     self.runtime = runtime
     self.call = call
     self.n = n
-    self.blocks = split(n, len(workers))
+    # Block k: the cohort positions (ascending) of worker k's clients; contiguous by default.
+    self.blocks = blocks if blocks is not None else [
+        np.arange(offset, offset + size, dtype=np.int32) for size, offset in split(n, len(workers))]
     self.workers = list(workers[:len(self.blocks)])  # Block k's worker (retries change it).
     self.block_calls = [call] * len(self.blocks)  # Block k's call id on its worker.
     self.deadline = deadline
@@ -135,8 +163,8 @@ class RayExecution(Execution):
   # --- Plumbing ----------------------------------------------------------------------------------
 
   def _begin(self) -> None:
-    for (size, offset), worker in zip(self.blocks, self.workers):
-      worker.begin.remote(self.call, size, offset)
+    for positions, worker in zip(self.blocks, self.workers):
+      worker.begin.remote(self.call, len(positions), positions)
 
   @property
   def live(self) -> list:
@@ -145,7 +173,11 @@ class RayExecution(Execution):
 
   @property
   def live_n(self) -> int:
-    return sum(self.blocks[k][0] for k in self.live)
+    return sum(len(self.blocks[k]) for k in self.live)
+
+  def _client_order(self) -> np.ndarray:
+    """Indices that put the live blocks' members, concatenated, in client order."""
+    return np.argsort(np.concatenate([self.blocks[k] for k in self.live]), kind="stable")
 
   def _new(self) -> int:
     return next(self._ids)
@@ -201,7 +233,7 @@ class RayExecution(Execution):
     attempts = sum(1 for _ in filter(lambda d: d == k, self._retried)) + 1
     self._retried.append(k)
     if attempts > rt.max_retries:
-      size = self.blocks[k][0]
+      size = len(self.blocks[k])
       if rt.min_clients_per_round is None:
         raise errors.error(RuntimeError, "fx.runtime.ray", f"{error} Its {size} clients were "
                            f"retried {rt.max_retries} times.", hint="raise max_retries, or set "
@@ -221,8 +253,7 @@ class RayExecution(Execution):
     self.workers[k] = target
     self.block_calls[k] = self._new_call()
     self.started.append((target, self.block_calls[k]))
-    size, offset = self.blocks[k]
-    target.begin.remote(self.block_calls[k], size, offset)
+    target.begin.remote(self.block_calls[k], len(self.blocks[k]), self.blocks[k])
     log, self.log[k], self.pending[k] = self.log[k], [], []
     for method, args in log:  # The same operations, so the same values (bit for bit).
       self._store_on(k, method, args)
@@ -294,7 +325,8 @@ class RayExecution(Execution):
   def federated_stack(self, payload, ts):
     require_clients("federated_stack", self.n, NO_CLIENTS_TO_STACK)
     blocks = self._partials("stack", H(payload.handle))
-    return jax.tree_util.tree_map(lambda *b: jnp.asarray(np.concatenate(b)), *blocks)
+    order = self._client_order()
+    return jax.tree_util.tree_map(lambda *b: jnp.asarray(np.concatenate(b)[order]), *blocks)
 
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
     parts = self._partials("aggregate", H(payload.handle), Fn(accumulate), Fn(merge),
@@ -318,7 +350,7 @@ class RayExecution(Execution):
     sums = []
     for i, (z, b) in enumerate(zip(leaves, bit_leaves)):
       high = 2**b - 1
-      real = [p[i] for p, k in zip(parts, self.live) if self.blocks[k][0]]
+      real = [p[i] for p, k in zip(parts, self.live) if len(self.blocks[k])]
       smallest = min((np.min(s) for _, s, _ in real), default=0)
       largest = max((np.max(l) for _, _, l in real), default=0)
       if smallest < 0 or largest > high:
@@ -362,9 +394,15 @@ class RayExecution(Execution):
     block; all-equal ones are broadcast."""
     if isinstance(payload, RawClients):
       out = self._new()
-      for k, (size, offset) in enumerate(self.blocks):
-        block = payload.values[offset:offset + size]
-        self._store_on(k, "put", (H(out), block, payload.member_type, payload.where, payload.op))
+      for k, positions in enumerate(self.blocks):
+        block = payload.block(positions)
+        if isinstance(payload, IdClients):  # Ids and the loader, never the data.
+          args = (H(out), block, Fn(payload.source.load_fn), payload.member_type, payload.where,
+                  payload.op)
+          self._store_on(k, "put_ids", args)
+        else:
+          self._store_on(k, "put", (H(out), block, payload.member_type, payload.where,
+                                    payload.op))
       return Sharded(out)
     if isinstance(ts, t.FederatedType):
       return payload if ts.placement is SERVER else self.broadcast(payload)
@@ -378,7 +416,8 @@ class RayExecution(Execution):
       blocks = self._partials("fetch", H(payload.handle), ts)
       if ts.all_equal:
         return blocks[0]
-      return [member for block in blocks for member in block]
+      members = [member for block in blocks for member in block]
+      return [members[i] for i in self._client_order()]
     if isinstance(ts, t.StructType) and isinstance(payload, tuple):
       return make_container(tuple(self._to_python(p, et) for p, et in zip(payload, ts)), ts)
     return _convert.to_python(payload, ts, _Lists(), self.n)

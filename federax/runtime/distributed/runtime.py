@@ -18,7 +18,7 @@ from federax.core import context, errors
 from federax.core.values import Value
 from federax.runtime import _invoke
 from federax.runtime._base import RuntimeBase, RuntimeOptions
-from federax.runtime.distributed import _pickling, execution as ex
+from federax.runtime.distributed import _pickling, data, execution as ex
 from federax.runtime.distributed.worker import ShardWorker
 from federax.runtime.sequential import SequentialRuntime
 from federax.runtime.vectorized import VectorizedRuntime
@@ -49,6 +49,7 @@ class _Pool:
     self.actors: list = []
     self._ready: set = set()
     self._replaced: dict = {}  # A dead actor -> the one started in its place.
+    self.cached: dict = {}  # (loader digest, client id) -> the actor that loaded it.
     self.functions = ex.FunctionRefs(ray.cloudpickle.dumps)
 
   def _start(self):
@@ -190,7 +191,7 @@ class RayRuntime(RuntimeBase):
     deadline = time.monotonic() + self.timeout_s
     workers = self._pool.take(self.num_workers, self.timeout_s)
     execution = ex.RayExecution(self, call, workers, self.options.num_clients(n),
-                                lambda: next(_CALLS), deadline)
+                                lambda: next(_CALLS), deadline, self._schedule(payload, workers))
     execution._begin()
     try:
       payload = execution._enter(payload, signature.parameter)
@@ -204,6 +205,23 @@ class RayRuntime(RuntimeBase):
           "blocks_retried": execution.retries}
       self._get([w.end.remote(c) for w, c in execution.started], raise_errors=False,
                 deadline=time.monotonic() + min(self.timeout_s, 30.0))
+
+  def _schedule(self, payload, workers: list) -> Optional[list]:
+    """For a `ClientIds` argument: each worker's clients by examples, kept where cached (the
+    pool remembers which worker loaded which client); else None (contiguous blocks)."""
+    ids = ex.find_ids(payload)
+    if ids is None:
+      return None
+    source = ids.source
+    digest = self._pool.functions.pickled(source.load_fn)[0]
+    index = {w: k for k, w in enumerate(workers)}
+    holders = [index.get(self._pool.cached.get((digest, c)), -1) for c in source.client_ids]
+    sizes = source.num_examples or [1] * len(source)
+    blocks = data.schedule(sizes, holders, len(workers))
+    for k, positions in enumerate(blocks):
+      for p in positions:
+        self._pool.cached[(digest, source.client_ids[p])] = workers[k]
+    return blocks
 
   # --- Talking to the workers --------------------------------------------------------------------
 
