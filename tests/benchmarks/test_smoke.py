@@ -92,3 +92,11 @@ def test_dp_rounds_benchmark():
 def test_fed_recon_benchmark(shared_data):
   out = run_benchmark("fed_recon")  # 5 clients, 2 rounds, federax only.
   assert "| clients/round | federax s/round | TFF s/round |" in out and "| 5 |" in out
+
+
+@pytest.mark.slow
+def test_ray_runtime_benchmark(shared_data):
+  pytest.importorskip("ray")
+  # Its smoke mode asserts each Ray contender's round gives the vectorized weights.
+  out = run_benchmark("ray_runtime", "--data-dir", str(shared_data))
+  assert "| ray-2-ids |" in out and "serialization" in out
