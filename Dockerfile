@@ -11,8 +11,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends wget bash \
 WORKDIR /opt/federax
 COPY pyproject.toml README.md LICENSE ./
 COPY federax ./federax
-# `ray[default]` adds the dashboard agent that `ray start` and KubeRay's health checks use.
-RUN pip install --no-cache-dir ".[ray,cli]" "ray[default]" \
+# `ray[default]` adds the dashboard agent that `ray start` and KubeRay's health checks use; its
+# version is pinned to deploy/kuberay/raycluster.yaml's rayVersion (and the tested Ray).
+ARG RAY_VERSION=2.60.0
+RUN pip install --no-cache-dir ".[ray,cli]" "ray[default]==${RAY_VERSION}" \
     && python -c "import federax, ray; print('federax', federax.__version__, 'ray', ray.__version__)"
 
 # Ray's nodes bind their own ports; federax needs none. A plain `docker run` gets a shell.
