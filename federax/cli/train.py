@@ -58,8 +58,8 @@ _HELP = {
     "dp_target_epsilon": "stop before the round that would spend more epsilon",
     "dp_accountant": "rdp (default) or pld",
 }
-_METAVARS = {"ray_address": "ADDR", "ray_workers": "N", "dp_noise_multiplier": "Z", "dp_clip": "C|adaptive", "dp_delta": "D",
-             "dp_target_epsilon": "E"}
+_METAVARS = {"ray_address": "ADDR", "ray_workers": "N", "dp_noise_multiplier": "Z",
+             "dp_clip": "C|adaptive", "dp_delta": "D", "dp_target_epsilon": "E"}
 _TYPES = {**{n: int for n in config_lib.INT_FIELDS},
           **{n: float for n in config_lib.FLOAT_FIELDS},
           **{n: str for n in config_lib.STR_FIELDS},

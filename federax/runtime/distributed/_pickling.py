@@ -1,10 +1,10 @@
 """Makes federax's immutable core objects picklable, so client functions (which hold their
 types and values) and type arguments can travel to Ray workers.
 
-Types, `fx.Value`s and datasets are immutable: their `__setattr__` refuses, and pickle's default restores
-`__slots__` through it. Each such class gets a `copyreg` reducer that rebuilds the object slot
-by slot (cloudpickle, which Ray uses, reads `copyreg`'s table). A `__reduce__` in the core
-itself would do the same; this keeps the core untouched until that lands.
+Types, `fx.Value`s and datasets are immutable: their `__setattr__` refuses, and pickle's
+default restores `__slots__` through it. Each such class gets a `copyreg` reducer that rebuilds
+the object slot by slot (cloudpickle, which Ray uses, reads `copyreg`'s table). A `__reduce__`
+in the core itself would do the same; this keeps the core untouched until that lands.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ class RayExecution(Execution):
     self.retries = 0
     self.started: list = [(w, call) for w in self.workers]  # (worker, call id): ended at the end.
     self._dead: set = set()
-    self._retried: list = []
+    self._attempts: collections.Counter = collections.Counter()  # Block -> its deaths so far.
 
   # --- Plumbing ----------------------------------------------------------------------------------
 
@@ -230,9 +230,8 @@ class RayExecution(Execution):
     dead = self.workers[k]
     self._dead.add(dead)
     rt._pool.replace(dead)
-    attempts = sum(1 for _ in filter(lambda d: d == k, self._retried)) + 1
-    self._retried.append(k)
-    if attempts > rt.max_retries:
+    self._attempts[k] += 1
+    if self._attempts[k] > rt.max_retries:
       size = len(self.blocks[k])
       if rt.min_clients_per_round is None:
         raise errors.error(RuntimeError, "fx.runtime.ray", f"{error} Its {size} clients were "
@@ -346,7 +345,8 @@ class RayExecution(Execution):
         raise OverflowError(
             f"{op}: {self.n} clients of {b}-bit values can overflow {z.dtype}; use fewer bits or"
             " a wider integer type (jax_enable_x64 for int64).")
-    parts = [treedef.flatten_up_to(p) for p in self._partials("sum_and_extremes", H(payload.handle))]
+    parts = [treedef.flatten_up_to(p)
+             for p in self._partials("sum_and_extremes", H(payload.handle))]
     sums = []
     for i, (z, b) in enumerate(zip(leaves, bit_leaves)):
       high = 2**b - 1
