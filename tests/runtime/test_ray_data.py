@@ -139,7 +139,8 @@ def test_client_data_as_a_list_is_sent_by_the_driver(ray_runtimes, monkeypatch):
 
   with ray_runtimes[2]:
     assert int(count([load(c) for c in IDS])) == sum(SIZES)
-    assert int(count(fx.runtime.ClientIds(IDS, load_on_workers))) == sum(SIZES)
+    for _ in range(2):  # Again: the workers reuse the converted blocks of these clients.
+      assert int(count(fx.runtime.ClientIds(IDS, load_on_workers))) == sum(SIZES)
   assert sent["put"] >= sum(SIZES) * FEATURES * 4 and sent["put_ids"] == 0
 
 

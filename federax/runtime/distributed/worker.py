@@ -39,6 +39,9 @@ FUNCTIONS_KEPT = 256
 CLIENTS_KEPT = 4096
 """Clients loaded by `put_ids` a worker keeps across calls, least recently used dropped."""
 
+BLOCKS_KEPT = 4
+"""Converted blocks of `put_ids` (the same clients again) a worker keeps across calls."""
+
 
 class _Failed:
   """A value whose operation raised: reading it raises the same error (the driver sends
@@ -67,6 +70,7 @@ class ShardWorker:
     self._calls: dict = {}  # call -> (n, positions): this worker's clients in the cohort.
     self._functions: collections.OrderedDict = collections.OrderedDict()  # digest -> (fn, {})
     self._clients: collections.OrderedDict = collections.OrderedDict()  # (loader, id) -> data
+    self._blocks: collections.OrderedDict = collections.OrderedDict()  # ids -> converted block
     self._loads = 0
 
   # --- Bookkeeping -------------------------------------------------------------------------------
@@ -157,7 +161,14 @@ class ShardWorker:
   def put_ids(self, out, client_ids: list, load_ref, member_type: t.Type, where: str,
               op: str) -> None:
     """Loads this block's clients here (`load_fn(client_id)`, kept across calls) and converts
-    them as `put` does."""
+    them as `put` does; the same block again (a fixed cohort, round after round) reuses its
+    converted form."""
+    block_key = (load_ref[0], tuple(client_ids), repr(member_type))
+    if block_key in self._blocks:
+      self._blocks.move_to_end(block_key)
+      self._values[out] = self._blocks[block_key]
+      return
+
     def load():
       load_fn = self._fn(load_ref)
       values = []
@@ -175,8 +186,12 @@ class ShardWorker:
     values = self._values.pop(out)
     if isinstance(values, _Failed):
       self._values[out] = values
-    else:
-      self.put(out, values, member_type, where, op)
+      return
+    self.put(out, values, member_type, where, op)
+    if not isinstance(self._values[out], _Failed):  # Immutable arrays: safe to share.
+      self._blocks[block_key] = self._values[out]
+      while len(self._blocks) > BLOCKS_KEPT:
+        self._blocks.popitem(last=False)
 
   def cache_info(self) -> dict:
     """`{"loads": clients loaded so far, "kept": clients kept now}`."""
