@@ -12,7 +12,8 @@ worker). Contenders run interleaved (`measure.interleaved`), medians after the f
 
 - `vectorized`: the same round in this process;
 - `ray-1`, `ray-2`: the client data passed as a list (sent from the driver each round);
-- `ray-2-ids`: `fx.runtime.ClientIds`: the workers load their writers once and keep them.
+- `ray-1-ids`, `ray-2-ids`: `fx.runtime.ClientIds`: the workers load their clients once and
+  keep them (and a fixed cohort's converted block).
 
 Where the time goes (estimates, per round): `compute` is the vectorized round of the largest
 worker's clients alone, in this process; `serialization` is pickling and unpickling the round's
@@ -86,7 +87,8 @@ def compare(process, data: list, cohort, repeats: int, runtimes: dict) -> dict:
     return run
 
   contenders = {"vectorized": contender("vectorized", data), "ray-1": contender("ray-1", data),
-                "ray-2": contender("ray-2", data), "ray-2-ids": contender("ray-2-ids", cohort)}
+                "ray-2": contender("ray-2", data), "ray-1-ids": contender("ray-1-ids", cohort),
+                "ray-2-ids": contender("ray-2-ids", cohort)}
   timings = measure.interleaved(contenders, repeats)
   reference = process.get_model_weights(timings["vectorized"]["result"].state).trainable
   max_diff = {}
@@ -98,7 +100,7 @@ def compare(process, data: list, cohort, repeats: int, runtimes: dict) -> dict:
   row = {"clients": len(data), "repeats": repeats, "max_abs_diff_vs_vectorized": max_diff}
   for name, t in timings.items():
     row[f"{name}_first_s"], row[f"{name}_s"] = t["first_s"], t["s"]
-  for name in ("ray-1", "ray-2", "ray-2-ids"):
+  for name in ("ray-1", "ray-2", "ray-1-ids", "ray-2-ids"):
     row[f"{name}_over_vectorized"] = row[f"{name}_s"] / row["vectorized_s"]
 
   # Where the time goes.
@@ -110,7 +112,8 @@ def compare(process, data: list, cohort, repeats: int, runtimes: dict) -> dict:
   serialization = _seconds(lambda: cloud.loads(cloud.dumps(data)), repeats)
   row["client_data_pickled_bytes"] = len(cloud.dumps(data))
   row["breakdown"] = {}
-  for name, workers, ships in (("ray-1", 1, True), ("ray-2", 2, True), ("ray-2-ids", 2, False)):
+  for name, workers, ships in (("ray-1", 1, True), ("ray-2", 2, True), ("ray-1-ids", 1, False),
+                               ("ray-2-ids", 2, False)):
     total, ser = row[f"{name}_s"], serialization if ships else 0.0
     row["breakdown"][name] = {"compute_s": compute[workers], "serialization_s": ser,
                               "scheduling_s": total - compute[workers] - ser}
@@ -170,7 +173,7 @@ def _table(row: dict, title: str) -> list:
   lines = [title, "", f"{row['clients']} clients a round, {row['repeats']} repeats.", "",
            "| runtime | first round (s) | round (s) | x vectorized | compute (s) | "
            "serialization (s) | scheduling (s) |", "|---|---|---|---|---|---|---|"]
-  for name in ("vectorized", "ray-1", "ray-2", "ray-2-ids"):
+  for name in ("vectorized", "ray-1", "ray-2", "ray-1-ids", "ray-2-ids"):
     b = row["breakdown"].get(name)
     ratio = row.get(f"{name}_over_vectorized", 1.0)
     cells = ([f"{b['compute_s']:.4f}", f"{b['serialization_s']:.4f}", f"{b['scheduling_s']:.4f}"]
