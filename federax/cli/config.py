@@ -20,7 +20,7 @@ from federax.cli._errors import CLIError
 from federax.cli.algorithms import ALGORITHMS
 
 TASKS = ("synthetic", "emnist_digits", "emnist", "shakespeare")
-RUNTIMES = ("vectorized", "sequential")
+RUNTIMES = ("vectorized", "sequential", "ray")
 DP_ACCOUNTANTS = ("rdp", "pld")
 ADAPTIVE_CLIP = "adaptive"
 
@@ -42,6 +42,8 @@ class TrainConfig:
   proximal_strength: float = 0.01
   seed: int = 0
   runtime: str = "vectorized"
+  ray_address: Optional[str] = None  # The Ray cluster of `runtime = "ray"` (None: local Ray).
+  ray_workers: Optional[int] = None  # Its workers (None: the cluster's CPUs).
   data_dir: Optional[str] = None
   out: Optional[str] = None
   eval_every: Optional[int] = None
@@ -81,10 +83,11 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 INT_FIELDS = ("rounds", "clients_per_round", "epochs", "batch_size", "max_elements", "seed",
-              "eval_every", "eval_clients", "checkpoint_every", "keep_checkpoints")
+              "eval_every", "eval_clients", "checkpoint_every", "keep_checkpoints", "ray_workers")
 FLOAT_FIELDS = ("client_lr", "server_lr", "server_momentum", "proximal_strength",
                 "dp_noise_multiplier", "dp_delta", "dp_target_epsilon")
-STR_FIELDS = ("task", "algorithm", "runtime", "data_dir", "out", "dp_accountant")
+STR_FIELDS = ("task", "algorithm", "runtime", "data_dir", "out", "dp_accountant",
+              "ray_address")
 BOOL_FIELDS = ("centralized_eval",)
 CLIP_FIELDS = ("dp_clip",)  # A number or "adaptive": from a flag, text either way.
 DP_FIELDS = tuple(name for name in FIELDS if name.startswith("dp_"))
@@ -178,6 +181,12 @@ def validate(config: TrainConfig) -> None:
                    f"{', '.join(ALGORITHMS)}")
   if config.runtime not in RUNTIMES:
     raise CLIError(f"unknown runtime {config.runtime!r}; expected one of {', '.join(RUNTIMES)}")
+  if config.runtime != "ray":
+    given = [name for name in ("ray_address", "ray_workers") if getattr(config, name) is not None]
+    if given:
+      raise CLIError(f"{', '.join(given)} set without runtime ray: pass --runtime ray")
+  if config.ray_workers is not None and config.ray_workers < 1:
+    raise CLIError(f"ray_workers must be >= 1, got {config.ray_workers}")
   for name in ("rounds", "clients_per_round", "epochs", "batch_size", "eval_every",
                "checkpoint_every"):
     if getattr(config, name) < 1:

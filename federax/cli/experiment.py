@@ -17,6 +17,7 @@ With `--dp-noise-multiplier` the run is DP-FedAvg (`federax.cli.dp`): metrics.cs
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -166,8 +167,28 @@ def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, task: Any = No
 
   `task` is the run's task when already loaded (and checked) by `_task.load_task`."""
   with (compilation_cache.enabled(cache_dir) as in_use,
-        compilation_cache.CompileCounter() as compiles):
+        compilation_cache.CompileCounter() as compiles, _ray_runtime(config)):
     return _run(config, run_dir, task, verbose, in_use, compiles)
+
+
+@contextlib.contextmanager
+def _ray_runtime(config: TrainConfig):
+  """With `runtime = "ray"`: the Ray runtime as the default for the run, the previous default
+  restored after it (a process that trains twice, as tests do, keeps its own)."""
+  if config.runtime != "ray":
+    yield
+    return
+  import federax as fx
+  previous = fx.runtime.get_default()
+  try:
+    runtime = fx.runtime.ray(config.ray_address, num_workers=config.ray_workers)
+  except (ImportError, ConnectionError, TimeoutError) as e:
+    raise CLIError(f"--runtime ray: {e}") from None
+  fx.runtime.set_default(runtime)
+  try:
+    yield
+  finally:
+    fx.runtime.set_default(previous)
 
 
 def _run(config: TrainConfig, run_dir: pathlib.Path, task: Any, verbose: bool,

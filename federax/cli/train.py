@@ -4,6 +4,7 @@
     federax train --task emnist --algorithm fedadam --server-lr 0.01 --data-dir DIR
     federax train --config experiment.toml --seed 3
     federax train --dp-noise-multiplier 1.0 --dp-clip adaptive --dp-target-epsilon 8
+    federax train --runtime ray --ray-address HEAD:6379 --ray-workers 8
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ _HELP = {
     "server_momentum": "server momentum of fedavgm (default: 0.9)",
     "proximal_strength": "the proximal term's mu for fedprox (default: 0.01)",
     "seed": "seeds sampling, shuffling and model randomness (default: 0)",
-    "runtime": "vectorized (default) or sequential",
+    "runtime": "vectorized (default), sequential, or ray (clients sharded over Ray workers; "
+               "pip install 'federax[ray]')",
+    "ray_address": "with --runtime ray: the Ray cluster's head, HOST:PORT (default: a local "
+                   "Ray on 127.0.0.1)",
+    "ray_workers": "with --runtime ray: worker processes (default: the cluster's CPUs)",
     "data_dir": "directory of the task's data (FEMNIST LEAF or Shakespeare HDF5 files)",
     "out": f"run directory (default: {DEFAULT_RUNS_DIR}/TASK-ALGORITHM-TIME)",
     "eval_every": "rounds between federated evaluations",
@@ -53,8 +58,8 @@ _HELP = {
     "dp_target_epsilon": "stop before the round that would spend more epsilon",
     "dp_accountant": "rdp (default) or pld",
 }
-_METAVARS = {"dp_noise_multiplier": "Z", "dp_clip": "C|adaptive", "dp_delta": "D",
-             "dp_target_epsilon": "E"}
+_METAVARS = {"ray_address": "ADDR", "ray_workers": "N", "dp_noise_multiplier": "Z",
+             "dp_clip": "C|adaptive", "dp_delta": "D", "dp_target_epsilon": "E"}
 _TYPES = {**{n: int for n in config_lib.INT_FIELDS},
           **{n: float for n in config_lib.FLOAT_FIELDS},
           **{n: str for n in config_lib.STR_FIELDS},

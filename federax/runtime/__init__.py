@@ -11,6 +11,7 @@ clients sharded over Ray worker processes on one machine or many (`federax[ray]`
 from federax.core import context as _context
 from federax.core.execution import Execution as Execution
 from federax.core.execution import Runtime as Runtime
+from federax.runtime.distributed.data import ClientIds as ClientIds
 from federax.runtime.padding import PaddedSequence as PaddedSequence
 from federax.runtime.sequential import SequentialRuntime as SequentialRuntime
 from federax.runtime.vectorized import FallbackWarning as FallbackWarning
@@ -74,6 +75,6 @@ def explain(comp, *args, **kwargs) -> str:
   return runtime.explain(comp, *args, **kwargs)
 
 
-__all__ = ["vectorized", "sequential", "ray", "set_default", "get_default", "current", "explain",
-           "Execution", "Runtime", "Plan", "VectorizedRuntime", "SequentialRuntime",
+__all__ = ["ClientIds", "vectorized", "sequential", "ray", "set_default", "get_default", "current",
+           "explain", "Execution", "Runtime", "Plan", "VectorizedRuntime", "SequentialRuntime",
            "PaddedSequence", "FallbackWarning"]

@@ -99,3 +99,11 @@ def test_fed_recon_benchmark(shared_data):
 def test_sparse_benchmark():
   out = run_benchmark("sparse")  # Tiny table; asserts the sparse round == the dense one.
   assert "| sparse | 2,000 x 64 | 20 | 3 |" in out and "| dense | 2,000 x 64 | 20 | 3 |" in out
+
+
+@pytest.mark.slow
+def test_ray_runtime_benchmark(shared_data):
+  pytest.importorskip("ray")
+  # Its smoke mode asserts each Ray contender's round gives the vectorized weights.
+  out = run_benchmark("ray_runtime", "--data-dir", str(shared_data))
+  assert "| ray-2-ids |" in out and "serialization" in out

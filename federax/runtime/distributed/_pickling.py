@@ -1,15 +1,16 @@
 """Makes federax's immutable core objects picklable, so client functions (which hold their
 types and values) and type arguments can travel to Ray workers.
 
-Types and `fx.Value`s are immutable: their `__setattr__` refuses, and pickle's default restores
-`__slots__` through it. Each such class gets a `copyreg` reducer that rebuilds the object slot
-by slot (cloudpickle, which Ray uses, reads `copyreg`'s table). A `__reduce__` in the core
-itself would do the same; this keeps the core untouched until that lands.
+Types, `fx.Value`s and datasets are immutable: their `__setattr__` refuses, and pickle's
+default restores `__slots__` through it. Each such class gets a `copyreg` reducer that rebuilds
+the object slot by slot (cloudpickle, which Ray uses, reads `copyreg`'s table). A `__reduce__`
+in the core itself would do the same; this keeps the core untouched until that lands.
 """
 
 from __future__ import annotations
 
 import copyreg
+import sys
 
 from federax.core import types as t
 from federax.core.structure import Struct
@@ -32,9 +33,24 @@ def _reduce(obj):
   return _rebuild, (cls, tuple(getattr(obj, s) for s in _slots(cls)))
 
 
+def _immutable_classes() -> list:
+  """The slotted classes of loaded federax modules that refuse `__setattr__` (e.g.
+  `fx.data.Dataset`, a client argument), found without importing their layers here."""
+  found = []
+  for name, module in list(sys.modules.items()):
+    if module is None or not (name == "federax" or name.startswith("federax.")):
+      continue
+    for obj in list(vars(module).values()):
+      if (isinstance(obj, type) and obj.__module__ == name and "__slots__" in obj.__dict__
+          and "__setattr__" in obj.__dict__):
+        found.append(obj)
+  return found
+
+
 def register() -> None:
-  """Registers the reducer for every `Type` class, `Value` and `Struct` (idempotent)."""
-  pending = [t.Type, Value, Struct]
+  """Registers the reducer for every `Type` class, `Value`, `Struct` and the other immutable
+  slotted classes of loaded federax modules (idempotent)."""
+  pending = [t.Type, Value, Struct, *_immutable_classes()]
   while pending:
     cls = pending.pop()
     pending.extend(cls.__subclasses__())

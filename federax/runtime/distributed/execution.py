@@ -34,6 +34,7 @@ from federax.core.execution import Execution, HostOnly
 from federax.core.placements import SERVER
 from federax.core.type_conversions import make_container
 from federax.runtime import _convert
+from federax.runtime.distributed.data import ClientIds
 from federax.runtime._base import EvalKeys, NO_CLIENTS_TO_STACK, require_clients
 from federax.runtime.sequential import SequentialExecution, _Lists
 from federax.runtime.padding import zeros_like_type
@@ -52,15 +53,29 @@ class Fn:
 
 
 class Sharded:
-  """A client value: on each worker, that worker's block of members under one handle."""
+  """A client value: on each worker, that worker's block of members under one handle (an int:
+  block k's worker knows it as `(call of block k, handle)`)."""
 
   __slots__ = ("handle",)
 
-  def __init__(self, handle: tuple):
+  def __init__(self, handle: int):
     self.handle = handle
 
   def __repr__(self) -> str:
     return f"Sharded{self.handle}"
+
+
+class H:
+  """A handle among a worker call's arguments: sent to block k's worker as `(its call, id)`."""
+
+  __slots__ = ("id",)
+
+  def __init__(self, id_: int):
+    self.id = id_
+
+
+class WorkerDied(RuntimeError):
+  """A worker's process died: its block's values are lost (the execution retries or drops)."""
 
 
 class RawClients:
@@ -71,13 +86,37 @@ class RawClients:
   def __init__(self, values: list, member_type: t.Type, where: str, op: str):
     self.values, self.member_type, self.where, self.op = values, member_type, where, op
 
+  def block(self, positions) -> list:
+    return [self.values[int(p)] for p in positions]
+
+
+class IdClients(RawClients):
+  """A client argument given as `ClientIds`: the workers get ids and load the data."""
+
+  __slots__ = ("source",)
+
+  def __init__(self, source: ClientIds, member_type: t.Type, where: str, op: str):
+    super().__init__(source.client_ids, member_type, where, op)
+    self.source = source
+
 
 class DriverRep(_Lists):
   """The driver's representation: client arguments left as given (the workers convert their
-  blocks), server sequences as lists (the sequential runtime's form)."""
+  blocks; `ClientIds` stay ids), server sequences as lists (the sequential runtime's form)."""
 
   def whole_clients(self, values, member_type, where, op):
+    if isinstance(values, ClientIds):
+      return IdClients(values, member_type, where, op)
     return RawClients(list(values), member_type, where, op)
+
+
+def find_ids(payload: Any):
+  """The first `IdClients` of a driver payload (a struct of payloads), or None."""
+  if isinstance(payload, IdClients):
+    return payload
+  if isinstance(payload, tuple):
+    return next(filter(None, map(find_ids, payload)), None)
+  return None
 
 
 def split(n: int, workers: int) -> list[tuple[int, int]]:
@@ -96,39 +135,128 @@ def split(n: int, workers: int) -> list[tuple[int, int]]:
 class RayExecution(Execution):
   """Carries out intrinsics with client values sharded over Ray workers (see the module)."""
 
-  def __init__(self, runtime, call: int, workers: list, n: int):
+  def __init__(self, runtime, call: int, workers: list, n: int, new_call, deadline: float,
+               blocks: list | None = None):
     self.runtime = runtime
     self.call = call
     self.n = n
-    self.blocks = split(n, len(workers))
-    self.workers = workers[:len(self.blocks)]
+    # Block k: the cohort positions (ascending) of worker k's clients; contiguous by default.
+    self.blocks = blocks if blocks is not None else [
+        np.arange(offset, offset + size, dtype=np.int32) for size, offset in split(n, len(workers))]
+    self.workers = list(workers[:len(self.blocks)])  # Block k's worker (retries change it).
+    self.block_calls = [call] * len(self.blocks)  # Block k's call id on its worker.
+    self.deadline = deadline
+    self._new_call = new_call
     self._server = SequentialExecution(runtime._sequential, n)
     self._eval_keys = EvalKeys(runtime.options.seed)
     self._ids = itertools.count()
-    self.pending: list = []  # Refs of operations not waited for: their errors come first.
+    # Per block: the operations that built its values (replayed on a retry), and the refs of
+    # those not waited for (their errors come first).
+    self.log: list = [[] for _ in self.blocks]
+    self.pending: list = [[] for _ in self.blocks]
+    self.dropped: set = set()
+    self.retries = 0
+    self.started: list = [(w, call) for w in self.workers]  # (worker, call id): ended at the end.
+    self._dead: set = set()
+    self._attempts: collections.Counter = collections.Counter()  # Block -> its deaths so far.
 
   # --- Plumbing ----------------------------------------------------------------------------------
 
-  def _new(self) -> tuple:
-    return (self.call, next(self._ids))
+  def _begin(self) -> None:
+    for positions, worker in zip(self.blocks, self.workers):
+      worker.begin.remote(self.call, len(positions), positions)
 
-  def _each(self, method: str, *args) -> list:
-    """Calls `method` on every worker (without waiting). A client function among `args` is
-    wrapped in `Fn`: each worker gets `(digest, pickle)` the first time, `(digest, None)` after."""
-    refs = []
-    for k, worker in enumerate(self.workers):
-      worker_args = [self.runtime._function_ref(a.fn, k) if isinstance(a, Fn) else a
-                     for a in args]
-      refs.append(getattr(worker, method).remote(*worker_args))
-    return refs
+  @property
+  def live(self) -> list:
+    """The blocks not dropped, in client order."""
+    return [k for k in range(len(self.blocks)) if k not in self.dropped]
+
+  @property
+  def live_n(self) -> int:
+    return sum(len(self.blocks[k]) for k in self.live)
+
+  def _client_order(self) -> np.ndarray:
+    """Indices that put the live blocks' members, concatenated, in client order."""
+    return np.argsort(np.concatenate([self.blocks[k] for k in self.live]), kind="stable")
+
+  def _new(self) -> int:
+    return next(self._ids)
+
+  def _args(self, k: int, args: tuple) -> list:
+    """`args` for block k's worker: handles named in its call, client functions by digest."""
+    def one(a):
+      if isinstance(a, H):
+        return (self.block_calls[k], a.id)
+      if isinstance(a, Fn):
+        return self.runtime._function_ref(a.fn, self.workers[k])
+      if isinstance(a, tuple) and a and all(isinstance(x, H) for x in a):
+        return tuple(one(x) for x in a)
+      return a
+    return [one(a) for a in args]
+
+  def _send(self, k: int, method: str, args: tuple):
+    return getattr(self.workers[k], method).remote(*self._args(k, args))
 
   def _stored(self, method: str, *args) -> Sharded:
     out = self._new()
-    self.pending.extend(self._each(method, out, *args))
+    for k in self.live:
+      self._store_on(k, method, (H(out),) + args)
     return Sharded(out)
 
+  def _store_on(self, k: int, method: str, args: tuple) -> None:
+    self.log[k].append((method, args))
+    self.pending[k].append(self._send(k, method, args))
+
   def _partials(self, method: str, *args) -> list:
-    return self.runtime._get(self._each(method, *args), self.pending)
+    """Each live block's result of `method`, in client order; a block whose worker died is
+    replayed on another worker (up to `max_retries` times) or dropped (`min_clients_per_round`)."""
+    refs = {k: self._send(k, method, args) for k in self.live}
+    out = {}
+    for k in list(refs):
+      while True:
+        try:
+          out[k] = self.runtime._get(refs[k], self.pending[k], deadline=self.deadline)
+          break
+        except WorkerDied as e:
+          if not self._recover(k, e):
+            break
+          refs[k] = self._send(k, method, args)
+    return [out[k] for k in self.live]
+
+  def _recover(self, k: int, error: WorkerDied) -> bool:
+    """Block k's worker died: replays the block on another worker (True), or drops it (False)
+    when its retries are spent and the policy allows; otherwise raises."""
+    rt = self.runtime
+    dead = self.workers[k]
+    self._dead.add(dead)
+    rt._pool.replace(dead)
+    self._attempts[k] += 1
+    if self._attempts[k] > rt.max_retries:
+      size = len(self.blocks[k])
+      if rt.min_clients_per_round is None:
+        raise errors.error(RuntimeError, "fx.runtime.ray", f"{error} Its {size} clients were "
+                           f"retried {rt.max_retries} times.", hint="raise max_retries, or set "
+                           "min_clients_per_round to drop a dead worker's clients") from None
+      if self.live_n - size < rt.min_clients_per_round:
+        raise errors.error(RuntimeError, "fx.runtime.ray", f"{error} Dropping its {size} "
+                           f"clients would leave {self.live_n - size}, fewer than "
+                           f"min_clients_per_round={rt.min_clients_per_round}.",
+                           hint="lower min_clients_per_round or raise max_retries") from None
+      self.dropped.add(k)
+      return False
+    # Another live worker of this call (the least busy), else the dead one's replacement.
+    alive = [w for w in dict.fromkeys(self.workers[j] for j in self.live) if w not in self._dead]
+    target = (min(alive, key=lambda w: sum(self.workers[j] is w for j in self.live)) if alive
+              else rt._pool.replacement(dead, rt.timeout_s))
+    self.retries += 1
+    self.workers[k] = target
+    self.block_calls[k] = self._new_call()
+    self.started.append((target, self.block_calls[k]))
+    target.begin.remote(self.block_calls[k], len(self.blocks[k]), self.blocks[k])
+    log, self.log[k], self.pending[k] = self.log[k], [], []
+    for method, args in log:  # The same operations, so the same values (bit for bit).
+      self._store_on(k, method, args)
+    return True
 
   def _put(self, payload: Any):
     """A driver payload in Ray's object store (sent once to each node, not per worker)."""
@@ -142,7 +270,7 @@ class RayExecution(Execution):
   def project(self, payload, ts, index):
     if ts.placement is SERVER:
       return payload[index]
-    return self._stored("project", payload.handle, index)
+    return self._stored("project", H(payload.handle), index)
 
   def call_local(self, concrete, payload):
     return self._server.call_local(concrete, payload)
@@ -167,39 +295,40 @@ class RayExecution(Execution):
     return self._stored("client_keys", np.asarray(key))
 
   def map_clients(self, member_fn, payload, all_equal):
-    return self._stored("map", Fn(member_fn), payload.handle)
+    return self._stored("map", Fn(member_fn), H(payload.handle))
 
   def zip_clients(self, payloads, all_equal_flags):
-    return self._stored("zip", tuple(p.handle for p in payloads))
+    return self._stored("zip", tuple(H(p.handle) for p in payloads))
 
   # --- Aggregations ------------------------------------------------------------------------------
 
   def federated_sum(self, payload, ts):
-    return functools.reduce(_add, self._partials("sum", payload.handle))
+    return functools.reduce(_add, self._partials("sum", H(payload.handle)))
 
   def federated_mean(self, payload, ts, weight, weight_type):
     if weight is None:
-      return _mean(tuple(self._partials("sum", payload.handle)), self.n)
-    parts = self._partials("weighted_sum", payload.handle, weight.handle)
+      return _mean(tuple(self._partials("sum", H(payload.handle))), self.live_n)
+    parts = self._partials("weighted_sum", H(payload.handle), H(weight.handle))
     return _weighted_mean(tuple(parts))
 
   def federated_min(self, payload, ts):
     require_clients("federated_min", self.n)
     return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.minimum, a, b),
-                            self._partials("min", payload.handle))
+                            self._partials("min", H(payload.handle)))
 
   def federated_max(self, payload, ts):
     require_clients("federated_max", self.n)
     return functools.reduce(lambda a, b: jax.tree_util.tree_map(jnp.maximum, a, b),
-                            self._partials("max", payload.handle))
+                            self._partials("max", H(payload.handle)))
 
   def federated_stack(self, payload, ts):
     require_clients("federated_stack", self.n, NO_CLIENTS_TO_STACK)
-    blocks = self._partials("stack", payload.handle)
-    return jax.tree_util.tree_map(lambda *b: jnp.asarray(np.concatenate(b)), *blocks)
+    blocks = self._partials("stack", H(payload.handle))
+    order = self._client_order()
+    return jax.tree_util.tree_map(lambda *b: jnp.asarray(np.concatenate(b)[order]), *blocks)
 
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
-    parts = self._partials("aggregate", payload.handle, Fn(accumulate), Fn(merge),
+    parts = self._partials("aggregate", H(payload.handle), Fn(accumulate), Fn(merge),
                            self._put(zero))
     merged = parts[0]
     for part in parts[1:]:  # The workers' partial aggregates, in client order.
@@ -216,11 +345,12 @@ class RayExecution(Execution):
         raise OverflowError(
             f"{op}: {self.n} clients of {b}-bit values can overflow {z.dtype}; use fewer bits or"
             " a wider integer type (jax_enable_x64 for int64).")
-    parts = [treedef.flatten_up_to(p) for p in self._partials("sum_and_extremes", payload.handle)]
+    parts = [treedef.flatten_up_to(p)
+             for p in self._partials("sum_and_extremes", H(payload.handle))]
     sums = []
     for i, (z, b) in enumerate(zip(leaves, bit_leaves)):
       high = 2**b - 1
-      real = [p[i] for p, (size, _) in zip(parts, self.blocks) if size]
+      real = [p[i] for p, k in zip(parts, self.live) if len(self.blocks[k])]
       smallest = min((np.min(s) for _, s, _ in real), default=0)
       largest = max((np.max(l) for _, _, l in real), default=0)
       if smallest < 0 or largest > high:
@@ -232,7 +362,7 @@ class RayExecution(Execution):
     return treedef.unflatten(sums)
 
   def federated_secure_modular_sum(self, payload, ts, modulus):
-    parts = self._partials("modular_sum", payload.handle, modulus)
+    parts = self._partials("modular_sum", H(payload.handle), modulus)
     zeros = zeros_like_type(ts.member)
     leaves, treedef = jax.tree_util.tree_flatten(zeros)
     mods = ([modulus] * len(leaves) if isinstance(modulus, int)
@@ -243,7 +373,7 @@ class RayExecution(Execution):
     return treedef.unflatten(sums)
 
   def federated_select(self, keys, max_key, server_val, select_fn):
-    return self._stored("select", Fn(select_fn), keys.handle, self._put(max_key),
+    return self._stored("select", Fn(select_fn), H(keys.handle), self._put(max_key),
                         self._put(server_val))
 
   # --- Sequences (on the driver: server and unplaced ones; client ones run on the workers) -------
@@ -264,10 +394,15 @@ class RayExecution(Execution):
     block; all-equal ones are broadcast."""
     if isinstance(payload, RawClients):
       out = self._new()
-      for (size, offset), worker in zip(self.blocks, self.workers):
-        block = payload.values[offset:offset + size]
-        self.pending.append(worker.put.remote(out, block, payload.member_type, payload.where,
-                                              payload.op))
+      for k, positions in enumerate(self.blocks):
+        block = payload.block(positions)
+        if isinstance(payload, IdClients):  # Ids and the loader, never the data.
+          args = (H(out), block, Fn(payload.source.load_fn), payload.member_type, payload.where,
+                  payload.op)
+          self._store_on(k, "put_ids", args)
+        else:
+          self._store_on(k, "put", (H(out), block, payload.member_type, payload.where,
+                                    payload.op))
       return Sharded(out)
     if isinstance(ts, t.FederatedType):
       return payload if ts.placement is SERVER else self.broadcast(payload)
@@ -278,11 +413,11 @@ class RayExecution(Execution):
   def _to_python(self, payload: Any, ts: t.Type) -> Any:
     """The result as Python values; client values are fetched from the workers only here."""
     if isinstance(ts, t.FederatedType) and ts.placement is not SERVER:
+      blocks = self._partials("fetch", H(payload.handle), ts)
       if ts.all_equal:
-        return self.runtime._get(self.workers[0].fetch.remote(payload.handle, ts), self.pending)
-      blocks = self.runtime._get([w.fetch.remote(payload.handle, ts) for w in self.workers],
-                                 self.pending)
-      return [member for block in blocks for member in block]
+        return blocks[0]
+      members = [member for block in blocks for member in block]
+      return [members[i] for i in self._client_order()]
     if isinstance(ts, t.StructType) and isinstance(payload, tuple):
       return make_container(tuple(self._to_python(p, et) for p, et in zip(payload, ts)), ts)
     return _convert.to_python(payload, ts, _Lists(), self.n)
@@ -330,6 +465,10 @@ class FunctionRefs:
     if isinstance(fn, LocalCall):
       self._by_concrete[fn.concrete] = entry
     return entry
+
+  def forget(self, worker: Any) -> None:
+    """`worker` died: a replacement holds no function."""
+    self._sent.pop(worker, None)
 
   def ref(self, fn, worker: Any) -> tuple[str, bytes | None]:
     digest, blob = self.pickled(fn)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import itertools
 import socket
 import sys
+import time
 from typing import Any, Optional
 
 from federax.core import context, errors
 from federax.core.values import Value
 from federax.runtime import _invoke
 from federax.runtime._base import RuntimeBase, RuntimeOptions
-from federax.runtime.distributed import _pickling, execution as ex
+from federax.runtime.distributed import _pickling, data, execution as ex
 from federax.runtime.distributed.worker import ShardWorker
 from federax.runtime.sequential import SequentialRuntime
 from federax.runtime.vectorized import VectorizedRuntime
@@ -38,26 +39,51 @@ def import_ray():
 
 
 class _Pool:
-  """Worker actors started with the same options on one Ray session; grown on demand."""
+  """Worker actors started with the same options on one Ray session; grown on demand, a dead
+  one replaced."""
 
   def __init__(self, ray, actor_options: dict, worker_options: dict):
     self.ray = ray
     self.actor_class = ray.remote(ShardWorker).options(**actor_options)
     self.worker_options = worker_options
     self.actors: list = []
+    self._ready: set = set()
+    self._replaced: dict = {}  # A dead actor -> the one started in its place.
+    self.cached: dict = {}  # (loader digest, client id) -> the actor that loaded it.
     self.functions = ex.FunctionRefs(ray.cloudpickle.dumps)
+
+  def _start(self):
+    return self.actor_class.remote(list(sys.path), self.worker_options)
+
+  def _wait(self, actors: list, timeout_s: float) -> None:
+    waiting = [a for a in actors if a not in self._ready]
+    try:  # Wait until each is up (they import JAX and federax).
+      self.ray.get([a.pid.remote() for a in waiting], timeout=timeout_s)
+    except self.ray.exceptions.GetTimeoutError:
+      raise errors.error(
+          TimeoutError, "fx.runtime.ray", f"{len(waiting)} Ray workers did not start within "
+          f"{timeout_s:g} s.", hint="the cluster may lack the resources each worker asks for "
+          "(resources_per_worker); `ray status` shows what it has") from None
+    self._ready.update(waiting)
 
   def take(self, n: int, timeout_s: float) -> list:
     while len(self.actors) < n:
-      self.actors.append(self.actor_class.remote(list(sys.path), self.worker_options))
-    try:  # Wait until each is up (they import JAX and federax).
-      self.ray.get([a.pid.remote() for a in self.actors[:n]], timeout=timeout_s)
-    except self.ray.exceptions.GetTimeoutError:
-      raise errors.error(
-          TimeoutError, "fx.runtime.ray", f"{n} Ray workers did not start within "
-          f"{timeout_s:g} s.", hint="the cluster may lack the resources each worker asks for "
-          "(resources_per_worker); `ray status` shows what it has") from None
+      self.actors.append(self._start())
+    self._wait(self.actors[:n], timeout_s)
     return self.actors[:n]
+
+  def replace(self, dead) -> None:
+    """Starts a replacement for the dead actor `dead` in its place (not waited for)."""
+    self._ready.discard(dead)
+    self.functions.forget(dead)
+    if dead in self.actors:
+      self._replaced[dead] = self.actors[self.actors.index(dead)] = self._start()
+
+  def replacement(self, dead, timeout_s: float):
+    """The replacement of the dead actor `dead`, once it is up."""
+    actor = self._replaced.get(dead) or self._start()
+    self._wait([actor], timeout_s)
+    return actor
 
 
 class RayRuntime(RuntimeBase):
@@ -80,8 +106,17 @@ class RayRuntime(RuntimeBase):
       (default `{"num_cpus": 1}`).
     seed, default_num_clients: as on the other runtimes.
     chunk_size, sequence_loop, client_loop: the workers' vectorized runtime options.
-    timeout_s: the longest wait for a worker's result (a TimeoutError past it, never a hang).
+    timeout_s: the longest a call may take, retries included (a TimeoutError past it, never a
+      hang).
     connect_timeout_s: the longest wait for the cluster's address to answer.
+    max_retries: how many times a block of clients whose worker died is replayed on another
+      worker (a live one, else the dead one's replacement) before it is dropped or the call
+      fails. A replayed block runs the same operations, so the call's result is the one an
+      uninterrupted call gives, and its partial aggregates count once.
+    min_clients_per_round: None (default): a block whose retries are spent fails the call.
+      An int: such a block's clients are dropped from the aggregations that follow (as a
+      deployment drops stragglers), provided at least this many clients remain;
+      `last_call["clients_dropped"]` says how many were.
 
   Example (not run here: it starts Ray):
     with fx.runtime.ray(num_workers=2):
@@ -94,7 +129,8 @@ class RayRuntime(RuntimeBase):
                resources_per_worker: Optional[dict] = None, seed: int = 0,
                default_num_clients: Optional[int] = None, chunk_size: Optional[int] = 128,
                sequence_loop: str = "auto", client_loop: str = "auto",
-               timeout_s: float = 600.0, connect_timeout_s: float = 10.0):
+               timeout_s: float = 600.0, connect_timeout_s: float = 10.0,
+               max_retries: int = 2, min_clients_per_round: Optional[int] = None):
     ray = import_ray()
     _pickling.register()
     super().__init__(RuntimeOptions(seed=seed, default_num_clients=default_num_clients))
@@ -115,13 +151,25 @@ class RayRuntime(RuntimeBase):
       cpus = ray.cluster_resources().get("CPU", 1)
       num_workers = max(1, int(cpus // max(self.resources_per_worker.get("num_cpus", 1), 1)))
     self.num_workers = num_workers
+    for name, value in (("max_retries", max_retries),
+                        ("min_clients_per_round", min_clients_per_round)):
+      if value is not None and (isinstance(value, bool) or not isinstance(value, int) or
+                                value < 0):
+        raise errors.error(ValueError, "fx.runtime.ray", f"{name} must be an int >= 0.",
+                           expected="an int >= 0", actual=repr(value))
+    if max_retries is None:
+      raise errors.error(ValueError, "fx.runtime.ray", "max_retries must be an int >= 0.",
+                         expected="an int >= 0", actual="None")
+    self.max_retries = max_retries
+    self.min_clients_per_round = min_clients_per_round
+    self.last_call: dict = {}
     key = (ray.get_runtime_context().get_job_id(), repr(sorted(self.resources_per_worker.items())),
            repr(sorted(vec_options.items())))
     if key not in _POOLS:
       actor_options = dict(self.resources_per_worker, scheduling_strategy="SPREAD")
       _POOLS[key] = _Pool(ray, actor_options, vec_options)
     self._pool = _POOLS[key]
-    self._workers = self._pool.take(num_workers, timeout_s)
+    self._pool.take(num_workers, timeout_s)
 
   def __repr__(self) -> str:
     return (f"fx.runtime.ray(address={self.address!r}, num_workers={self.num_workers}, "
@@ -129,7 +177,8 @@ class RayRuntime(RuntimeBase):
 
   def worker_pids(self) -> list[int]:
     """The process ids of this runtime's workers, in block order."""
-    return self._get([w.pid.remote() for w in self._workers])
+    workers = self._pool.take(self.num_workers, self.timeout_s)
+    return self._get([w.pid.remote() for w in workers])
 
   # --- A call ------------------------------------------------------------------------------------
 
@@ -139,9 +188,11 @@ class RayRuntime(RuntimeBase):
       return self._local.invoke(comp, args, kwargs)
     payload, n = _invoke.convert_argument(comp, signature, python_arg, ex.DriverRep())
     call = next(_CALLS)
-    execution = ex.RayExecution(self, call, self._workers, self.options.num_clients(n))
-    for (size, offset), worker in zip(execution.blocks, execution.workers):
-      worker.begin.remote(call, size, offset)
+    deadline = time.monotonic() + self.timeout_s
+    workers = self._pool.take(self.num_workers, self.timeout_s)
+    execution = ex.RayExecution(self, call, workers, self.options.num_clients(n),
+                                lambda: next(_CALLS), deadline, self._schedule(payload, workers))
+    execution._begin()
     try:
       payload = execution._enter(payload, signature.parameter)
       with context.use_execution(execution):
@@ -149,34 +200,60 @@ class RayRuntime(RuntimeBase):
         result = comp.run_body(arg)
       return execution._to_python(result.payload, signature.result)
     finally:
-      self._get([w.end.remote(call) for w in execution.workers], raise_errors=False)
+      self.last_call = {
+          "clients": execution.n, "clients_dropped": execution.n - execution.live_n,
+          "blocks_retried": execution.retries}
+      self._get([w.end.remote(c) for w, c in execution.started], raise_errors=False,
+                deadline=time.monotonic() + min(self.timeout_s, 30.0))
+
+  def _schedule(self, payload, workers: list) -> Optional[list]:
+    """For a `ClientIds` argument: each worker's clients by examples, kept where cached (the
+    pool remembers which worker loaded which client); else None (contiguous blocks)."""
+    ids = ex.find_ids(payload)
+    if ids is None:
+      return None
+    source = ids.source
+    digest = self._pool.functions.pickled(source.load_fn)[0]
+    index = {w: k for k, w in enumerate(workers)}
+    holders = [index.get(self._pool.cached.get((digest, c)), -1) for c in source.client_ids]
+    sizes = source.num_examples or [1] * len(source)
+    blocks = data.schedule(sizes, holders, len(workers))
+    for k, positions in enumerate(blocks):
+      for p in positions:
+        self._pool.cached[(digest, source.client_ids[p])] = workers[k]
+    return blocks
 
   # --- Talking to the workers --------------------------------------------------------------------
 
   def _function_ref(self, fn, worker_index: int) -> tuple:
     return self._pool.functions.ref(fn, worker_index)
 
-  def _get(self, refs, pending: Optional[list] = None, raise_errors: bool = True):
-    """`ray.get` bounded by `timeout_s`, a worker's error re-raised as the error it was; on an
-    error, the first error of the operations in `pending` (sent earlier, not waited for)."""
+  def _get(self, refs, pending: Optional[list] = None, raise_errors: bool = True,
+           deadline: Optional[float] = None):
+    """`ray.get` bounded by `deadline` (default: `timeout_s` from now), a worker's error
+    re-raised as the error it was; on an error, the first error of the operations in
+    `pending` (sent earlier, not waited for). A dead worker is `execution.WorkerDied`."""
     ray = self._ray
+    if deadline is None:
+      deadline = time.monotonic() + self.timeout_s
     try:
       try:
-        return ray.get(refs, timeout=self.timeout_s)
+        return ray.get(refs, timeout=max(deadline - time.monotonic(), 0.0))
       except ray.exceptions.RayTaskError:
         if pending:
-          ray.get(pending, timeout=self.timeout_s)
+          ray.get(pending, timeout=max(deadline - time.monotonic(), 0.0))
         raise
     except ray.exceptions.GetTimeoutError:
       if not raise_errors:
         return None
-      raise errors.error(TimeoutError, "fx.runtime.ray", f"a worker gave no result within "
-                         f"{self.timeout_s:g} s.", hint="raise timeout_s for long rounds") from None
+      raise errors.error(TimeoutError, "fx.runtime.ray", f"the call gave no result within "
+                         f"timeout_s={self.timeout_s:g} s.",
+                         hint="raise timeout_s for long rounds") from None
     except ray.exceptions.RayActorError as e:
       if not raise_errors:
         return None
-      raise errors.error(RuntimeError, "fx.runtime.ray", f"a Ray worker died ({e}).",
-                         hint="its clients' values are lost; rerun the call") from None
+      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise ex.WorkerDied(f"fx.runtime.ray: a Ray worker died ({first}).") from None
     except ray.exceptions.RayTaskError as e:
       if not raise_errors:
         return None

@@ -36,6 +36,12 @@ from federax.runtime.vectorized.stacking import Stacked
 FUNCTIONS_KEPT = 256
 """Client functions (and their programs) a worker keeps, least recently used dropped."""
 
+CLIENTS_KEPT = 4096
+"""Clients loaded by `put_ids` a worker keeps across calls, least recently used dropped."""
+
+BLOCKS_KEPT = 4
+"""Converted blocks of `put_ids` (the same clients again) a worker keeps across calls."""
+
 
 class _Failed:
   """A value whose operation raised: reading it raises the same error (the driver sends
@@ -61,16 +67,21 @@ class ShardWorker:
     self._vec = VectorizedRuntime(**options)
     self._seed = options.get("seed", 0)
     self._values: dict = {}  # (call, id) -> payload, or _Failed.
-    self._calls: dict = {}  # call -> (n, offset): this worker's block of the call's clients.
+    self._calls: dict = {}  # call -> (n, positions): this worker's clients in the cohort.
     self._functions: collections.OrderedDict = collections.OrderedDict()  # digest -> (fn, {})
+    self._clients: collections.OrderedDict = collections.OrderedDict()  # (loader, id) -> data
+    self._blocks: collections.OrderedDict = collections.OrderedDict()  # ids -> converted block
+    self._loads = 0
 
   # --- Bookkeeping -------------------------------------------------------------------------------
 
   def pid(self) -> int:
     return os.getpid()
 
-  def begin(self, call: int, n: int, offset: int) -> None:
-    self._calls[call] = (n, offset)
+  def begin(self, call: int, n: int, positions: np.ndarray) -> None:
+    """Call `call` gives this worker `n` clients, at `positions` (int32, ascending) of the
+    cohort (their keys come from these positions)."""
+    self._calls[call] = (n, np.asarray(positions, np.int32))
 
   def end(self, call: int) -> int:
     """Drops the call's values; returns how many it held."""
@@ -147,6 +158,45 @@ class ShardWorker:
       return _convert.argument(values, t.FederatedType(member_type, CLIENTS), rep, where, op, {})
     self._store(out, convert)
 
+  def put_ids(self, out, client_ids: list, load_ref, member_type: t.Type, where: str,
+              op: str) -> None:
+    """Loads this block's clients here (`load_fn(client_id)`, kept across calls) and converts
+    them as `put` does; the same block again (a fixed cohort, round after round) reuses its
+    converted form."""
+    block_key = (load_ref[0], tuple(client_ids), repr(member_type))
+    if block_key in self._blocks:
+      self._blocks.move_to_end(block_key)
+      self._values[out] = self._blocks[block_key]
+      return
+
+    def load():
+      load_fn = self._fn(load_ref)
+      values = []
+      for client_id in client_ids:
+        key = (load_ref[0], client_id)
+        if key not in self._clients:
+          self._clients[key] = load_fn(client_id)
+          self._loads += 1
+        self._clients.move_to_end(key)
+        values.append(self._clients[key])
+      while len(self._clients) > CLIENTS_KEPT:
+        self._clients.popitem(last=False)
+      return values
+    self._store(out, load)
+    values = self._values.pop(out)
+    if isinstance(values, _Failed):
+      self._values[out] = values
+      return
+    self.put(out, values, member_type, where, op)
+    if not isinstance(self._values[out], _Failed):  # Immutable arrays: safe to share.
+      self._blocks[block_key] = self._values[out]
+      while len(self._blocks) > BLOCKS_KEPT:
+        self._blocks.popitem(last=False)
+
+  def cache_info(self) -> dict:
+    """`{"loads": clients loaded so far, "kept": clients kept now}`."""
+    return {"loads": self._loads, "kept": len(self._clients)}
+
   def put_shared(self, out, member: Any) -> None:
     self._store(out, lambda: clients.shared(member))
 
@@ -174,22 +224,22 @@ class ShardWorker:
 
   def eval(self, out, fn_ref, base_key) -> None:
     def run():
-      n, offset = self._calls[out[0]]
+      n, positions = self._calls[out[0]]
       fn = self._fn(fn_ref)
 
-      def body(e, base, offset):
+      def body(e, base, positions):
         # Client i's key from its position in the whole cohort, not in this block.
-        keys = jax.vmap(lambda i: client_key(base, i))(offset + jnp.arange(n))
+        keys = jax.vmap(lambda i: client_key(base, i))(positions)
         return e.map_clients(fn, keys, False)
 
-      return self._program(fn_ref, ("eval", n), body)(base_key, np.int32(offset))
+      return self._program(fn_ref, ("eval", n), body)(base_key, positions)
     self._store(out, run)
 
   def client_keys(self, out, key) -> None:
     def run():
-      n, offset = self._calls[out[0]]
-      body = lambda e, key, offset: jax.vmap(lambda i: client_key(key, i))(offset + jnp.arange(n))
-      return self._program(None, ("client_keys", n), body)(key, np.int32(offset))
+      n, positions = self._calls[out[0]]
+      body = lambda e, key, positions: jax.vmap(lambda i: client_key(key, i))(positions)
+      return self._program(None, ("client_keys", n), body)(key, positions)
     self._store(out, run)
 
   def select(self, out, fn_ref, keys_handle, max_key, server_val) -> None:
