@@ -2,6 +2,7 @@
 that cannot be pickled), and importing federax does not import Ray."""
 
 import builtins
+import os
 import subprocess
 import sys
 import threading
@@ -56,3 +57,17 @@ def test_a_client_function_that_cannot_be_pickled(ray_runtimes):
 def test_bad_num_workers(ray_cluster):
   with pytest.raises(ValueError, match="num_workers must be an int >= 1"):
     fx.runtime.ray(num_workers=0)
+
+
+def test_address_none_starts_a_ray_of_its_own_beside_a_running_cluster(ray_cluster):
+  # Ray's own default (ray.init() without an address) joins the latest cluster started on the
+  # machine: a benchmark beside the tests' cluster lost its workers when that cluster stopped.
+  code = ("import federax as fx, ray; fx.runtime.ray(num_workers=1); "
+          "print('GCS', ray.get_runtime_context().gcs_address)")
+  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+  env.pop("RAY_ADDRESS", None)
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=180)
+  assert out.returncode == 0, out.stderr[-2000:]
+  gcs = out.stdout.split("GCS ")[-1].strip()
+  assert gcs and gcs != ray_cluster.address

@@ -33,7 +33,8 @@ def _count(client_data):
 
 
 def test_package_exposes_the_modules():
-  assert set(datasets.__all__) == {"cifar100", "download", "emnist", "femnist", "shakespeare",
+  assert set(datasets.__all__) == {"cifar100", "download", "emnist", "femnist", "movielens",
+                                   "shakespeare",
                                    "stackoverflow", "synthetic"}
   assert datasets.emnist is emnist
 

@@ -99,7 +99,8 @@ class RayRuntime(RuntimeBase):
 
   Args:
     address: the Ray cluster (`"host:port"` of its head, `"auto"`, `"ray://..."`); None starts
-      a local Ray on this machine (bound to 127.0.0.1). If Ray is already initialized in this
+      a local Ray of this process's own on this machine (bound to 127.0.0.1), even where
+      another cluster runs (pass "auto" to join that one). If Ray is already initialized in this
       process, that connection is used.
     num_workers: worker actors (default: the cluster's CPUs over each worker's).
     resources_per_worker: Ray actor options of a worker, e.g. `{"num_cpus": 2, "num_gpus": 1}`
@@ -279,7 +280,8 @@ def _connect(ray, address: Optional[str], timeout_s: float) -> None:
   if ray.is_initialized():
     return
   if address is None:  # A local Ray for this process, on the loopback interface only.
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)
+    # "local": Ray's default (no address) would join the latest cluster started here instead.
+    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+             logging_level="ERROR", log_to_driver=False)
     return
   ray.init(address=address, logging_level="ERROR", log_to_driver=False)
