@@ -21,11 +21,14 @@ def run(*args):
 @pytest.mark.slow
 def test_smoke_runs_every_workload_and_writes_the_report(tmp_path, shared_data):
   results = tmp_path / "RESULTS.md"
-  out = run("--smoke", "--data-dir", str(shared_data), "--results", str(results))
+  # W1 and W3: the harness's two data paths (LEAF writers, generated clients). W2's model runs
+  # in the learning-rounds benchmark's smoke test (tests/benchmarks/test_learning_rounds.py).
+  out = run("--smoke", "--workloads", "w1", "w3", "--data-dir", str(shared_data),
+            "--results", str(results))
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
   assert "smoke ok" in out.stdout
   report = json.loads((tmp_path / "suite.json").read_text())
-  assert set(report["table"]) == {"w1", "w2", "w3"}
+  assert set(report["table"]) == {"w1", "w3"}
   for workload, rows in report["table"].items():
     assert {"federax", "JAX (centralized) (lax.scan)"} & set(rows), workload
     for label, row in rows.items():
@@ -36,7 +39,7 @@ def test_smoke_runs_every_workload_and_writes_the_report(tmp_path, shared_data):
   assert (w1["federax"]["per_run"][0]["examples_per_round"]
           == w1["JAX (centralized) (lax.scan)"]["per_run"][0]["examples_per_round"])
   text = results.read_text()
-  for heading in ("## W1:", "## W2:", "## W3:", "| federax |", "## Raw figures"):
+  for heading in ("## W1:", "## W3:", "| federax |", "## Raw figures"):
     assert heading in text
 
 
