@@ -25,7 +25,6 @@ import json
 import os
 import pathlib
 import statistics
-import subprocess
 import time
 import warnings
 
@@ -35,14 +34,11 @@ import numpy as np  # noqa: E402
 
 import federax as fx  # noqa: E402
 from benchmarks import measure  # noqa: E402
+from benchmarks.tff_peer import TffPeer  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "benchmarks" / ".cache" / "fed_recon"
-TFF_PYTHON = ROOT / "benchmarks" / "peers" / "tff" / ".venv" / "bin" / "python"
-if not TFF_PYTHON.exists():  # A worktree shares the main checkout's TFF environment.
-  TFF_PYTHON = pathlib.Path("/work/main/benchmarks/peers/tff/.venv/bin/python")
-TFF_RUNNER = ROOT / "benchmarks" / "peers" / "tff" / "run_tff_fed_recon.py"
 BATCH, MAX_EXAMPLES, LATENT = 5, 300, 50
 
 
@@ -83,31 +79,6 @@ def rating_accuracy():
       "rating_accuracy", lambda p, y: (abs(p - y) <= 0.5)[:, 0])
 
 
-class Tff:
-  """The TFF runner in its own process, one command at a time."""
-
-  def __init__(self, data_file: pathlib.Path):
-    self.process = subprocess.Popen([str(TFF_PYTHON), str(TFF_RUNNER), "--data", str(data_file)],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.DEVNULL, text=True)
-    self.ready = self._answer()
-
-  def _answer(self) -> dict:
-    line = self.process.stdout.readline()
-    if not line:
-      raise RuntimeError("the TFF runner stopped; run it by hand to see why")
-    return json.loads(line)
-
-  def __call__(self, command: str) -> dict:
-    self.process.stdin.write(command + "\n")
-    self.process.stdin.flush()
-    return self._answer()
-
-  def close(self) -> None:
-    self.process.stdin.write("quit\n")
-    self.process.stdin.close()
-    self.process.wait(timeout=60)
-
 
 def export(users: list[list[dict]], cohorts: np.ndarray, items: np.ndarray) -> pathlib.Path:
   CACHE.mkdir(parents=True, exist_ok=True)
@@ -131,7 +102,8 @@ def run(users: list[list[dict]], clients: int, rounds: int, tff_too: bool) -> di
       client_optimizer_fn=fx.learning.optimizers.build_sgdm(0.5),
       reconstruction_optimizer_fn=fx.learning.optimizers.build_sgdm(0.1))
   items = np.asarray(model.global_weights.trainable[0])
-  tff = Tff(export(users, cohorts, items)) if tff_too else None
+  tff = (TffPeer("run_tff_fed_recon.py", "--data", str(export(users, cohorts, items)))
+         if tff_too else None)
   state = process.initialize()
   row = {"clients_per_round": clients, "users": len(users), "rounds": rounds}
   try:

@@ -29,7 +29,6 @@ import argparse
 import json
 import pathlib
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -38,14 +37,11 @@ import numpy as np
 
 import federax as fx
 from benchmarks import measure
+from benchmarks.tff_peer import TffPeer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "benchmarks" / ".cache" / "heavy_hitters"
-TFF_PYTHON = ROOT / "benchmarks" / "peers" / "tff" / ".venv" / "bin" / "python"
-if not TFF_PYTHON.exists():  # A worktree shares the main checkout's TFF environment.
-  TFF_PYTHON = pathlib.Path("/work/main/benchmarks/peers/tff/.venv/bin/python")
-TFF_RUNNER = ROOT / "benchmarks" / "peers" / "tff" / "run_tff_heavy_hitters.py"
 BATCH = 64
 STRING_MAX_BYTES = 10
 
@@ -73,34 +69,8 @@ def summed_table(words: list[np.ndarray], capacity: int):
   return encoder.compute_iblt(np.concatenate(pairs), np.concatenate(counts)[:, None])
 
 
-class Tff:
-  """The TFF runner in its own process, one command at a time."""
 
-  def __init__(self, words_file: pathlib.Path, capacity: int):
-    self.process = subprocess.Popen(
-        [str(TFF_PYTHON), str(TFF_RUNNER), "--words", str(words_file), "--capacity",
-         str(capacity), "--string-max-bytes", str(STRING_MAX_BYTES), "--batch", str(BATCH)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    self.ready = self._answer()
-
-  def _answer(self) -> dict:
-    line = self.process.stdout.readline()
-    if not line:
-      raise RuntimeError("the TFF runner stopped; run it by hand to see why")
-    return json.loads(line)
-
-  def __call__(self, command: str) -> dict:
-    self.process.stdin.write(command + "\n")
-    self.process.stdin.flush()
-    return self._answer()
-
-  def close(self) -> None:
-    self.process.stdin.write("quit\n")
-    self.process.stdin.close()
-    self.process.wait(timeout=60)
-
-
-def bench(words: list[np.ndarray], capacity: int, repeats: int, tff: Tff | None) -> dict:
+def bench(words: list[np.ndarray], capacity: int, repeats: int, tff: TffPeer | None) -> dict:
   data = [[w[i:i + BATCH] for i in range(0, len(w), BATCH)] for w in words]
   computation = iblt.build_iblt_computation(capacity=capacity, string_max_bytes=STRING_MAX_BYTES)
   start = time.perf_counter()
@@ -180,7 +150,10 @@ def main() -> None:
   np.savez(words_file, words=np.concatenate(words), offsets=np.cumsum([0] + list(map(len, words))))
   rows = []
   for capacity in (1000, 40_000):
-    tff = Tff(words_file, capacity) if capacity == 1000 or args.tff_large else None
+    tff = (TffPeer("run_tff_heavy_hitters.py", "--words", str(words_file), "--capacity",
+                   str(capacity), "--string-max-bytes", str(STRING_MAX_BYTES), "--batch",
+                   str(BATCH))
+           if capacity == 1000 or args.tff_large else None)
     try:
       rows.append(bench(words, capacity, args.repeats, tff))
     finally:
