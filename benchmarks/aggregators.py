@@ -109,12 +109,12 @@ def bench(model, lr: float, data: list, repeats: int, names: list[str],
                  f"ratio_to_{baseline}": r["s"] / base_s} for name, r in timed.items()}
 
 
-def render(report: dict) -> str:
-  lines = ["| workload | aggregator | s / round | x mean | first round s |",
+def render(report: dict, baseline: str = "mean") -> str:
+  lines = [f"| workload | aggregator | s / round | x {baseline} | first round s |",
            "| --- | --- | --- | --- | --- |"]
   for workload, rows in report["workloads"].items():
     for name, r in rows.items():
-      lines.append(f"| {workload} | {name} | {r['s']:.3f} | {r['ratio_to_mean']:.2f} | "
+      lines.append(f"| {workload} | {name} | {r['s']:.3f} | {r[f'ratio_to_{baseline}']:.2f} | "
                    f"{r['first_s']:.1f} |")
   return "\n".join(lines)
 

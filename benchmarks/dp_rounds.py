@@ -56,16 +56,6 @@ def bench(model, lr: float, data: list, repeats: int) -> dict:
   return aggregators.bench(model, lr, data, repeats, list(table), table, baseline="fedavg")
 
 
-def render(report: dict) -> str:
-  lines = ["| workload | aggregator | s / round | x fedavg | first round s |",
-           "| --- | --- | --- | --- | --- |"]
-  for workload, rows in report["workloads"].items():
-    for name, r in rows.items():
-      lines.append(f"| {workload} | {name} | {r['s']:.3f} | {r['ratio_to_fedavg']:.2f} | "
-                   f"{r['first_s']:.1f} |")
-  return "\n".join(lines)
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--smoke", action="store_true")
@@ -88,7 +78,7 @@ def main() -> None:
     data = aggregators.mlp_clients(100, 40)
     report["workloads"]["mlp 1M (100 clients)"] = bench(
         aggregators.mlp_model([784, 1024, 256, 10], data[0].element_spec), 0.1, data, repeats)
-  table = render(report)
+  table = aggregators.render(report, baseline="fedavg")
   print(table)
   missed = [f"{w}: {name} {r['ratio_to_fedavg']:.2f}x" for w, rows in report["workloads"].items()
             for name, r in rows.items()
