@@ -264,6 +264,50 @@ def test_leaf_shard_cache_is_bounded(tmp_path):
   assert tiny._cache.parses == 8 and len(tiny._cache._shards) == 1
 
 
+
+def test_leaf_read_feature_scans_the_labels_without_parsing_the_shard(tmp_path):
+  # Odd but valid JSON: indentation, y before x, a string feature, escaped and numeric-looking
+  # user ids, user_data before the header: the scanned labels are the parsed ones, and no shard
+  # is parsed.
+  users = {"w\\\"1": {"y": [3, 1], "x": [[0.5, 1.0], [2.0, 3.0]], "s": ["a:b", "\"{"]},
+           "17": {"x": [[1.0, 2.0]], "y": [7], "s": ["c"]}, "w3": {"y": [], "x": [], "s": []}}
+  path = tmp_path / "train" / "a.json.gz"
+  _shard(path, users)
+  text = json.dumps({"users": list(users), "num_samples": [2, 1, 0], "user_data": users},
+                    indent=2)
+  (tmp_path / "train" / "b.json").write_text(text.replace('"w', '"v'))
+  _shard(tmp_path / "train" / "c.json", {"u": _user(4)}, ("user_data", "num_samples", "users"))
+  scanned = formats.read_leaf_splits(tmp_path)["train"]
+  labels = {c: scanned.read_feature(c, "y") for c in scanned.client_ids}
+  assert scanned._cache.parses == 0
+  parsed = formats.read_leaf_splits(tmp_path)["train"]
+  for client, y in labels.items():
+    expected = parsed.read(client)["y"]
+    assert y.dtype == expected.dtype and y.tolist() == expected.tolist(), client
+  assert labels['w\\"1'].tolist() == [3, 1] and labels["17"].tolist() == [7]
+
+
+@pytest.mark.parametrize("y,error", [
+    ([1], "does not hold one value per example"),  # Fewer labels than num_samples.
+    ([1.5, 2.5], None),  # Not integers: the full parse converts them, as `read` does.
+    (None, KeyError),  # No labels.
+])
+def test_leaf_read_feature_falls_back_to_the_full_parse(tmp_path, y, error):
+  user = {"x": [[0.5], [1.0]]} | ({} if y is None else {"y": y})
+  text = json.dumps({"users": ["w"], "num_samples": [2], "user_data": {"w": user}})
+  (tmp_path / "train").mkdir()
+  (tmp_path / "train" / "s.json").write_text(text)
+  source = formats.read_leaf_splits(tmp_path)["train"]
+  if error is KeyError:
+    with pytest.raises(KeyError):
+      source.read_feature("w", "y")
+  elif error:
+    with pytest.raises(formats.DataFormatError, match=error):
+      source.read_feature("w", "y")
+  else:
+    assert source.read_feature("w", "y").tolist() == source.read("w")["y"].tolist()
+    assert source._cache.parses == 1
+
 def test_leaf_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="No directory at .*nowhere"):
     formats.read_leaf_splits(tmp_path / "nowhere")

@@ -182,6 +182,67 @@ def _users(path: str, data: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
   return users
 
 
+_USER_DATA = re.compile(r'[{,]\s*"user_data"\s*:\s*\{')
+
+
+def _scan_feature(path: str, name: str) -> dict[str, np.ndarray] | None:
+  """One feature of every user of a shard (e.g. `'y'`, the labels) without parsing the others.
+
+  LEAF's features are lists of numbers, so every `"` after `"user_data"` opens a key (a user id
+  before `{`, a feature name before `[`) or a string value (never followed by `:`); the scan
+  jumps from quote to quote (`str.find`) and decodes only `name`'s lists, skipping the bulk
+  (the pixels). Returns None when the text does not have that shape (another key order, a
+  feature that is not a list, a user with no such feature or listed twice): the caller then
+  parses the shard in full, which also reports what is wrong with it.
+  """
+  users, counts = _read_header(path)
+  with _open(path) as f:
+    text = f.read()
+  start = _USER_DATA.search(text)
+  if start is None:
+    return None
+  decoder = json.JSONDecoder()
+  found: dict[str, Any] = {}
+  user, pos = None, start.end()
+  while (pos := text.find('"', pos)) >= 0:
+    try:
+      key, end = json.decoder.scanstring(text, pos + 1)
+    except json.JSONDecodeError:
+      return None
+    colon = end
+    while colon < len(text) and text[colon] in " \t\n\r":
+      colon += 1
+    if colon >= len(text) or text[colon] != ":":
+      pos = end  # A string value (e.g. in a list of strings): not a key.
+      continue
+    value = colon + 1
+    while value < len(text) and text[value] in " \t\n\r":
+      value += 1
+    opener = text[value:value + 1]
+    if opener == "{":
+      user = key
+    elif opener != "[" or user is None:
+      return None
+    elif key == name:
+      if user in found:
+        return None
+      try:
+        found[user], value = decoder.raw_decode(text, value)
+      except (json.JSONDecodeError, RecursionError):
+        return None
+    pos = value
+  if set(found) != set(users):
+    return None
+  out = {}
+  for user, count in zip(users, counts):
+    values = found[user]
+    if not isinstance(values, list) or len(values) != count or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values):
+      return None  # Not plain labels: the full parse checks (and converts) it.
+    out[user] = _to_array(values, f"{_where(path)}, user {user!r}, feature {name!r}")
+  return out
+
+
 def _to_array(values: Any, where: str) -> np.ndarray:
   """JSON lists to compact NumPy: floats to float32, integers to int32 (int64 if needed).
 
@@ -241,6 +302,7 @@ class _ShardCache:
     self.max_bytes = max_bytes
     self._shards: collections.OrderedDict[str, tuple[dict, int]] = collections.OrderedDict()
     self._lock = threading.Lock()
+    self._features: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     self.parses = 0  # How many times a shard was parsed (tests check the cache with it).
 
   def get(self, path: str) -> dict[str, dict[str, np.ndarray]]:
@@ -258,6 +320,21 @@ class _ShardCache:
         _, (_, evicted) = self._shards.popitem(last=False)
         total -= evicted
     return users
+
+  def feature(self, path: str, name: str) -> dict[str, np.ndarray]:
+    """`name` of every user of the shard: from the parsed shard if cached, else from a scan
+    (kept: a few integers per example), else (the scan declined) from a full parse."""
+    with self._lock:
+      if path in self._shards:
+        return {u: d[name] for u, d in self._shards[path][0].items()}
+      if (path, name) in self._features:
+        return self._features[path, name]
+    scanned = _scan_feature(path, name)
+    if scanned is None:
+      return {u: d[name] for u, d in self.get(path).items()}
+    with self._lock:
+      self._features[path, name] = scanned
+    return scanned
 
 
 def in_user(source: LeafClientSource, client_id: str, error: DataFormatError
@@ -311,6 +388,14 @@ class LeafClientSource:
     """
     entry = self._entry(client_id)
     return dict(self._cache.get(entry.path)[client_id])
+
+  def read_feature(self, client_id: str, name: str) -> np.ndarray:
+    """One feature of a user, e.g. its labels `'y'` to filter users by, without converting the
+    shard's other features when it is not parsed yet (`read`'s errors; a user without `name`
+    raises KeyError). The labels of FEMNIST's 3,500 writers: about 1 s instead of a full parse
+    of every shard (15 s)."""
+    entry = self._entry(client_id)
+    return self._cache.feature(entry.path, name)[client_id]
 
 
 def _shards(directory: str) -> list[str]:
