@@ -8,7 +8,9 @@ their part of every client operation through the vectorized runtime's machinery.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import socket
 import sys
 import time
@@ -281,7 +283,29 @@ def _connect(ray, address: Optional[str], timeout_s: float) -> None:
     return
   if address is None:  # A local Ray for this process, on the loopback interface only.
     # "local": Ray's default (no address) would join the latest cluster started here instead.
-    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-             logging_level="ERROR", log_to_driver=False)
+    with _loopback(ray):
+      ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+               logging_level="ERROR", log_to_driver=False)
     return
   ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+
+
+@contextlib.contextmanager
+def _loopback(ray):
+  """Keeps 127.0.0.1 as given while a local Ray starts. On Linux Ray "resolves" a loopback
+  `_node_ip_address` to the machine's outward address (so that other machines could join),
+  unless Ray clusters are switched off (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the switch its
+  macOS and Windows builds use): without this the GCS, raylet and workers listen there."""
+  from ray._private import ray_constants
+  name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+  saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(name)
+  ray_constants.ENABLE_RAY_CLUSTER = False
+  os.environ[name] = "0"  # Read again by the processes Ray starts (agents, workers).
+  try:
+    yield
+  finally:
+    ray_constants.ENABLE_RAY_CLUSTER = saved[0]
+    if saved[1] is None:
+      os.environ.pop(name, None)
+    else:
+      os.environ[name] = saved[1]
