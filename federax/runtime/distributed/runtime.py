@@ -8,6 +8,7 @@ their part of every client operation through the vectorized runtime's machinery.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import os
@@ -21,7 +22,7 @@ from federax.core.values import Value
 from federax.runtime import _invoke
 from federax.runtime._base import RuntimeBase, RuntimeOptions
 from federax.runtime.distributed import _pickling, data, execution as ex
-from federax.runtime.distributed.worker import ShardWorker
+from federax.runtime.distributed.worker import CLIENTS_KEPT, ShardWorker
 from federax.runtime.sequential import SequentialRuntime
 from federax.runtime.vectorized import VectorizedRuntime
 
@@ -51,7 +52,10 @@ class _Pool:
     self.actors: list = []
     self._ready: set = set()
     self._replaced: dict = {}  # A dead actor -> the one started in its place.
-    self.cached: dict = {}  # (loader digest, client id) -> the actor that loaded it.
+    # (loader digest, client id) -> the actor that loaded it, least recently scheduled first;
+    # no more than the workers can keep (`worker.CLIENTS_KEPT` each), so that a population of
+    # any size leaves the driver's memory flat.
+    self.cached: collections.OrderedDict = collections.OrderedDict()
     self.functions = ex.FunctionRefs(ray.cloudpickle.dumps)
 
   def _start(self):
@@ -221,9 +225,14 @@ class RayRuntime(RuntimeBase):
     holders = [index.get(self._pool.cached.get((digest, c)), -1) for c in source.client_ids]
     sizes = source.num_examples or [1] * len(source)
     blocks = data.schedule(sizes, holders, len(workers))
+    cached = self._pool.cached
     for k, positions in enumerate(blocks):
       for p in positions:
-        self._pool.cached[(digest, source.client_ids[p])] = workers[k]
+        key = (digest, source.client_ids[p])
+        cached[key] = workers[k]
+        cached.move_to_end(key)
+    while len(cached) > CLIENTS_KEPT * max(len(self._pool.actors), 1):
+      cached.popitem(last=False)
     return blocks
 
   # --- Talking to the workers --------------------------------------------------------------------
