@@ -169,7 +169,7 @@ def test_the_drivers_map_of_cached_clients_is_bounded(ray_runtimes, monkeypatch)
   workers keep (`worker.CLIENTS_KEPT` each, here 1): a population of any size leaves its
   memory flat."""
   from federax.runtime.distributed import runtime as ray_runtime
-  monkeypatch.setattr(ray_runtime, "CLIENTS_KEPT", 1, raising=False)  # (Failing before it was.)
+  monkeypatch.setattr(ray_runtime, "CLIENTS_KEPT", 1, raising=False)
   runtime = ray_runtimes[2]
   with runtime:
     for cohort in (IDS[:4], IDS[4:]):
