@@ -39,6 +39,24 @@ def _running(pid: int) -> bool:
   return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _descendants(pids) -> set:
+  """The processes started by processes `pids`, and by those, ..., now (from /proc)."""
+  parents = {}
+  for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+    try:
+      fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+      continue
+    parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+  found, todo = set(), list(pids)
+  while todo:
+    for child in parents.get(todo.pop(), []):
+      if child not in found:
+        found.add(child)
+        todo.append(child)
+  return found
+
+
 def _job_workers(ray) -> dict:
   """The live Ray actors of other drivers' jobs than this process's: actor id -> pid."""
   from ray._private import state
@@ -54,15 +72,15 @@ def _wait_for(condition, timeout_s: float, what: str) -> None:
     time.sleep(0.02)
 
 
-def _kill_after_round_2(driver, run_dir, ray) -> dict:
+def _kill_after_round_2(driver, run_dir, ray) -> tuple[dict, set]:
   """SIGKILLs `driver` once round 2's checkpoint is written; returns its workers (actor ->
-  pid) as they were just before."""
+  pid) and the processes it started, as they were just before."""
   try:
     def checkpointed():
       assert driver.poll() is None, driver.communicate()[1][-3000:]
       return (run_dir / "checkpoints" / "program_state_2").exists()
     _wait_for(checkpointed, 120, "no checkpoint of round 2 in time")
-    return _job_workers(ray)
+    return _job_workers(ray), _descendants([driver.pid])
   finally:
     driver.send_signal(signal.SIGKILL)
     driver.communicate()
@@ -92,12 +110,14 @@ def test_a_killed_driver_resumes_bit_identical_and_leaves_nothing_running(
         _kill_after_round_2, driver, run_dir, ray)
     # Meanwhile the uninterrupted run, here.
     assert main(["train", "--out", str(tmp_path / "reference"), *flags]) == 0
-    theirs = killed.result()
+    theirs, started = killed.result()
     assert not (run_dir / "summary.json").exists(), "the run ended before it was killed"
     assert len(theirs) == 2, theirs
-    # Nothing of the killed driver is left: Ray ends its job's workers and frees their CPUs.
-    _wait_for(lambda: not any(_running(pid) for pid in theirs.values()), 30,
-              f"the killed driver's workers still run: {theirs}")
+    # Nothing of the killed driver is left: Ray ends its job's workers and frees their CPUs,
+    # and whatever it started itself is gone.
+    left = set(theirs.values()) | started
+    _wait_for(lambda: not any(_running(pid) for pid in left), 30,
+              f"the killed driver's workers or children still run: {theirs}, {started}")
     _wait_for(lambda: ray.available_resources().get("CPU", 0) >= cpus, 30,
               "the killed driver's CPUs were not freed")
     assert not _job_workers(ray)
@@ -107,7 +127,13 @@ def test_a_killed_driver_resumes_bit_identical_and_leaves_nothing_running(
     # The restarted driver (this process) resumes from the latest checkpoint.
     assert main(["resume", str(run_dir)]) == 0
   finally:
+    node_processes = _descendants([info.process.pid for infos in node.all_processes.values()
+                                   for info in infos]) | {
+        info.process.pid for infos in node.all_processes.values() for info in infos}
     ray_cluster.remove_node(node)
+  # The node added here is gone with its raylet, its agents and the workers it ran.
+  _wait_for(lambda: not any(_running(pid) for pid in node_processes), 30,
+            f"the added node's processes still run: {node_processes}")
   reference = tmp_path / "reference"
   assert (run_dir / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
   name, state = _final_state(run_dir)
