@@ -86,6 +86,7 @@ def _kill_after_round_2(driver, run_dir, ray) -> tuple[dict, set]:
     driver.communicate()
 
 
+@pytest.mark.slow
 def test_a_killed_driver_resumes_bit_identical_and_leaves_nothing_running(
     ray_cluster, tmp_path, monkeypatch):
   import ray
@@ -145,6 +146,7 @@ def test_a_killed_driver_resumes_bit_identical_and_leaves_nothing_running(
   assert json.loads((run_dir / "summary.json").read_text())["rounds"] == 8
 
 
+@pytest.mark.slow
 def test_a_local_ray_of_the_drivers_own_listens_on_loopback_only(tmp_path):
   # Not in this process: it is connected to the session's cluster already.
   code = """if True:
