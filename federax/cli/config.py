@@ -44,6 +44,9 @@ class TrainConfig:
   runtime: str = "vectorized"
   ray_address: Optional[str] = None  # The Ray cluster of `runtime = "ray"` (None: local Ray).
   ray_workers: Optional[int] = None  # Its workers (None: the cluster's CPUs).
+  # Its fault policy (`fx.runtime.ray`'s max_retries and min_clients_per_round; None: defaults).
+  ray_max_retries: Optional[int] = None
+  ray_min_clients_per_round: Optional[int] = None
   data_dir: Optional[str] = None
   out: Optional[str] = None
   eval_every: Optional[int] = None
@@ -83,7 +86,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 INT_FIELDS = ("rounds", "clients_per_round", "epochs", "batch_size", "max_elements", "seed",
-              "eval_every", "eval_clients", "checkpoint_every", "keep_checkpoints", "ray_workers")
+              "eval_every", "eval_clients", "checkpoint_every", "keep_checkpoints", "ray_workers",
+              "ray_max_retries", "ray_min_clients_per_round")
 FLOAT_FIELDS = ("client_lr", "server_lr", "server_momentum", "proximal_strength",
                 "dp_noise_multiplier", "dp_delta", "dp_target_epsilon")
 STR_FIELDS = ("task", "algorithm", "runtime", "data_dir", "out", "dp_accountant",
@@ -91,6 +95,7 @@ STR_FIELDS = ("task", "algorithm", "runtime", "data_dir", "out", "dp_accountant"
 BOOL_FIELDS = ("centralized_eval",)
 CLIP_FIELDS = ("dp_clip",)  # A number or "adaptive": from a flag, text either way.
 DP_FIELDS = tuple(name for name in FIELDS if name.startswith("dp_"))
+RAY_FIELDS = tuple(name for name in FIELDS if name.startswith("ray_"))
 # Algorithms whose aggregation is weighted by the clients' example counts, always.
 WEIGHTED_ONLY = ("fedsgd",)
 
@@ -182,11 +187,14 @@ def validate(config: TrainConfig) -> None:
   if config.runtime not in RUNTIMES:
     raise CLIError(f"unknown runtime {config.runtime!r}; expected one of {', '.join(RUNTIMES)}")
   if config.runtime != "ray":
-    given = [name for name in ("ray_address", "ray_workers") if getattr(config, name) is not None]
+    given = [name for name in RAY_FIELDS if getattr(config, name) is not None]
     if given:
       raise CLIError(f"{', '.join(given)} set without runtime ray: pass --runtime ray")
   if config.ray_workers is not None and config.ray_workers < 1:
     raise CLIError(f"ray_workers must be >= 1, got {config.ray_workers}")
+  for name in ("ray_max_retries", "ray_min_clients_per_round"):
+    if getattr(config, name) is not None and getattr(config, name) < 0:
+      raise CLIError(f"{name} must be >= 0, got {getattr(config, name)}")
   for name in ("rounds", "clients_per_round", "epochs", "batch_size", "eval_every",
                "checkpoint_every"):
     if getattr(config, name) < 1:

@@ -10,6 +10,9 @@ A run directory holds:
     summary.json     the final figures, also printed as a table
     .lock            the pid of the process that owns (or last owned) the run (`rundir.owned`)
 
+With `--runtime ray`, metrics.csv gains `clients_dropped` every round: the clients whose worker
+died and that the drop policy (`--ray-min-clients-per-round`) left out of the round.
+
 With `--dp-noise-multiplier` the run is DP-FedAvg (`federax.cli.dp`): metrics.csv gains
 `privacy/epsilon` and `privacy/delta` every round, and the summary states the user-level
 (epsilon, delta) spent.
@@ -31,6 +34,7 @@ from federax import program
 from federax.cli import compilation_cache, dp, plot
 from federax.cli._divergence import DivergedError, StopWhenDiverged
 from federax.cli._errors import CLIError
+from federax.cli._ray_rounds import WithClientsDropped
 from federax.cli._task import data_errors, load_task
 from federax.cli.algorithms import build_learning_process
 from federax.cli.config import TrainConfig
@@ -180,8 +184,11 @@ def _ray_runtime(config: TrainConfig):
     return
   import federax as fx
   previous = fx.runtime.get_default()
+  policy = {name: value for name, value in (
+      ("max_retries", config.ray_max_retries),
+      ("min_clients_per_round", config.ray_min_clients_per_round)) if value is not None}
   try:
-    runtime = fx.runtime.ray(config.ray_address, num_workers=config.ray_workers)
+    runtime = fx.runtime.ray(config.ray_address, num_workers=config.ray_workers, **policy)
   except (ImportError, ConnectionError, TimeoutError) as e:
     raise CLIError(f"--runtime ray: {e}") from None
   fx.runtime.set_default(runtime)
@@ -204,6 +211,8 @@ def _run(config: TrainConfig, run_dir: pathlib.Path, task: Any, verbose: bool,
   dp_setup = dp.build(config, datasets.train_data.client_ids)
   process = build_learning_process(config, task.model_fn,
                                    None if dp_setup is None else dp_setup.aggregator)
+  if fx.runtime.get_default().name == "ray":  # Each round's clients left out by the policy.
+    process = WithClientsDropped(process, fx.runtime.get_default())
   if dp_setup is None:
     train_select = build_client_selection_fn(
         datasets.train_data, config.clients_per_round, datasets.train_preprocess_fn,

@@ -41,6 +41,11 @@ _HELP = {
     "ray_address": "with --runtime ray: the Ray cluster's head, HOST:PORT (default: a local "
                    "Ray on 127.0.0.1)",
     "ray_workers": "with --runtime ray: worker processes (default: the cluster's CPUs)",
+    "ray_max_retries": "with --runtime ray: replays of a dead worker's clients on another "
+                       "worker before they are dropped or the round fails (default: 2)",
+    "ray_min_clients_per_round": "with --runtime ray: drop a dead worker's clients (after "
+                                 "their retries) if at least K clients remain, counted in "
+                                 "metrics.csv's clients_dropped (default: the round fails)",
     "data_dir": "directory of the task's data (FEMNIST LEAF or Shakespeare HDF5 files)",
     "out": f"run directory (default: {DEFAULT_RUNS_DIR}/TASK-ALGORITHM-TIME)",
     "eval_every": "rounds between federated evaluations",
@@ -58,7 +63,8 @@ _HELP = {
     "dp_target_epsilon": "stop before the round that would spend more epsilon",
     "dp_accountant": "rdp (default) or pld",
 }
-_METAVARS = {"ray_address": "ADDR", "ray_workers": "N", "dp_noise_multiplier": "Z",
+_METAVARS = {"ray_address": "ADDR", "ray_workers": "N", "ray_max_retries": "N",
+             "ray_min_clients_per_round": "K", "dp_noise_multiplier": "Z",
              "dp_clip": "C|adaptive", "dp_delta": "D", "dp_target_epsilon": "E"}
 _TYPES = {**{n: int for n in config_lib.INT_FIELDS},
           **{n: float for n in config_lib.FLOAT_FIELDS},

@@ -107,3 +107,12 @@ def test_ray_runtime_benchmark(shared_data):
   # Its smoke mode asserts each Ray contender's round gives the vectorized weights.
   out = run_benchmark("ray_runtime", "--data-dir", str(shared_data))
   assert "| ray-2-ids |" in out and "serialization" in out
+
+
+@pytest.mark.slow
+def test_ray_scale_benchmark():
+  pytest.importorskip("ray")
+  # Its smoke mode asserts the first round on Ray gives the vectorized round's weights.
+  out = run_benchmark("ray_scale")
+  assert "| driver RSS growth |" in out and "| last / first |" in out
+  assert "round   6:" in out

@@ -1,12 +1,16 @@
 """`federax train --runtime ray`: a tiny synthetic run on the session's Ray cluster gives the
-vectorized run's metrics (to float tolerance: 2 workers reorder the float sums)."""
+vectorized run's metrics (to float tolerance: 2 workers reorder the float sums); a worker killed
+under the drop policy shows in the round's `clients_dropped`."""
 
 import csv
+import os
+import signal
 
 import numpy as np
 import pytest
 
 import federax as fx
+from federax.cli import experiment
 from federax.cli.main import main
 
 # Two rounds of FedProx's Synthetic(1,1) (generated), 4 clients a round, one evaluation.
@@ -30,7 +34,8 @@ def test_train_on_ray_gives_the_vectorized_metrics(ray_runtimes, tmp_path, monke
   assert [r["round"] for r in ray] == [r["round"] for r in vec] == ["0", "1", "2"]
   compared = 0
   for a, b in zip(vec, ray):
-    assert a.keys() == b.keys()
+    assert b.keys() - a.keys() == {"clients_dropped"}  # Ray's rounds count their dropped clients.
+    assert b["clients_dropped"] == ("" if a["round"] == "0" else "0")
     for key, value in a.items():
       if "time" in key or not value:
         assert not b[key] if not value else True
@@ -45,3 +50,47 @@ def test_train_on_ray_gives_the_vectorized_metrics(ray_runtimes, tmp_path, monke
 def test_ray_flags_without_the_ray_runtime(tmp_path, capsys):
   assert main(["train", "--out", str(tmp_path / "x"), "--ray-workers", "2"]) != 0
   assert "ray_workers set without runtime ray" in capsys.readouterr().err
+
+
+def test_clients_dropped_under_the_drop_policy_is_a_metrics_column(ray_runtimes, tmp_path,
+                                                                   monkeypatch):
+  monkeypatch.setenv("FEDERAX_COMPILATION_CACHE", str(tmp_path / "cache"))
+  build = experiment.build_learning_process
+
+  class KillBeforeRound2:
+    """The process, with Ray worker 1 SIGKILLed just before round 2's call."""
+
+    def __init__(self, process):
+      self._process, self._rounds = process, 0
+
+    def __getattr__(self, name):
+      return getattr(self._process, name)
+
+    def next(self, state, client_data):
+      self._rounds += 1
+      if self._rounds == 2:
+        os.kill(fx.runtime.get_default().worker_pids()[1], signal.SIGKILL)
+      return self._process.next(state, client_data)
+
+  monkeypatch.setattr(experiment, "build_learning_process",
+                      lambda *args: KillBeforeRound2(build(*args)))
+  run_dir = tmp_path / "run"
+  assert main(["train", "--out", str(run_dir), "--rounds", "2", "--clients-per-round", "4",
+               "--epochs", "1", "--max-elements", "20", "--eval-every", "10", "--runtime", "ray",
+               "--ray-workers", "2", "--ray-max-retries", "0",
+               "--ray-min-clients-per-round", "2"]) == 0
+  rows = _metrics(run_dir)
+  # 4 clients on 2 workers: worker 1's block of 2 is dropped in round 2 (round 0: the
+  # evaluation before training).
+  dropped = [(r["round"], r["clients_dropped"]) for r in rows]
+  assert dropped == [("0", ""), ("1", "0"), ("2", "2")], dropped
+  config = (run_dir / "config.toml").read_text()
+  assert "ray_max_retries = 0" in config and "ray_min_clients_per_round = 2" in config
+
+
+def test_the_drop_policy_without_the_ray_runtime(tmp_path, capsys):
+  assert main(["train", "--out", str(tmp_path / "x"), "--ray-min-clients-per-round", "2"]) != 0
+  assert "ray_min_clients_per_round set without runtime ray" in capsys.readouterr().err
+  assert main(["train", "--out", str(tmp_path / "y"), "--runtime", "ray",
+               "--ray-max-retries", "-1"]) != 0
+  assert "ray_max_retries must be >= 0, got -1" in capsys.readouterr().err

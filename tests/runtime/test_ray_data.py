@@ -122,20 +122,22 @@ def test_client_ids_load_on_the_workers_once_and_match_vectorized(ray_runtimes, 
                                rtol=1e-5)
 
 
+@fx.computation(fx.SequenceType(SPEC))
+def examples(data):
+  return data.reduce(np.int32(0), lambda n, b: n + jnp.sum(b["mask"].astype(np.int32)))
+
+
+@fx.federated_computation(fx.FederatedType(fx.SequenceType(SPEC), fx.CLIENTS))
+def count(data):
+  return fx.federated_sum(fx.federated_map(examples, data))
+
+
 def test_client_data_as_a_list_is_sent_by_the_driver(ray_runtimes, monkeypatch):
   """The contrast: a list of datasets travels from the driver (so the check above bites)."""
   sent = collections.Counter()
   real_send = ex.RayExecution._send
   monkeypatch.setattr(ex.RayExecution, "_send", lambda self, k, method, args: (
       sent.update({method: _array_bytes(args)}), real_send(self, k, method, args))[1])
-
-  @fx.computation(fx.SequenceType(SPEC))
-  def examples(data):
-    return data.reduce(np.int32(0), lambda n, b: n + jnp.sum(b["mask"].astype(np.int32)))
-
-  @fx.federated_computation(fx.FederatedType(fx.SequenceType(SPEC), fx.CLIENTS))
-  def count(data):
-    return fx.federated_sum(fx.federated_map(examples, data))
 
   with ray_runtimes[2]:
     assert int(count([load(c) for c in IDS])) == sum(SIZES)
@@ -156,6 +158,26 @@ def test_schedule_balances_examples_and_keeps_cached_clients():
   moved = schedule(sizes, [0] * len(sizes), 2)
   assert max(sum(sizes[i] for i in b) for b in moved) <= 1.25 * 10
   assert len(moved) == 2
+  # Clients of one size: blocks of even sizes, whoever holds them (a new block size would
+  # compile a new program on its worker), the cached clients kept where there is room.
+  even = schedule([20] * 8, [0, 0, 0, 0, 0, -1, -1, 1], 2)
+  assert [b.tolist() for b in even] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_the_drivers_map_of_cached_clients_is_bounded(ray_runtimes, monkeypatch):
+  """The driver remembers which worker loaded which client for no more clients than the
+  workers keep (`worker.CLIENTS_KEPT` each, here 1): a population of any size leaves its
+  memory flat."""
+  from federax.runtime.distributed import runtime as ray_runtime
+  monkeypatch.setattr(ray_runtime, "CLIENTS_KEPT", 1, raising=False)
+  runtime = ray_runtimes[2]
+  with runtime:
+    for cohort in (IDS[:4], IDS[4:]):
+      sizes = [SIZES[IDS.index(c)] for c in cohort]
+      assert int(count(fx.runtime.ClientIds(cohort, load_on_workers))) == sum(sizes)
+  cached = runtime._pool.cached
+  assert len(cached) == len(runtime._pool.actors) < len(IDS)
+  assert {c for _, c in cached} <= set(IDS[4:])  # The latest scheduled.
 
 
 def test_client_ids_misuse():

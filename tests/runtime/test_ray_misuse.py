@@ -59,15 +59,22 @@ def test_bad_num_workers(ray_cluster):
     fx.runtime.ray(num_workers=0)
 
 
-def test_address_none_starts_a_ray_of_its_own_beside_a_running_cluster(ray_cluster):
+def test_address_none_starts_a_ray_of_its_own_beside_a_running_cluster_on_loopback(
+    ray_cluster):
   # Ray's own default (ray.init() without an address) joins the latest cluster started on the
   # machine: a benchmark beside the tests' cluster lost its workers when that cluster stopped.
   code = ("import federax as fx, ray; fx.runtime.ray(num_workers=1); "
-          "print('GCS', ray.get_runtime_context().gcs_address)")
-  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+          "print('GCS', ray.get_runtime_context().gcs_address); "
+          "print('NODES', *sorted({n['NodeManagerAddress'] for n in ray.nodes()}))")
+  env = dict(os.environ)
   env.pop("RAY_ADDRESS", None)
+  # Not the switch the tests' cluster is started with: the runtime keeps to loopback itself
+  # (left alone, Ray "resolves" 127.0.0.1 to the machine's outward address and listens there).
+  env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                        timeout=180)
   assert out.returncode == 0, out.stderr[-2000:]
-  gcs = out.stdout.split("GCS ")[-1].strip()
+  gcs = out.stdout.split("GCS ")[-1].splitlines()[0].strip()
   assert gcs and gcs != ray_cluster.address
+  assert gcs.startswith("127.0.0.1:"), gcs
+  assert out.stdout.split("NODES ")[-1].split() == ["127.0.0.1"], out.stdout

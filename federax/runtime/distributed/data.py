@@ -70,8 +70,10 @@ def schedule(sizes: Sequence[int], holders: Sequence[int], workers: int,
              slack: float = 1.25) -> list[np.ndarray]:
   """Each worker's clients (ascending cohort positions, int32): the largest clients first, each
   to the worker that holds it (`holders[i]`, -1: none) while that worker's examples stay within
-  `slack` times an even share, else to the least-loaded worker. Workers left without a client
-  are left out (at least one block, empty for an empty cohort).
+  `slack` times an even share and its clients within an even share of the cohort (so that
+  clients of equal size give blocks of the same sizes round after round: one compiled program
+  per worker, not one per new block size), else to the least-loaded worker. Workers left
+  without a client are left out (at least one block, empty for an empty cohort).
 
   Example:
     >>> [b.tolist() for b in schedule([5, 1, 1, 1, 4], [-1, -1, -1, -1, -1], 2)]
@@ -81,11 +83,13 @@ def schedule(sizes: Sequence[int], holders: Sequence[int], workers: int,
   """
   sizes = [max(int(s), 0) for s in sizes]
   share = slack * max(sum(sizes), 1) / workers
+  count_share = -(-len(sizes) // workers)
   loads = np.zeros(workers)
   assigned: list = [[] for _ in range(workers)]
   for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):  # Stable: ties in client order.
     holder = holders[i]
-    if 0 <= holder < workers and loads[holder] + sizes[i] <= share:
+    if (0 <= holder < workers and loads[holder] + sizes[i] <= share and
+        len(assigned[holder]) < count_share):
       w = holder
     else:
       # Least examples; among equals, fewest clients (then the first worker).

@@ -8,7 +8,10 @@ their part of every client operation through the vectorized runtime's machinery.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import itertools
+import os
 import socket
 import sys
 import time
@@ -19,7 +22,7 @@ from federax.core.values import Value
 from federax.runtime import _invoke
 from federax.runtime._base import RuntimeBase, RuntimeOptions
 from federax.runtime.distributed import _pickling, data, execution as ex
-from federax.runtime.distributed.worker import ShardWorker
+from federax.runtime.distributed.worker import CLIENTS_KEPT, ShardWorker
 from federax.runtime.sequential import SequentialRuntime
 from federax.runtime.vectorized import VectorizedRuntime
 
@@ -49,7 +52,10 @@ class _Pool:
     self.actors: list = []
     self._ready: set = set()
     self._replaced: dict = {}  # A dead actor -> the one started in its place.
-    self.cached: dict = {}  # (loader digest, client id) -> the actor that loaded it.
+    # (loader digest, client id) -> the actor that loaded it, least recently scheduled first;
+    # no more than the workers can keep (`worker.CLIENTS_KEPT` each), so that a population of
+    # any size leaves the driver's memory flat.
+    self.cached: collections.OrderedDict = collections.OrderedDict()
     self.functions = ex.FunctionRefs(ray.cloudpickle.dumps)
 
   def _start(self):
@@ -219,9 +225,14 @@ class RayRuntime(RuntimeBase):
     holders = [index.get(self._pool.cached.get((digest, c)), -1) for c in source.client_ids]
     sizes = source.num_examples or [1] * len(source)
     blocks = data.schedule(sizes, holders, len(workers))
+    cached = self._pool.cached
     for k, positions in enumerate(blocks):
       for p in positions:
-        self._pool.cached[(digest, source.client_ids[p])] = workers[k]
+        key = (digest, source.client_ids[p])
+        cached[key] = workers[k]
+        cached.move_to_end(key)
+    while len(cached) > CLIENTS_KEPT * max(len(self._pool.actors), 1):
+      cached.popitem(last=False)
     return blocks
 
   # --- Talking to the workers --------------------------------------------------------------------
@@ -281,7 +292,29 @@ def _connect(ray, address: Optional[str], timeout_s: float) -> None:
     return
   if address is None:  # A local Ray for this process, on the loopback interface only.
     # "local": Ray's default (no address) would join the latest cluster started here instead.
-    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-             logging_level="ERROR", log_to_driver=False)
+    with _loopback(ray):
+      ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+               logging_level="ERROR", log_to_driver=False)
     return
   ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+
+
+@contextlib.contextmanager
+def _loopback(ray):
+  """Keeps 127.0.0.1 as given while a local Ray starts. On Linux Ray "resolves" a loopback
+  `_node_ip_address` to the machine's outward address (so that other machines could join),
+  unless Ray clusters are switched off (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the switch its
+  macOS and Windows builds use): without this the GCS, raylet and workers listen there."""
+  from ray._private import ray_constants
+  name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+  saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(name)
+  ray_constants.ENABLE_RAY_CLUSTER = False
+  os.environ[name] = "0"  # Read again by the processes Ray starts (agents, workers).
+  try:
+    yield
+  finally:
+    ray_constants.ENABLE_RAY_CLUSTER = saved[0]
+    if saved[1] is None:
+      os.environ.pop(name, None)
+    else:
+      os.environ[name] = saved[1]
