@@ -171,26 +171,32 @@ def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, task: Any = No
 
   `task` is the run's task when already loaded (and checked) by `_task.load_task`."""
   with (compilation_cache.enabled(cache_dir) as in_use,
-        compilation_cache.CompileCounter() as compiles, _ray_runtime(config)):
+        compilation_cache.CompileCounter() as compiles, _run_runtime(config)):
     return _run(config, run_dir, task, verbose, in_use, compiles)
 
 
 @contextlib.contextmanager
-def _ray_runtime(config: TrainConfig):
-  """With `runtime = "ray"`: the Ray runtime as the default for the run, the previous default
-  restored after it (a process that trains twice, as tests do, keeps its own)."""
-  if config.runtime != "ray":
-    yield
-    return
+def _run_runtime(config: TrainConfig):
+  """The run's runtime as the default while it trains, the previous default restored after it
+  (a process that trains twice, as tests do, keeps its own): Ray's with `runtime = "ray"`, the
+  sequential one with `"sequential"`; with DP on the vectorized runtime, one that pads the
+  cohorts (Poisson cohorts vary in size: padded, they share programs)."""
   import federax as fx
   previous = fx.runtime.get_default()
-  policy = {name: value for name, value in (
-      ("max_retries", config.ray_max_retries),
-      ("min_clients_per_round", config.ray_min_clients_per_round)) if value is not None}
-  try:
-    runtime = fx.runtime.ray(config.ray_address, num_workers=config.ray_workers, **policy)
-  except (ImportError, ConnectionError, TimeoutError) as e:
-    raise CLIError(f"--runtime ray: {e}") from None
+  if config.runtime == "ray":
+    policy = {name: value for name, value in (
+        ("max_retries", config.ray_max_retries),
+        ("min_clients_per_round", config.ray_min_clients_per_round)) if value is not None}
+    try:
+      runtime = fx.runtime.ray(config.ray_address, num_workers=config.ray_workers, **policy)
+    except (ImportError, ConnectionError, TimeoutError) as e:
+      raise CLIError(f"--runtime ray: {e}") from None
+  elif config.runtime == "sequential":
+    runtime = fx.runtime.sequential()
+  elif config.dp:
+    runtime = fx.runtime.vectorized(pad_clients=True)
+  else:
+    runtime = previous
   fx.runtime.set_default(runtime)
   try:
     yield
@@ -202,10 +208,6 @@ def _run(config: TrainConfig, run_dir: pathlib.Path, task: Any, verbose: bool,
          cache_dir: Optional[pathlib.Path], compiles: compilation_cache.CompileCounter) -> int:
   import federax as fx
   start = time.perf_counter()
-  if config.runtime == "sequential":
-    fx.runtime.set_default(fx.runtime.sequential())
-  elif config.dp:  # Poisson cohorts vary in size: padded, they share programs.
-    fx.runtime.set_default(fx.runtime.vectorized(pad_clients=True))
   task = load_task(config) if task is None else task
   datasets = task.datasets
   dp_setup = dp.build(config, datasets.train_data.client_ids)

@@ -7,6 +7,7 @@ import json
 import dp_accounting as dpa
 import pytest
 
+import federax as fx
 from federax.cli.main import main
 
 # Synthetic(1,1): 30 training clients; 3 per round is Poisson rate 0.1. Seed 10 samples 2
@@ -28,7 +29,9 @@ def reference(rounds, delta=1e-3):
 
 def test_dp_run_reports_epsilon_every_round_and_states_it_in_the_summary(tmp_path, capsys):
   run_dir = tmp_path / "run"
+  before = fx.runtime.get_default()
   assert main(["train", "--out", str(run_dir), *DP]) == 0
+  assert fx.runtime.get_default() is before  # The run's padding runtime is not left as default.
   table = rows(run_dir)
   assert [r["privacy/epsilon"] != "" for r in table] == [False, True, True, True]
   for row in table[1:]:
