@@ -1,4 +1,5 @@
-"""Test-wide setup: four CPU devices (so client-axis sharding is exercised everywhere)."""
+"""Test-wide setup: four CPU devices (so client-axis sharding is exercised everywhere), and one
+JAX persistent compilation cache for the whole run."""
 
 import os
 
@@ -7,8 +8,42 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pathlib
+import shutil
+import tempfile
 
 import pytest
+
+# JAX's persistent compilation cache, shared by every process of the run (the xdist workers and
+# the notebooks, CLI runs and benchmarks the tests start, which inherit the environment): a
+# program compiled once (the same model and algorithm in many tests) is loaded after that,
+# every program however fast its compile. Its key is the program and the compiler's options
+# and versions, so results are the same; tests of the cache itself set their own directory.
+# A run given JAX_COMPILATION_CACHE_DIR uses that one and keeps it.
+_CACHE_VARIABLES = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+def pytest_configure(config):
+  if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    return
+  inherited = getattr(config, "workerinput", {}).get("jax_compilation_cache_dir")
+  directory = inherited or tempfile.mkdtemp(prefix="federax-tests-jax-cache-")
+  if not inherited:
+    config._jax_cache_to_remove = directory  # pylint: disable=protected-access
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
+  for name, value in _CACHE_VARIABLES.items():
+    os.environ.setdefault(name, value)
+
+
+def pytest_configure_node(node):
+  """xdist: each worker uses the controller's directory."""
+  node.workerinput["jax_compilation_cache_dir"] = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+
+
+def pytest_unconfigure(config):
+  directory = getattr(config, "_jax_cache_to_remove", None)
+  if directory:
+    shutil.rmtree(directory, ignore_errors=True)
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

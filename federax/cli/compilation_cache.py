@@ -59,24 +59,23 @@ SETTINGS = {"jax_persistent_cache_min_compile_time_secs": 0.0,
 
 @contextlib.contextmanager
 def enabled(directory: Optional[pathlib.Path]) -> Iterator[Optional[pathlib.Path]]:
-  """JAX's persistent compilation cache in `directory` (None: left as it is) for the block;
-  yields the directory in use, or None.
+  """JAX's persistent compilation cache in `directory` for the block, or off (None: also a
+  cache that JAX_COMPILATION_CACHE_DIR set); yields the directory in use, or None.
 
   The previous settings come back afterwards, and JAX's cache object is reset both ways, so that
   runs in one process (the tests) each use their own directory.
   """
-  if directory is None:
-    yield None
-    return
-  try:
-    directory.mkdir(parents=True, exist_ok=True)
-  except OSError as e:  # A read-only home, say: training goes on, compiling as without a cache.
-    logging.getLogger("federax").warning("No compilation cache in %s: %s", directory, e)
-    yield None
-    return
+  if directory is not None:
+    try:
+      directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # A read-only home, say: training goes on, compiling without a cache.
+      logging.getLogger("federax").warning("No compilation cache in %s: %s", directory, e)
+      directory = None
   import jax  # pylint: disable=g-import-not-at-top
   from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
-  settings = {"jax_compilation_cache_dir": str(directory), **SETTINGS}
+  settings = ({"jax_enable_compilation_cache": False} if directory is None else
+              {"jax_enable_compilation_cache": True, "jax_compilation_cache_dir": str(directory),
+               **SETTINGS})
   previous = {name: jax.config.values[name] for name in settings}
   compilation_cache.reset_cache()  # JAX opens its cache once, in the first directory it sees.
   for name, value in settings.items():

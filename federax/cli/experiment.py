@@ -167,7 +167,7 @@ def keep_total(keep_checkpoints: int) -> int:
 def run_experiment(config: TrainConfig, run_dir: pathlib.Path, *, task: Any = None,
                    verbose: bool = False, cache_dir: Optional[pathlib.Path] = None) -> int:
   """Trains (or resumes) the run in `run_dir`, with JAX's persistent compilation cache in
-  `cache_dir` (None: JAX's own setting, off unless set); returns the exit status.
+  `cache_dir` (None: off); returns the exit status.
 
   `task` is the run's task when already loaded (and checked) by `_task.load_task`."""
   with (compilation_cache.enabled(cache_dir) as in_use,
