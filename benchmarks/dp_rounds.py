@@ -2,6 +2,7 @@
 
     python -m benchmarks.dp_rounds            # the full run (several minutes on 2 cores)
     python -m benchmarks.dp_rounds --smoke    # tiny sizes, one repeat (the test suite)
+    python -m benchmarks.dp_rounds --contenders dp_aggregator   # a subset (and fedavg)
 
 The workloads of `benchmarks.aggregators` (its helpers build them): W2, TFF's EMNIST
 `cnn_dropout` (1.2M parameters) on the first W2 cohort of 10 FEMNIST writers, and the
@@ -51,9 +52,9 @@ def contenders(clients: int) -> dict:
   }
 
 
-def bench(model, lr: float, data: list, repeats: int) -> dict:
+def bench(model, lr: float, data: list, repeats: int, names: list[str]) -> dict:
   table = contenders(len(data))
-  return aggregators.bench(model, lr, data, repeats, list(table), table, baseline="fedavg")
+  return aggregators.bench(model, lr, data, repeats, names, table, baseline="fedavg")
 
 
 def main() -> None:
@@ -61,23 +62,34 @@ def main() -> None:
   parser.add_argument("--smoke", action="store_true")
   parser.add_argument("--data-dir", type=pathlib.Path, default=learning_rounds.DATA)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--contenders", default=",".join(contenders(1)),
+                      help="comma-separated names (fedavg always runs: the reference)")
   args = parser.parse_args()
+  known = list(contenders(1))
+  unknown = [n for n in args.contenders.split(",") if n not in known]
+  if unknown:
+    parser.error(f"unknown contenders {unknown}; known: {known}")
+  names = ["fedavg"] + [n for n in args.contenders.split(",") if n != "fedavg"]
   repeats = 1 if args.smoke else args.repeats
-  report = {"command": "python -m benchmarks.dp_rounds" + (" --smoke" if args.smoke else ""),
+  command = "python -m benchmarks.dp_rounds" + (" --smoke" if args.smoke else "")
+  if names != known:
+    command += f" --contenders {','.join(names)}"
+  report = {"command": command,
             "machine": measure.machine(), "target": f"dp_aggregator, gaussian_fixed <= "
             f"{TARGET}x fedavg", "workloads": {}}
   if args.smoke:
     data = aggregators.mlp_clients(3, 20)
     report["workloads"]["mlp-smoke"] = bench(
-        aggregators.mlp_model([784, 16, 10], data[0].element_spec), 0.1, data, repeats)
+        aggregators.mlp_model([784, 16, 10], data[0].element_spec), 0.1, data, repeats, names)
   else:
     cohort = learning_rounds.w2_cohorts(args.data_dir, 10, 1)[0]
     report["workloads"]["w2 (10 clients)"] = bench(
         learning_rounds.cnn_model(cohort[0].element_spec), learning_rounds.W2_LR, cohort,
-        repeats)
+        repeats, names)
     data = aggregators.mlp_clients(100, 40)
     report["workloads"]["mlp 1M (100 clients)"] = bench(
-        aggregators.mlp_model([784, 1024, 256, 10], data[0].element_spec), 0.1, data, repeats)
+        aggregators.mlp_model([784, 1024, 256, 10], data[0].element_spec), 0.1, data, repeats,
+        names)
   table = aggregators.render(report, baseline="fedavg")
   print(table)
   missed = [f"{w}: {name} {r['ratio_to_fedavg']:.2f}x" for w, rows in report["workloads"].items()
@@ -88,8 +100,10 @@ def main() -> None:
     print("smoke ok")
     return
   RESULTS.mkdir(parents=True, exist_ok=True)
-  (RESULTS / "dp_rounds.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-  (RESULTS / "dp_rounds.md").write_text(f"`{report['command']}`\n\n{table}\n")
+  # A subset writes its own files, next to the full run's.
+  stem = "dp_rounds" if names == known else "_".join(["dp_rounds"] + names)
+  (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+  (RESULTS / f"{stem}.md").write_text(f"`{report['command']}`\n\n{table}\n")
 
 
 if __name__ == "__main__":

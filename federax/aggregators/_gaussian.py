@@ -24,10 +24,15 @@ def global_norm(value: Any) -> jax.Array:
   return jnp.sqrt(sum((jnp.sum(jnp.square(x)) for x in leaves), jnp.float32(0.0)))
 
 
+def scale_of_norm(norm: Any, l2_norm_clip: Any) -> jax.Array:
+  """`clip / max(norm, clip)`: the factor clipping multiplies a value of L2 norm `norm` by."""
+  return l2_norm_clip / jnp.maximum(norm, l2_norm_clip)
+
+
 def clip_scale(value: Any, l2_norm_clip: Any) -> tuple[jax.Array, jax.Array]:
   """`(clip / max(norm, clip), norm)`: the factor `clip` multiplies `value` by, in float32."""
   norm = global_norm(value)
-  return l2_norm_clip / jnp.maximum(norm, l2_norm_clip), norm
+  return scale_of_norm(norm, l2_norm_clip), norm
 
 
 def scaled(value: Any, scale: jax.Array) -> Any:

@@ -20,15 +20,17 @@ from federax.core import types as t
 from federax.core.computations import computation, federated_computation
 from federax.core.errors import error
 from federax.core.type_conversions import to_type
-from federax.core.placements import CLIENTS, SERVER
+from federax.core.placements import SERVER
 from federax.templates.measured_process import MeasuredProcessOutput
 from federax.templates._naming import named
 from federax.aggregators import _compression_utils as cu
+from federax.aggregators import _deferred_bounds as db
 from federax.aggregators import _gaussian
 from federax.aggregators import _tree_aggregation as _tree
 from federax.aggregators import quantile_estimation as qe
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
-                                         UnweightedAggregationFactory, check_float_value)
+                                         UnweightedAggregationFactory, check_float_value,
+                                         next_computation)
 from federax.aggregators.sum_factory import SumFactory
 
 _NAME = "DifferentiallyPrivateFactory"
@@ -63,9 +65,13 @@ class _Query(abc.ABC):
     """What every client needs this round (e.g. the clip), from the state."""
 
   @abc.abstractmethod
+  def parts_of_norm(self, params: Any, norm: Any) -> tuple[Any, Any]:
+    """`(scale, extra)` of a value whose global L2 norm is `norm`: the value clipped is
+    `value * scale` (float32), and `extra` is what else the query counts (`()` for nothing)."""
+
   def record_parts(self, params: Any, value: Any) -> tuple[Any, Any]:
-    """`(scale, extra)`: one client's value clipped is `value * scale` (float32), and `extra`
-    is what else the query counts (`()` for nothing)."""
+    """`parts_of_norm` of one client's value."""
+    return self.parts_of_norm(params, _gaussian.global_norm(value))
 
   def record_of(self, clipped: Any, extra: Any) -> Any:
     """The record the record aggregation factory sums, from the clipped value and `extra`."""
@@ -123,8 +129,8 @@ class _NormalizedGaussianQuery(_Query):
   def sample_params(self, state):
     return state["numerator_state"]["l2_norm_clip"]
 
-  def record_parts(self, params, value):
-    return _gaussian.clip_scale(value, params)[0], ()
+  def parts_of_norm(self, params, norm):
+    return _gaussian.scale_of_norm(norm, params), ()
 
   def noised_result(self, summed, state):
     noised, numerator_state = _gaussian.noised(summed, state["numerator_state"])
@@ -171,9 +177,9 @@ class _NormalizedAdaptiveQuery(_Query):
     return (numerator["sum_state"]["l2_norm_clip"],
             numerator["quantile_estimator_state"]["current_estimate"])
 
-  def record_parts(self, params, value):
+  def parts_of_norm(self, params, norm):
     clip, estimate = params
-    scale, norm = _gaussian.clip_scale(value, clip)
+    scale = _gaussian.scale_of_norm(norm, clip)
     # The estimator learns from the norms as given (before clipping), as in tfp.
     return scale, qe.below_estimate_record(self.quantile, estimate, norm)
 
@@ -269,8 +275,8 @@ class _NormalizedTreeQuery(_Query):
   def sample_params(self, state):
     return self._inner(state)["clip_value"]
 
-  def record_parts(self, params, value):
-    return _gaussian.clip_scale(value, params)[0], ()
+  def parts_of_norm(self, params, norm):
+    return _gaussian.scale_of_norm(norm, params), ()
 
   def noised_result(self, summed, state):
     inner = self._inner(state)
@@ -558,6 +564,30 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     return super().create(value_type)
 
   def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
+    deferred = self._deferred(value_type, zeroing=False)
+    next_fn = next_computation(f"{_NAME}.create(value_type)",
+                               deferred.initialize.type_signature.result, value_type, None,
+                               lambda state, value: deferred.step(state, value, None))
+    return AggregationProcess(deferred.initialize, next_fn)
+
+  def _deferred_create(self, value_type: t.Type, weight_type: Optional[t.Type],
+                       clips: bool) -> Optional[db.Deferred]:
+    """Values zeroed by a wrapper outside (`_deferred_bounds`): on the fused path, their norms
+    come from the values as given, and the zeroing is applied where the sum reads them."""
+    if clips or weight_type is not None or not self._fused(value_type):
+      return None
+    return self._deferred(value_type, zeroing=True)
+
+  def _fused(self, value_type: t.Type) -> bool:
+    """A plain sum of float32 values: the clipped values are summed as `sum_i s_i v_i`, a
+    weighted client-axis reduction that reads each value once, rather than written out
+    clipped (`n` copies of the value) and read again (the cost of clipping)."""
+    return (type(self._record_aggregation_factory) is SumFactory
+            and all(ts.dtype == np.float32 for ts in cu.tensor_types(value_type)))
+
+  def _deferred(self, value_type: t.Type, zeroing: bool) -> db.Deferred:
+    """`initialize`, and `step(state, value, bound)`: `bound` None, or (with `zeroing`, on the
+    fused path only) the deferred bounds of a zeroing wrapper outside."""
     check_float_value(_NAME, value_type, hint="cast the values to float32 first (clipping and "
                       "noise are real-valued)")
     query = self._query.bind(value_type)
@@ -572,13 +602,12 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     record_fn = computation(params_fn.type_signature.result, value_type)(query.record)
     records = self._record_aggregation_factory.create(record_fn.type_signature.result)
     summed_type = records.next.type_signature.result[1].member
-    # A plain sum of float32 values: the clipped values are summed as `sum_i s_i v_i`, a
-    # weighted client-axis reduction that reads each value once, rather than written out
-    # clipped (`n` copies of the value) and read again (the cost of clipping).
-    fused = (type(self._record_aggregation_factory) is SumFactory
-             and all(ts.dtype == np.float32 for ts in cu.tensor_types(value_type)))
+    fused = self._fused(value_type)
     parts_fn = computation(params_fn.type_signature.result, value_type)(query.record_parts)
     extra_type = parts_fn.type_signature.result[1]
+    if zeroing:
+      zeroed_parts_fn, zero_fn, zeroed_record = _zeroed_fused_fns(query, params_fn, value_type,
+                                                                  extra_type)
 
     @computation(parts_fn.type_signature.result[0])
     def one(scale):
@@ -593,13 +622,29 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
           mean)
       return query.record_of(total, extra)
 
-    def fused_sum(params, value):
+    def fused_sum(params, value, bound):
+      if bound is not None:
+        return zeroed_fused_sum(params, value, bound)
       scale, extra = fi.federated_map(parts_fn, (params, value))
-      extra_sum = (fi.federated_sum(extra) if cu.tensor_types(extra_type)
-                   else fi.federated_value((), SERVER))
       return fi.federated_map(summed_record, (
           fi.federated_mean(value, scale), fi.federated_sum(scale),
-          fi.federated_sum(fi.federated_map(one, scale)), extra_sum))
+          fi.federated_sum(fi.federated_map(one, scale)), sum_extra(extra)))
+
+    def sum_extra(extra):
+      return (fi.federated_sum(extra) if cu.tensor_types(extra_type)
+              else fi.federated_value((), SERVER))
+
+    def zeroed_fused_sum(params, value, bound):
+      # Zeroing by a weight of 0 in the weighted mean reads each value once, as given; only a
+      # round where a zeroed value has an infinite entry (0 * inf is NaN) writes out zeros.
+      scale, weight, kept, has_inf, extra = fi.federated_map(zeroed_parts_fn,
+                                                             (params, value, bound))
+      any_inf = fi.federated_broadcast(fi.federated_map(_positive, fi.federated_sum(has_inf)))
+      value = fi.federated_map(zero_fn, (value, bound, any_inf))
+      return fi.federated_map(zeroed_record, (
+          fi.federated_mean(value, weight), fi.federated_sum(weight), fi.federated_sum(scale),
+          fi.federated_sum(fi.federated_map(one, scale)), fi.federated_sum(kept),
+          sum_extra(extra)))
 
     @computation(summed_type, query_state_type)
     def noised_result(summed, query_state):
@@ -615,12 +660,11 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
           agg_state=records.initialize(),
           is_init_state=fi.federated_value(np.bool_(True), SERVER)))
 
-    @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS))
-    @named(f"{where}.next")
-    def next_fn(state, value):
+    def step(state, value, bound, weight=None):
+      del weight  # None: a DP factory takes no weights.
       params = fi.federated_broadcast(fi.federated_map(params_fn, state.query_state))
       if fused:  # SumFactory's state and measurements are empty.
-        summed, agg_state = fused_sum(params, value), state.agg_state
+        summed, agg_state = fused_sum(params, value, bound), state.agg_state
         agg_measurements = fi.federated_value((), SERVER)
       else:
         record_out = records.next(state.agg_state, fi.federated_map(record_fn, (params, value)))
@@ -636,7 +680,52 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
               dp_query_metrics=fi.federated_map(metrics_fn, query_state),
               dp=agg_measurements)))
 
-    return AggregationProcess(initialize, next_fn)
+    return db.Deferred(initialize, step)
+
+
+@computation(t.TensorType(np.int32))
+def _positive(count):
+  return count > 0
+
+
+def _zeroed_fused_fns(query: _Query, params_fn: Any, value_type: t.Type, extra_type: t.Type
+                      ) -> tuple:
+  """The fused sum's local functions for values zeroed by a wrapper outside (`_deferred_bounds`
+  bounds without clipping): `(parts, zero, record)`.
+
+  `parts(params, value, bound)`: the clipping scale (a zeroed value's norm is 0, the others'
+  measured on the values as given), the weight in the mean (the scale, times 0 if zeroed),
+  1 if kept, 1 if zeroed with an infinite norm (then its entries may be infinite, which a weight
+  of 0 does not zero), and the query's extra. `zero(value, bound, any_inf)`: the value as given,
+  or zeroed if some client's was infinite (a `cond`: only such a round writes the values out).
+  `record(mean, weight sum, scale sum, count, kept, extra)`: the summed record.
+  """
+  def parts(params, value, bound):
+    zeroed, _ = bound
+    raw = _gaussian.global_norm(value)
+    scale, extra = query.parts_of_norm(params, jnp.where(zeroed, jnp.float32(0.0), raw))
+    weight = jnp.where(zeroed, scale * 0, scale)  # A NaN scale stays NaN, as in the mean.
+    has_inf = zeroed & ~jnp.isfinite(raw)
+    return scale, weight, (~zeroed).astype(jnp.int32), has_inf.astype(jnp.int32), extra
+
+  def zero(value, bound, any_inf):
+    return jax.lax.cond(any_inf, lambda v: db.apply(v, bound, False), lambda v: v, value)
+
+  def record(mean, weight_sum, scale_sum, count, kept, extra):
+    # The weighted mean times its total weight is the sum; with every value zeroed, the sum of
+    # zeros (times the scale sum: NaN if a scale is).
+    total = jax.tree_util.tree_map(
+        lambda m: jnp.where(count > 0, jnp.where(kept > 0, m * weight_sum.astype(m.dtype),
+                                                 jnp.zeros_like(m) * scale_sum.astype(m.dtype)),
+                            jnp.zeros_like(m)), mean)
+    return query.record_of(total, extra)
+
+  params_type = params_fn.type_signature.result
+  parts_fn = computation(params_type, value_type, db.BOUND_TYPE)(parts)
+  zero_fn = computation(value_type, db.BOUND_TYPE, t.TensorType(np.bool_))(zero)
+  scalar, count = t.TensorType(np.float32), t.TensorType(np.int32)
+  record_fn = computation(value_type, scalar, scalar, count, count, extra_type)(record)
+  return parts_fn, zero_fn, record_fn
 
 
 def adaptive_clip_noise_params(noise_multiplier: float, expected_clients_per_round: float,

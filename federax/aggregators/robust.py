@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import math
 import numbers
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,7 @@ from federax.templates._naming import named
 from federax.aggregators.factory import (AggregationFactory, AggregationProcess,
                                          UnweightedAggregationFactory,
                                          WeightedAggregationFactory, next_computation)
+from federax.aggregators import _deferred_bounds as db
 from federax.aggregators.sum_factory import SumFactory
 
 NORM_TYPE = t.TensorType(np.float32)  # TFF's NORM_TF_TYPE: norms and thresholds
@@ -66,8 +67,7 @@ def clipping_factory(clipping_norm: Norm, inner_agg_factory: AggregationFactory,
   """
   name = "clipping_factory"
   return _robust_factory(name, "clipp", clipping_norm, "clipping_norm", inner_agg_factory,
-                         clipped_count_sum_factory, "clipped_count_sum_factory",
-                         lambda value_type: _clip_fn(value_type))
+                         clipped_count_sum_factory, "clipped_count_sum_factory", "clip", 2.0)
 
 
 def zeroing_factory(zeroing_norm: Norm, inner_agg_factory: AggregationFactory,
@@ -110,25 +110,30 @@ def zeroing_factory(zeroing_norm: Norm, inner_agg_factory: AggregationFactory,
                 expected="1.0, 2.0 or math.inf", actual=repr(norm_order))
   order = float(norm_order)
   return _robust_factory(name, "zero", zeroing_norm, "zeroing_norm", inner_agg_factory,
-                         zeroed_count_sum_factory, "zeroed_count_sum_factory",
-                         lambda value_type: _zero_fn(value_type, order))
+                         zeroed_count_sum_factory, "zeroed_count_sum_factory", "zero", order)
 
 
 # --- The wrapper factory -------------------------------------------------------------------------
 
 
 class _RobustFactory(AggregationFactory):
-  """Bounds each client's value (`bound_fn`) by the norm process's report, then aggregates."""
+  """Bounds each client's value by the norm process's report, then aggregates.
+
+  `kind` is "clip" (project onto the L2 ball) or "zero" (zero a value whose norm of `order`
+  exceeds it). The bound is deferred (`_deferred_bounds`): the inner factory gets each value
+  as given with a per-client bound when it takes one, the bounded values otherwise.
+  """
 
   def __init__(self, name: str, prefix: str, norm_process: EstimationProcess,
-               inner: AggregationFactory, count_sum: AggregationFactory,
-               make_bound_fn: Callable[[t.Type], Any]):
+               inner: AggregationFactory, count_sum: AggregationFactory, kind: str,
+               order: float):
     self._name = name
     self._prefix = prefix
     self._norm_process = norm_process
     self._inner = inner
     self._count_sum = count_sum
-    self._make_bound_fn = make_bound_fn
+    self._kind = kind
+    self._order = order
     # Why weights are refused, when the inner factory refuses them for a reason (e.g. DP).
     self._no_weights_hint = inner._no_weights_hint
 
@@ -147,35 +152,72 @@ class _RobustFactory(AggregationFactory):
     return super().create(value_type, weight_type)
 
   def _create(self, value_type: t.Type, weight_type: Optional[t.Type]) -> AggregationProcess:
+    deferred = self._deferred(value_type, weight_type, None)
+    signature = "value_type, weight_type" if weight_type is not None else "value_type"
+    next_fn = next_computation(
+        f"{self._name}(...).create({signature})", deferred.initialize.type_signature.result,
+        value_type, weight_type,
+        lambda state, value, weight=None: deferred.step(state, value, None, weight))
+    return AggregationProcess(deferred.initialize, next_fn)
+
+  def _deferred_create(self, value_type: t.Type, weight_type: Optional[t.Type],
+                       clips: bool) -> db.Deferred:
+    return self._deferred(value_type, weight_type, clips)
+
+  def _deferred(self, value_type: t.Type, weight_type: Optional[t.Type],
+                incoming: Optional[bool]) -> db.Deferred:
+    """This wrapper's aggregation of values bounded by an outer wrapper (`incoming`: None
+    for none, else whether its bounds clip)."""
     if not t.has_dtype_kind(value_type, "f"):
       raise error(TypeError, f"{self._name}(...).create", "the values must be floating point "
                   "(their norms are bounded by scaling).", expected="floating-point tensors",
                   actual=f"value_type {value_type}", hint="cast the values to float32 first")
     weighted = weight_type is not None
-    inner = (self._inner.create(value_type, weight_type) if weighted
-             else self._inner.create(value_type))
+    # Two clips in a row would divide twice: the outer one is applied first (x / d1 / d2 is
+    # not x / (d1 d2) to the last bit).
+    materialize = incoming is True and self._kind == "clip"
+    if materialize:
+      incoming = None
+    clips = self._kind == "clip" or bool(incoming)
+    inner_deferred = db.deferred_create(self._inner, value_type, weight_type, clips)
+    inner = None
+    if inner_deferred is None:
+      inner = (self._inner.create(value_type, weight_type) if weighted
+               else self._inner.create(value_type))
     counts = self._count_sum.create(COUNT_TYPE)
     norm_process = self._norm_process
-    bound_fn = self._make_bound_fn(value_type)
+    bound_fn = _bound_fn(value_type, self._kind, self._order, incoming)
+    apply_fn = computation(value_type, db.BOUND_TYPE)(
+        lambda value, bound: db.apply(value, bound, clips))
     norm_key, count_key = self._prefix + "ing_norm", self._prefix + "ed_count"
     signature = "value_type, weight_type" if weighted else "value_type"
     where = f"{self._name}(...).create({signature})"
+    inner_initialize = (inner_deferred or inner).initialize
+    outer_apply_fn = (computation(value_type, db.BOUND_TYPE)(
+        lambda value, bound: db.apply(value, bound, True)) if materialize else None)
 
     @federated_computation
     @named(f"{where}.initialize")
     def initialize():
       return fi.federated_zip(collections.OrderedDict([
-          (norm_key, norm_process.initialize()), ("inner_agg", inner.initialize()),
+          (norm_key, norm_process.initialize()), ("inner_agg", inner_initialize()),
           (count_key + "_agg", counts.initialize())]))
 
-    def step(state, value, weight=None):
+    def step(state, value, bound, weight=None):
+      if materialize:
+        value, bound = fi.federated_map(outer_apply_fn, (value, bound)), None
       norm = norm_process.report(state[norm_key])
-      bounded, client_norms, was_bounded = fi.federated_map(
-          bound_fn, (value, fi.federated_broadcast(norm)))
+      threshold = fi.federated_broadcast(norm)
+      args = (value, threshold) if bound is None else (value, bound, threshold)
+      bound, client_norms, was_bounded = fi.federated_map(bound_fn, args)
       # The norm process learns from the norms of the values as given (before bounding).
       norm_state = norm_process.next(state[norm_key], client_norms)
-      inner_out = (inner.next(state["inner_agg"], bounded) if weight is None
-                   else inner.next(state["inner_agg"], bounded, weight))
+      if inner_deferred is not None:
+        inner_out = inner_deferred.step(state["inner_agg"], value, bound, weight)
+      else:
+        bounded = fi.federated_map(apply_fn, (value, bound))
+        inner_out = (inner.next(state["inner_agg"], bounded) if weight is None
+                     else inner.next(state["inner_agg"], bounded, weight))
       count_out = counts.next(state[count_key + "_agg"], was_bounded)
       return MeasuredProcessOutput(
           state=fi.federated_zip(collections.OrderedDict([
@@ -186,10 +228,7 @@ class _RobustFactory(AggregationFactory):
               (self._prefix + "ing", inner_out.measurements), (norm_key, norm),
               (count_key, count_out.result)])))
 
-    next_fn = next_computation(where, initialize.type_signature.result, value_type,
-                               weight_type, step)
-
-    return AggregationProcess(initialize, next_fn)
+    return db.Deferred(initialize, step)
 
 
 class _UnweightedRobustFactory(_RobustFactory, UnweightedAggregationFactory):
@@ -201,8 +240,8 @@ class _WeightedRobustFactory(_RobustFactory, WeightedAggregationFactory):
 
 
 def _robust_factory(name: str, prefix: str, norm: Any, norm_arg: str,
-                    inner: Any, count_sum: Any, count_arg: str,
-                    make_bound_fn: Callable[[t.Type], Any]) -> AggregationFactory:
+                    inner: Any, count_sum: Any, count_arg: str, kind: str,
+                    order: float) -> AggregationFactory:
   for arg, factory in (("inner_agg_factory", inner), (count_arg, count_sum)):
     if factory is not None and not isinstance(factory, AggregationFactory):
       raise error(TypeError, name, f"{arg} must be an aggregation factory.",
@@ -212,7 +251,7 @@ def _robust_factory(name: str, prefix: str, norm: Any, norm_arg: str,
                 actual="None", hint="e.g. fx.aggregators.MeanFactory()")
   norm_process = _norm_process(name, norm_arg, norm)
   cls = _WeightedRobustFactory if inner.weighted else _UnweightedRobustFactory
-  return cls(name, prefix, norm_process, inner, count_sum or SumFactory(), make_bound_fn)
+  return cls(name, prefix, norm_process, inner, count_sum or SumFactory(), kind, order)
 
 
 # --- Norm processes ------------------------------------------------------------------------------
@@ -293,29 +332,24 @@ def _global_norm(value, order: float) -> jax.Array:
   return jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0.0) for x in leaves]))
 
 
-def _clip_fn(value_type: t.Type):
-  """`(value, norm) -> (clipped value, global L2 norm, int32 1 if clipped)` for one client."""
-  @computation(value_type, NORM_TYPE)
-  def clip(value, clipping_norm):
-    norm = _global_norm(value, 2.0)
-    was_clipped = norm > clipping_norm
-    divisor = norm / clipping_norm
+def _bound_fn(value_type: t.Type, kind: str, order: float, incoming: Optional[bool]):
+  """`(value[, incoming bound], threshold) -> (bound, norm, int32 1 if bounded)` for one
+  client: its norm (of `order`, of the value as given: bounded by `incoming`, if not None), and
+  the bound with this wrapper's (a clip by `norm / threshold` when the norm exceeds it, or
+  zeroing). A NaN norm bounds nothing (NaN > threshold is false)."""
+  clips = bool(incoming)
 
-    def leaf(x):
-      return jnp.where(was_clipped, x / divisor.astype(x.dtype), x)
+  def bound_fn(value, bound, threshold):
+    norm = db.norm_of(value, bound, clips, lambda v: _global_norm(v, order))
+    exceeds = norm > threshold
+    zeroed, divisor = (jnp.bool_(False), jnp.float32(1.0)) if bound is None else bound
+    if kind == "clip":
+      divisor = jnp.where(exceeds, norm / threshold, divisor)
+    else:
+      zeroed = zeroed | exceeds
+    return (zeroed, divisor), norm, exceeds.astype(jnp.int32)
 
-    return (jax.tree_util.tree_map(leaf, value), norm, was_clipped.astype(jnp.int32))
-
-  return clip
-
-
-def _zero_fn(value_type: t.Type, order: float):
-  """`(value, norm) -> (value or zeros, global norm of order `order`, int32 1 if zeroed)`."""
-  @computation(value_type, NORM_TYPE)
-  def zero(value, zeroing_norm):
-    norm = _global_norm(value, order)
-    should_zero = norm > zeroing_norm
-    zeroed = jax.tree_util.tree_map(lambda x: jnp.where(should_zero, jnp.zeros_like(x), x), value)
-    return (zeroed, norm, should_zero.astype(jnp.int32))
-
-  return zero
+  if incoming is None:
+    return computation(value_type, NORM_TYPE)(
+        lambda value, threshold: bound_fn(value, None, threshold))
+  return computation(value_type, db.BOUND_TYPE, NORM_TYPE)(bound_fn)

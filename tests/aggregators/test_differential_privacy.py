@@ -302,6 +302,29 @@ def test_dp_aggregator_zeroes_then_clips_adaptively(runtime):
   assert isinstance(fx.learning.dp_aggregator(1.0, 100, zeroing=False), DPF)
 
 
+def test_dp_aggregator_zeroes_a_client_with_an_infinite_entry(runtime):
+  # The zeroing is deferred to a weight of 0 in the mean, which would turn an infinite entry
+  # into NaN (0 * inf): such a round writes the zeros out instead.
+  rng = np.random.default_rng(7)
+  process = fx.learning.dp_aggregator(0.0, 4, seed=0).create(STRUCT)
+  values = clients(rng, 4, [0.01, 0.02, 0.05, 1.0])
+  values[3]["b"][1, 0] = -np.inf
+  output = process.next(process.initialize(), values)
+  expected = np_clipped_sum(values[:3], 0.1)
+  np.testing.assert_allclose(output.result["a"], expected["a"] / 4, rtol=1e-5, atol=1e-8)
+  np.testing.assert_allclose(output.result["b"], expected["b"] / 4, rtol=1e-5, atol=1e-8)
+  assert int(output.measurements["zeroed_count"]) == 1
+
+
+def test_dp_aggregator_with_every_client_zeroed_aggregates_zeros(runtime):
+  process = fx.learning.dp_aggregator(0.0, 3, seed=0).create(STRUCT)
+  values = clients(np.random.default_rng(8), 3, [1e3])
+  output = process.next(process.initialize(), values)
+  assert int(output.measurements["zeroed_count"]) == 3
+  np.testing.assert_array_equal(output.result["a"], np.zeros(3, np.float32))
+  np.testing.assert_array_equal(output.result["b"], np.zeros((2, 2), np.float32))
+
+
 def _linear_model():
   from federax.learning.models import FunctionalModel, ModelWeights
 

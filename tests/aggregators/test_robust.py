@@ -164,6 +164,53 @@ def test_clipping_a_nan_client_passes_it_unclipped(runtime):
   assert output.measurements["clipped_count"] == 1
 
 
+# --- Deferred bounds -----------------------------------------------------------------------------
+
+
+class _Opaque(aggregators.WeightedAggregationFactory):
+  """The mean, through a factory that takes no deferred bounds: the wrappers hand it their
+  bounded values, as they do to any factory of a user's."""
+
+  def create(self, value_type, weight_type=None):
+    mean = aggregators.MeanFactory()
+    return mean.create(value_type) if weight_type is None else mean.create(value_type,
+                                                                           weight_type)
+
+
+@pytest.mark.parametrize("chain", [
+    lambda inner: aggregators.zeroing_factory(
+        8.0, aggregators.clipping_factory(_quantile(), inner)),
+    lambda inner: aggregators.clipping_factory(
+        2.0, aggregators.zeroing_factory(1.5, inner, norm_order=2.0)),
+    lambda inner: aggregators.clipping_factory(2.0, aggregators.clipping_factory(1.0, inner)),
+    lambda inner: aggregators.zeroing_factory(
+        8.0, aggregators.zeroing_factory(3.0, inner, norm_order=1.0)),
+], ids=["zero-clip", "clip-zero", "clip-clip", "zero-zero"])
+def test_deferred_bounds_aggregate_as_the_bounded_values(chain):
+  # Wrappers pass their bounds inward; the innermost applies them where it reads the values.
+  # The same chain around an opaque mean gets the bounded values at every step instead.
+  values = client_values(6, seed=3, scales=[1.0, 1000.0, 0.5, 1.0, 2.0, 0.1])
+  values[2]["a"][0] = np.nan
+  values[4]["c"][1, 1] = np.inf
+  weights = [1.0, 3.0, 0.5, 2.0, 1.0, 1.5]
+  deferred, opaque = (chain(inner).create(VALUE, F32)
+                      for inner in (aggregators.MeanFactory(), _Opaque()))
+  state, reference = deferred.initialize(), opaque.initialize()
+  for _ in range(2):
+    output = deferred.next(state, values, weights)
+    expected = opaque.next(reference, values, weights)
+    assert_struct_close(output.result, expected.result)
+    counts = [v for k, v in _leaves(output.measurements) if k.endswith("_count")]
+    assert counts == [v for k, v in _leaves(expected.measurements) if k.endswith("_count")]
+    state, reference = output.state, expected.state
+
+
+def _leaves(tree, prefix=""):
+  if isinstance(tree, dict):
+    return [kv for k, v in tree.items() for kv in _leaves(v, f"{prefix}/{k}")]
+  return [(prefix, tree)]
+
+
 # --- Adaptive norms ------------------------------------------------------------------------------
 
 
