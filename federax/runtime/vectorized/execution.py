@@ -18,7 +18,7 @@ from federax.runtime._base import NO_CLIENTS_TO_STACK, EvalKeys, require_clients
 from federax.runtime.padding import PaddedSequence
 from federax.runtime.vectorized import clients, cohort_padding as cp, streaming
 from federax.runtime.vectorized.reductions import (client_max, client_min, client_sum,
-                                                   client_sum_and_extremes)
+                                                   client_sum_and_bits)
 from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
 from federax.runtime.vectorized.plan import Plan, step_cost
 
@@ -203,8 +203,8 @@ class VectorizedExecution(Execution):
       if x.size == 0:
         sums.append(jnp.sum(x, axis=0, dtype=x.dtype))
         continue
-      total, smallest, largest = client_sum_and_extremes(x, self._looped)
-      _check_extremes(smallest, largest, 0, high, "federated_secure_sum_bitwidth")
+      total, bits_set = client_sum_and_bits(x, self._looped)
+      _check_bits(x, bits_set, b, "federated_secure_sum_bitwidth")
       sums.append(total)
     return jax.tree_util.tree_unflatten(treedef, sums)
 
@@ -306,6 +306,17 @@ def _check_in_range(x: jax.Array, low, high, op: str) -> None:
   if x.size == 0:
     return
   _check_extremes(jnp.min(x), jnp.max(x), low, high, op)
+
+
+def _check_bits(x: jax.Array, bits_set: jax.Array, bits: int, op: str) -> None:
+  """Raises (when the program runs) if any entry of the integer `x` is outside
+  `[0, 2**bits - 1]`, given `bits_set`, the OR of all of them (`client_sum_and_bits`); the
+  extremes the error names are computed only then."""
+  high = 2**bits - 1
+  bad = (bits_set < 0) | (bits_set > jnp.asarray(high, x.dtype))
+  smallest, largest = jax.lax.cond(bad, lambda: (jnp.min(x), jnp.max(x)),
+                                   lambda: (jnp.zeros((), x.dtype), jnp.zeros((), x.dtype)))
+  _check_extremes(smallest, largest, 0, high, op)
 
 
 def _check_extremes(smallest: jax.Array, largest: jax.Array, low, high, op: str) -> None:
