@@ -68,13 +68,19 @@ def test_secure_sum_of_wide_rows_still_refuses_values_out_of_range():
 
 @pytest.mark.parametrize("looped", [True, False])
 @pytest.mark.parametrize("dtype", [np.int32, np.uint32])
-def test_sum_and_bits_in_one_pass(looped, dtype):
-  x = np.random.default_rng(2).integers(0, 300, size=(5, 6000)).astype(dtype)
-  if dtype == np.int32:
-    x[3, 17] = -4
-  total, bits = reductions.client_sum_and_bits(jnp.asarray(x), looped)
+def test_sum_and_range_in_one_pass(looped, dtype):
+  x = np.random.default_rng(2).integers(0, 256, size=(5, 6000)).astype(dtype)
+  total, low, high = reductions.client_sum_and_range(jnp.asarray(x), looped)
   np.testing.assert_array_equal(total, x.sum(0, dtype=dtype))
-  assert int(bits) == int(np.bitwise_or.reduce(x, axis=None))
+  assert int(low) >= 0 and int(high) <= 255  # In [0, 2**8 - 1]...
+  x[3, 17] = 256
+  _, low, high = reductions.client_sum_and_range(jnp.asarray(x), looped)
+  assert int(low) >= 0 and int(high) > 255  # ...not in [0, 2**8 - 1]...
+  assert int(low) >= 0 and int(high) <= 511  # ...but in [0, 2**9 - 1].
+  if dtype == np.int32:
+    x[3, 17], x[1, 17] = -4, 300
+    _, low, high = reductions.client_sum_and_range(jnp.asarray(x), looped)
+    assert int(low) < 0
 
 
 @pytest.mark.parametrize("width", [5000, 10])  # Looped over the clients, and in one op.
