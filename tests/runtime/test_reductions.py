@@ -64,3 +64,34 @@ def test_secure_sum_of_wide_rows_still_refuses_values_out_of_range():
     bad[1][4321] = 256
     with pytest.raises(Exception, match=r"client values \[256\] lie outside \[0, 255\]"):
       total(bad)
+
+
+@pytest.mark.parametrize("looped", [True, False])
+@pytest.mark.parametrize("dtype", [np.int32, np.uint32])
+def test_sum_and_range_in_one_pass(looped, dtype):
+  x = np.random.default_rng(2).integers(0, 256, size=(5, 6000)).astype(dtype)
+  total, low, high = reductions.client_sum_and_range(jnp.asarray(x), looped)
+  np.testing.assert_array_equal(total, x.sum(0, dtype=dtype))
+  assert int(low) >= 0 and int(high) <= 255  # In [0, 2**8 - 1]...
+  x[3, 17] = 256
+  _, low, high = reductions.client_sum_and_range(jnp.asarray(x), looped)
+  assert int(low) >= 0 and int(high) > 255  # ...not in [0, 2**8 - 1]...
+  assert int(low) >= 0 and int(high) <= 511  # ...but in [0, 2**9 - 1].
+  if dtype == np.int32:
+    x[3, 17], x[1, 17] = -4, 300
+    _, low, high = reductions.client_sum_and_range(jnp.asarray(x), looped)
+    assert int(low) < 0
+
+
+@pytest.mark.parametrize("width", [5000, 10])  # Looped over the clients, and in one op.
+def test_secure_sum_refuses_negative_values_with_the_extremes(width):
+  value = fx.FederatedType(fx.TensorType(np.int32, [width]), fx.CLIENTS)
+  total = fx.federated_computation(lambda v: fx.federated_secure_sum_bitwidth(v, 4), value)
+  bad = [np.full(width, 15, np.int32), np.zeros(width, np.int32)]
+  bad[1][width - 1] = -3
+  with fx.runtime.vectorized(shard=False):
+    with pytest.raises(Exception, match=r"client values \[-3\] lie outside \[0, 15\]"):
+      total(bad)
+    bad[1][width - 1] = 16
+    with pytest.raises(Exception, match=r"client values \[16\] lie outside \[0, 15\]"):
+      total(bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 from typing import Any
 
@@ -16,9 +17,9 @@ from federax.core.rows import RowMasked, RowMaskNotHonoured, find_row_masked
 from federax.core.values import constant_payload
 from federax.runtime._base import NO_CLIENTS_TO_STACK, EvalKeys, require_clients, client_key
 from federax.runtime.padding import PaddedSequence
-from federax.runtime.vectorized import clients, cohort_padding as cp, streaming
-from federax.runtime.vectorized.reductions import (client_max, client_min, client_sum,
-                                                   client_sum_and_extremes)
+from federax.runtime.vectorized import clients, cohort_padding as cp, fusion, streaming
+from federax.runtime.vectorized.reductions import (LOOP_MIN_ROW, client_max, client_min,
+                                                   client_sum, client_sum_and_range)
 from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
 from federax.runtime.vectorized.plan import Plan, step_cost
 
@@ -39,6 +40,8 @@ class VectorizedExecution(Execution):
     self._eval_keys = EvalKeys(seed)
     # bool [n]: the real clients of a padded cohort (`cohort_padding`); None: all are real.
     self.client_mask = None
+    # The client maps traced so far, which a loop over the clients may recompute (`fusion`).
+    self._maps = fusion.MapRecords()
 
   def constant(self, obj, value_type):
     if host.holds_strings(value_type):
@@ -81,10 +84,12 @@ class VectorizedExecution(Execution):
       on_chunk = jax.vmap(fn) if client_fn is None else partial(jax.lax.map, client_fn)
       return streaming.map_chunks(on_chunk, payload, self.n)
     if client_fn is not None:
-      return jax.lax.map(client_fn, payload)
-    if chunk is not None and self.n > chunk:
-      return jax.lax.map(fn, payload, batch_size=chunk)
-    return jax.vmap(fn)(payload)
+      result = jax.lax.map(client_fn, payload)
+    elif chunk is not None and self.n > chunk:
+      result = jax.lax.map(fn, payload, batch_size=chunk)
+    else:
+      result = jax.vmap(fn)(payload)
+    return self._maps.remember(fn, payload, result)
 
   def _client_loop(self, fn, payload) -> tuple:
     """(the function to run on each client in turn, or None to vmap; how and why)."""
@@ -125,6 +130,21 @@ class VectorizedExecution(Execution):
   def _looped(self) -> bool:
     """Client-axis reductions loop over the clients (on one CPU device: `reductions`)."""
     return self.plan.backend == "cpu" and self.plan.shard < 2
+
+  def _fusable(self, payload, name: str):
+    """(the cheap client map all of `payload`'s leaves come from, their positions in its
+    result) when a loop over the clients can recompute it (`fusion`); else None."""
+    if self.client_mask is not None or not self._looped or self.n <= 1:
+      return None
+    leaves = jax.tree_util.tree_leaves(payload, is_leaf=clients.is_shared)
+    if not any(x.ndim >= 1 and x.size // self.n >= LOOP_MIN_ROW for x in leaves
+               if not clients.is_shared(x)):
+      return None  # Narrow rows reduce in one op (`reductions`): nothing to gain.
+    source = self._maps.source(leaves)
+    if source is not None:
+      self.decisions.append(f"{name} over {self.n} clients: the client map that made its "
+                            "values recomputed in its loop over the clients")
+    return source
 
   def _members(self, payload, fill=0):
     """Every leaf with its client axis, padded clients' rows (if any) set to `fill`."""
@@ -173,6 +193,16 @@ class VectorizedExecution(Execution):
     return clients.stacked(payload, self.n)
 
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
+    source = self._fusable(payload, "federated_aggregate")
+    if source is not None:  # The client map recomputed in the loop (`fusion`), in client order.
+      record, positions = source
+      treedef = jax.tree_util.tree_structure(payload)
+
+      def step(i, acc):
+        value = jax.tree_util.tree_unflatten(treedef, record.client_leaves(i, positions))
+        return merge((acc, accumulate((zero, value))))
+
+      return report(jax.lax.fori_loop(0, self.n, step, zero))
     partials = self._map(lambda v: accumulate((zero, v)), payload, "federated_aggregate")
     partials = clients.stacked(partials, self.n)
     if self.client_mask is None:
@@ -190,7 +220,6 @@ class VectorizedExecution(Execution):
   def federated_secure_sum_bitwidth(self, payload, ts, bits):
     leaves, treedef = jax.tree_util.tree_flatten(self._members(payload))
     bit_leaves = [bits] * len(leaves) if isinstance(bits, int) else jax.tree_util.tree_leaves(bits)
-    sums = []
     for x, b in zip(leaves, bit_leaves):
       high = 2**b - 1
       if self.n * high > np.iinfo(x.dtype).max:
@@ -200,11 +229,18 @@ class VectorizedExecution(Execution):
         raise OverflowError(
             f"federated_secure_sum_bitwidth: {self.n} clients of {b}-bit values can overflow "
             f"{x.dtype}; use fewer bits or a wider integer type (jax_enable_x64 for int64).")
+    source = self._fusable(payload, "federated_secure_sum_bitwidth")
+    if source is not None:
+      sums = _fused_secure_sums(self.n, *source, bit_leaves)
+      return jax.tree_util.tree_unflatten(treedef, sums)
+    sums = []
+    for x, b in zip(leaves, bit_leaves):
       if x.size == 0:
         sums.append(jnp.sum(x, axis=0, dtype=x.dtype))
         continue
-      total, smallest, largest = client_sum_and_extremes(x, self._looped)
-      _check_extremes(smallest, largest, 0, high, "federated_secure_sum_bitwidth")
+      total, low, high = client_sum_and_range(x, self._looped)
+      _check_range(low, high, b, "federated_secure_sum_bitwidth",
+                   lambda x=x: (jnp.min(x), jnp.max(x)))
       sums.append(total)
     return jax.tree_util.tree_unflatten(treedef, sums)
 
@@ -306,6 +342,59 @@ def _check_in_range(x: jax.Array, low, high, op: str) -> None:
   if x.size == 0:
     return
   _check_extremes(jnp.min(x), jnp.max(x), low, high, op)
+
+
+def _fused_secure_sums(n: int, record: fusion.MapRecord, positions: list[int],
+                       bit_leaves: list[int]) -> list:
+  """The secure sums of a client map's result leaves at `positions`, the map recomputed for
+  each client in one loop that adds its values and ORs them (`client_sum_and_range`)."""
+  # One OR accumulator per group of leaves of one shape, dtype and bitwidth (the limbs of one
+  # encoding): the range check then costs a fraction of the sums' memory traffic.
+  first = record.client_leaves(jnp.int32(0), positions)
+  highs = [2**b - 1 for b in bit_leaves]
+  keys = [(v.shape, v.dtype, b) for v, b in zip(first, bit_leaves)]
+  groups = {key: [j for j, k in enumerate(keys) if k == key] for key in dict.fromkeys(keys)}
+
+  def ors(values):
+    return [functools.reduce(jnp.bitwise_or, [values[j] for j in members])
+            for members in groups.values()]
+
+  def step(i, acc):
+    totals, bits = acc
+    values = record.client_leaves(i, positions)
+    return ([t + v for t, v in zip(totals, values)],
+            [b | o for b, o in zip(bits, ors(values))])
+
+  sums, bits = jax.lax.fori_loop(1, n, step, (first, ors(first)))
+  bad = jnp.any(jnp.stack([_out_of_range(jnp.min(acc), jnp.max(acc), b)
+                           for acc, (_, _, b) in zip(bits, groups)]))
+
+  def extremes():  # Only when a value is out of range: the map recomputed once more.
+    def step(i, acc):
+      values = record.client_leaves(i, positions)
+      return [(jnp.minimum(lo, jnp.min(v)), jnp.maximum(hi, jnp.max(v)))
+              for (lo, hi), v in zip(acc, values)]
+    first = record.client_leaves(jnp.int32(0), positions)
+    return jax.lax.fori_loop(1, n, step, [(jnp.min(v), jnp.max(v)) for v in first])
+
+  in_range = lambda: [(jnp.zeros((), v.dtype),) * 2 for v in sums]  # noqa: E731
+  for (smallest, largest), high in zip(jax.lax.cond(bad, extremes, in_range), highs):
+    _check_extremes(smallest, largest, 0, high, "federated_secure_sum_bitwidth")
+  return sums
+
+
+def _out_of_range(low: jax.Array, high: jax.Array, bits: int) -> jax.Array:
+  return (low < 0) | (high > jnp.asarray(2**bits - 1, high.dtype))
+
+
+def _check_range(low: jax.Array, high: jax.Array, bits: int, op: str, extremes) -> None:
+  """Raises (when the program runs) if any of a secure sum's values is outside
+  `[0, 2**bits - 1]`, told by `low` and `high` (`client_sum_and_range`); `extremes()`, the
+  values' (min, max) that the error names, is computed only then."""
+  zero = jnp.zeros((), high.dtype)
+  smallest, largest = jax.lax.cond(_out_of_range(low, high, bits), extremes,
+                                   lambda: (zero, zero))
+  _check_extremes(smallest, largest, 0, 2**bits - 1, op)
 
 
 def _check_extremes(smallest: jax.Array, largest: jax.Array, low, high, op: str) -> None:

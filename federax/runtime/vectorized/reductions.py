@@ -68,3 +68,21 @@ def client_sum_and_extremes(x: jax.Array, looped: bool) -> tuple:
 
   total, smallest, largest = jax.lax.fori_loop(1, x.shape[0], step, (x[0], x[0], x[0]))
   return total, jnp.min(smallest), jnp.max(largest)
+
+
+def client_sum_and_range(x: jax.Array, looped: bool) -> tuple:
+  """`(x.sum(axis=0), low, high)` for an integer `x`, where every entry of `x` lies in
+  `[0, 2**b - 1]` exactly when `low >= 0` and `high <= 2**b - 1` (any `b`): with `looped`, in
+  one pass over the clients that ORs them (a negative entry sets the OR's sign bit, an entry
+  above `2**b - 1` a bit from `b` up), and `low`, `high` are the OR's extremes; otherwise
+  `x`'s own. The OR is one accumulator where the extremes take two; it is not reduced with
+  an OR, which XLA:CPU cannot compile for every shape."""
+  if not _use_loop(x, looped):
+    return jnp.sum(x, axis=0, dtype=x.dtype), jnp.min(x), jnp.max(x)
+
+  def step(i, acc):
+    total, bits = acc
+    return total + x[i], bits | x[i]
+
+  total, bits = jax.lax.fori_loop(1, x.shape[0], step, (x[0], x[0]))
+  return total, jnp.min(bits), jnp.max(bits)

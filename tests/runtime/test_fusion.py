@@ -1,0 +1,89 @@
+"""Cheap client maps recomputed in the loop of the reduction that consumes them
+(federax.runtime.vectorized.fusion), against NumPy and the unfused program."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import federax as fx
+
+WIDE = 5000  # Rows this wide reduce in a loop over the clients (`reductions.LOOP_MIN_ROW`).
+
+
+def _secure_sum_of_levels():
+  value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)
+
+  @fx.computation(fx.TensorType(np.float32, [WIDE]))
+  def levels(x):  # Two 8-bit limbs of a 16-bit level: a cheap map, as the secure sums' encoding.
+    level = jnp.round(x * 1000).astype(jnp.int32)
+    return level & 255, level >> 8
+
+  @fx.federated_computation(value)
+  def total(values):
+    return fx.federated_secure_sum_bitwidth(fx.federated_map(levels, values), 8)
+
+  return total
+
+
+def test_secure_sum_recomputes_its_cheap_map_in_the_loop():
+  rng = np.random.default_rng(0)
+  data = [rng.uniform(0, 65, WIDE).astype(np.float32) for _ in range(5)]
+  level = [np.round(x * np.float32(1000)).astype(np.int32) for x in data]
+  total = _secure_sum_of_levels()
+  with fx.runtime.vectorized(shard=False):
+    low, high = total(data)
+    assert "recomputed in its loop" in fx.runtime.explain(total, data)
+  np.testing.assert_array_equal(low, sum(v & 255 for v in level))
+  np.testing.assert_array_equal(high, sum(v >> 8 for v in level))
+
+
+def test_fused_secure_sum_still_refuses_values_out_of_range():
+  data = [np.zeros(WIDE, np.float32) for _ in range(3)]
+  data[2][1234] = 70.0  # Level 70000: its high limb 273 > 255.
+  data[1][5] = -0.002  # Level -2: its low limb 254, its high limb -1.
+  with fx.runtime.vectorized(shard=False):
+    with pytest.raises(Exception, match=r"client values \[-1, 273\] lie outside \[0, 255\]"):
+      _secure_sum_of_levels()(data)
+
+
+def test_aggregate_recomputes_its_cheap_map_bit_for_bit():
+  value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)
+  scale = fx.computation(lambda x: (x * 0.1 + 0.3, jnp.max(x)), fx.TensorType(np.float32, [WIDE]))
+  zero = fx.computation(lambda: (np.zeros(WIDE, np.float32), np.float32(0)))
+  add = lambda a, b: (a[0] + b[0], jnp.maximum(a[1], b[1]))  # noqa: E731
+  pair = fx.StructType([fx.TensorType(np.float32, [WIDE]), fx.TensorType(np.float32)])
+  accumulate = fx.computation(add, pair, pair)
+  report = fx.computation(lambda a: a, pair)
+
+  @fx.federated_computation(value)
+  def fused(values):
+    return fx.federated_aggregate(fx.federated_map(scale, values), zero(), accumulate,
+                                  accumulate, report)
+
+  data = [np.random.default_rng(i).normal(size=WIDE).astype(np.float32) for i in range(6)]
+  with fx.runtime.vectorized(shard=False):
+    got = fused(data)
+    assert "recomputed in its loop" in fx.runtime.explain(fused, data)
+  with fx.runtime.vectorized(shard=False, client_loop="vmap"):  # vmapped map, then the loop
+    unfused = fx.federated_computation(
+        lambda v: fx.federated_aggregate(v, zero(), accumulate, accumulate, report),
+        fx.FederatedType(pair, fx.CLIENTS))
+    want = unfused([tuple(np.asarray(y) for y in scale(x)) for x in data])
+  np.testing.assert_array_equal(got[0], want[0])
+  assert float(got[1]) == max(float(x.max()) for x in data)
+  expected = np.zeros(WIDE, np.float32)
+  for x in data:
+    expected = expected + (x * np.float32(0.1) + np.float32(0.3))
+  np.testing.assert_allclose(got[0], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_map_with_a_matrix_product_is_not_recomputed():
+  value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)
+  product = fx.computation(lambda x: ((x[:100, None] @ x[None, :50]).reshape(-1) > 0).astype(
+      jnp.int32), fx.TensorType(np.float32, [WIDE]))
+  total = fx.federated_computation(
+      lambda v: fx.federated_secure_sum_bitwidth(fx.federated_map(product, v), 1), value)
+  data = [np.ones(WIDE, np.float32)] * 3
+  with fx.runtime.vectorized(shard=False):
+    np.testing.assert_array_equal(total(data), np.full(5000, 3))
+    assert "recomputed in its loop" not in fx.runtime.explain(total, data)
