@@ -36,3 +36,18 @@ def uses_argument(fn, *args, index: int = 0) -> bool:
 
 
 KEY = jax.ShapeDtypeStruct((2,), np.uint32)
+
+
+def initial_key(seed: int) -> np.ndarray:
+  """`jax.random.PRNGKey(seed)` as a uint32[2] NumPy array, made on the host for the default
+  threefry keys and a seed in [0, 2**31): `[0, seed]`. Called eagerly, JAX's version compiles
+  two small XLA programs at a process's start-up (benchmarks/results/first_round.md).
+
+  Example:
+    >>> initial_key(42)
+    array([ 0, 42], dtype=uint32)
+  """
+  if (jax.config.jax_default_prng_impl == "threefry2x32" and isinstance(seed, (int, np.integer))
+      and 0 <= seed < 2**31):
+    return np.array([0, seed], np.uint32)
+  return np.asarray(jax.random.PRNGKey(seed), np.uint32)  # Other keys or seeds: JAX's own.

@@ -78,7 +78,7 @@ def test_runtimes_agree_with_numpy_stack(n):
 
 
 def test_mapped_and_all_equal_client_values_stack_their_n_real_clients():
-  # A federated_map result (chunked: 5 clients in chunks of 2 leave a short last chunk) and a
+  # A federated_map result (chunked: 5 clients in 3 chunks of 2, one a repeated client) and a
   # broadcast value (stored once on the vectorized runtime) both come out with 5 rows.
   values = client_structs(5, seed=3)
 

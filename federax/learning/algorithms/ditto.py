@@ -20,7 +20,7 @@ from federax.core.placements import CLIENTS, SERVER
 from federax.core.type_conversions import to_type, type_of
 from federax.learning import _local
 from federax.learning._resolve import resolve_model, resolve_optimizer
-from federax.learning._specs import KEY
+from federax.learning._specs import KEY, initial_key as host_key
 from federax.learning._weighting import ClientWeighting
 from federax.learning.algorithms import _client_state
 from federax.learning.algorithms._compose import aggregator_for
@@ -164,7 +164,7 @@ def build_ditto(
   aggregate_metrics = metrics_aggregator(finalize, type_of(unfinalized))
   aggregate_personal = metrics_aggregator(model.finalize_metrics, type_of(initial_metrics))
   initial_weights = computation()(lambda: model.initial_weights)
-  initial_key = np.asarray(jax.random.PRNGKey(seed), np.uint32)
+  initial_key = host_key(seed)
   split = computation(KEY)(lambda key: tuple(jax.random.split(key)))
 
   @federated_computation

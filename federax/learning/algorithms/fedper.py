@@ -20,7 +20,7 @@ from federax.core.placements import CLIENTS, SERVER
 from federax.core.type_conversions import to_type, type_of
 from federax.learning import _local
 from federax.learning._resolve import resolve_model, resolve_optimizer
-from federax.learning._specs import KEY
+from federax.learning._specs import KEY, initial_key as host_key
 from federax.learning._weighting import ClientWeighting
 from federax.learning.algorithms import _client_state
 from federax.learning.metrics import sum_then_finalize
@@ -163,7 +163,7 @@ def build_fedper(
   finalize, unfinalized = _local.with_non_finite_count(_NAME, model.finalize_metrics,
                                                        initial_metrics)
   aggregate_metrics = metrics_aggregator(finalize, type_of(unfinalized))
-  initial_key = np.asarray(jax.random.PRNGKey(seed), np.uint32)
+  initial_key = host_key(seed)
   split_key = computation(KEY)(lambda key: tuple(jax.random.split(key)))
   initial_weights = computation()(lambda: initial)
   to_base = computation(weights_type)(lambda w: w._replace(trainable=split(w.trainable)[0]))

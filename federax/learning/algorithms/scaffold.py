@@ -18,7 +18,7 @@ from federax.core.placements import CLIENTS, SERVER
 from federax.core.type_conversions import to_type, type_of
 from federax.learning import _local
 from federax.learning._resolve import resolve_model
-from federax.learning._specs import KEY
+from federax.learning._specs import KEY, initial_key as host_key
 from federax.learning.algorithms import _client_state
 from federax.learning.metrics import sum_then_finalize
 from federax.learning.optimizers import build_sgdm
@@ -168,7 +168,7 @@ def build_scaffold(
     return mean_y, new_c
 
   initial_weights = computation()(lambda: model.initial_weights)
-  initial_key = np.asarray(jax.random.PRNGKey(seed), np.uint32)  # Outside any trace.
+  initial_key = host_key(seed)  # Outside any trace.
 
   @federated_computation
   def initialize():

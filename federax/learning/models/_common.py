@@ -172,8 +172,9 @@ def masked_mean(values: jax.Array, sample_weight: jax.Array) -> jax.Array:
 
 
 def as_array_tree(tree: Any) -> Any:
-  """The pytree with NumPy/Python leaves turned into JAX arrays."""
-  return jax.tree.map(lambda v: v if isinstance(v, jax.Array) else jnp.asarray(np.asarray(v)),
+  """The pytree with NumPy/Python leaves turned into JAX arrays (dtypes canonicalized as
+  `jnp.asarray` does). `device_put`, not `jnp.asarray`, which compiles a program per shape."""
+  return jax.tree.map(lambda v: v if isinstance(v, jax.Array) else jax.device_put(np.asarray(v)),
                       tree)
 
 

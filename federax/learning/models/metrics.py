@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from federax.learning.models._common import error, masked_mean
 
@@ -67,8 +68,10 @@ class MetricsFns(NamedTuple):
   finalize: Callable[[dict], dict]
 
 
+# Metric states start as NumPy zeros: a model's metrics are initialized eagerly when a process
+# is built, where each `jnp.zeros` would compile an XLA program of its own.
 def _zero_mean_state() -> list:
-  return [jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32)]
+  return [np.zeros([], np.float32), np.zeros([], np.float32)]
 
 
 def _add_to_mean(state: list, values: jax.Array, sample_weight: jax.Array) -> list:
@@ -113,7 +116,7 @@ def mean_loss(name: str = "loss") -> Metric:
 
 def num_examples(name: str = "num_examples") -> Metric:
   """The number of real (unpadded) examples seen: an int32 sum."""
-  return Metric(name, lambda: jnp.zeros([], jnp.int32),
+  return Metric(name, lambda: np.zeros([], np.int32),
                 lambda state, labels, out, w: state + jnp.asarray(out.num_examples, jnp.int32),
                 lambda state: state)
 
@@ -124,7 +127,7 @@ def num_batches(name: str = "num_batches") -> Metric:
   A batch that is all padding (the vectorized runtime pads clients to a common number of
   batches) is not counted.
   """
-  return Metric(name, lambda: jnp.zeros([], jnp.int32),
+  return Metric(name, lambda: np.zeros([], np.int32),
                 lambda state, labels, out, w: state + (out.num_examples > 0).astype(jnp.int32),
                 lambda state: state)
 

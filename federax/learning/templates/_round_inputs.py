@@ -14,7 +14,7 @@ from federax.core import types as t
 from federax.core.computations import Computation, computation, federated_computation
 from federax.core.placements import CLIENTS, SERVER
 from federax.core.type_conversions import type_of
-from federax.learning._specs import KEY, abstract_value, uses_argument
+from federax.learning._specs import KEY, abstract_value, initial_key, uses_argument
 from federax.learning.templates.client_works import ClientWorkProcess
 from federax.templates.measured_process import MeasuredProcessOutput
 
@@ -32,7 +32,7 @@ def initial_round_state(with_round_num: bool, with_key: bool, seed: int = 0):
   if with_round_num:
     state["round_num"] = np.int32(0)
   if with_key:
-    state["key"] = np.asarray(jax.random.PRNGKey(seed), np.uint32)
+    state["key"] = initial_key(seed)
   return state
 
 

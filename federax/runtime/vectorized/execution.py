@@ -78,15 +78,19 @@ class VectorizedExecution(Execution):
     if streams:
       how += ", streamed a read at a time"
     elif client_fn is None and chunk is not None and self.n > chunk:
-      how += f", in chunks of {chunk}"
+      steps, size = streaming.even_chunks(self.n, chunk)
+      how += f", in {steps} chunks of {size}" + (
+          f" (the last filled up with {steps * size - self.n} repeated clients)"
+          if steps * size > self.n else "")
     self.decisions.append(f"{name} over {self.n} clients: {how}")
     if streams:
       on_chunk = jax.vmap(fn) if client_fn is None else partial(jax.lax.map, client_fn)
       return streaming.map_chunks(on_chunk, payload, self.n)
     if client_fn is not None:
       result = jax.lax.map(client_fn, payload)
-    elif chunk is not None and self.n > chunk:
-      result = jax.lax.map(fn, payload, batch_size=chunk)
+    elif chunk is not None and self.n > chunk:  # Even chunks: the body is compiled once.
+      size = streaming.even_chunks(self.n, chunk)[1]
+      result = streaming.in_steps(lambda _, part: jax.vmap(fn)(part), payload, self.n, size)
     else:
       result = jax.vmap(fn)(payload)
     return self._maps.remember(fn, payload, result)

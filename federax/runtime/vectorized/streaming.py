@@ -67,14 +67,13 @@ class _Stream:
 
   def __init__(self, values: list, stack: Callable, avals: list, chunk: int):
     self.values, self.stack, self.avals = values, stack, avals
-    full, rest = divmod(len(values), chunk)
-    self.chunks = [(i * chunk, chunk) for i in range(full)] + ([(full * chunk, rest)] if rest else [])
+    # Reads of one size: the last one filled up with empty clients (`Streams._stack`).
+    self.chunks = [(i * chunk, chunk) for i in range(-(-len(values) // chunk))]
     self.reads = dict.fromkeys(self.chunks, 0)
     self.ahead: dict = {}  # (start, size) -> Future of a read made in advance.
 
   def upcoming(self, read: tuple) -> Optional[tuple]:
-    """The chunk the loop reads after `read` if this pass has not read it yet (XLA may run the
-    remainder before the loop)."""
+    """The chunk the loop reads after `read` if this pass has not read it yet."""
     position = self.chunks.index(read) + 1
     following = self.chunks[position] if position < len(self.chunks) else None
     if following is None or following in self.ahead or self.reads[following] >= self.reads[read]:
@@ -132,10 +131,14 @@ class Streams:
 
   def _stack(self, stream: _Stream, start: int, size: int) -> list:
     """The chunk's leaves (`stack` fills arrays of the promised shapes), or zeros after an
-    error, which `close` raises once the program returns."""
+    error, which `close` raises once the program returns. Past the last client, empty clients
+    (zeros, mask all False) fill the last read up to `size`: their results are dropped."""
     if self._error is None:
       try:
-        return jax.tree_util.tree_leaves(stream.stack(stream.values[start:start + size], start))
+        values = stream.values[start:start + size]
+        leaves = jax.tree_util.tree_leaves(stream.stack(values, start))
+        return [np.concatenate([x, np.zeros((size - len(values),) + x.shape[1:], x.dtype)])
+                if len(values) < size else x for x in leaves]
       except Exception as e:  # An exception cannot cross the callback.
         self._error = e
     return [np.zeros((size,) + a.shape, a.dtype) for a in stream.avals]
@@ -186,26 +189,50 @@ READS_PER_COHORT = 4
 
 def read_size(n: int, chunk: int) -> int:
   """Clients per read: at most `chunk` (memory), at most a `READS_PER_COHORT`th of the cohort
-  (overlap). Reading one client at a time costs more in callbacks and thread switches than it
-  hides: 3.1 s against 1.5 s a round at 1,000 clients (`docs/architecture.md`)."""
-  return max(1, min(chunk, -(-n // READS_PER_COHORT)))
+  (overlap), as even as the reads allow (`even_chunks`). Reading one client at a time costs
+  more in callbacks and thread switches than it hides: 3.1 s against 1.5 s a round at 1,000
+  clients (`docs/architecture.md`)."""
+  return even_chunks(n, max(1, min(chunk, -(-n // READS_PER_COHORT))))[1]
+
+
+def even_chunks(n: int, most: int) -> tuple[int, int]:
+  """(steps, clients a step): `n` clients in as few steps of at most `most` clients as can be,
+  of one size, the last step filled up by fewer than `steps` padded clients. A loop over steps
+  of one size compiles its body once; a shorter remainder step would be a second copy of it
+  in the program (a second compile of the clients' work, seconds for a CNN on CPU).
+
+  Example:
+    >>> even_chunks(10, 3), even_chunks(129, 128), even_chunks(1000, 128)
+    ((4, 3), (2, 65), (8, 125))
+  """
+  steps = -(-n // most)
+  return steps, -(-n // steps)
+
+
+def fill(x: jax.Array, rows: int) -> jax.Array:
+  """`x` with its last row repeated to `rows` rows (padded clients: their results are dropped,
+  and a real client's values keep their computation finite)."""
+  extra = rows - jnp.shape(x)[0]
+  if not extra:
+    return x
+  return jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)])
+
+
+def in_steps(step_fn: Callable, payload: Any, n: int, size: int) -> Any:
+  """`step_fn` (over a leading client axis of `size`) on the `n` clients of `payload` in a rolled
+  loop of even steps (`even_chunks`), `step_fn(i, part)` for step `i`; the results of the
+  padded clients of the last step are dropped."""
+  steps = -(-n // size)
+  parts = jax.tree_util.tree_map(
+      lambda x: jnp.reshape(fill(x, steps * size), (steps, size) + jnp.shape(x)[1:]), payload)
+  out = jax.lax.map(lambda args: step_fn(*args), (jnp.arange(steps, dtype=jnp.int32), parts))
+  return jax.tree_util.tree_map(
+      lambda x: jnp.reshape(x, (steps * size,) + x.shape[2:])[:n], out)
 
 
 def map_chunks(chunk_fn: Callable, payload: Any, n: int) -> Any:
   """`chunk_fn` (over a leading client axis) on chunks of the streamed clients' read size: a
-  rolled loop over the full chunks, then the remainder, each reading its streamed clients."""
+  rolled loop over reads of one size, each reading its streamed clients (the last read filled
+  up with empty clients, the resident values with repeats of the last client's)."""
   resident, clients, chunk = _split(payload)
-  full, rest = divmod(n, chunk)
-  outputs = []
-  if full:
-    by_chunk = [jnp.reshape(x[:full * chunk], (full, chunk) + jnp.shape(x)[1:]) for x in resident]
-    body = lambda args: chunk_fn(clients(args[0] * chunk, chunk, args[1]))
-    out = jax.lax.map(body, (jnp.arange(full, dtype=jnp.int32), by_chunk))
-    outputs.append(jax.tree_util.tree_map(
-        lambda x: jnp.reshape(x, (full * chunk,) + x.shape[2:]), out))
-  if rest:
-    tail = [x[full * chunk:] for x in resident]
-    outputs.append(chunk_fn(clients(jnp.int32(full * chunk), rest, tail)))
-  if len(outputs) == 1:
-    return outputs[0]
-  return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *outputs)
+  return in_steps(lambda i, part: chunk_fn(clients(i * chunk, chunk, part)), resident, n, chunk)
