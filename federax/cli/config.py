@@ -44,9 +44,11 @@ class TrainConfig:
   runtime: str = "vectorized"
   ray_address: Optional[str] = None  # The Ray cluster of `runtime = "ray"` (None: local Ray).
   ray_workers: Optional[int] = None  # Its workers (None: the cluster's CPUs).
-  # Its fault policy (`fx.runtime.ray`'s max_retries and min_clients_per_round; None: defaults).
+  # Its fault policy (`fx.runtime.ray`'s max_retries, min_clients_per_round and
+  # straggler_timeout_s, in seconds; None: defaults).
   ray_max_retries: Optional[int] = None
   ray_min_clients_per_round: Optional[int] = None
+  ray_straggler_timeout: Optional[float] = None
   data_dir: Optional[str] = None
   out: Optional[str] = None
   eval_every: Optional[int] = None
@@ -89,7 +91,7 @@ INT_FIELDS = ("rounds", "clients_per_round", "epochs", "batch_size", "max_elemen
               "eval_every", "eval_clients", "checkpoint_every", "keep_checkpoints", "ray_workers",
               "ray_max_retries", "ray_min_clients_per_round")
 FLOAT_FIELDS = ("client_lr", "server_lr", "server_momentum", "proximal_strength",
-                "dp_noise_multiplier", "dp_delta", "dp_target_epsilon")
+                "dp_noise_multiplier", "dp_delta", "dp_target_epsilon", "ray_straggler_timeout")
 STR_FIELDS = ("task", "algorithm", "runtime", "data_dir", "out", "dp_accountant",
               "ray_address")
 BOOL_FIELDS = ("centralized_eval",)
@@ -195,6 +197,9 @@ def validate(config: TrainConfig) -> None:
   for name in ("ray_max_retries", "ray_min_clients_per_round"):
     if getattr(config, name) is not None and getattr(config, name) < 0:
       raise CLIError(f"{name} must be >= 0, got {getattr(config, name)}")
+  if config.ray_straggler_timeout is not None and not config.ray_straggler_timeout > 0:
+    raise CLIError(f"ray_straggler_timeout must be a positive number of seconds, got "
+                   f"{config.ray_straggler_timeout}")
   for name in ("rounds", "clients_per_round", "epochs", "batch_size", "eval_every",
                "checkpoint_every"):
     if getattr(config, name) < 1:

@@ -186,7 +186,8 @@ def _run_runtime(config: TrainConfig):
   if config.runtime == "ray":
     policy = {name: value for name, value in (
         ("max_retries", config.ray_max_retries),
-        ("min_clients_per_round", config.ray_min_clients_per_round)) if value is not None}
+        ("min_clients_per_round", config.ray_min_clients_per_round),
+        ("straggler_timeout_s", config.ray_straggler_timeout)) if value is not None}
     try:
       runtime = fx.runtime.ray(config.ray_address, num_workers=config.ray_workers, **policy)
     except (ImportError, ConnectionError, TimeoutError) as e:

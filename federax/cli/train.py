@@ -46,6 +46,9 @@ _HELP = {
     "ray_min_clients_per_round": "with --runtime ray: drop a dead worker's clients (after "
                                  "their retries) if at least K clients remain, counted in "
                                  "metrics.csv's clients_dropped (default: the round fails)",
+    "ray_straggler_timeout": "with --runtime ray: seconds a worker's clients may take between "
+                             "two aggregations; a worker past it is killed and its clients "
+                             "retried or dropped as a dead worker's (default: no limit)",
     "data_dir": "directory of the task's data (FEMNIST LEAF or Shakespeare HDF5 files)",
     "out": f"run directory (default: {DEFAULT_RUNS_DIR}/TASK-ALGORITHM-TIME)",
     "eval_every": "rounds between federated evaluations",
@@ -64,7 +67,8 @@ _HELP = {
     "dp_accountant": "rdp (default) or pld",
 }
 _METAVARS = {"ray_address": "ADDR", "ray_workers": "N", "ray_max_retries": "N",
-             "ray_min_clients_per_round": "K", "dp_noise_multiplier": "Z",
+             "ray_min_clients_per_round": "K", "ray_straggler_timeout": "S",
+             "dp_noise_multiplier": "Z",
              "dp_clip": "C|adaptive", "dp_delta": "D", "dp_target_epsilon": "E"}
 _TYPES = {**{n: int for n in config_lib.INT_FIELDS},
           **{n: float for n in config_lib.FLOAT_FIELDS},

@@ -96,6 +96,26 @@ def test_the_drop_policy_without_the_ray_runtime(tmp_path, capsys):
   assert "ray_max_retries must be >= 0, got -1" in capsys.readouterr().err
 
 
+def test_the_straggler_timeout_flag_reaches_the_ray_runtime(tmp_path, capsys, monkeypatch):
+  options = {}
+
+  def ray(address=None, **kwargs):  # Records the options; no Ray started, no round run.
+    options.update(kwargs)
+    raise ImportError("recorded")
+  monkeypatch.setattr(fx.runtime, "ray", ray)
+  assert main(["train", "--out", str(tmp_path / "x"), *QUICK, "--runtime", "ray",
+               "--ray-straggler-timeout", "2.5"]) != 0
+  assert "--runtime ray: recorded" in capsys.readouterr().err
+  assert options["straggler_timeout_s"] == 2.5
+  assert "ray_straggler_timeout = 2.5" in (tmp_path / "x" / "config.toml").read_text()
+  assert main(["train", "--out", str(tmp_path / "y"), "--runtime", "ray",
+               "--ray-straggler-timeout", "0"]) != 0
+  assert "ray_straggler_timeout must be a positive number of seconds, got 0.0" in (
+      capsys.readouterr().err)
+  assert main(["train", "--out", str(tmp_path / "z"), "--ray-straggler-timeout", "5"]) != 0
+  assert "ray_straggler_timeout set without runtime ray" in capsys.readouterr().err
+
+
 def test_dp_training_on_ray_runs_on_ray_and_gives_the_vectorized_metrics(ray_runtimes, tmp_path,
                                                                           monkeypatch):
   # DP's Poisson cohorts vary in size; the run padded them on the vectorized runtime by

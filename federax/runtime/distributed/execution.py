@@ -20,6 +20,7 @@ import collections
 import functools
 import hashlib
 import itertools
+import time
 import weakref
 from typing import Any
 
@@ -208,20 +209,35 @@ class RayExecution(Execution):
     self.pending[k].append(self._send(k, method, args))
 
   def _partials(self, method: str, *args) -> list:
-    """Each live block's result of `method`, in client order; a block whose worker died is
-    replayed on another worker (up to `max_retries` times) or dropped (`min_clients_per_round`)."""
+    """Each live block's result of `method`, in client order; a block whose worker died (or
+    straggled, see `_result`) is replayed on another worker (up to `max_retries` times) or
+    dropped (`min_clients_per_round`)."""
     refs = {k: self._send(k, method, args) for k in self.live}
+    since = dict.fromkeys(refs, time.monotonic())  # Every block's straggler clock at once.
     out = {}
     for k in list(refs):
       while True:
         try:
-          out[k] = self.runtime._get(refs[k], self.pending[k], deadline=self.deadline)
+          out[k] = self._result(k, refs[k], since[k])
           break
         except WorkerDied as e:
           if not self._recover(k, e):
             break
-          refs[k] = self._send(k, method, args)
+          refs[k], since[k] = self._send(k, method, args), time.monotonic()
     return [out[k] for k in self.live]
+
+  def _result(self, k: int, ref, since: float):
+    """Block k's result `ref`. A worker that gives none within `straggler_timeout_s` of `since`
+    is killed, so that it cannot deliver late (Ray fails its results), and is `WorkerDied`."""
+    rt = self.runtime
+    limit = rt.straggler_timeout_s
+    if limit is not None and since + limit < self.deadline:  # Else timeout_s comes first.
+      ready, _ = rt._ray.wait([ref], timeout=max(since + limit - time.monotonic(), 0.0))
+      if not ready:
+        rt._ray.kill(self.workers[k])
+        raise WorkerDied(f"fx.runtime.ray: a Ray worker gave no result within "
+                         f"straggler_timeout_s={limit:g} s; it was killed as a straggler.")
+    return rt._get(ref, self.pending[k], deadline=self.deadline)
 
   def _recover(self, k: int, error: WorkerDied) -> bool:
     """Block k's worker died: replays the block on another worker (True), or drops it (False)

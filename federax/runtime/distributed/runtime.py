@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import numbers
 import os
 import socket
 import sys
@@ -124,6 +125,13 @@ class RayRuntime(RuntimeBase):
       An int: such a block's clients are dropped from the aggregations that follow (as a
       deployment drops stragglers), provided at least this many clients remain;
       `last_call["clients_dropped"]` says how many were.
+    straggler_timeout_s: None (default): no limit. A number of seconds: the longest the driver
+      waits for one worker's block at an aggregation (or at fetching a client result), that is,
+      for the block's client operations since the last one it waited for (typically a round's
+      loading and local training, and on a worker's first call its compilation). A worker past
+      it is a straggler, handled as a dead worker: it is killed (a late result cannot arrive)
+      and replaced, and its blocks are replayed elsewhere or dropped by the policy above.
+      `timeout_s` still bounds the whole call.
 
   Example (not run here: it starts Ray):
     with fx.runtime.ray(num_workers=2):
@@ -137,7 +145,8 @@ class RayRuntime(RuntimeBase):
                default_num_clients: Optional[int] = None, chunk_size: Optional[int] = 128,
                sequence_loop: str = "auto", client_loop: str = "auto",
                timeout_s: float = 600.0, connect_timeout_s: float = 10.0,
-               max_retries: int = 2, min_clients_per_round: Optional[int] = None):
+               max_retries: int = 2, min_clients_per_round: Optional[int] = None,
+               straggler_timeout_s: Optional[float] = None):
     ray = import_ray()
     _pickling.register()
     super().__init__(RuntimeOptions(seed=seed, default_num_clients=default_num_clients))
@@ -167,7 +176,14 @@ class RayRuntime(RuntimeBase):
     if max_retries is None:
       raise errors.error(ValueError, "fx.runtime.ray", "max_retries must be an int >= 0.",
                          expected="an int >= 0", actual="None")
+    if straggler_timeout_s is not None and (
+        isinstance(straggler_timeout_s, bool) or not isinstance(straggler_timeout_s, numbers.Real)
+        or not straggler_timeout_s > 0):
+      raise errors.error(ValueError, "fx.runtime.ray", "straggler_timeout_s must be a number of "
+                         "seconds > 0, or None (no limit).", expected="a number > 0 or None",
+                         actual=repr(straggler_timeout_s))
     self.max_retries = max_retries
+    self.straggler_timeout_s = straggler_timeout_s
     self.min_clients_per_round = min_clients_per_round
     self.last_call: dict = {}
     key = (ray.get_runtime_context().get_job_id(), repr(sorted(self.resources_per_worker.items())),
