@@ -29,7 +29,7 @@ import numpy as np
 
 from federax.core import errors
 from federax.core import types as t
-from federax.core.computations import LocalCall
+from federax.core.computations import FederatedCall, LocalCall
 from federax.core.execution import Execution, HostOnly
 from federax.core.placements import SERVER
 from federax.core.type_conversions import make_container
@@ -441,29 +441,44 @@ def _weighted_mean(parts: tuple):
 
 
 class FunctionRefs:
-  """Client functions pickled once (a `LocalCall` once per computation), named by digest; a
-  worker receives the pickle the first time and keeps it (`worker.FUNCTIONS_KEPT`)."""
+  """Client functions pickled once (a `LocalCall` once per concrete computation, a
+  `FederatedCall` once per computation and parameter type: pickling one costs milliseconds,
+  every round), named by digest; a worker receives the pickle the first time and keeps it
+  (`worker.FUNCTIONS_KEPT`)."""
 
   def __init__(self, dumps):
     self._dumps = dumps
+    # concrete -> entry; computation -> {parameter type: entry}. Weak: a computation dropped by
+    # the user is dropped here too.
     self._by_concrete: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    self._by_computation: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     self._sent: collections.defaultdict = collections.defaultdict(collections.OrderedDict)
 
+  def _kept(self, fn) -> tuple[dict | None, Any]:
+    """The cache that keeps `fn`'s entry and its key there (None: not kept)."""
+    if isinstance(fn, LocalCall):
+      return self._by_concrete, fn.concrete
+    if isinstance(fn, FederatedCall):
+      return self._by_computation.setdefault(fn.computation, {}), fn.parameter
+    return None, None
+
   def pickled(self, fn) -> tuple[str, bytes]:
-    if isinstance(fn, LocalCall) and fn.concrete in self._by_concrete:
-      return self._by_concrete[fn.concrete]
+    kept, key = self._kept(fn)
+    if kept is not None and key in kept:
+      return kept[key]
     try:
       blob = self._dumps(fn)
     except Exception as e:  # noqa: BLE001 -- any pickling failure: say what and why.
-      name = getattr(getattr(fn, "concrete", None), "name", None) or getattr(fn, "__name__", fn)
+      named = getattr(fn, "concrete", None) or getattr(fn, "computation", None)
+      name = getattr(named, "name", None) or getattr(fn, "__name__", fn)
       raise errors.error(
           TypeError, "fx.runtime.ray", f"the client function {name} cannot be sent to the Ray "
           f"workers: it cannot be serialized ({type(e).__name__}: {e}).",
           hint="client functions travel to the workers pickled (cloudpickle): keep them free "
           "of locks, open files, sockets and other process-bound objects") from None
     entry = (hashlib.sha1(blob).hexdigest(), blob)
-    if isinstance(fn, LocalCall):
-      self._by_concrete[fn.concrete] = entry
+    if kept is not None:
+      kept[key] = entry
     return entry
 
   def forget(self, worker: Any) -> None:
