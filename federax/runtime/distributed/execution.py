@@ -42,6 +42,16 @@ from federax.runtime.padding import zeros_like_type
 SENT_KEPT = 128
 """Functions the driver assumes a worker still holds (it keeps `worker.FUNCTIONS_KEPT`)."""
 
+QUEUED = frozenset({"begin", "put_shared", "project", "zip", "client_keys"})
+"""Worker operations cheap enough to wait on the driver and travel in one actor call with the
+next operation that computes (a map, a load, an aggregation): each actor call costs the driver
+and the worker about half a millisecond, a round's dozen of them most of the Ray runtime's
+overhead on small models. They carry no client function (which is sent when first named)."""
+
+INLINE_BYTES = 64 * 1024
+"""A broadcast value this small travels inside the actor calls (Ray inlines such arguments
+anyway) rather than through the object store (`ray.put`, about a millisecond)."""
+
 
 class Fn:
   """A client function among a worker call's arguments (sent by digest, see `FunctionRefs`)."""
@@ -154,6 +164,9 @@ class RayExecution(Execution):
     # those not waited for (their errors come first).
     self.log: list = [[] for _ in self.blocks]
     self.pending: list = [[] for _ in self.blocks]
+    # Per block: `QUEUED` operations (their arguments as block k's worker takes them) not sent
+    # yet; they go with the block's next call, in order.
+    self.queued: list = [[] for _ in self.blocks]
     self.dropped: set = set()
     self.retries = 0
     self.started: list = [(w, call) for w in self.workers]  # (worker, call id): ended at the end.
@@ -163,8 +176,8 @@ class RayExecution(Execution):
   # --- Plumbing ----------------------------------------------------------------------------------
 
   def _begin(self) -> None:
-    for positions, worker in zip(self.blocks, self.workers):
-      worker.begin.remote(self.call, len(positions), positions)
+    for k, positions in enumerate(self.blocks):  # Sent with each block's first operation.
+      self.queued[k].append(("begin", (self.call, len(positions), positions)))
 
   @property
   def live(self) -> list:
@@ -194,8 +207,29 @@ class RayExecution(Execution):
       return a
     return [one(a) for a in args]
 
-  def _send(self, k: int, method: str, args: tuple):
-    return getattr(self.workers[k], method).remote(*self._args(k, args))
+  def _send(self, k: int, method: str, args: tuple, queue: bool = False):
+    """Sends `method` to block k's worker (after the block's queued operations, in the same
+    actor call) and returns the ref of its result; or, with `queue`, queues it (None)."""
+    args = self._args(k, args)
+    worker, queued = self.workers[k], self.queued[k]
+    if any(isinstance(a, self.runtime._ray.ObjectRef) for a in args):
+      # Ray resolves an object-store argument only at the top level of a call's arguments.
+      self._flush(k)
+      return getattr(worker, method).remote(*args)
+    if queue:
+      queued.append((method, args))
+      return None
+    if not queued:
+      return getattr(worker, method).remote(*args)
+    queued.append((method, args))
+    self.queued[k] = []
+    return worker.run.remote(queued)
+
+  def _flush(self, k: int) -> None:
+    """Sends block k's queued operations now (not waited for)."""
+    if self.queued[k]:
+      queued, self.queued[k] = self.queued[k], []
+      self.pending[k].append(self.workers[k].run.remote(queued))
 
   def _stored(self, method: str, *args) -> Sharded:
     out = self._new()
@@ -205,7 +239,10 @@ class RayExecution(Execution):
 
   def _store_on(self, k: int, method: str, args: tuple) -> None:
     self.log[k].append((method, args))
-    self.pending[k].append(self._send(k, method, args))
+    # Work (a map, a load) starts now, overlapping the driver's, with the operations queued.
+    ref = self._send(k, method, args, queue=method in QUEUED)
+    if ref is not None:
+      self.pending[k].append(ref)
 
   def _partials(self, method: str, *args) -> list:
     """Each live block's result of `method`, in client order; a block whose worker died is
@@ -252,15 +289,19 @@ class RayExecution(Execution):
     self.workers[k] = target
     self.block_calls[k] = self._new_call()
     self.started.append((target, self.block_calls[k]))
-    target.begin.remote(self.block_calls[k], len(self.blocks[k]), self.blocks[k])
     log, self.log[k], self.pending[k] = self.log[k], [], []
+    # The dead worker's queued operations are in the log: replayed, after a `begin` there.
+    self.queued[k] = [("begin", (self.block_calls[k], len(self.blocks[k]), self.blocks[k]))]
     for method, args in log:  # The same operations, so the same values (bit for bit).
       self._store_on(k, method, args)
     return True
 
   def _put(self, payload: Any):
-    """A driver payload in Ray's object store (sent once to each node, not per worker)."""
-    return self.runtime._ray.put(jax.device_get(payload))
+    """A driver payload for the workers: in Ray's object store (sent once to each node, not
+    per worker), or itself when small (`INLINE_BYTES`)."""
+    payload = jax.device_get(payload)
+    size = sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(payload))
+    return payload if size <= INLINE_BYTES else self.runtime._ray.put(payload)
 
   # --- Values ------------------------------------------------------------------------------------
 
