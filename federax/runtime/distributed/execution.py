@@ -42,12 +42,6 @@ from federax.runtime.padding import zeros_like_type
 SENT_KEPT = 128
 """Functions the driver assumes a worker still holds (it keeps `worker.FUNCTIONS_KEPT`)."""
 
-QUEUED = frozenset({"begin", "put_shared", "project", "zip", "client_keys"})
-"""Worker operations cheap enough to wait on the driver and travel in one actor call with the
-next operation that computes (a map, a load, an aggregation): each actor call costs the driver
-and the worker about half a millisecond, a round's dozen of them most of the Ray runtime's
-overhead on small models. They carry no client function (which is sent when first named)."""
-
 INLINE_BYTES = 64 * 1024
 """A broadcast value this small travels inside the actor calls (Ray inlines such arguments
 anyway) rather than through the object store (`ray.put`, about a millisecond)."""
@@ -164,8 +158,8 @@ class RayExecution(Execution):
     # those not waited for (their errors come first).
     self.log: list = [[] for _ in self.blocks]
     self.pending: list = [[] for _ in self.blocks]
-    # Per block: `QUEUED` operations (their arguments as block k's worker takes them) not sent
-    # yet; they go with the block's next call, in order.
+    # Per block: operations that store a value (their arguments as block k's worker takes
+    # them) not sent yet; they go with the block's next call, in order (see `_store_on`).
     self.queued: list = [[] for _ in self.blocks]
     self.dropped: set = set()
     self.retries = 0
@@ -209,14 +203,17 @@ class RayExecution(Execution):
 
   def _send(self, k: int, method: str, args: tuple, queue: bool = False):
     """Sends `method` to block k's worker (after the block's queued operations, in the same
-    actor call) and returns the ref of its result; or, with `queue`, queues it (None)."""
-    args = self._args(k, args)
+    actor call) and returns the ref of its result; or, with `queue`, queues it (None) unless
+    it carries a client function's pickle (sent now: the driver counts it as held there)."""
+    converted = self._args(k, args)
     worker, queued = self.workers[k], self.queued[k]
-    if any(isinstance(a, self.runtime._ray.ObjectRef) for a in args):
+    if any(isinstance(a, self.runtime._ray.ObjectRef) for a in converted):
       # Ray resolves an object-store argument only at the top level of a call's arguments.
       self._flush(k)
-      return getattr(worker, method).remote(*args)
-    if queue:
+      return getattr(worker, method).remote(*converted)
+    args, fresh = converted, any(isinstance(a, Fn) and c[1] is not None
+                                 for a, c in zip(args, converted))
+    if queue and not fresh:
       queued.append((method, args))
       return None
     if not queued:
@@ -239,8 +236,11 @@ class RayExecution(Execution):
 
   def _store_on(self, k: int, method: str, args: tuple) -> None:
     self.log[k].append((method, args))
-    # Work (a map, a load) starts now, overlapping the driver's, with the operations queued.
-    ref = self._send(k, method, args, queue=method in QUEUED)
+    # Queued until the next call that returns a result (an aggregation, a fetch): each actor
+    # call costs the driver and the worker about half a millisecond, a round's dozen of them
+    # most of the Ray runtime's overhead on small models; a worker would only start the work
+    # (a map, a load) the driver's few Python steps earlier.
+    ref = self._send(k, method, args, queue=True)
     if ref is not None:
       self.pending[k].append(ref)
 
