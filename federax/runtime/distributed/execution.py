@@ -3,9 +3,10 @@
 The driver runs the federated computation's body. A client value is a `Sharded` handle: each
 worker holds its block of the clients' members (`worker.ShardWorker`), and the driver never
 pulls them. Server and unplaced values are ordinary payloads on the driver, where the
-sequential runtime's hooks carry out what involves no clients. Client operations go to every
-worker without waiting (a worker runs its caller's calls in order); an aggregation waits for
-each worker's partial aggregate and combines them here, in worker (that is, client) order:
+sequential runtime's hooks carry out what involves no clients. Client operations are queued
+per worker and go, in one actor call, with the next operation whose result the driver reads
+(a worker runs its caller's calls in order); an aggregation waits for each worker's partial
+aggregate and combines them here, in worker (that is, client) order:
 
 - integer sums, minima, maxima, stacks and the secure sums are exact: bit for bit the
   vectorized runtime's results, whatever the number of workers;
