@@ -422,6 +422,22 @@ class LocalCall:
     return context.current_execution().call_local(self.concrete, payload)
 
 
+class FederatedCall:
+  """A federated computation of unplaced values as an intrinsic's payload function: runs its
+  body on the payload. A named object (not a fresh closure per call), so a runtime that ships
+  client functions to other processes pickles it once per (computation, parameter type)."""
+
+  __slots__ = ("computation", "parameter")
+
+  def __init__(self, computation: "FederatedComputation", parameter: Optional[t.Type]):
+    self.computation = computation
+    self.parameter = parameter
+
+  def __call__(self, payload: Any) -> Any:
+    arg = None if self.parameter is None else Value(self.parameter, payload)
+    return self.computation.run_body(arg).payload
+
+
 def _check_local_type(name: str, what: str, type_spec: t.Type) -> None:
   if t.contains(type_spec, lambda x: isinstance(x, (t.FederatedType, t.FunctionType))):
     raise FederatedTypeError(

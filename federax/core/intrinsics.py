@@ -14,8 +14,8 @@ import numpy as np
 
 from federax.core import context
 from federax.core import types as t
-from federax.core.computations import (Computation, FederatedComputation, LocalCall,
-                                       LocalComputation, as_computation)
+from federax.core.computations import (Computation, FederatedCall, FederatedComputation,
+                                       LocalCall, LocalComputation, as_computation)
 from federax.core.errors import FederatedTypeError
 from federax.core.placements import CLIENTS, SERVER, Placement
 from federax.core.values import Value, to_value
@@ -87,8 +87,7 @@ def _function(op: str, name: str, fn: Any, parameter: Optional[t.Type]):
     if t.contains(signature.result, lambda x: isinstance(x, t.FederatedType)):
       raise FederatedTypeError(op, f"`{name}` must return an unplaced value.",
                                actual=signature.result)
-    return (lambda p: comp.run_body(None if parameter is None else Value(parameter, p)).payload,
-            signature.result)
+    return FederatedCall(comp, parameter), signature.result
   concrete = comp.concretize(parameter)
   return LocalCall(comp, concrete), concrete.result
 

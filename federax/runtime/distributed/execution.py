@@ -3,9 +3,10 @@
 The driver runs the federated computation's body. A client value is a `Sharded` handle: each
 worker holds its block of the clients' members (`worker.ShardWorker`), and the driver never
 pulls them. Server and unplaced values are ordinary payloads on the driver, where the
-sequential runtime's hooks carry out what involves no clients. Client operations go to every
-worker without waiting (a worker runs its caller's calls in order); an aggregation waits for
-each worker's partial aggregate and combines them here, in worker (that is, client) order:
+sequential runtime's hooks carry out what involves no clients. Client operations are queued
+per worker and go, in one actor call, with the next operation whose result the driver reads
+(a worker runs its caller's calls in order); an aggregation waits for each worker's partial
+aggregate and combines them here, in worker (that is, client) order:
 
 - integer sums, minima, maxima, stacks and the secure sums are exact: bit for bit the
   vectorized runtime's results, whatever the number of workers;
@@ -30,7 +31,7 @@ import numpy as np
 
 from federax.core import errors
 from federax.core import types as t
-from federax.core.computations import LocalCall
+from federax.core.computations import FederatedCall, LocalCall
 from federax.core.execution import Execution, HostOnly
 from federax.core.placements import SERVER
 from federax.core.type_conversions import make_container
@@ -42,6 +43,10 @@ from federax.runtime.padding import zeros_like_type
 
 SENT_KEPT = 128
 """Functions the driver assumes a worker still holds (it keeps `worker.FUNCTIONS_KEPT`)."""
+
+INLINE_BYTES = 64 * 1024
+"""A broadcast value this small travels inside the actor calls (Ray inlines such arguments
+anyway) rather than through the object store (`ray.put`, about a millisecond)."""
 
 
 class Fn:
@@ -155,6 +160,9 @@ class RayExecution(Execution):
     # those not waited for (their errors come first).
     self.log: list = [[] for _ in self.blocks]
     self.pending: list = [[] for _ in self.blocks]
+    # Per block: operations that store a value (their arguments as block k's worker takes
+    # them) not sent yet; they go with the block's next call, in order (see `_store_on`).
+    self.queued: list = [[] for _ in self.blocks]
     self.dropped: set = set()
     self.retries = 0
     self.started: list = [(w, call) for w in self.workers]  # (worker, call id): ended at the end.
@@ -164,8 +172,8 @@ class RayExecution(Execution):
   # --- Plumbing ----------------------------------------------------------------------------------
 
   def _begin(self) -> None:
-    for positions, worker in zip(self.blocks, self.workers):
-      worker.begin.remote(self.call, len(positions), positions)
+    for k, positions in enumerate(self.blocks):  # Sent with each block's first operation.
+      self.queued[k].append(("begin", (self.call, len(positions), positions)))
 
   @property
   def live(self) -> list:
@@ -195,8 +203,32 @@ class RayExecution(Execution):
       return a
     return [one(a) for a in args]
 
-  def _send(self, k: int, method: str, args: tuple):
-    return getattr(self.workers[k], method).remote(*self._args(k, args))
+  def _send(self, k: int, method: str, args: tuple, queue: bool = False):
+    """Sends `method` to block k's worker (after the block's queued operations, in the same
+    actor call) and returns the ref of its result; or, with `queue`, queues it (None) unless
+    it carries a client function's pickle (sent now: the driver counts it as held there)."""
+    converted = self._args(k, args)
+    worker, queued = self.workers[k], self.queued[k]
+    if any(isinstance(a, self.runtime._ray.ObjectRef) for a in converted):
+      # Ray resolves an object-store argument only at the top level of a call's arguments.
+      self._flush(k)
+      return getattr(worker, method).remote(*converted)
+    args, fresh = converted, any(isinstance(a, Fn) and c[1] is not None
+                                 for a, c in zip(args, converted))
+    if queue and not fresh:
+      queued.append((method, args))
+      return None
+    if not queued:
+      return getattr(worker, method).remote(*args)
+    queued.append((method, args))
+    self.queued[k] = []
+    return worker.run.remote(queued)
+
+  def _flush(self, k: int) -> None:
+    """Sends block k's queued operations now (not waited for)."""
+    if self.queued[k]:
+      queued, self.queued[k] = self.queued[k], []
+      self.pending[k].append(self.workers[k].run.remote(queued))
 
   def _stored(self, method: str, *args) -> Sharded:
     out = self._new()
@@ -206,7 +238,13 @@ class RayExecution(Execution):
 
   def _store_on(self, k: int, method: str, args: tuple) -> None:
     self.log[k].append((method, args))
-    self.pending[k].append(self._send(k, method, args))
+    # Queued until the next call that returns a result (an aggregation, a fetch): each actor
+    # call costs the driver and the worker about half a millisecond, a round's dozen of them
+    # most of the Ray runtime's overhead on small models; a worker would only start the work
+    # (a map, a load) the driver's few Python steps earlier.
+    ref = self._send(k, method, args, queue=True)
+    if ref is not None:
+      self.pending[k].append(ref)
 
   def _partials(self, method: str, *args) -> list:
     """Each live block's result of `method`, in client order; a block whose worker died (or
@@ -268,15 +306,19 @@ class RayExecution(Execution):
     self.workers[k] = target
     self.block_calls[k] = self._new_call()
     self.started.append((target, self.block_calls[k]))
-    target.begin.remote(self.block_calls[k], len(self.blocks[k]), self.blocks[k])
     log, self.log[k], self.pending[k] = self.log[k], [], []
+    # The dead worker's queued operations are in the log: replayed, after a `begin` there.
+    self.queued[k] = [("begin", (self.block_calls[k], len(self.blocks[k]), self.blocks[k]))]
     for method, args in log:  # The same operations, so the same values (bit for bit).
       self._store_on(k, method, args)
     return True
 
   def _put(self, payload: Any):
-    """A driver payload in Ray's object store (sent once to each node, not per worker)."""
-    return self.runtime._ray.put(jax.device_get(payload))
+    """A driver payload for the workers: in Ray's object store (sent once to each node, not
+    per worker), or itself when small (`INLINE_BYTES`)."""
+    payload = jax.device_get(payload)
+    size = sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(payload))
+    return payload if size <= INLINE_BYTES else self.runtime._ray.put(payload)
 
   # --- Values ------------------------------------------------------------------------------------
 
@@ -457,29 +499,44 @@ def _weighted_mean(parts: tuple):
 
 
 class FunctionRefs:
-  """Client functions pickled once (a `LocalCall` once per computation), named by digest; a
-  worker receives the pickle the first time and keeps it (`worker.FUNCTIONS_KEPT`)."""
+  """Client functions pickled once (a `LocalCall` once per concrete computation, a
+  `FederatedCall` once per computation and parameter type: pickling one costs milliseconds,
+  every round), named by digest; a worker receives the pickle the first time and keeps it
+  (`worker.FUNCTIONS_KEPT`)."""
 
   def __init__(self, dumps):
     self._dumps = dumps
+    # concrete -> entry; computation -> {parameter type: entry}. Weak: a computation dropped by
+    # the user is dropped here too.
     self._by_concrete: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    self._by_computation: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     self._sent: collections.defaultdict = collections.defaultdict(collections.OrderedDict)
 
+  def _kept(self, fn) -> tuple[dict | None, Any]:
+    """The cache that keeps `fn`'s entry and its key there (None: not kept)."""
+    if isinstance(fn, LocalCall):
+      return self._by_concrete, fn.concrete
+    if isinstance(fn, FederatedCall):
+      return self._by_computation.setdefault(fn.computation, {}), fn.parameter
+    return None, None
+
   def pickled(self, fn) -> tuple[str, bytes]:
-    if isinstance(fn, LocalCall) and fn.concrete in self._by_concrete:
-      return self._by_concrete[fn.concrete]
+    kept, key = self._kept(fn)
+    if kept is not None and key in kept:
+      return kept[key]
     try:
       blob = self._dumps(fn)
     except Exception as e:  # noqa: BLE001 -- any pickling failure: say what and why.
-      name = getattr(getattr(fn, "concrete", None), "name", None) or getattr(fn, "__name__", fn)
+      named = getattr(fn, "concrete", None) or getattr(fn, "computation", None)
+      name = getattr(named, "name", None) or getattr(fn, "__name__", fn)
       raise errors.error(
           TypeError, "fx.runtime.ray", f"the client function {name} cannot be sent to the Ray "
           f"workers: it cannot be serialized ({type(e).__name__}: {e}).",
           hint="client functions travel to the workers pickled (cloudpickle): keep them free "
           "of locks, open files, sockets and other process-bound objects") from None
     entry = (hashlib.sha1(blob).hexdigest(), blob)
-    if isinstance(fn, LocalCall):
-      self._by_concrete[fn.concrete] = entry
+    if kept is not None:
+      kept[key] = entry
     return entry
 
   def forget(self, worker: Any) -> None:

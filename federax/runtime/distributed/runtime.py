@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any, Optional
 
+import numpy as np
+
 from federax.core import context, errors
 from federax.core.values import Value
 from federax.runtime import _invoke
@@ -57,6 +59,9 @@ class _Pool:
     # no more than the workers can keep (`worker.CLIENTS_KEPT` each), so that a population of
     # any size leaves the driver's memory flat.
     self.cached: collections.OrderedDict = collections.OrderedDict()
+    # The last `ClientIds` schedule, when scheduling the same cohort again on the same workers
+    # gives it again and leaves `cached` as it is (see `RayRuntime._schedule`), else None.
+    self.fixed_schedule: Optional[tuple] = None
     self.functions = ex.FunctionRefs(ray.cloudpickle.dumps)
 
   def _start(self):
@@ -226,8 +231,10 @@ class RayRuntime(RuntimeBase):
       self.last_call = {
           "clients": execution.n, "clients_dropped": execution.n - execution.live_n,
           "blocks_retried": execution.retries}
-      self._get([w.end.remote(c) for w, c in execution.started], raise_errors=False,
-                deadline=time.monotonic() + min(self.timeout_s, 30.0))
+      # Not waited for (a round trip a call): a worker runs its caller's calls in order, so
+      # the values are dropped before the next call's operations run; a dead worker's are lost.
+      for worker, block_call in execution.started:
+        worker.end.remote(block_call)
 
   def _schedule(self, payload, workers: list) -> Optional[list]:
     """For a `ClientIds` argument: each worker's clients by examples, kept where cached (the
@@ -235,20 +242,36 @@ class RayRuntime(RuntimeBase):
     ids = ex.find_ids(payload)
     if ids is None:
       return None
-    source = ids.source
-    digest = self._pool.functions.pickled(source.load_fn)[0]
-    index = {w: k for k, w in enumerate(workers)}
-    holders = [index.get(self._pool.cached.get((digest, c)), -1) for c in source.client_ids]
+    source, pool = ids.source, self._pool
+    digest = pool.functions.pickled(source.load_fn)[0]
     sizes = source.num_examples or [1] * len(source)
+    fixed = pool.fixed_schedule
+    if (fixed is not None and fixed[0] == digest and len(fixed[1]) == len(workers) and
+        all(a is b for a, b in zip(fixed[1], workers)) and fixed[2] == source.client_ids and
+        fixed[3] == sizes):
+      return fixed[4]  # A fixed cohort, round after round: ~2 ms of Python at 1,000 clients.
+    index = {w: k for k, w in enumerate(workers)}
+    holders = [index.get(pool.cached.get((digest, c)), -1) for c in source.client_ids]
     blocks = data.schedule(sizes, holders, len(workers))
-    cached = self._pool.cached
+    cached = pool.cached
     for k, positions in enumerate(blocks):
       for p in positions:
         key = (digest, source.client_ids[p])
         cached[key] = workers[k]
         cached.move_to_end(key)
-    while len(cached) > CLIENTS_KEPT * max(len(self._pool.actors), 1):
+    evicted = False
+    while len(cached) > CLIENTS_KEPT * max(len(pool.actors), 1):
       cached.popitem(last=False)
+      evicted = True
+    # Each client kept where it was (none evicted, no id twice): the same cohort again reads
+    # these holders, so gets these blocks, and moves the same keys to the end in the same order.
+    assigned = np.full(len(holders), -1)
+    for k, positions in enumerate(blocks):
+      assigned[positions] = k
+    kept = (not evicted and np.array_equal(assigned, holders) and
+            len(set(source.client_ids)) == len(source.client_ids))
+    pool.fixed_schedule = ((digest, list(workers), list(source.client_ids), list(sizes), blocks)
+                           if kept else None)
     return blocks
 
   # --- Talking to the workers --------------------------------------------------------------------

@@ -83,6 +83,14 @@ class ShardWorker:
     cohort (their keys come from these positions)."""
     self._calls[call] = (n, np.asarray(positions, np.int32))
 
+  def run(self, operations: list) -> Any:
+    """Runs `(method, args)` operations in order (several in one actor call: the driver queues
+    the cheap ones); returns the last one's result."""
+    out = None
+    for method, args in operations:
+      out = getattr(self, method)(*args)
+    return out
+
   def end(self, call: int) -> int:
     """Drops the call's values; returns how many it held."""
     self._calls.pop(call, None)
