@@ -159,7 +159,7 @@ def render(report: dict) -> str:
       f"| the same, measured before each round's gc.collect() | "
       f"{r['driver_rss_before_gc_growth_mib']:+.1f} MiB |",
       f"| round 1, max abs diff vs vectorized | {r['round1_max_abs_diff_vs_vectorized']:.1e} |",
-      f"| workers' client caches (loads, kept) | "
+      "| workers' client caches (loads, kept) | "
       + ", ".join(f"{c['loads']}/{c['kept']}" for c in r["worker_cache"]) + " |", "",
       "| round | s | driver RSS (MiB) | workers' RSS (MiB) |", "|---|---|---|---|"]
   for row in r["rounds"]:

@@ -187,8 +187,8 @@ class _RobustFactory(AggregationFactory):
     counts = self._count_sum.create(COUNT_TYPE)
     norm_process = self._norm_process
     bound_fn = _bound_fn(value_type, self._kind, self._order, incoming)
-    apply_fn = computation(value_type, db.BOUND_TYPE)(
-        lambda value, bound: db.apply(value, bound, clips))
+    apply_fn = None if inner is None else computation(value_type, db.BOUND_TYPE)(
+        lambda value, bound: db.apply(value, bound, clips))  # Bounded values for `inner`.
     norm_key, count_key = self._prefix + "ing_norm", self._prefix + "ed_count"
     signature = "value_type, weight_type" if weighted else "value_type"
     where = f"{self._name}(...).create({signature})"

@@ -89,11 +89,11 @@ def test_the_same_cohort_again_is_scheduled_as_from_scratch(ray_runtimes):
     return ex.IdClients(fx.runtime.ClientIds(list(ids), _load, sizes), None, "", "")
 
   rounds = [runtime._schedule(cohort(), workers) for _ in range(4)]
-  assert pool.fixed_schedule is not None and pool.fixed_schedule[4] is rounds[-1]
+  assert pool.fixed_schedule is not None and pool.fixed_schedule.blocks is rounds[-1]
   cached = list(pool.cached.items())
   pool.fixed_schedule = None  # From scratch.
   again = runtime._schedule(cohort(), workers)
   assert [b.tolist() for b in again] == [b.tolist() for b in rounds[-1]]
   assert list(pool.cached.items()) == cached
   runtime._schedule(cohort(range(8, 16)), workers)  # Another cohort: scheduled anew.
-  assert pool.fixed_schedule is None or pool.fixed_schedule[2] == list(range(8, 16))
+  assert pool.fixed_schedule is None or pool.fixed_schedule.client_ids == list(range(8, 16))

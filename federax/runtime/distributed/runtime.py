@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -44,6 +44,17 @@ def import_ray():
   return ray
 
 
+class _Schedule(NamedTuple):
+  """A `ClientIds` cohort's schedule: the loader's digest, the workers, the client ids and
+  their sizes it was made for, and each worker's block (`data.schedule`)."""
+
+  digest: str
+  workers: list
+  client_ids: list
+  sizes: list
+  blocks: list
+
+
 class _Pool:
   """Worker actors started with the same options on one Ray session; grown on demand, a dead
   one replaced."""
@@ -61,7 +72,7 @@ class _Pool:
     self.cached: collections.OrderedDict = collections.OrderedDict()
     # The last `ClientIds` schedule, when scheduling the same cohort again on the same workers
     # gives it again and leaves `cached` as it is (see `RayRuntime._schedule`), else None.
-    self.fixed_schedule: Optional[tuple] = None
+    self.fixed_schedule: Optional[_Schedule] = None
     self.functions = ex.FunctionRefs(ray.cloudpickle.dumps)
 
   def _start(self):
@@ -246,10 +257,10 @@ class RayRuntime(RuntimeBase):
     digest = pool.functions.pickled(source.load_fn)[0]
     sizes = source.num_examples or [1] * len(source)
     fixed = pool.fixed_schedule
-    if (fixed is not None and fixed[0] == digest and len(fixed[1]) == len(workers) and
-        all(a is b for a, b in zip(fixed[1], workers)) and fixed[2] == source.client_ids and
-        fixed[3] == sizes):
-      return fixed[4]  # A fixed cohort, round after round: ~2 ms of Python at 1,000 clients.
+    if (fixed is not None and fixed.digest == digest and len(fixed.workers) == len(workers) and
+        all(a is b for a, b in zip(fixed.workers, workers)) and
+        fixed.client_ids == source.client_ids and fixed.sizes == sizes):
+      return fixed.blocks  # A fixed cohort, round after round: ~2 ms of Python at 1,000 clients.
     index = {w: k for k, w in enumerate(workers)}
     holders = [index.get(pool.cached.get((digest, c)), -1) for c in source.client_ids]
     blocks = data.schedule(sizes, holders, len(workers))
@@ -270,8 +281,8 @@ class RayRuntime(RuntimeBase):
       assigned[positions] = k
     kept = (not evicted and np.array_equal(assigned, holders) and
             len(set(source.client_ids)) == len(source.client_ids))
-    pool.fixed_schedule = ((digest, list(workers), list(source.client_ids), list(sizes), blocks)
-                           if kept else None)
+    pool.fixed_schedule = (_Schedule(digest, list(workers), list(source.client_ids), list(sizes),
+                                     blocks) if kept else None)
     return blocks
 
   # --- Talking to the workers --------------------------------------------------------------------
