@@ -9,7 +9,7 @@ import pytest
 
 import federax as fx
 from federax.runtime import padding
-from federax.runtime.vectorized import VectorizedExecution
+from federax.runtime.vectorized import VectorizedExecution, plan as plans
 from federax.runtime.vectorized.plan import step_cost as _step_cost
 
 
@@ -117,13 +117,13 @@ def test_client_axis_is_sharded_over_devices_when_it_divides():
   server_type = fx.FederatedType(np.float32, fx.SERVER)
   param = fx.StructType([client_type, server_type])
   signature = fx.FunctionType(param, fx.FederatedType(np.float32, fx.SERVER))
-  placed = runtime._place((np.arange(8, dtype=np.float32), np.float32(1)), param,
-                          runtime._plan(signature, 8, traced=False))
+  placed = plans.place((np.arange(8, dtype=np.float32), np.float32(1)), param,
+                         runtime._plan(signature, 8, traced=False))
   assert len(placed[0].sharding.device_set) == 4
   assert placed[0].sharding.spec == jax.sharding.PartitionSpec("clients")
   assert placed[1].sharding.is_fully_replicated
-  unchanged = runtime._place((np.arange(6, dtype=np.float32), np.float32(1)), param,
-                             runtime._plan(signature, 6, traced=False))
+  unchanged = plans.place((np.arange(6, dtype=np.float32), np.float32(1)), param,
+                            runtime._plan(signature, 6, traced=False))
   assert isinstance(unchanged[0], np.ndarray)  # 6 clients do not divide over 4 devices.
 
 

@@ -130,6 +130,9 @@ class RayRuntime(RuntimeBase):
       (default `{"num_cpus": 1}`).
     seed, default_num_clients: as on the other runtimes.
     chunk_size, sequence_loop, client_loop: the workers' vectorized runtime options.
+    shard: a worker that sees several devices (the GPUs Ray gives it with `num_gpus`) shards its
+      block's client axis over them when the block divides evenly, as the vectorized runtime
+      does on one machine (`fx.runtime.vectorized(shard=...)`).
     timeout_s: the longest a call may take, retries included (a TimeoutError past it, never a
       hang).
     connect_timeout_s: the longest wait for the cluster's address to answer.
@@ -159,7 +162,7 @@ class RayRuntime(RuntimeBase):
   def __init__(self, address: Optional[str] = None, *, num_workers: Optional[int] = None,
                resources_per_worker: Optional[dict] = None, seed: int = 0,
                default_num_clients: Optional[int] = None, chunk_size: Optional[int] = 128,
-               sequence_loop: str = "auto", client_loop: str = "auto",
+               sequence_loop: str = "auto", client_loop: str = "auto", shard: bool = True,
                timeout_s: float = 600.0, connect_timeout_s: float = 10.0,
                max_retries: int = 2, min_clients_per_round: Optional[int] = None,
                straggler_timeout_s: Optional[float] = None):
@@ -171,7 +174,7 @@ class RayRuntime(RuntimeBase):
       raise errors.error(ValueError, "fx.runtime.ray", "num_workers must be an int >= 1.",
                          expected="an int >= 1 or None", actual=repr(num_workers))
     vec_options = dict(seed=seed, chunk_size=chunk_size, sequence_loop=sequence_loop,
-                       client_loop=client_loop)
+                       client_loop=client_loop, shard=shard)
     self._local = VectorizedRuntime(default_num_clients=default_num_clients, **vec_options)
     self._sequential = SequentialRuntime(seed=seed, default_num_clients=default_num_clients)
     self._ray = ray
@@ -213,6 +216,12 @@ class RayRuntime(RuntimeBase):
   def __repr__(self) -> str:
     return (f"fx.runtime.ray(address={self.address!r}, num_workers={self.num_workers}, "
             f"resources_per_worker={self.resources_per_worker}, {self.options})")
+
+  def worker_devices(self) -> list[dict]:
+    """Per worker, in block order: `{"backend", "devices": how many it sees, "shards": the
+    device counts its blocks were sharded over so far (1: one device)}`."""
+    workers = self._pool.take(self.num_workers, self.timeout_s)
+    return self._get([w.devices.remote() for w in workers])
 
   def worker_pids(self) -> list[int]:
     """The process ids of this runtime's workers, in block order."""

@@ -72,6 +72,7 @@ class ShardWorker:
     self._clients: collections.OrderedDict = collections.OrderedDict()  # (loader, id) -> data
     self._blocks: collections.OrderedDict = collections.OrderedDict()  # ids -> converted block
     self._loads = 0
+    self.shards: set = set()  # The device counts blocks were sharded over (1: none).
 
   # --- Bookkeeping -------------------------------------------------------------------------------
 
@@ -163,7 +164,10 @@ class ShardWorker:
       n = self._calls[out[0]][0]
       plan = plans.decide(self._vec, clients=n, streams_possible=False, differentiable=False)
       rep = Stacked(plan, self._vec._cohorts, None, self._vec._lengths)
-      return _convert.argument(values, t.FederatedType(member_type, CLIENTS), rep, where, op, {})
+      ts = t.FederatedType(member_type, CLIENTS)
+      self.shards.add(plan.shard)
+      # Over this worker's devices (its GPUs) when the block divides evenly, as on one machine.
+      return plans.place(_convert.argument(values, ts, rep, where, op, {}), ts, plan)
     self._store(out, convert)
 
   def put_ids(self, out, client_ids: list, load_ref, member_type: t.Type, where: str,
@@ -200,6 +204,12 @@ class ShardWorker:
       self._blocks[block_key] = self._values[out]
       while len(self._blocks) > BLOCKS_KEPT:
         self._blocks.popitem(last=False)
+
+  def devices(self) -> dict:
+    """`{"backend", "devices": how many this worker sees, "shards": the device counts its
+    blocks were sharded over so far (1: one device)}`."""
+    return {"backend": jax.default_backend(), "devices": jax.device_count(),
+            "shards": sorted(self.shards)}
 
   def cache_info(self) -> dict:
     """`{"loads": clients loaded so far, "kept": clients kept now}`."""

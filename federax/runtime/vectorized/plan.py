@@ -11,11 +11,15 @@ rewrites, so reverse-mode differentiation sees only differentiable loops.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import numpy as np
 from jax.extend.core import jaxprs_in_params
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from federax.core import types as t
+from federax.core.placements import SERVER
 
 SEQUENCE_LOOPS = ("auto", "while", "scan", "unroll")
 CLIENT_LOOPS = ("auto", "vmap", "map")
@@ -110,6 +114,27 @@ def decide(options, *, clients: Optional[int], streams_possible: bool,
       shard=shard,
       cpu_rewrites=backend == "cpu" and not differentiable,
       differentiable=differentiable)
+
+
+def place(payload: Any, ts: Optional[t.Type], plan: Plan) -> Any:
+  """`payload` (of type `ts`) with its client-axis leaves sharded over the plan's first
+  `plan.shard` devices and its other leaves replicated on them; unchanged when `plan.shard < 2`.
+  """
+  if plan.shard < 2 or ts is None:
+    return payload
+  mesh = Mesh(np.array(jax.devices()[:plan.shard]), ("clients",))
+  by_client = NamedSharding(mesh, PartitionSpec("clients"))
+  replicated = NamedSharding(mesh, PartitionSpec())
+
+  def put(p, pt):
+    if isinstance(pt, t.FederatedType):
+      sharding = replicated if pt.all_equal or pt.placement is SERVER else by_client
+      return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), p)
+    if isinstance(pt, t.StructType) and isinstance(p, tuple):
+      return tuple(put(e, et) for e, et in zip(p, pt))
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, replicated), p)
+
+  return put(payload, ts)
 
 
 class Cost(NamedTuple):

@@ -10,7 +10,6 @@ from typing import Any, Optional
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from federax.core import context
 from federax.core import types as t
@@ -213,7 +212,7 @@ class VectorizedRuntime(RuntimeBase):
       payload = (cohort_padding.pad(payload, signature.parameter, plan.clients, m),
                  cohort_padding.client_mask(plan.clients, m))
       plan = dataclasses.replace(plan, clients=m, client_mask=True)
-    payload = self._place(payload, signature.parameter, plan)
+    payload = plans.place(payload, signature.parameter, plan)
     return plan, payload, rep
 
   def _plan(self, signature: t.FunctionType, n: Optional[int], traced: bool) -> Plan:
@@ -260,24 +259,6 @@ class VectorizedRuntime(RuntimeBase):
       arg = None if parameter is None else Value(parameter, _enter(payload, parameter))
       result = comp.run_body(arg)
     return _leave(result.payload, comp.type_signature.result, plan.clients), execution
-
-  def _place(self, payload: Any, ts: Optional[t.Type], plan: Plan) -> Any:
-    """Shards client-axis leaves over the devices when the plan says so."""
-    if plan.shard < 2 or ts is None:
-      return payload
-    mesh = Mesh(np.array(jax.devices()[:plan.shard]), ("clients",))
-    by_client = NamedSharding(mesh, PartitionSpec("clients"))
-    replicated = NamedSharding(mesh, PartitionSpec())
-
-    def place(p, pt):
-      if isinstance(pt, t.FederatedType):
-        sharding = replicated if pt.all_equal or pt.placement is SERVER else by_client
-        return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), p)
-      if isinstance(pt, t.StructType) and isinstance(p, tuple):
-        return tuple(place(e, et) for e, et in zip(p, pt))
-      return jax.tree_util.tree_map(lambda x: jax.device_put(x, replicated), p)
-
-    return place(payload, ts)
 
   # --- Explaining a call -------------------------------------------------------------------------
 
