@@ -3,6 +3,7 @@ runs on the driver as host orchestration (the vectorized runtime's `host_executi
 string-free part a call of the Ray runtime on the workers; results equal the vectorized
 runtime's (integers exactly, floats to the reordered-sum tolerance)."""
 
+import inspect
 import warnings
 
 import jax
@@ -12,6 +13,7 @@ import pytest
 import federax as fx
 from federax.runtime.distributed import execution as ex, runtime as ray_runtime
 from tests.analytics.iblt_reference import zipf_clients
+from tests.core import test_strings as strings
 from tests.simulation.test_iterative_process_compositions import client_data, fed_avg
 
 RTOL = 1e-5  # A float sum split over workers adds its partial sums in another order.
@@ -165,3 +167,39 @@ def test_clients_dropped_from_a_part_holding_client_values_are_refused(ray_runti
     with pytest.raises(RuntimeError, match=r"(?s)federated_map\(square\): 1 clients of a dead "
                        r"worker were dropped.*raise max_retries"):
       squared_lengths(["a", "bb", "ccc"])
+
+
+# test_strings' scenarios that take a runtime (the federated_select tutorial serving strings,
+# host computations in maps, strings through broadcasts and zips, a dataset iterated in Python
+# inside a host body, ...): their own checks hold on Ray (2 workers).
+SCENARIOS = [name for name, fn in vars(strings).items()
+             if name.startswith("test_") and "runtime" in inspect.signature(fn).parameters]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_strings_scenario_on_ray(name, ray_runtimes):
+  with ray_runtimes[2]:
+    getattr(strings, name)(runtime=ray_runtimes[2])
+
+
+def test_a_part_whose_batches_differ_in_size_runs_client_by_client_on_the_driver(ray_runtimes):
+  batch = fx.TensorType(np.float32, [None])
+
+  @fx.computation(np.float32, batch)
+  def add_batch(acc, b):
+    return acc + b.sum()  # Not masked: padded rows would count.
+
+  @fx.federated_computation(fx.FederatedType(fx.SequenceType(batch), fx.CLIENTS))
+  def total(data):
+    return fx.federated_sum(fx.sequence_reduce(data, np.float32(0), add_batch))
+
+  @fx.federated_computation(fx.FederatedType(np.str_, fx.SERVER),
+                            fx.FederatedType(fx.SequenceType(batch), fx.CLIENTS))
+  def labelled(label, data):
+    return fx.federated_zip((label, total(data)))
+
+  data = [[np.ones(3, np.float32), np.ones(1, np.float32)], [np.ones(2, np.float32)]]
+  with ray_runtimes[2], pytest.warns(fx.runtime.FallbackWarning, match=r"(?s)total: running on "
+                                     r"the sequential runtime because add_batch reduces over "
+                                     r"the rows of a batch.*masked_batch"):
+    assert tuple(labelled("sum", data)) == (b"sum", 6.0)

@@ -25,6 +25,7 @@ from federax.core import context, errors
 from federax.core import types as t
 from federax.core.execution import HostOnly
 from federax.core.placements import CLIENTS
+from federax.core.rows import RowMaskNotHonoured
 from federax.core.values import Value
 from federax.runtime import _invoke
 from federax.runtime._base import RuntimeBase, RuntimeOptions
@@ -124,7 +125,9 @@ class RayRuntime(RuntimeBase):
   once per node (Ray's object store) and combines the workers' partial aggregates. Results are
   the vectorized runtime's for the same seed: client keys come from the client's position in
   the cohort; integer and secure sums are exact; float sums of several workers differ from one
-  program's by the rounding of a reordered sum.
+  program's by the rounding of a reordered sum. A computation whose values hold strings runs as
+  on the vectorized runtime (`host_execution`): its body on the driver, where the strings stay,
+  each string-free part a call of this runtime on the workers.
 
   Args:
     address: the Ray cluster (`"host:port"` of its head, `"auto"`, `"ray://..."`); None starts
@@ -251,8 +254,13 @@ class RayRuntime(RuntimeBase):
     """A string-free part of a host body, as one call of this runtime (on the workers)."""
     try:
       result = self._call(comp, signature, python_arg, clients)
-    except RaggedError as e:  # Client by client on the driver, as the vectorized runtime does.
+    # Client by client on the driver, as the vectorized runtime's fallback runs it.
+    except RaggedError as e:
       raise Unstackable(f"{e}; {KEEP_COMPILED}") from None
+    except RowMaskNotHonoured as e:
+      raise Unstackable(f"{e.consumer or 'a computation'} {e.reason}; its clients' batches "
+                        "differ in size, and the workers pad short batches only for "
+                        "computations that mask them", e.fix or KEEP_COMPILED) from None
     dropped = self.last_call["clients_dropped"]
     if dropped and _holds_client_values(signature.result):
       # The host body holds every client's value: one without the dropped clients' would no
