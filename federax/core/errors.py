@@ -136,6 +136,18 @@ class FederatedTypeError(TypeError):
     super().__init__(format_message(operator, problem, expected=expected, actual=actual,
                                     differences=differences, hint=hint, location=self.location))
 
+  def __reduce__(self):
+    # As raised (its message formatted once): pickle's default would call `__init__` with the
+    # message alone. A Ray worker's error reaches the driver pickled.
+    return _rebuild_error, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild_error(cls: type, args: tuple, state: dict) -> BaseException:
+  error = cls.__new__(cls, *args)
+  error.args = args
+  error.__dict__.update(state)
+  return error
+
 
 class RaggedError(ValueError):
   """Values whose shapes differ cannot be stacked into one array.

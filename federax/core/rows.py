@@ -71,6 +71,9 @@ class RowMaskNotHonoured(Exception):
     self.fix = fix
     super().__init__(f"{consumer or 'a computation'} {self.reason}")
 
+  def __reduce__(self):  # Pickled (from a Ray worker) with its fields, not its message.
+    return type(self), (self.consumer, self.reason, self.fix)
+
 
 def find_row_masked(payload: Any) -> Optional[RowMasked]:
   """The first `RowMasked` inside a payload (nested tuples), or None."""

@@ -298,3 +298,21 @@ def test_polymorphic_type_signature_explains():
     return x
   with pytest.raises(AttributeError, match="is polymorphic"):
     _ = identity.type_signature
+
+
+def test_errors_pickle_as_raised():
+  # A Ray worker's error reaches the driver pickled: pickle's default re-called `__init__` with
+  # the message alone (a FederatedTypeError could not be rebuilt, a RowMaskNotHonoured doubled
+  # its reason).
+  import pickle
+  from federax.core.rows import RowMaskNotHonoured
+  from federax.core.sequences import SequenceIterationError
+
+  error = SequenceIterationError("Sequence", "iterating it is not exact.", actual="int32*",
+                                 hint="fold it with reduce")
+  copy = pickle.loads(pickle.dumps(error))
+  assert type(copy) is SequenceIterationError and str(copy) == str(error)
+  assert (copy.operator, copy.location) == (error.operator, error.location)
+  masked = pickle.loads(pickle.dumps(RowMaskNotHonoured("add_batch", fix="mask it")))
+  assert str(masked) == "add_batch reduces over the rows of a batch and does not mask padded rows"
+  assert (masked.consumer, masked.fix) == ("add_batch", "mask it")

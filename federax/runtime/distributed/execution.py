@@ -33,6 +33,7 @@ from federax.core import errors
 from federax.core import types as t
 from federax.core.computations import FederatedCall, LocalCall
 from federax.core.execution import Execution, HostOnly
+from federax.core.host import holds_strings
 from federax.core.placements import SERVER
 from federax.core.type_conversions import make_container
 from federax.runtime import _convert
@@ -322,7 +323,12 @@ class RayExecution(Execution):
 
   # --- Values ------------------------------------------------------------------------------------
 
+  # As on the vectorized runtime, a string met on the way (a constant, a host computation)
+  # means the body runs on the host (`HostOnly`, caught by the runtime); so do the workers.
+
   def constant(self, obj, value_type):
+    if holds_strings(value_type):
+      raise HostOnly(f"the constant {obj!r}")
     return self._server.constant(obj, value_type)
 
   def project(self, payload, ts, index):
@@ -331,6 +337,8 @@ class RayExecution(Execution):
     return self._stored("project", H(payload.handle), index)
 
   def call_local(self, concrete, payload):
+    if concrete.on_host:
+      raise HostOnly(f"the host computation {concrete.name}")
     return self._server.call_local(concrete, payload)
 
   def call_federated(self, comp, arg):
@@ -346,14 +354,14 @@ class RayExecution(Execution):
     if placement is SERVER:
       return member_fn(base if takes_key else None)
     if takes_key:
-      return self._stored("eval", Fn(member_fn), np.asarray(base))
+      return self._stored("eval", _client_fn(member_fn), np.asarray(base))
     return self.broadcast(member_fn(None))
 
   def client_keys(self, key):
     return self._stored("client_keys", np.asarray(key))
 
   def map_clients(self, member_fn, payload, all_equal):
-    return self._stored("map", Fn(member_fn), H(payload.handle))
+    return self._stored("map", _client_fn(member_fn), H(payload.handle))
 
   def zip_clients(self, payloads, all_equal_flags):
     return self._stored("zip", tuple(H(p.handle) for p in payloads))
@@ -386,8 +394,8 @@ class RayExecution(Execution):
     return jax.tree_util.tree_map(lambda *b: jnp.asarray(np.concatenate(b)[order]), *blocks)
 
   def federated_aggregate(self, payload, ts, zero, accumulate, merge, report):
-    parts = self._partials("aggregate", H(payload.handle), Fn(accumulate), Fn(merge),
-                           self._put(zero))
+    parts = self._partials("aggregate", H(payload.handle), _client_fn(accumulate),
+                           _client_fn(merge), self._put(zero))
     merged = parts[0]
     for part in parts[1:]:  # The workers' partial aggregates, in client order.
       merged = merge((merged, part))
@@ -431,7 +439,7 @@ class RayExecution(Execution):
     return treedef.unflatten(sums)
 
   def federated_select(self, keys, max_key, server_val, select_fn):
-    return self._stored("select", Fn(select_fn), H(keys.handle), self._put(max_key),
+    return self._stored("select", _client_fn(select_fn), H(keys.handle), self._put(max_key),
                         self._put(server_val))
 
   # --- Sequences (on the driver: server and unplaced ones; client ones run on the workers) -------
@@ -479,6 +487,13 @@ class RayExecution(Execution):
     if isinstance(ts, t.StructType) and isinstance(payload, tuple):
       return make_container(tuple(self._to_python(p, et) for p, et in zip(payload, ts)), ts)
     return _convert.to_python(payload, ts, _Lists(), self.n)
+
+
+def _client_fn(fn) -> Fn:
+  """`fn` for the workers, which cannot run a host computation (on strings)."""
+  if isinstance(fn, LocalCall) and fn.concrete.on_host:
+    raise HostOnly(f"the host computation {fn.concrete.name}")
+  return Fn(fn)
 
 
 def _add(a, b):
@@ -554,10 +569,3 @@ class FunctionRefs:
       sent.popitem(last=False)
     return digest, blob
 
-
-def unwrap_host_only(error: BaseException) -> BaseException:
-  if isinstance(error, HostOnly):
-    return NotImplementedError(
-        f"fx.runtime.ray: {error} runs on the host (its values hold strings), which the Ray "
-        "runtime does not do yet; run this computation on fx.runtime.vectorized().")
-  return error

@@ -16,18 +16,25 @@ import os
 import socket
 import sys
 import time
+import weakref
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
 from federax.core import context, errors
+from federax.core import types as t
+from federax.core.execution import HostOnly
+from federax.core.placements import CLIENTS
+from federax.core.rows import RowMaskNotHonoured
 from federax.core.values import Value
 from federax.runtime import _invoke
 from federax.runtime._base import RuntimeBase, RuntimeOptions
 from federax.runtime.distributed import _pickling, data, execution as ex
 from federax.runtime.distributed.worker import CLIENTS_KEPT, ShardWorker
+from federax.runtime.padding import RaggedError
 from federax.runtime.sequential import SequentialRuntime
-from federax.runtime.vectorized import VectorizedRuntime
+from federax.runtime.vectorized import VectorizedRuntime, host_execution
+from federax.runtime.vectorized.stacking import KEEP_COMPILED, Unstackable
 
 INSTALL = "pip install 'federax[ray]'"
 _CALLS = itertools.count()  # Calls of every Ray runtime in this process: distinct handles.
@@ -118,7 +125,9 @@ class RayRuntime(RuntimeBase):
   once per node (Ray's object store) and combines the workers' partial aggregates. Results are
   the vectorized runtime's for the same seed: client keys come from the client's position in
   the cohort; integer and secure sums are exact; float sums of several workers differ from one
-  program's by the rounding of a reordered sum.
+  program's by the rounding of a reordered sum. A computation whose values hold strings runs as
+  on the vectorized runtime (`host_execution`): its body on the driver, where the strings stay,
+  each string-free part a call of this runtime on the workers.
 
   Args:
     address: the Ray cluster (`"host:port"` of its head, `"auto"`, `"ray://..."`); None starts
@@ -177,6 +186,7 @@ class RayRuntime(RuntimeBase):
                        client_loop=client_loop, shard=shard)
     self._local = VectorizedRuntime(default_num_clients=default_num_clients, **vec_options)
     self._sequential = SequentialRuntime(seed=seed, default_num_clients=default_num_clients)
+    self.host_bodies: weakref.WeakSet = weakref.WeakSet()  # Bodies found to hold strings.
     self._ray = ray
     self.address = address
     self.timeout_s = timeout_s
@@ -234,7 +244,51 @@ class RayRuntime(RuntimeBase):
     signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
     if concrete is not None:  # A local computation: no clients, run here.
       return self._local.invoke(comp, args, kwargs)
+    if host_execution.on_host(self, comp, signature):
+      return host_execution.invoke(self, comp, signature, python_arg)
+    try:
+      return self._call(comp, signature, python_arg)
+    except HostOnly:  # Its body holds strings: found on the way (its operations were ended).
+      self.host_bodies.add(comp)
+      return host_execution.invoke(self, comp, signature, python_arg)
+
+  # --- Host orchestration (`host_execution.CompiledRuntime`) -------------------------------------
+
+  @property
+  def host_runtime(self) -> SequentialRuntime:
+    return self._sequential
+
+  def compiled_call(self, comp, signature, python_arg: Any,
+                    clients: Optional[int] = None) -> Any:
+    """A string-free part of a host body, as one call of this runtime (on the workers)."""
+    try:
+      result = self._call(comp, signature, python_arg, clients)
+    # Client by client on the driver, as the vectorized runtime's fallback runs it.
+    except RaggedError as e:
+      raise Unstackable(f"{e}; {KEEP_COMPILED}") from None
+    except RowMaskNotHonoured as e:
+      raise Unstackable(f"{e.consumer or 'a computation'} {e.reason}; its clients' batches "
+                        "differ in size, and the workers pad short batches only for "
+                        "computations that mask them", e.fix or KEEP_COMPILED) from None
+    dropped = self.last_call["clients_dropped"]
+    if dropped and _holds_client_values(signature.result):
+      # The host body holds every client's value: one without the dropped clients' would no
+      # longer line up with the others.
+      raise errors.error(
+          RuntimeError, "fx.runtime.ray", f"{comp.name}: {dropped} clients of a dead worker "
+          "were dropped (min_clients_per_round), but its result holds values of each client, "
+          "for a body that runs on the host (its values hold strings) and keeps every "
+          "client's.", hint="raise max_retries: a dead worker's clients are then replayed")
+    return result
+
+  def warn_fallback(self, why: str, comp, hint: Optional[str] = None) -> None:
+    self._local.warn_fallback(why, comp, hint)
+
+  def _call(self, comp, signature, python_arg: Any, clients: Optional[int] = None) -> Any:
+    """`comp(python_arg)` with its clients on the workers (`clients`: the client count when no
+    argument is placed at CLIENTS). Raises `HostOnly` if its body holds strings."""
     payload, n = _invoke.convert_argument(comp, signature, python_arg, ex.DriverRep())
+    n = n if n is not None or clients is None else clients
     call = next(_CALLS)
     deadline = time.monotonic() + self.timeout_s
     workers = self._pool.take(self.num_workers, self.timeout_s)
@@ -253,6 +307,7 @@ class RayRuntime(RuntimeBase):
           "blocks_retried": execution.retries}
       # Not waited for (a round trip a call): a worker runs its caller's calls in order, so
       # the values are dropped before the next call's operations run; a dead worker's are lost.
+      # An aborted call's too (an error, or `HostOnly`: the body runs again on the host).
       for worker, block_call in execution.started:
         worker.end.remote(block_call)
 
@@ -331,7 +386,14 @@ class RayRuntime(RuntimeBase):
       cause = getattr(e, "cause", None)
       if cause is None:
         raise
-      raise ex.unwrap_host_only(cause) from None
+      raise cause from None  # `HostOnly` too: the call runs on the host.
+
+
+def _holds_client_values(ts) -> bool:
+  """Whether a value of type `ts` holds a value of each client (`{T}@CLIENTS`)."""
+  if isinstance(ts, t.FederatedType):
+    return ts.placement is CLIENTS and not ts.all_equal
+  return isinstance(ts, t.StructType) and any(_holds_client_values(e) for e in ts)
 
 
 def _connect(ray, address: Optional[str], timeout_s: float) -> None:

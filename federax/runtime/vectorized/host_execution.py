@@ -8,13 +8,16 @@ runtime: a nested federated computation (a whole FedAvg round fed by a dataset c
 a `federated_map` of a JAX computation over the clients, and the sums, means, minima, maxima
 and stacks over them. So a round mixes host and compiled parts, and never falls back to the
 sequential runtime.
+
+The Ray runtime runs such bodies the same way on its driver, its compiled parts being Ray calls
+(client data sent to the workers): both runtimes are a `CompiledRuntime`.
 """
 
 from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from federax.core import context, intrinsics
 from federax.core import types as t
@@ -25,8 +28,32 @@ from federax.core.placements import CLIENTS
 from federax.core.sequences import SequenceIterationError
 from federax.core.values import Value, contains_value
 from federax.runtime import _convert, _invoke, host
-from federax.runtime.sequential import SequentialExecution, _Lists
+from federax.runtime._base import RuntimeOptions
+from federax.runtime.sequential import SequentialExecution, SequentialRuntime, _Lists
 from federax.runtime.vectorized.stacking import Unstackable
+
+
+class CompiledRuntime(Protocol):
+  """What host orchestration needs of the runtime that runs its string-free parts."""
+
+  options: RuntimeOptions
+  host_bodies: weakref.WeakSet
+  """Federated computations found to hold strings inside their body (`HostOnly`)."""
+
+  @property
+  def host_runtime(self) -> SequentialRuntime:
+    """The runtime whose execution the host parts use (jitted local computations)."""
+
+  def compiled_call(self, comp: FederatedComputation, signature: t.FunctionType,
+                    python_arg: Any, clients: Optional[int] = None) -> Any:
+    """`comp(python_arg)` compiled: Python argument in, Python result out (`clients`: the
+    client count when no argument is placed at CLIENTS). Raises `HostOnly` if the body holds
+    strings, `Unstackable` if the client data cannot be stacked, and `SequenceIterationError`
+    if a local computation in it iterates a sequence."""
+
+  def warn_fallback(self, why: str, comp: FederatedComputation,
+                    hint: Optional[str] = None) -> None:
+    """Says (once) that `comp` runs client by client, and why."""
 
 
 class HostDataset:
@@ -54,7 +81,19 @@ class HostLists(_Lists):
     return HostDataset(elements, seq_type.element, where)
 
 
-def invoke(runtime, comp, signature: t.FunctionType, python_arg: Any, concrete=None) -> Any:
+def on_host(runtime: CompiledRuntime, comp, signature: t.FunctionType) -> bool:
+  """Whether `comp`'s body runs on the host: its type or its body holds strings."""
+  return comp in runtime.host_bodies or _holds_strings(signature)
+
+
+@functools.lru_cache(maxsize=256)
+def _holds_strings(signature: t.FunctionType) -> bool:
+  """Whether a signature holds strings; once per type."""
+  return holds_strings(signature.parameter) or holds_strings(signature.result)
+
+
+def invoke(runtime: CompiledRuntime, comp, signature: t.FunctionType, python_arg: Any,
+           concrete=None) -> Any:
   """A top-level call on the host: a host computation, or a federated computation's body."""
   rep = HostLists()
   payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
@@ -69,12 +108,13 @@ def invoke(runtime, comp, signature: t.FunctionType, python_arg: Any, concrete=N
 
 class HostExecution(SequentialExecution):
   """The sequential runtime's intrinsics, with each string-free part run as a compiled call of
-  the vectorized runtime `compiled` (and, where it cannot compile, here, as before)."""
+  the runtime `compiled` (the vectorized or the Ray runtime; where it cannot compile, here, as
+  before)."""
 
   _rep = HostLists()
 
-  def __init__(self, compiled, n: int):
-    super().__init__(compiled._fallback, n)
+  def __init__(self, compiled: CompiledRuntime, n: int):
+    super().__init__(compiled.host_runtime, n)
     self.compiled = compiled
 
   def call_local(self, concrete, payload):
@@ -87,22 +127,22 @@ class HostExecution(SequentialExecution):
     return comp.run_body(arg) if result is None else result
 
   def _compiled_call(self, comp: FederatedComputation, arg: Optional[Value]) -> Optional[Value]:
-    """`comp(arg)` as a compiled program of the vectorized runtime; None where it cannot be:
+    """`comp(arg)` as a compiled call of the runtime `compiled`; None where it cannot be:
     its type or body holds strings, it is polymorphic, it captures a value of the enclosing
     body (a program could not read its host payload), its elements differ in shape, or a
     local computation in it iterates a sequence."""
     signature = comp.signature_for(None if arg is None else arg.type_signature)
-    if (comp.is_polymorphic or comp in self.compiled._host_bodies or holds_strings(
+    if (comp.is_polymorphic or comp in self.compiled.host_bodies or holds_strings(
         signature.parameter) or holds_strings(signature.result) or _captures_values(comp)):
       return None
     python_arg = None if arg is None else _to_argument(arg.payload, signature.parameter)
     try:
-      result = self.compiled._compiled(comp, signature, python_arg, clients=self.n)
+      result = self.compiled.compiled_call(comp, signature, python_arg, clients=self.n)
     except HostOnly:  # Strings inside its body.
-      self.compiled._host_bodies.add(comp)
+      self.compiled.host_bodies.add(comp)
       return None
     except Unstackable as e:  # Client by client, as the runtime's fallback runs it.
-      self.compiled._warn_fallback(e.why, comp, e.hint)
+      self.compiled.warn_fallback(e.why, comp, e.hint)
       return None
     except SequenceIterationError:  # Exact in Python, on this host.
       return None

@@ -16,7 +16,6 @@ from federax.core import types as t
 from federax.core.computations import ConcreteLocal
 from federax.core.errors import format_message, user_stacklevel
 from federax.core.execution import HostOnly
-from federax.core.host import holds_strings
 from federax.core.placements import SERVER
 from federax.core.rows import RowMaskNotHonoured
 from federax.core.sequences import SequenceIterationError
@@ -113,7 +112,7 @@ class VectorizedRuntime(RuntimeBase):
     """How many programs this runtime has traced (each is compiled once)."""
     self._programs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     self._fallback = SequentialRuntime(seed=seed, default_num_clients=default_num_clients)
-    self._host_bodies: weakref.WeakSet = weakref.WeakSet()  # Bodies found to hold strings.
+    self.host_bodies: weakref.WeakSet = weakref.WeakSet()  # Bodies found to hold strings.
     self._warned: set = set()
     self._cohorts = CohortCache()
     self._streams = streaming.Streams()
@@ -154,19 +153,24 @@ class VectorizedRuntime(RuntimeBase):
     if concrete is not None or self._on_host(comp, signature):
       return host_execution.invoke(self, comp, signature, python_arg, concrete)
     try:
-      return self._compiled(comp, signature, python_arg, traced=_convert.is_traced((args, kwargs)))
+      return self.compiled_call(comp, signature, python_arg,
+                                traced=_convert.is_traced((args, kwargs)))
     except Unstackable as e:
       return self._fall_back(e.why, comp, args, kwargs, e.hint)
     except HostOnly:  # Its body holds strings: found while tracing, remembered.
-      self._host_bodies.add(comp)
+      self.host_bodies.add(comp)
       return host_execution.invoke(self, comp, signature, python_arg)
 
-  def _on_host(self, comp, signature: t.FunctionType) -> bool:
-    """Whether `comp`'s body runs on the host: its type or its body holds strings."""
-    return comp in self._host_bodies or _holds_strings(signature)
+  @property
+  def host_runtime(self) -> SequentialRuntime:
+    """The sequential runtime of a host body's own parts (`host_execution.CompiledRuntime`)."""
+    return self._fallback
 
-  def _compiled(self, comp, signature: t.FunctionType, python_arg: Any, traced: bool = False,
-                clients: Optional[int] = None) -> Any:
+  def _on_host(self, comp, signature: t.FunctionType) -> bool:
+    return host_execution.on_host(self, comp, signature)
+
+  def compiled_call(self, comp, signature: t.FunctionType, python_arg: Any,
+                    clients: Optional[int] = None, traced: bool = False) -> Any:
     """A call of `comp` as one program: Python argument in, Python result out (`clients`: the
     client count when no argument is placed at CLIENTS). Raises `Unstackable` for client data
     with elements of different shapes (or batches of different sizes for code that does not mask
@@ -183,7 +187,7 @@ class VectorizedRuntime(RuntimeBase):
       except cohort_padding.PaddingRefused as e:  # Traced once; its calls run unpadded.
         self._cohort_sizes.refuse(comp, e.why)
         self._streams.close()
-        return self._compiled(comp, signature, python_arg, traced, clients)
+        return self.compiled_call(comp, signature, python_arg, clients, traced)
       except RowMaskNotHonoured as e:
         # Its next calls are not padded: batches of one size still run compiled.
         self._unpadded[comp] = _row_mask_message(e, rep.padded)
@@ -220,10 +224,10 @@ class VectorizedRuntime(RuntimeBase):
                         differentiable=traced)
 
   def _fall_back(self, why: str, comp, args, kwargs, hint: Optional[str] = None):
-    self._warn_fallback(why, comp, hint)
+    self.warn_fallback(why, comp, hint)
     return self._fallback.invoke(comp, args, kwargs)
 
-  def _warn_fallback(self, why: str, comp, hint: Optional[str] = None) -> None:
+  def warn_fallback(self, why: str, comp, hint: Optional[str] = None) -> None:
     key = (comp.name, why.split(":")[0])
     if key not in self._warned:
       self._warned.add(key)
@@ -285,7 +289,7 @@ class VectorizedRuntime(RuntimeBase):
       executions = []
       jax.make_jaxpr(lambda p: executions.append(self._run(comp, plan, p)[1]) or 0)(payload)
     except HostOnly:
-      self._host_bodies.add(comp)
+      self.host_bodies.add(comp)
       return _host_explanation(name, signature)
     except SequenceIterationError as e:
       return f"{name}: runs on the sequential runtime ({_iterates(e)})."
@@ -316,12 +320,6 @@ def _host_explanation(name: str, signature: t.FunctionType) -> str:
           "cannot hold, so the body runs in Python. Its string-free parts run compiled, each a "
           "program of its own: nested federated computations, federated_map of JAX computations "
           "over the clients, federated sums, means, minima and maxima.")
-
-
-@functools.lru_cache(maxsize=256)
-def _holds_strings(signature: t.FunctionType) -> bool:
-  """Whether a signature holds strings; once per type."""
-  return holds_strings(signature.parameter) or holds_strings(signature.result)
 
 
 def _iterates(e: SequenceIterationError) -> str:
