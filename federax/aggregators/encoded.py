@@ -18,7 +18,7 @@ from federax.core.intrinsics import KEY_TYPE
 from federax.core.placements import CLIENTS, SERVER
 from federax.templates._naming import named
 from federax.templates.measured_process import MeasuredProcessOutput
-from federax.aggregators import _compression_utils as cu
+from federax.aggregators import _compression_utils as cu, _hash_random
 from federax.aggregators.factory import AggregationProcess, UnweightedAggregationFactory
 
 # TFF's tensor_encoding bitpacks the quantized levels into int32s of 28 bits each (so each
@@ -111,7 +111,7 @@ class EncodedSumFactory(UnweightedAggregationFactory):
         # All levels 0 when the tensor is constant (TFF's div_no_nan).
         scaled = jnp.where(span > 0, (x - lo) / jnp.where(span > 0, span, 1), 0) * levels
         floor = jnp.floor(scaled)
-        uniform = jax.random.uniform(jax.random.fold_in(key, j), x.shape, jnp.float32)
+        uniform = _hash_random.uniform(jax.random.fold_in(key, j), x.shape)  # Cheap draws.
         q_levels = floor + (uniform < scaled - floor).astype(jnp.float32)
         encoded.append(collections.OrderedDict(
             quantized_values=q_levels.astype(level_dtype), min_max=jnp.stack([lo, hi])))
