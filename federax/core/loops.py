@@ -220,7 +220,7 @@ def _convert_code(fn: types.FunctionType) -> Optional[types.CodeType]:
                           | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE)):
     return None
   try:
-    source = inspect.getsource(fn)
+    source = inspect.getsource(code)  # Not `fn`: that would follow `__wrapped__`.
   except (OSError, TypeError):
     return None
   dedented = textwrap.dedent(source)

@@ -5,6 +5,7 @@ expects one), on the sequential runtime, and in NumPy, on clients of different l
 """
 
 import collections
+import functools
 import traceback
 import warnings
 
@@ -124,6 +125,53 @@ def test_loops_in_a_helper_function_and_nested_loops_compile():
     assert_close(vectorized, expected)
     assert_close(ten, (20 * np.sum(xs),) + expected[1:])
   assert_close(sequential(helper_loops)[3], got[3])
+
+
+class Trainer:
+  def __init__(self, rate):
+    self.rate = rate
+
+  def run(self, dataset):
+    total = 0.0
+    for x in dataset.map(lambda v: v * 2.0):
+      total = total + self.rate * x
+    return total
+
+
+def logged(fn):
+  @functools.wraps(fn)
+  def wrapper(*args, **kwargs):
+    return fn(*args, **kwargs)
+  return wrapper
+
+
+def make_helper():
+  factor = 1.0
+
+  @logged
+  def helper(dataset):
+    acc = 0.0
+    for x in dataset:
+      acc = acc + factor * x
+    return acc
+
+  def set_factor(value):
+    nonlocal factor
+    factor = value
+  return helper, set_factor
+
+
+def test_methods_decorated_helpers_and_closures_compile():
+  helper, set_factor = make_helper()
+
+  @fx.computation(F32_SEQ)
+  def both(xs):
+    return Trainer(0.5).run(xs), helper(xs)
+
+  assert_close(compiled(both)[0], (np.sum(DATA[0]), np.sum(DATA[0])))
+  set_factor(3.0)  # The converted helper shares the original's closure cell.
+  for client, (by_method, by_helper) in zip(DATA, compiled(both)):
+    assert_close((by_method, by_helper), (np.sum(client), 3 * np.sum(client)))
 
 
 def test_a_standalone_call_compiles_and_a_converted_function_keeps_python_semantics():
