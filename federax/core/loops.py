@@ -12,8 +12,9 @@ and traced, so a Python loop cannot run over it. When a trace meets such a loop
                                      a, b = _fx_out         # ITER.reduce((a, b), body), compiled
 
 where `body(state, element)` runs BODY once, and `a, b` (the loop state) are the names BODY
-assigns that are bound before the loop: pytrees of arrays (a Python number becomes an array of
-its type, as `tf.function` makes it a tensor). Calls in converted code to the user's own Python
+assigns and reads before assigning them (from the pass before) or that are read after the loop:
+bound before it, pytrees of arrays (a Python number becomes an array of its type, as
+`tf.function` makes it a tensor). Calls in converted code to the user's own Python
 functions are converted too (autograph's `converted_call`), once per function. A loop that cannot
 be compiled (`break`, `continue`, `return`, `else`, state that is not arrays, a name first bound
 in the loop and read after it, ...) is left as written, and the runtime runs the call on the
@@ -45,10 +46,10 @@ from federax.core.sequences import Sequence, SequenceIterationError
 
 _HELPER = "_fx_loops"  # The name converted code calls this module by.
 _FUTURE_FLAGS = sum(getattr(__future__, f).compiler_flag for f in __future__.all_feature_names)
-# Errors a compiled loop can cause where the original code, run in Python, would not.
-_TRACE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                 jax.errors.TracerIntegerConversionError, jax.errors.NonConcreteBooleanIndexError,
-                 jax.errors.UnexpectedTracerError, NameError)
+# Errors a compiled loop can cause where the original code, run in Python, would not (its
+# Python numbers are arrays after it: `range(n)`, `if n:`, `f"{n:d}"`; JAX's tracer errors are
+# TypeErrors too). Where the original raises them too, it does so on the sequential runtime.
+_TRACE_ERRORS = (TypeError, NameError, jax.errors.NonConcreteBooleanIndexError)
 
 _codes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Code -> converted code or None.
 _functions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Function -> converted.
@@ -95,6 +96,8 @@ def run_converted(call: Callable[[], Any]) -> Any:
   token = _compiled_loops.set(compiled)
   try:
     return call()
+  except SequenceIterationError:
+    raise
   except _TRACE_ERRORS as e:
     if not compiled:
       raise
@@ -356,24 +359,46 @@ def _plan(loop: ast.For, func: ast.FunctionDef) -> Union[str, tuple]:
     if isinstance(outer, (ast.For, ast.While)) and outer is not loop and any(
         n is loop for n in _scope(outer.body)):
       before |= set(_stores([*outer.body, *outer.orelse], skip=loop))
+  targets = set(_stores([loop.target]))
+  _, exposed = _exposed(loop.target, loop.body, loop)
+  after = _reads(func.body, skip=loop)
+  late = [n for n in assigned if n in after and (n in targets or n not in before)]
+  if late:
+    return (f"the loop variable `{late[0]}` is read after the loop" if late[0] in targets else
+            f"`{late[0]}` is first bound in the loop and read after it")
+  # The state: what a pass reads from the one before, and what is read after the loop.
+  state = [n for n in assigned if n in exposed or n in after]
+  unbound = [n for n in state if n not in before]
+  if unbound:
+    return f"`{unbound[0]}` is read in the loop before it is assigned, and not bound before it"
   for node in _scope([loop.target, *loop.body]):
     if isinstance(node, (ast.Attribute, ast.Subscript)) and not isinstance(node.ctx, ast.Load):
       root = node
       while isinstance(root, (ast.Attribute, ast.Subscript, ast.Starred)):
         root = root.value
-      if not isinstance(root, ast.Name) or root.id in before or root.id not in assigned:
+      if not isinstance(root, ast.Name) or root.id in state or root.id not in assigned:
         return (f"it assigns to `{ast.unparse(node)}`, a part of an object from outside the "
                 "loop, which the compiled loop cannot carry")
-  read = _reads(func.body, skip=loop)
-  late = [n for n in assigned if n not in before and n in read]
-  if late:
-    return f"`{late[0]}` is first bound in the loop and read after it"
-  return tuple(n for n in assigned if n in before)
+  return tuple(state)
+
+
+def _exposed(target: ast.AST, body: list, skip: Optional[ast.AST]) -> tuple[set, set]:
+  """(the names a pass of a loop body surely assigns before reading them, the names it may
+  read before assigning them): statement by statement, a compound statement (`if`, `for`,
+  `try`, `with`) assigning nothing surely."""
+  killed, exposed = set(_stores([target])), set()
+  for statement in body:
+    exposed |= _reads([statement], skip) - killed
+    if not isinstance(statement, (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.With,
+                                  ast.AsyncWith, ast.Match)):
+      killed |= set(_stores([statement]))
+  return killed, exposed
 
 
 def _reads(nodes: list, skip: ast.AST) -> set:
   """The names the nodes read or delete (outside `skip`), or that a function, lambda or
-  comprehension among them reads from the enclosing scope."""
+  comprehension among them reads from the enclosing scope; not what a loop's body reads after
+  assigning it (a second `for x in ...: y = f(x)` does not read the first loop's `x`, `y`)."""
   found = set()
   for node in nodes:
     if node is skip:
@@ -387,6 +412,9 @@ def _reads(nodes: list, skip: ast.AST) -> set:
       found |= _reads([*getattr(node, "decorator_list", []), *a.defaults,
                        *(d for d in a.kw_defaults if d)], skip)
       found |= _reads(body, skip) - _parameters(node) - set(_stores(body))
+    elif isinstance(node, (ast.For, ast.AsyncFor)):  # Not what its body assigns, then reads.
+      found |= _reads([node.target, node.iter, *node.orelse], skip)
+      found |= _exposed(node.target, node.body, skip)[1]
     elif isinstance(node, _COMPREHENSIONS):
       targets = {n.id for g in node.generators for n in ast.walk(g.target)
                  if isinstance(n, ast.Name)}

@@ -332,3 +332,35 @@ def test_the_tutorials_client_update_compiles():
     np.testing.assert_allclose(w["kernel"], w_ref["kernel"], rtol=1e-5)
     np.testing.assert_allclose(w["bias"], w_ref["bias"], rtol=1e-5)
   np.testing.assert_array_equal(got[1][0]["kernel"], weights["kernel"])  # No batch: unchanged.
+
+
+def test_an_unconvertible_loop_after_a_compiled_one_names_its_own_reason():
+  @fx.computation(F32_SEQ)
+  def two_loops(xs):
+    total = jnp.float32(0.0)
+    for x in xs:
+      total = total + x
+    for x in xs:
+      if x is None:
+        break
+      total = total - 0.5 * x
+    return total
+
+  got = falls_back(two_loops, "it has a `break`")
+  assert_close(got, [0.5 * np.sum(xs) for xs in DATA])
+
+
+def test_two_loops_with_the_same_target_both_compile():
+  @fx.computation(F32_SEQ)
+  def mean_and_variance(xs):
+    n, total = 0, jnp.float32(0.0)
+    for x in xs:
+      n, total = n + 1, total + x
+    mean = total / jnp.maximum(n, 1)
+    squares = jnp.float32(0.0)
+    for x in xs:
+      squares = squares + (x - mean) ** 2
+    return mean, squares / jnp.maximum(n, 1)
+
+  for client, got in zip(DATA, compiled(mean_and_variance)):
+    assert_close(got, (np.mean(client) if client else 0.0, np.var(client) if client else 0.0))
