@@ -211,7 +211,7 @@ def _unchanged(name: str, old: Any, new: Any) -> Any:
 
 def _is_library(fn: types.FunctionType) -> bool:
   filename = fn.__code__.co_filename
-  return (filename.startswith("<") or _is_library_frame(filename)
+  return (_is_library_frame(filename)
           or any(d in filename.split(os.sep) for d in ("site-packages", "dist-packages")))
 
 

@@ -6,6 +6,7 @@ expects one), on the sequential runtime, and in NumPy, on clients of different l
 
 import collections
 import functools
+import linecache
 import traceback
 import warnings
 
@@ -266,6 +267,14 @@ def int_then_float(xs):
   return jnp.asarray(total, jnp.float32)
 
 
+@fx.computation(F32_SEQ)
+def last_element(xs):
+  x = jnp.float32(-1.0)
+  for x in xs:
+    pass
+  return x
+
+
 @pytest.mark.parametrize("comp,why,numpy_fn", [
     (first_two, "it has a `break`", lambda xs: sum(xs[:2])),
     (largest_gap, "the loop changes the structure of `previous`",
@@ -274,7 +283,10 @@ def int_then_float(xs):
      lambda xs: xs[-1] * len(xs) if xs else 0.0),
     (mean_or_zero, "with the loop at ", lambda xs: np.mean(xs) if xs else 0.0),
     (int_then_float, "the loop changes `total` from int32[] to float32[]", sum),
-], ids=["break", "non-array state", "read after", "python if after", "type change"])
+    (last_element, "the loop variable `x` is read after the loop",
+     lambda xs: xs[-1] if xs else -1.0),
+], ids=["break", "non-array state", "read after", "python if after", "type change",
+        "loop variable after"])
 def test_a_loop_that_cannot_compile_falls_back_with_the_reason(comp, why, numpy_fn):
   got = falls_back(comp, why)
   assert_close(got, [numpy_fn(xs) for xs in DATA])
@@ -364,3 +376,18 @@ def test_two_loops_with_the_same_target_both_compile():
 
   for client, got in zip(DATA, compiled(mean_and_variance)):
     assert_close(got, (np.mean(client) if client else 0.0, np.var(client) if client else 0.0))
+
+
+def test_a_function_from_an_ipython_cell_compiles():
+  # IPython keeps each cell's source in linecache under a name like this one.
+  filename, source = "<ipython-input-7-loops>", (
+      "def cell_sum(xs):\n"
+      "  total = 0.0\n"
+      "  for x in xs:\n"
+      "    total = total + x\n"
+      "  return total\n")
+  linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+  namespace = {}
+  exec(compile(source, filename, "exec"), namespace)
+  comp = fx.computation(F32_SEQ)(namespace["cell_sum"])
+  assert_close(compiled(comp), [np.sum(xs) for xs in DATA])
