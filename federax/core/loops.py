@@ -73,8 +73,8 @@ def converted(fn: Any) -> Any:
   if isinstance(fn, types.MethodType) and type(fn.__func__) is types.FunctionType:
     new = converted(fn.__func__)
     return fn if new is fn.__func__ else types.MethodType(new, fn.__self__)
-  if type(fn) is not types.FunctionType:
-    return fn
+  if type(fn) is not types.FunctionType or _HELPER in fn.__code__.co_freevars:
+    return fn  # Not a Python function, or one defined in converted code (converted already).
   code = fn.__code__
   if code not in _codes:
     try:
