@@ -12,12 +12,13 @@ import jax
 import numpy as np
 
 from federax.core import _host_random
-from federax.core import context, host
+from federax.core import context, host, loops
 from federax.core import types as t
 from federax.core.errors import FederatedTypeError, without_library_frames
 from federax.core.execution import Execution
 from federax.core.rows import RowMasked, RowMaskNotHonoured, find_row_masked
-from federax.core.sequences import recording_iterations, to_payload, to_user
+from federax.core.sequences import (SequenceIterationError, recording_iterations, to_payload,
+                                    to_user)
 from federax.core.type_conversions import make_container, to_type, type_of
 from federax.core.values import Value, to_value
 
@@ -341,6 +342,7 @@ class ConcreteLocal:
     self.row_mask = row_mask
     self.name = callable_name(fn)
     self.on_host = False  # Decided with the result type, below.
+    self._converted: Optional[Callable] = None  # `fn` with its loops compiled (`core.loops`).
     if parameter is not None:
       _check_local_type(self.name, "parameter", parameter)
     self.result, self.on_host = _infer_result_type(self, result)
@@ -369,16 +371,26 @@ class ConcreteLocal:
       convert = lambda p, et: to_user(p, et, execution)
     with context.use_local_body(execution):
       try:
-        if self.parameter is None:
-          return self.fn()
-        if self.signature.unpacks:
-          return self.fn(*[self._to_user(convert, p, et)
-                           for p, et in zip(payload, self.parameter)])
-        return self.fn(self._to_user(convert, payload, self.parameter))
+        if self._converted is not None:
+          return loops.run_converted(lambda: self._call(self._converted, convert, payload))
+        try:
+          return self._call(self.fn, convert, payload)
+        except SequenceIterationError:  # A Python loop over a padded sequence: compile it.
+          self._converted = loops.convert(self.fn)
+          if self._converted is None:
+            raise
+          return loops.run_converted(lambda: self._call(self._converted, convert, payload))
       except RowMaskNotHonoured as e:  # A padded batch reached the function's own code.
         if e.consumer is not None:
           raise
         raise RowMaskNotHonoured(self._short_name, e.reason, e.fix) from None
+
+  def _call(self, fn: Callable, convert: Callable, payload: Any) -> Any:
+    if self.parameter is None:
+      return fn()
+    if self.signature.unpacks:
+      return fn(*[self._to_user(convert, p, et) for p, et in zip(payload, self.parameter)])
+    return fn(self._to_user(convert, payload, self.parameter))
 
   @property
   def _short_name(self) -> str:

@@ -5,7 +5,9 @@ TFF hands a `tff.tensorflow.computation` a `tf.data.Dataset`; code ported from T
 `Sequence` with the same `reduce` and `map`, whose loops run where the runtime keeps the data:
 a Python loop over a list of elements (the sequential runtime, and type inference at
 definition), or the execution's compiled loop over a padded sequence that skips the padding
-(the vectorized runtime's `Execution.sequence_reduce` / `sequence_map`).
+(the vectorized runtime's `Execution.sequence_reduce` / `sequence_map`). A `for` loop over a
+padded sequence raises `SequenceIterationError`; `federax.core.loops` then rewrites it as a
+`reduce` where it can.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from federax.core.rows import RowMasked, RowMaskNotHonoured
 from federax.core.type_conversions import make_container, map_structure, type_of
 
 _SUPPORTED = ("reduce(initial_state, reduce_func), map(map_func), element_spec, and iteration "
-              "(exact on the sequential runtime)")
+              "(`for x in sequence:` compiles as a reduce, federax.core.loops)")
 
 
 _iterations: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar(
@@ -46,7 +48,10 @@ class SequenceIterationError(FederatedTypeError):
   """A compiled local computation iterated a sequence whose length is known only at run time.
 
   The vectorized runtime catches it and runs the call on the sequential runtime.
+  `federax.core.loops` first tries to compile a `for` loop; `reason` says why it could not.
   """
+
+  reason: Optional[str] = None
 
 
 class Sequence:

@@ -391,9 +391,11 @@ def test_iteration_is_exact_on_the_sequential_runtime():
 
 def test_iteration_on_the_vectorized_runtime_falls_back_with_a_warning():
   @fx.computation(F32_SEQ)
-  def count_above_one(xs):
+  def count_above_one(xs):  # A `break` keeps the loop in Python (tests/core/test_loops.py).
     n = jnp.int32(0)
     for x in xs:
+      if x is None:
+        break
       n = n + (x > 1.0).astype(jnp.int32)
     return n
 

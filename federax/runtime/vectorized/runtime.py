@@ -324,7 +324,8 @@ def _host_explanation(name: str, signature: t.FunctionType) -> str:
 
 def _iterates(e: SequenceIterationError) -> str:
   where = f", at {e.location}" if e.location else ""
-  return f"a local computation iterates a sequence, exact only in Python{where}"
+  why = f" (the loop is not compiled: {e.reason})" if e.reason else ""
+  return f"a local computation iterates a sequence, exact only in Python{where}{why}"
 
 
 @functools.lru_cache(maxsize=256)
