@@ -97,3 +97,20 @@ def test_default_num_clients(ray_cluster):
     assert count() == 5
   with fx.runtime.ray(num_workers=2):
     assert count() == 0
+
+
+def test_a_python_loop_over_a_sequence_compiles_on_the_workers(ray_runtimes):
+  @fx.computation(fx.SequenceType(np.float32))
+  def squares(ds):
+    total = np.float32(0.0)
+    for x in ds:  # Compiled as a reduce (federax.core.loops), on each worker.
+      total = total + x * x
+    return total
+
+  @fx.federated_computation(fx.FederatedType(fx.SequenceType(np.float32), fx.CLIENTS))
+  def sum_of_squares(data):
+    return fx.federated_sum(fx.federated_map(squares, data))
+
+  data = [np.asarray(d, np.float32) for d in ([1, 2], [3], [], [4, 5, 6])]
+  with ray_runtimes[2]:
+    assert float(sum_of_squares(data)) == 91.0  # 1 + 4 + 9 + 16 + 25 + 36.
