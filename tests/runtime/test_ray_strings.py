@@ -19,24 +19,12 @@ from tests.simulation.test_iterative_process_compositions import client_data, fe
 RTOL = 1e-5  # A float sum split over workers adds its partial sums in another order.
 
 
-@fx.computation(np.str_)
-def length(word):
-  return len(word)
+length, sum_of_squares = strings.length, strings.sum_of_squares
 
 
 @fx.computation(np.int32)
 def stars(count):
   return "*" * int(count)
-
-
-@fx.computation(np.int32)
-def square(x):
-  return x * x
-
-
-@fx.federated_computation(fx.FederatedType(np.int32, fx.CLIENTS))
-def sum_of_squares(values):
-  return fx.federated_sum(fx.federated_map(square, values))
 
 
 @fx.federated_computation(fx.FederatedType(np.str_, fx.CLIENTS))
@@ -147,7 +135,7 @@ def test_fed_avg_on_client_ids_builds_datasets_on_the_driver_and_trains_on_the_w
 
 @fx.federated_computation(fx.FederatedType(np.str_, fx.CLIENTS))
 def squared_lengths(words):
-  return fx.federated_map(square, fx.federated_map(length, words))  # The squares on the workers.
+  return fx.federated_map(strings.square, fx.federated_map(length, words))  # On the workers.
 
 
 def test_clients_dropped_from_a_part_holding_client_values_are_refused(ray_runtimes, monkeypatch):
