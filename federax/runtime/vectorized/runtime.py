@@ -25,7 +25,7 @@ from federax.runtime._base import RuntimeBase, RuntimeOptions
 from federax.runtime.padding import PaddedSequence, RaggedError
 from federax.runtime.sequential import SequentialRuntime
 from federax.runtime.vectorized import clients, host_execution, plan as plans, streaming
-from federax.runtime.vectorized import _threefry, cohort_padding
+from federax.runtime.vectorized import cohort_padding
 from federax.runtime.vectorized.execution import VectorizedExecution
 from federax.runtime.vectorized.plan import CLIENT_LOOPS, SEQUENCE_LOOPS, Plan
 from federax.runtime.vectorized.stacking import (KEEP_COMPILED, CohortCache, Stacked,
@@ -239,11 +239,9 @@ class VectorizedRuntime(RuntimeBase):
     programs = self._programs.setdefault(comp, {})
     if plan not in programs:
       if plan is None:
-        program = jax.jit(comp)
+        programs[plan] = jax.jit(comp)
       else:
-        program = jax.jit(lambda payload: self._traced(comp, plan, payload))
-      # Threefry straight-line on CPU: fewer kernels to compile, the same bits (`_threefry`).
-      programs[plan] = _threefry.straight_line(program)
+        programs[plan] = jax.jit(lambda payload: self._traced(comp, plan, payload))
     return programs[plan]
 
   def _traced(self, comp, plan: Plan, payload: Any) -> Any:
