@@ -391,9 +391,8 @@ class RayRuntime(RuntimeBase):
 
 def _holds_client_values(ts) -> bool:
   """Whether a value of type `ts` holds a value of each client (`{T}@CLIENTS`)."""
-  if isinstance(ts, t.FederatedType):
-    return ts.placement is CLIENTS and not ts.all_equal
-  return isinstance(ts, t.StructType) and any(_holds_client_values(e) for e in ts)
+  return t.contains(ts, lambda x: isinstance(x, t.FederatedType) and x.placement is CLIENTS
+                    and not x.all_equal)
 
 
 def _connect(ray, address: Optional[str], timeout_s: float) -> None:

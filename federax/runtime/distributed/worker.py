@@ -72,7 +72,7 @@ class ShardWorker:
     self._clients: collections.OrderedDict = collections.OrderedDict()  # (loader, id) -> data
     self._blocks: collections.OrderedDict = collections.OrderedDict()  # ids -> converted block
     self._loads = 0
-    self.shards: set = set()  # The device counts blocks were sharded over (1: none).
+    self.shards: set = set()  # The device counts blocks were placed on (1: one device).
 
   # --- Bookkeeping -------------------------------------------------------------------------------
 
@@ -165,9 +165,11 @@ class ShardWorker:
       plan = plans.decide(self._vec, clients=n, streams_possible=False, differentiable=False)
       rep = Stacked(plan, self._vec._cohorts, None, self._vec._lengths)
       ts = t.FederatedType(member_type, CLIENTS)
-      self.shards.add(plan.shard)
       # Over this worker's devices (its GPUs) when the block divides evenly, as on one machine.
-      return plans.place(_convert.argument(values, ts, rep, where, op, {}), ts, plan)
+      placed = plans.place(_convert.argument(values, ts, rep, where, op, {}), ts, plan)
+      self.shards.add(max((len(x.sharding.device_set) for x in jax.tree_util.tree_leaves(placed)
+                           if isinstance(x, jax.Array)), default=1))
+      return placed
     self._store(out, convert)
 
   def put_ids(self, out, client_ids: list, load_ref, member_type: t.Type, where: str,

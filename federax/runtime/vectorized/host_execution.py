@@ -132,8 +132,7 @@ class HostExecution(SequentialExecution):
     body (a program could not read its host payload), its elements differ in shape, or a
     local computation in it iterates a sequence."""
     signature = comp.signature_for(None if arg is None else arg.type_signature)
-    if (comp.is_polymorphic or comp in self.compiled.host_bodies or holds_strings(
-        signature.parameter) or holds_strings(signature.result) or _captures_values(comp)):
+    if comp.is_polymorphic or on_host(self.compiled, comp, signature) or _captures_values(comp):
       return None
     python_arg = None if arg is None else _to_argument(arg.payload, signature.parameter)
     try:
