@@ -453,9 +453,9 @@ class _Converter(ast.NodeTransformer):
     if isinstance(plan, str):  # Where the iterable is a padded sequence, the reason is raised.
       header = node.iter
       if with_iter:
-        node.iter.args[0] = _helper_call("not_converted", [node.iter.args[0], _const(plan)])
+        node.iter.args[0] = _helper_call("not_converted", [node.iter.args[0], ast.Constant(plan)])
       else:
-        node.iter = _helper_call("not_converted", [node.iter, _const(plan)])
+        node.iter = _helper_call("not_converted", [node.iter, ast.Constant(plan)])
       return _located(node, header)
     self.count += 1
     body_name, it, out = (f"_fx_{x}_{self.count}" for x in ("body", "iterable", "out"))
@@ -472,9 +472,9 @@ class _Converter(ast.NodeTransformer):
     iterable = node.iter.args[0] if with_iter else node.iter
     call = _helper_call("for_stmt", [
         ast.Name(it, ast.Load()), ast.Name(body_name, ast.Load()),
-        ast.Tuple([_const(n) for n in plan], ast.Load()),
-        _const(f"{self.filename}:{node.lineno}"),
-        ast.Name("iter", ast.Load()) if with_iter else _const(None)])
+        ast.Tuple([ast.Constant(n) for n in plan], ast.Load()),
+        ast.Constant(f"{self.filename}:{node.lineno}"),
+        ast.Name("iter", ast.Load()) if with_iter else ast.Constant(None)])
     if with_iter:
       node.iter.args[0] = ast.Name(it, ast.Load())
     else:
@@ -483,16 +483,12 @@ class _Converter(ast.NodeTransformer):
     return [_located(s, iterable) for s in (
         body, ast.Assign([ast.Name(it, ast.Store())], iterable),
         ast.Assign([ast.Name(out, ast.Store())], call),
-        ast.If(ast.Compare(ast.Name(out, ast.Load()), [ast.Is()], [_const(None)]), [node],
+        ast.If(ast.Compare(ast.Name(out, ast.Load()), [ast.Is()], [ast.Constant(None)]), [node],
                compiled))]
 
 
 def _helper_call(name: str, args: list) -> ast.Call:
   return ast.Call(ast.Attribute(ast.Name(_HELPER, ast.Load()), name, ast.Load()), args, [])
-
-
-def _const(value: Any) -> ast.Constant:
-  return ast.Constant(value)
 
 
 def _located(new: ast.AST, at: ast.AST) -> ast.AST:
