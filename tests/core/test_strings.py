@@ -303,12 +303,19 @@ def test_strings_are_refused_where_arithmetic_is_needed():
       return fx.federated_sum(words)
 
 
-def test_a_nested_call_whose_elements_differ_in_shape_runs_on_the_host_and_says_so():
+RAGGED_FALLBACK = (r"(?s)total: running on the sequential runtime because add_batch reduces "
+                   r"over the rows of a batch.*masked_batch")
+
+
+def labelled_ragged_sum():
+  """A host body (a string label) around a string-free part whose clients' batches differ in
+  size and whose reduction does not mask padded rows: `labelled(label, data)` and its data
+  (the label and the sum 6.0)."""
   batch = fx.TensorType(np.float32, [None])
 
   @fx.computation(np.float32, batch)
   def add_batch(acc, b):
-    return acc + b.sum()
+    return acc + b.sum()  # Not masked: padded rows would count.
 
   @fx.federated_computation(fx.FederatedType(fx.SequenceType(batch), fx.CLIENTS))
   def total(data):
@@ -320,10 +327,13 @@ def test_a_nested_call_whose_elements_differ_in_shape_runs_on_the_host_and_says_
     return fx.federated_zip((label, total(data)))
 
   data = [[np.ones(3, np.float32), np.ones(1, np.float32)], [np.ones(2, np.float32)]]
+  return labelled, data
+
+
+def test_a_nested_call_whose_elements_differ_in_shape_runs_on_the_host_and_says_so():
+  labelled, data = labelled_ragged_sum()
   with fx.runtime.vectorized():
-    with pytest.warns(fx.runtime.FallbackWarning, match=r"(?s)total: running on the sequential "
-                      r"runtime because add_batch reduces over the rows of a batch.*"
-                      r"masked_batch\(3\)"):
+    with pytest.warns(fx.runtime.FallbackWarning, match=RAGGED_FALLBACK + r"\(3\)"):
       assert tuple(labelled('sum', data)) == (b'sum', 6.0)
 
 

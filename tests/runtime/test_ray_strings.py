@@ -171,23 +171,6 @@ def test_strings_scenario_on_ray(name, ray_runtimes):
 
 
 def test_a_part_whose_batches_differ_in_size_runs_client_by_client_on_the_driver(ray_runtimes):
-  batch = fx.TensorType(np.float32, [None])
-
-  @fx.computation(np.float32, batch)
-  def add_batch(acc, b):
-    return acc + b.sum()  # Not masked: padded rows would count.
-
-  @fx.federated_computation(fx.FederatedType(fx.SequenceType(batch), fx.CLIENTS))
-  def total(data):
-    return fx.federated_sum(fx.sequence_reduce(data, np.float32(0), add_batch))
-
-  @fx.federated_computation(fx.FederatedType(np.str_, fx.SERVER),
-                            fx.FederatedType(fx.SequenceType(batch), fx.CLIENTS))
-  def labelled(label, data):
-    return fx.federated_zip((label, total(data)))
-
-  data = [[np.ones(3, np.float32), np.ones(1, np.float32)], [np.ones(2, np.float32)]]
-  with ray_runtimes[2], pytest.warns(fx.runtime.FallbackWarning, match=r"(?s)total: running on "
-                                     r"the sequential runtime because add_batch reduces over "
-                                     r"the rows of a batch.*masked_batch"):
+  labelled, data = strings.labelled_ragged_sum()
+  with ray_runtimes[2], pytest.warns(fx.runtime.FallbackWarning, match=strings.RAGGED_FALLBACK):
     assert tuple(labelled("sum", data)) == (b"sum", 6.0)
