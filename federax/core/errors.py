@@ -157,6 +157,17 @@ class RaggedError(ValueError):
   """
 
 
+def failing_line(e: BaseException) -> Optional[str]:
+  """`file:line: code` of the user's innermost line in `e`'s traceback, or None."""
+  tb, last = without_library_frames(e.__traceback__), None
+  while tb is not None:
+    last, tb = tb, tb.tb_next
+  if last is None:
+    return None
+  filename = last.tb_frame.f_code.co_filename
+  return f"{filename}:{last.tb_lineno}: {linecache.getline(filename, last.tb_lineno).strip()}"
+
+
 def without_library_frames(tb: Optional[pytypes.TracebackType]) -> Optional[pytypes.TracebackType]:
   """The traceback with federax's own frames removed, so the user sees their lines first."""
   frames = []

@@ -29,7 +29,6 @@ import builtins
 import contextvars
 import copy
 import inspect
-import linecache
 import os
 import sys
 import textwrap
@@ -41,7 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from federax.core.errors import _is_library_frame, without_library_frames
+from federax.core.errors import _is_library_frame, failing_line
+from federax.core.rows import PaddedTensor
 from federax.core.sequences import Sequence, SequenceIterationError
 
 _HELPER = "_fx_loops"  # The name converted code calls this module by.
@@ -103,7 +103,7 @@ def run_converted(call: Callable[[], Any]) -> Any:
       raise
     message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
     raise _not_compiled(f"with the loop at {compiled[0]} compiled, the code fails ({message})",
-                        _failing_line(e)) from e
+                        failing_line(e)) from e
   finally:
     _compiled_loops.reset(token)
 
@@ -158,17 +158,6 @@ def _not_compiled(why: str, location: Optional[str] = None) -> SequenceIteration
   return e
 
 
-def _failing_line(e: BaseException) -> Optional[str]:
-  """`file:line: code` of the user's innermost line in `e`'s traceback."""
-  tb, last = without_library_frames(e.__traceback__), None
-  while tb is not None:
-    last, tb = tb, tb.tb_next
-  if last is None:
-    return None
-  filename = last.tb_frame.f_code.co_filename
-  return f"{filename}:{last.tb_lineno}: {linecache.getline(filename, last.tb_lineno).strip()}"
-
-
 def _as_arrays(name: str, value: Any) -> Any:
   """The loop state `value` with its leaves as JAX arrays (a Python number of its type)."""
   bad = _non_array(value)
@@ -179,7 +168,7 @@ def _as_arrays(name: str, value: Any) -> Any:
 
 def _non_array(value: Any) -> Optional[str]:
   """The type name of a leaf of `value` that is not an array or a number; None if none."""
-  for x in jax.tree_util.tree_leaves(value):
+  for x in jax.tree_util.tree_leaves(value, is_leaf=lambda x: isinstance(x, PaddedTensor)):
     if not isinstance(x, jax.Array) and not (
         isinstance(x, (np.ndarray, np.generic, bool, int, float, complex))
         and np.asarray(x).dtype.kind not in "OSUV"):

@@ -6,8 +6,11 @@ largest batch with zero rows, and keeps a row mask (bool[B], True for real rows)
 Zero rows change any reduction over a batch (a sum, a mean, batch statistics), so the padded
 element travels as a `RowMasked` that only a local computation declared with `row_mask=`
 receives: `@fx.computation(..., row_mask=fn)` calls `fn(batch, mask)` and passes what it
-returns. Any other use raises `RowMaskNotHonoured`, and the runtime runs the call as the real,
-unpadded batches instead (the sequential runtime), saying why.
+returns. A `Sequence.reduce` function (and so a compiled `for batch in dataset:` loop) receives
+the batch with each padded tensor a `PaddedTensor`: JAX refuses it, federax's models
+(`predict_on_batch`, `loss`, `forward_pass`, the metrics) mask its padded rows, and its
+`shape[0]` is its real rows. Any other use raises `RowMaskNotHonoured`, and the runtime runs the
+call as the real, unpadded batches instead (the sequential runtime), saying why.
 
     >>> def with_mask(batch, mask):
     ...   return dict(batch, mask=mask)
@@ -19,15 +22,17 @@ unpadded batches instead (the sequential runtime), saying why.
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from federax.core import types as t
 from federax.core.errors import RaggedError
 
-__all__ = ["RowMasked", "RowMaskNotHonoured", "find_row_masked", "pad_rows", "row_leaves"]
+__all__ = ["PaddedTensor", "Padding", "RowMasked", "RowMaskNotHonoured", "find_row_masked", "pad_rows",
+           "holds_padded", "padded_tensors", "repad", "row_leaves", "unpad"]
 
 
 class RowMasked:
@@ -73,6 +78,128 @@ class RowMaskNotHonoured(Exception):
 
   def __reduce__(self):  # Pickled (from a Ray worker) with its fields, not its message.
     return type(self), (self.consumer, self.reason, self.fix)
+
+
+class _Origin:
+  """A padded batch, by its row mask's `id` (the mask lives while the batch's step is traced)."""
+  __slots__ = ("mask_id",)
+
+  def __init__(self, mask_id: int):
+    self.mask_id = mask_id
+
+
+@jax.tree_util.register_pytree_node_class
+class PaddedTensor:
+  """A tensor of a batch padded with zero rows, as a `Sequence.reduce` function receives it.
+
+  Not an array on purpose: JAX and NumPy refuse it, so its padded rows cannot reach a result by
+  accident. federax's models take it and mask the padded rows (`FunctionalModel.predict_on_batch`
+  returns `PaddedTensor` predictions; `loss` and `forward_pass` weigh the real rows only), and
+  `shape[0]` is the number of real rows, a traced int32 (TFF's `tf.shape(y)[0]`). It is a pytree
+  (its array and mask), so it passes through `jax.grad`'s auxiliary outputs and the like; what a
+  function over its leaves makes of it is still a `PaddedTensor`, which the models check.
+
+  Attributes:
+    value: the padded array, `[B, ...]`.
+    mask: bool[B], True for the real rows.
+    origin: which padded batch it belongs to (static, so a pytree's aux data): tensors of one
+      batch share it, and it names the batch's mask, so a mask a function changed is told.
+  """
+
+  __slots__ = ("value", "mask", "origin")
+
+  def __init__(self, value: Any, mask: Any, origin: Optional[_Origin] = None):
+    self.value = value
+    self.mask = mask
+    self.origin = _Origin(id(mask)) if origin is None else origin
+
+  def tree_flatten(self):
+    return (self.value, self.mask), self.origin
+
+  @classmethod
+  def tree_unflatten(cls, origin, children):
+    return cls(*children, origin)
+
+  @property
+  def shape(self) -> tuple:
+    return (jnp.sum(self.mask, dtype=jnp.int32),) + tuple(self.value.shape[1:])
+
+  @property
+  def dtype(self) -> Any:
+    return self.value.dtype
+
+  @property
+  def ndim(self) -> int:
+    return self.value.ndim
+
+  def __repr__(self) -> str:
+    return f"PaddedTensor({self.value.dtype}{list(self.value.shape)}, real rows traced)"
+
+  def _refuse(self, *args, **kwargs):
+    raise TypeError(f"{self!r} is a batch's tensor padded with zero rows: computing on it "
+                    "would count the padded rows")
+
+  __array__ = __bool__ = __len__ = __iter__ = __getitem__ = __eq__ = __ne__ = _refuse
+  __hash__ = object.__hash__
+
+
+def _is_padded(x: Any) -> bool:
+  return isinstance(x, PaddedTensor)
+
+
+def padded_tensors(masked: RowMasked, element_type: t.Type) -> Any:
+  """The payload of a padded element with each padded tensor (`row_leaves`) a `PaddedTensor`."""
+  flags, origin = iter(row_leaves(element_type)), _Origin(id(masked.mask))
+
+  def wrap(payload: Any, ts: t.Type) -> Any:
+    if isinstance(ts, t.StructType):
+      return tuple(wrap(p, et) for p, et in zip(payload, ts))
+    return PaddedTensor(payload, masked.mask, origin) if next(flags) else payload
+
+  return wrap(masked.value, element_type)
+
+
+def holds_padded(tree: Any) -> bool:
+  """Whether `tree` holds a `PaddedTensor`."""
+  return any(map(_is_padded, jax.tree_util.tree_leaves(tree, is_leaf=_is_padded)))
+
+
+class Padding(NamedTuple):
+  """The rows of a padded batch: its row mask (bool[B]) and its `PaddedTensor.origin`."""
+  mask: Any
+  origin: Any
+
+
+def unpad(tree: Any) -> tuple[Any, Optional[Padding]]:
+  """`(tree with each PaddedTensor's array, their batch's Padding or None)`.
+
+  Raises:
+    TypeError: if the tensors come from different padded batches, or one's mask is no longer
+      its batch's (a function over its leaves changed it).
+  """
+  found: list = []
+
+  def array(x: Any) -> Any:
+    if not _is_padded(x):
+      return x
+    if id(x.mask) != x.origin.mask_id:
+      raise TypeError(f"{x!r} no longer has its batch's row mask (a function over its leaves "
+                      "changed it)")
+    if found and x.origin.mask_id != found[0].origin.mask_id:
+      raise TypeError("tensors of different padded batches are combined")
+    found.append(x)
+    return x.value
+
+  tree = jax.tree_util.tree_map(array, tree, is_leaf=_is_padded)
+  return tree, (Padding(found[0].mask, found[0].origin) if found else None)
+
+
+def repad(tree: Any, padding: Optional[Padding]) -> Any:
+  """Each array of `tree` (rows first) as a `PaddedTensor` of `padding`'s batch; `tree` itself
+  if `padding` is None."""
+  if padding is None:
+    return tree
+  return jax.tree_util.tree_map(lambda x: PaddedTensor(x, *padding), tree)
 
 
 def find_row_masked(payload: Any) -> Optional[RowMasked]:

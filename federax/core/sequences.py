@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 
 from federax.core import types as t
-from federax.core.errors import FederatedTypeError
+from federax.core.errors import FederatedTypeError, failing_line
 from federax.core.execution import Execution
-from federax.core.rows import RowMasked, RowMaskNotHonoured
+from federax.core.rows import RowMasked, RowMaskNotHonoured, holds_padded, padded_tensors
 from federax.core.type_conversions import make_container, map_structure, type_of
 
 _SUPPORTED = ("reduce(initial_state, reduce_func), map(map_func), element_spec, and iteration "
@@ -100,7 +100,11 @@ class Sequence:
 
     def step(state_and_element):
       state, element = state_and_element
-      out = reduce_func(to_user(state, state_type), to_user(element, element_type))
+      if isinstance(element, RowMasked):  # A batch padded with zero rows (federax.core.rows).
+        out = _on_padded_batch(reduce_func, to_user(state, state_type),
+                               to_user(padded_tensors(element, element_type), element_type))
+      else:
+        out = reduce_func(to_user(state, state_type), to_user(element, element_type))
       actual = _local_type("reduce", "the result of reduce_func", out)
       if not state_type.is_equivalent_to(actual):
         raise FederatedTypeError(
@@ -162,6 +166,24 @@ class Sequence:
     if self._execution is None:
       raise RuntimeError(f"Sequence.{op}: no execution holds this padded sequence (a federax bug).")
     return self._execution
+
+
+def _on_padded_batch(reduce_func: Callable, state: Any, batch: Any) -> Any:
+  """`reduce_func(state, batch)` for a batch whose padded tensors are `PaddedTensor`s; any
+  error it meets (JAX refusing a `PaddedTensor`, say) is a `RowMaskNotHonoured`, so the runtime
+  runs the call on the real batches, where a genuine error is raised again as it is."""
+  try:
+    out = reduce_func(state, batch)
+  except (RowMaskNotHonoured, SequenceIterationError):
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    where = failing_line(e)
+    raise RowMaskNotHonoured(reason="reduces over the rows of a batch and does not mask padded "
+                             f"rows ({type(e).__name__}{f' at {where}' if where else ''})"
+                             ) from e
+  if holds_padded(out):
+    raise RowMaskNotHonoured(reason="keeps a padded batch's tensor in its state")
+  return out
 
 
 def _local_type(op: str, what: str, value: Any) -> t.Type:

@@ -233,12 +233,6 @@ print(fed_avg_with_clipping.next.type_signature)
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 14 item 4, open part: its `for batch in dataset` loop compiles ("
-    "test_tutorial_loops_compile), but batch(20) ends each client's data with a short batch "
-    "that the client update's own code does not mask, so the round runs on the sequential "
-    "runtime (FallbackWarning 'does not mask padded rows'); the values are right (the test "
-    "above)"))
 def test_building_your_own_federated_learning_algorithm_stays_compiled(tmp_path_factory):
   _, stderr = run("building_your_own_federated_learning_algorithm", tmp_path_factory)
   assert_compiled(stderr)
@@ -296,12 +290,6 @@ for _ in range(5):
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 14 item 4, open part: its `for batch in dataset` loop compiles ("
-    "test_tutorial_loops_compile), but batch(20) ends each client's data with a short batch "
-    "that the client update's own code does not mask, so the round runs on the sequential "
-    "runtime (FallbackWarning 'does not mask padded rows'); the values are right (the test "
-    "above)"))
 def test_composing_learning_algorithms_stays_compiled(tmp_path_factory):
   _, stderr = run("composing_learning_algorithms", tmp_path_factory,
                   epilogue=COMPOSING_EPILOGUE)
@@ -403,12 +391,6 @@ print('RUNTIMES', largest_difference(vectorized, sequential),
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 14 item 4, open part: its `for batch in dataset` loop compiles ("
-    "test_tutorial_loops_compile), but batch(16) ends each client's data with a short batch "
-    "that the client update's own code does not mask, so the round runs on the sequential "
-    "runtime (FallbackWarning 'does not mask padded rows'); the values are right (the test "
-    "above)"))
 def test_custom_federated_algorithm_with_tff_optimizers_stays_compiled(tmp_path_factory):
   _, stderr = run("custom_federated_algorithm_with_tff_optimizers", tmp_path_factory,
                   epilogue=CUSTOM_EPILOGUE)

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from federax.core.rows import RowMaskNotHonoured
+from federax.core.rows import RowMaskNotHonoured, repad, unpad
 from federax.learning.models import metrics as metrics_lib
 from federax.learning.models._common import (
     BatchOutput, as_array_tree, batch_weights, check_input_spec, error, unpack_batch,
@@ -190,8 +190,15 @@ class FunctionalModel:
       training: a Python bool.
       key: a raw `jax.random.PRNGKey` for random layers in training (federax's addition;
         the other names are TFF's).
+
+    Inputs of a batch padded with zero rows (`PaddedTensor`s, in a compiled loop over a
+    dataset whose last batch is short) give `PaddedTensor` predictions, for `loss`.
     """
-    return self._predict(ModelWeights(*model_weights), x, training, key).predictions
+    x, padding = unpad(x)
+    if padding is not None:
+      self._require_exact_padding(training)
+    predictions = self._predict(ModelWeights(*model_weights), x, training, key).predictions
+    return repad(predictions, padding)
 
   def _predict(self, weights: ModelWeights, x: Any, training: bool, key: Any) -> PredictOutput:
     key = key if training else None
@@ -204,7 +211,13 @@ class FunctionalModel:
   def loss(self, output: Any, label: Any, sample_weight: Optional[jax.Array] = None
            ) -> jax.Array:
     """`loss_fn` on one batch: `output` from `predict_on_batch`, `label` the batch's labels
-    (TFF's names); `sample_weight` (float[B], e.g. the batch mask) defaults to ones."""
+    (TFF's names); `sample_weight` (float[B], e.g. the batch mask) defaults to ones. The
+    padded padding of `PaddedTensor`s (see `predict_on_batch`) weigh nothing."""
+    (output, label, sample_weight), padding = unpad((output, label, sample_weight))
+    if padding is not None:
+      self._require_exact_padding(False)
+      real = padding.mask.astype(jnp.float32)
+      sample_weight = real if sample_weight is None else real * sample_weight
     if sample_weight is None:
       sample_weight, _ = batch_weights(label, None)
     sample_weight = jnp.asarray(sample_weight, jnp.float32)
@@ -216,7 +229,8 @@ class FunctionalModel:
 
     Args:
       weights: a `ModelWeights` (or `(trainable, non_trainable)` pair).
-      batch: `{'x', 'y', 'mask'?}` or `(x, y)`.
+      batch: `{'x', 'y', 'mask'?}` or `(x, y)`; its tensors may be `PaddedTensor`s (see
+        `predict_on_batch`), whose padded padding count in nothing.
       training: a Python bool: dropout on, batch-norm statistics from the batch and updated.
       key: a raw `jax.random.PRNGKey` for randomness in training (use a different one per
         client and batch); ignored when `training=False`.
@@ -230,6 +244,10 @@ class FunctionalModel:
       TypeError: if the batch is neither a mapping nor an `(x, y)` pair.
     """
     weights = ModelWeights(*weights)
+    batch, padding = unpad(batch)
+    if padding is not None:
+      self._require_exact_padding(training)
+      batch = with_row_mask(batch, padding.mask)
     x, y, mask = unpack_batch(batch, "forward_pass")
     sample_weight, num_examples = batch_weights(y, mask)
     out = self._predict(weights, x, training, key)
@@ -242,15 +260,15 @@ class FunctionalModel:
       if mask is not None:  # An all-padding batch must leave batch-norm statistics alone.
         non_trainable = jax.tree.map(lambda new, old: jnp.where(num_examples > 0, new, old),
                                      non_trainable, weights.non_trainable)
-    return BatchOutput(loss, out.predictions, num_examples, non_trainable)
+    return BatchOutput(loss, repad(out.predictions, padding), num_examples, non_trainable)
 
   def row_mask(self, training: bool) -> Callable[[Any, jax.Array], Any]:
-    """How a computation that hands batches to this model takes a batch padded with zero rows.
+    """How a computation that hands batches to this model takes a batch padded with zero padding.
 
     Declare it on such a computation, `@fx.computation(..., row_mask=model.row_mask(True))`,
     and the vectorized runtime pads a short last batch (`batch(20)`, TFF's way) instead of
     leaving the compiled path: the returned `fn(batch, mask)` puts the runtime's row mask in
-    the batch's 'mask', so `forward_pass` and the metrics leave the padded rows out, exactly.
+    the batch's 'mask', so `forward_pass` and the metrics leave the padded padding out, exactly.
     The learning algorithms and `build_fed_eval` declare it. When padding would change a
     result (a training pass that updates batch statistics, a `loss_fn` or metric that ignores
     `sample_weight`), `fn` raises `RowMaskNotHonoured` saying why, and the call runs on the
@@ -260,14 +278,18 @@ class FunctionalModel:
       training: whether the batches go through training passes.
     """
     def attach(batch: Any, mask: jax.Array) -> Any:
-      if training not in self._padding_changes:
-        self._padding_changes[training] = why_padding_changes(self, training)
-      if self._padding_changes[training] is not None:
-        reason, fix = self._padding_changes[training]
-        raise RowMaskNotHonoured(reason=reason, fix=fix)
+      self._require_exact_padding(training)
       return with_row_mask(batch, mask)
 
     return attach
+
+  def _require_exact_padding(self, training: bool) -> None:
+    """Raises `RowMaskNotHonoured`, saying why, where padded padding would change the results."""
+    if training not in self._padding_changes:
+      self._padding_changes[training] = why_padding_changes(self, training)
+    if self._padding_changes[training] is not None:
+      reason, fix = self._padding_changes[training]
+      raise RowMaskNotHonoured(reason=reason, fix=fix)
 
   # Metric states and values are OrderedDicts: JAX sorts a plain dict's keys, TFF keeps them.
 
@@ -278,6 +300,10 @@ class FunctionalModel:
   def update_metrics_state(self, state: Mapping, batch: Any,
                            batch_output: BatchOutput) -> collections.OrderedDict:
     """The unfinalized metrics after one more batch (its labels and mask are read)."""
+    (batch, batch_output), padding = unpad((batch, batch_output))
+    if padding is not None:
+      self._require_exact_padding(False)
+      batch = with_row_mask(batch, padding.mask)
     _, y, mask = unpack_batch(batch, "update_metrics_state")
     sample_weight, _ = batch_weights(y, mask)
     user, builtin = self._split(state)

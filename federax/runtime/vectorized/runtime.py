@@ -377,7 +377,8 @@ def _row_mask_message(e: RowMaskNotHonoured, padded: list) -> tuple[str, str]:
   hint = (f"give every batch {width} rows: batch({width}, drop_remainder=True) drops the short "
           f"batches; masked_batch({width}) pads them and adds a 'mask' feature for {consumer} "
           "to weight rows by; or declare @fx.computation(..., row_mask=fn) to receive padded "
-          "batches with their row mask")
+          "batches with their row mask; or leave the reductions over a batch to the model "
+          "(predict_on_batch and loss, or forward_pass), which masks padded rows")
   return why, hint
 
 
