@@ -6,6 +6,9 @@ import os
 # Must be set before JAX initializes its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Keras 3 on JAX, as federax's Keras wrappers require, in every worker whichever test imports
+# keras first (Keras otherwise reads ~/.keras/keras.json, whose default is TensorFlow).
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import pathlib
 import shutil
