@@ -68,6 +68,17 @@ class MetricsFns(NamedTuple):
   finalize: Callable[[dict], dict]
 
 
+class NoneWhenUnmasked(MetricsFns):
+  """A `MetricsFns` whose `update` takes `sample_weight=None` for a batch without a mask.
+
+  `FunctionalModel` then passes None for such a batch (every row real), as TFF calls Keras
+  metrics: a Keras metric that reshapes its labels (the text-generation tutorial's
+  `FlattenedCategoricalAccuracy`) cannot take one weight per example. A batch with a mask
+  (padded rows) still gets the float32[B] weights.
+  """
+  __slots__ = ()
+
+
 # Metric states start as NumPy zeros: a model's metrics are initialized eagerly when a process
 # is built, where each `jnp.zeros` would compile an XLA program of its own.
 def _zero_mean_state() -> list:
