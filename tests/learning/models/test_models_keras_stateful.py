@@ -85,21 +85,23 @@ def numpy_evaluation(weights, clients, carried=True):
   return np.mean(losses), np.mean(correct)
 
 
+def loss_and_state(weights, batch, h):
+  """A batch's mean loss from state `h` (a value: no gradient flows back into the batch
+  before), and the state after it; `jax.value_and_grad(..., has_aux=True)` differentiates."""
+  logits, last = gru_logits(jnp, weights, batch["x"], h)
+  return cross_entropy(jnp, logits, batch["y"]), last
+
+
 def jax_training(weights, batches, rounds, learning_rate):
   """One client's FedAvg rounds (client SGD, server SGD 1.0): the state reset at the start of
-  each round's pass and carried over its batches, as a value (no gradient flows back into the
-  batch before). Returns each round's mean training loss, and the final weights."""
+  each round's pass and carried over its batches. Returns each round's mean training loss,
+  and the final weights."""
   weights = [jnp.asarray(w) for w in weights]
-
-  def loss(w, batch, h):
-    logits, last = gru_logits(jnp, w, batch["x"], h)
-    return cross_entropy(jnp, logits, batch["y"]), last
-
   round_losses = []
   for _ in range(rounds):
     h, losses = jnp.zeros((ROWS, UNITS)), []
     for batch in batches:
-      (value, h), grads = jax.value_and_grad(loss, has_aux=True)(weights, batch, h)
+      (value, h), grads = jax.value_and_grad(loss_and_state, has_aux=True)(weights, batch, h)
       weights = [w - learning_rate * g for w, g in zip(weights, grads)]
       losses.append(float(value))
     round_losses.append(np.mean(losses))
@@ -164,6 +166,26 @@ def test_training_carries_the_state_over_a_pass_and_resets_it_each_round(runtime
   np.testing.assert_allclose(got, losses, rtol=2e-5)
   for w, want in zip(process.get_model_weights(state).trainable, trained):
     np.testing.assert_allclose(w, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("runtime", ["vectorized", "sequential"])
+def test_fed_sgd_gradients_carry_the_state_over_each_clients_batches(runtime):
+  # The gradient client work (FedSGD's, Mime Lite's full gradient) threads the carry too.
+  weights = [jnp.asarray(w) for w in random_weights(8)]
+  clients = [client_batches(9, 3), client_batches(10, 2)]
+  total = [jnp.zeros_like(w) for w in weights]
+  for batches in clients:  # Every batch has ROWS examples: the mean over all batches.
+    h = jnp.zeros((ROWS, UNITS))
+    for batch in batches:
+      (_, h), grads = jax.value_and_grad(loss_and_state, has_aux=True)(weights, batch, h)
+      total = [t + g for t, g in zip(total, grads)]
+  want = [w - 0.5 * t / 5 for w, t in zip(weights, total)]
+  with getattr(fx.runtime, runtime)():
+    process = algorithms.build_fed_sgd(wrap(), optimizers.build_sgdm(0.5))
+    state = process.set_model_weights(process.initialize(), ModelWeights(weights, []))
+    state, _ = process.next(state, clients)
+  for got, w in zip(process.get_model_weights(state).trainable, want):
+    np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-6)
 
 
 def test_a_predict_function_that_returns_no_carry_is_refused():
