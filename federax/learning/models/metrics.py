@@ -52,7 +52,9 @@ class Metric(NamedTuple):
     name: the finalized metric's name.
     initialize: `() -> state`, the state before any batch.
     update: `(state, labels, batch_output, sample_weight) -> state`; `batch_output` is the
-      model's `BatchOutput` and `sample_weight` is float32[B] (the batch mask).
+      model's `BatchOutput` and `sample_weight` is float32[B] (the batch mask), or None for
+      a batch without a mask when the model's metrics_fns are a `NoneWhenUnmasked` (Keras
+      metrics under `from_keras_model`).
     finalize: `(state) -> scalar`; it must accept states summed elementwise across clients.
   """
   name: str
