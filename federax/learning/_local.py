@@ -1,8 +1,9 @@
 """Pure per-client pieces shared by the client works: one batch of training, gradient sums, weights.
 
 Each works on an accumulator `OrderedDict(weights, optimizer_state, metrics, num_examples,
-key[, finite][, gradient_sum])` threaded through `fx.sequence_reduce` over the client's
-batches; `finite` (see `loss_check`) stays True while every batch's training loss is finite,
+key[, finite][, carry][, gradient_sum])` threaded through `fx.sequence_reduce` over the client's
+batches; `carry` (see `carry_of`) is a stateful model's state from batch to batch; `finite`
+(see `loss_check`) stays True while every batch's training loss is finite,
 and `drop_if_non_finite` turns a client whose loss, result or metrics were not finite into one
 that counts nowhere but in `num_non_finite_clients`.
 """
@@ -39,16 +40,31 @@ def loss_check(initial_metrics: Any) -> dict:
   return {} if "loss" in initial_metrics else {"finite": np.bool_(True)}
 
 
+def carry_of(model: Any) -> dict:
+  """`{'carry': model.initial_carry}` for the accumulator of a model that carries state from
+  batch to batch (a Keras stateful RNN), else `{}`.
+
+  The carry starts afresh in every client's pass, as TFF builds a client's Keras model (and
+  its RNN state variables, zeros) anew in each round's client computation.
+  """
+  carry = getattr(model, "initial_carry", None)
+  return {} if carry is None else {"carry": carry}
+
+
 def check_weighting(where: str, client_weighting: Any) -> None:
   if not (isinstance(client_weighting, ClientWeighting) or callable(client_weighting)):
     raise TypeError(f"{where}: client_weighting must be a fx.learning.ClientWeighting or a "
                     f"function of the client's unfinalized metrics; got {client_weighting!r}.")
 
 
-def loss_and_output(model, weights, batch, key):
-  """`grad_fn(trainable) -> (loss, BatchOutput)` of a training-mode forward pass."""
+def loss_and_output(model, weights, batch, key, carry=None):
+  """`grad_fn(trainable) -> (loss, BatchOutput)` of a training-mode forward pass (from the
+  accumulator's `carry`, for a model that has one)."""
+  kwargs = {} if carry is None else {"carry": carry}
+
   def loss(trainable):
-    output = model.forward_pass(weights._replace(trainable=trainable), batch, True, key)
+    output = model.forward_pass(weights._replace(trainable=trainable), batch, True, key,
+                                **kwargs)
     return output.loss, output
   return loss
 
@@ -62,7 +78,7 @@ def train_on_batch(model, optimizer, acc, batch, initial, proximal_strength=0.0,
   """
   key, step_key = jax.random.split(acc["key"])
   weights = acc["weights"]
-  grads, output = jax.grad(loss_and_output(model, weights, batch, step_key),
+  grads, output = jax.grad(loss_and_output(model, weights, batch, step_key, acc.get("carry")),
                            has_aux=True)(weights.trainable)
   if proximal_strength > 0:
     grads = jax.tree_util.tree_map(lambda g, w, w0: g + proximal_strength * (w - w0),
@@ -82,6 +98,8 @@ def train_on_batch(model, optimizer, acc, batch, initial, proximal_strength=0.0,
              key=key)
   if "finite" in acc:
     new["finite"] = acc["finite"] & jnp.isfinite(output.loss)
+  if "carry" in acc:
+    new["carry"] = output.carry
   return new
 
 
@@ -89,7 +107,7 @@ def add_batch_gradient(model, acc, batch, update_metrics: bool = True):
   """Adds `num_examples * gradient` at the (fixed) weights to `acc['gradient_sum']`."""
   key, step_key = jax.random.split(acc["key"])
   weights = acc["weights"]
-  grads, output = jax.grad(loss_and_output(model, weights, batch, step_key),
+  grads, output = jax.grad(loss_and_output(model, weights, batch, step_key, acc.get("carry")),
                            has_aux=True)(weights.trainable)
   count = jnp.asarray(output.num_examples, jnp.int32)
   new = collections.OrderedDict(acc)
@@ -98,6 +116,8 @@ def add_batch_gradient(model, acc, batch, update_metrics: bool = True):
              num_examples=acc["num_examples"] + count, key=key)
   if "finite" in acc:
     new["finite"] = acc["finite"] & jnp.isfinite(output.loss)
+  if "carry" in acc:
+    new["carry"] = output.carry
   if update_metrics:
     new["metrics"] = model.update_metrics_state(acc["metrics"], batch, output)
   return new

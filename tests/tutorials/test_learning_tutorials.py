@@ -470,13 +470,6 @@ def _first_snippets(shared_data, client: str, n: int) -> list[str]:
     return [s.decode("utf-8") for s in f["examples"][client]["snippets"][:n]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "beyond issue 14's items: from_keras_model passes a per-example sample_weight (float32[8]) "
-    "to Keras metrics, and the tutorial's FlattenedCategoricalAccuracy flattens the labels to "
-    "800 values (FederatedTypeError '...train_on_batch: ... ValueError: Incompatible types for "
-    "broadcasting: input type=float32[8] and requested type=float32[800]'); a stateful GRU's "
-    "state is not carried from batch to batch of a client as in TFF (one round: 4.382613 for "
-    "TFF's 4.382279)"))
 def test_federated_learning_for_text_generation(shared_data, tmp_path):
   stdout, stderr = notebooks.run("federated_learning_for_text_generation", tmp_path,
                                  with_stderr=True, epilogue=TEXT_EPILOGUE)

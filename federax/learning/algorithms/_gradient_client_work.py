@@ -23,7 +23,8 @@ def gradient_accumulator(model, weights, key):
   metrics = model.initialize_metrics_state()
   return collections.OrderedDict(
       weights=weights, metrics=metrics, num_examples=_local.INITIAL_COUNT, key=key,
-      gradient_sum=_local.zeros_like_tree(weights.trainable), **_local.loss_check(metrics))
+      gradient_sum=_local.zeros_like_tree(weights.trainable), **_local.loss_check(metrics),
+      **_local.carry_of(model))
 
 def build_gradient_client_work(model, client_weighting,
                                metrics_aggregator: Optional[Callable] = None) -> ClientWorkProcess:

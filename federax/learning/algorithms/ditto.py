@@ -103,7 +103,8 @@ def build_ditto(
     return collections.OrderedDict(weights=weights,
                                    optimizer_state=opt.initialize(weights.trainable),
                                    metrics=initial_metrics, num_examples=_local.INITIAL_COUNT,
-                                   key=key, **_local.loss_check(initial_metrics))
+                                   key=key, **_local.loss_check(initial_metrics),
+                                   **_local.carry_of(model))
 
   acc_type = type_of(jax.eval_shape(lambda w, k: start(w, k, False), model.initial_weights, KEY))
   personal_acc_type = type_of(jax.eval_shape(lambda w, k: start(w, k, True),

@@ -62,20 +62,32 @@ def build_fed_eval(model_fn: Any,
   batch_type = to_type(model.input_spec)
   metrics_type = type_of(model.initialize_metrics_state())
 
-  @computation(metrics_type, batch_type, weights_type, row_mask=model.row_mask(training=False))
-  def evaluate_batch(metrics, batch, weights):
-    output = model.forward_pass(weights, batch, False, None)
-    return model.update_metrics_state(metrics, batch, output)
+  # A stateful model (a Keras stateful RNN) carries its state from batch to batch of a
+  # client: the accumulator is then <metrics, carry>, the carry starting afresh per client.
+  carry = getattr(model, "initial_carry", None)
+  acc_type = (metrics_type if carry is None
+              else t.StructType([metrics_type, type_of(carry)]))
 
-  initial_metrics = computation()(model.initialize_metrics_state)
+  @computation(acc_type, batch_type, weights_type, row_mask=model.row_mask(training=False))
+  def evaluate_batch(acc, batch, weights):
+    if carry is None:
+      return model.update_metrics_state(acc, batch, model.forward_pass(weights, batch, False))
+    output = model.forward_pass(weights, batch, False, carry=acc[1])
+    return model.update_metrics_state(acc[0], batch, output), output.carry
+
+  initial_acc = computation()(
+      model.initialize_metrics_state if carry is None
+      else lambda: (model.initialize_metrics_state(), carry))
+  metrics_of = None if carry is None else computation(acc_type)(lambda acc: acc[0])
 
   @federated_computation(weights_type, t.SequenceType(batch_type))
   def client_eval(weights, data):
-    @federated_computation(metrics_type, batch_type)
-    def step(metrics, batch):
-      return evaluate_batch(metrics, batch, weights)
+    @federated_computation(acc_type, batch_type)
+    def step(acc, batch):
+      return evaluate_batch(acc, batch, weights)
 
-    return fi.sequence_reduce(data, initial_metrics(), step)
+    acc = fi.sequence_reduce(data, initial_acc(), step)
+    return acc if metrics_of is None else metrics_of(acc)
 
   @computation(metrics_type)
   def no_update(metrics):

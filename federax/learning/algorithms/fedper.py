@@ -129,7 +129,8 @@ def build_fedper(
     return collections.OrderedDict(weights=weights,
                                    optimizer_state=optimizer.initialize(weights.trainable),
                                    metrics=initial_metrics, num_examples=_local.INITIAL_COUNT,
-                                   key=key, **_local.loss_check(initial_metrics))
+                                   key=key, **_local.loss_check(initial_metrics),
+                                   **_local.carry_of(model))
 
   acc_type = type_of(jax.eval_shape(start, model.initial_weights, KEY))
 

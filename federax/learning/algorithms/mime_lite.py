@@ -54,7 +54,8 @@ def build_mime_lite_client_work(model, optimizer, client_weighting,
     return collections.OrderedDict(weights=weights, optimizer_state=global_state,
                                    metrics=model.initialize_metrics_state(),
                                    num_examples=_local.INITIAL_COUNT, key=key,
-                                   **_local.loss_check(model.initialize_metrics_state()))
+                                   **_local.loss_check(model.initialize_metrics_state()),
+                                   **_local.carry_of(model))
 
   grad_acc_type = type_of(jax.eval_shape(lambda w, k: gradient_accumulator(model, w, k),
                                          abstract_value(weights_type), KEY))

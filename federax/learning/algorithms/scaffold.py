@@ -99,7 +99,8 @@ def build_scaffold(
   def start(weights, key):
     return collections.OrderedDict(weights=weights, metrics=initial_metrics,
                                    num_examples=_local.INITIAL_COUNT, num_steps=np.int32(0),
-                                   key=key, **_local.loss_check(initial_metrics))
+                                   key=key, **_local.loss_check(initial_metrics),
+                                   **_local.carry_of(model))
 
   acc_type = type_of(jax.eval_shape(start, model.initial_weights, KEY))
   begin = computation(weights_type, KEY)(start)
@@ -108,8 +109,9 @@ def build_scaffold(
   def step(acc, batch, correction):
     key, step_key = jax.random.split(acc["key"])
     weights = acc["weights"]
-    grads, output = jax.grad(_local.loss_and_output(model, weights, batch, step_key),
-                             has_aux=True)(weights.trainable)
+    grads, output = jax.grad(
+        _local.loss_and_output(model, weights, batch, step_key, acc.get("carry")),
+        has_aux=True)(weights.trainable)
     trainable = jax.tree_util.tree_map(lambda w, g, d: w - lr * (g + d), weights.trainable,
                                        grads, correction)
     non_trainable = (weights.non_trainable if output.non_trainable is None
@@ -121,6 +123,8 @@ def build_scaffold(
                num_steps=acc["num_steps"] + 1, key=key)
     if "finite" in acc:
       new["finite"] = acc["finite"] & jnp.isfinite(output.loss)
+    if "carry" in acc:
+      new["carry"] = output.carry
     return new
 
   @computation(trainable_type, trainable_type)

@@ -25,11 +25,14 @@ class BatchOutput(NamedTuple):
     num_examples: int32 scalar: the real (unmasked) examples in the batch.
     non_trainable: the updated non-trainable weights after a training pass (batch-norm
       statistics); None if the model has none or `training=False`.
+    carry: the state to carry to the client's next batch, for a model with an
+      `initial_carry` (a stateful RNN's); None otherwise.
   """
   loss: jax.Array
   predictions: Any
   num_examples: jax.Array
   non_trainable: Any = None
+  carry: Any = None
 
 
 _BATCH_HINT = ("a batch is {'x': inputs, 'y': labels} (plus an optional bool 'mask'), or an "

@@ -34,10 +34,13 @@ class PredictOutput(NamedTuple):
     predictions: the model's output.
     non_trainable: the updated non-trainable weights, or None when nothing changed.
     regularization_loss: a float scalar added to the batch loss, or None.
+    carry: for a model built with an `initial_carry`, the state carried to the client's next
+      batch (a stateful RNN's); None otherwise.
   """
   predictions: Any
   non_trainable: Any = None
   regularization_loss: Any = None
+  carry: Any = None
 
 
 def _takes_key(fn: Callable) -> bool:
@@ -77,6 +80,11 @@ class FunctionalModel:
     many clients can be added up.
   * **Finalizers**: `finalize(state)` returns a dict of metric name -> value; it runs on the
     sum of the clients' states.
+  * **Carried state** (federax's addition, for a stateful RNN): a pytree `initial_carry` that
+    each client's pass over its batches starts from and threads from batch to batch, as a
+    Keras model's stateful RNN keeps its state in TFF. It is no weight: neither trained,
+    broadcast nor aggregated. `predict_on_batch_fn` then takes it as a keyword, `carry=`,
+    and returns `PredictOutput(predictions, carry=next_carry)`.
 
   Every model also reports 'loss' (the example-weighted mean), 'num_examples' and
   'num_batches', after its own metrics, unless it defines a 'loss' or 'num_examples' metric
@@ -92,6 +100,8 @@ class FunctionalModel:
     metrics_fns: optional `(initialize, update, finalize)` for the model's own metrics.
     input_spec: the batch's structure: a federax type, a `Dataset.element_spec`, or a pytree
       of `jax.ShapeDtypeStruct`s or `(dtype, shape)` pairs, with 'x' and 'y'.
+    builtin_metrics: whether to add 'loss', 'num_examples' and 'num_batches' (see above).
+    initial_carry: optional carried state (see above); None for a model that carries none.
 
   Raises:
     TypeError: if `initial_weights`, `metrics_fns` or `input_spec` have the wrong form.
@@ -133,7 +143,7 @@ class FunctionalModel:
 
   def __init__(self, *, initial_weights: Any, predict_on_batch_fn: Callable,
                loss_fn: Callable, metrics_fns: Optional[tuple] = None, input_spec: Any,
-               builtin_metrics: bool = True):
+               builtin_metrics: bool = True, initial_carry: Any = None):
     operator = "FunctionalModel"
     if not isinstance(initial_weights, ModelWeights):
       if not (isinstance(initial_weights, (tuple, list)) and len(initial_weights) == 2):
@@ -148,6 +158,7 @@ class FunctionalModel:
     self._predict_on_batch_fn = predict_on_batch_fn
     self._takes_key = _takes_key(predict_on_batch_fn)
     self._loss_fn = loss_fn
+    self.initial_carry = None if initial_carry is None else as_array_tree(initial_carry)
     if metrics_fns is None:
       metrics_fns = (dict, lambda state, *args: {}, lambda state: {})
     if not (isinstance(metrics_fns, tuple) and len(metrics_fns) == 3
@@ -157,6 +168,7 @@ class FunctionalModel:
                   hint="metrics.to_metrics_fns([metrics.sparse_categorical_accuracy()]) "
                   "builds one")
     self._metrics_fns = tuple(metrics_fns)
+    self._none_when_unmasked = isinstance(metrics_fns, metrics_lib.NoneWhenUnmasked)
     user_state = _eval_keys(metrics_fns[0])
     if not isinstance(user_state, Mapping):
       raise error(TypeError, operator, "metrics_fns' initialize() must return a dict of "
@@ -200,13 +212,23 @@ class FunctionalModel:
     predictions = self._predict(ModelWeights(*model_weights), x, training, key).predictions
     return repad(predictions, padding)
 
-  def _predict(self, weights: ModelWeights, x: Any, training: bool, key: Any) -> PredictOutput:
+  def _predict(self, weights: ModelWeights, x: Any, training: bool, key: Any,
+               carry: Any = None) -> PredictOutput:
     key = key if training else None
+    kwargs = {}
+    if self.initial_carry is not None:
+      kwargs["carry"] = self.initial_carry if carry is None else carry
     if self._takes_key:
-      out = self._predict_on_batch_fn(weights, x, training, key)
+      out = self._predict_on_batch_fn(weights, x, training, key, **kwargs)
     else:
-      out = self._predict_on_batch_fn(weights, x, training)
-    return out if isinstance(out, PredictOutput) else PredictOutput(out)
+      out = self._predict_on_batch_fn(weights, x, training, **kwargs)
+    out = out if isinstance(out, PredictOutput) else PredictOutput(out)
+    if kwargs and out.carry is None:
+      raise error(TypeError, "forward_pass", "the model has an initial_carry, but "
+                  "predict_on_batch_fn returned no carry for the next batch.",
+                  expected="PredictOutput(predictions, carry=...)",
+                  actual=f"a {type(out.predictions).__name__} without a carry")
+    return out
 
   def loss(self, output: Any, label: Any, sample_weight: Optional[jax.Array] = None
            ) -> jax.Array:
@@ -224,7 +246,7 @@ class FunctionalModel:
     return jnp.asarray(self._loss_fn(output, label, sample_weight), jnp.float32)
 
   def forward_pass(self, weights: Any, batch: Any, training: bool = True,
-                   key: Optional[jax.Array] = None) -> BatchOutput:
+                   key: Optional[jax.Array] = None, carry: Any = None) -> BatchOutput:
     """Predictions, loss and number of examples of one batch.
 
     Args:
@@ -234,10 +256,13 @@ class FunctionalModel:
       training: a Python bool: dropout on, batch-norm statistics from the batch and updated.
       key: a raw `jax.random.PRNGKey` for randomness in training (use a different one per
         client and batch); ignored when `training=False`.
+      carry: for a model with an `initial_carry`, the previous batch's `BatchOutput.carry`
+        (None: `initial_carry`, the first batch of a client's pass).
 
     Returns:
       A `BatchOutput`. In training, `non_trainable` holds the updated non-trainable weights
-      (unchanged for a batch with no real example).
+      (unchanged for a batch with no real example); `carry` the state for the next batch
+      (likewise), for a model with an `initial_carry`.
 
     Raises:
       ValueError: if a mapping batch lacks 'x' or 'y'.
@@ -250,7 +275,7 @@ class FunctionalModel:
       batch = with_row_mask(batch, padding.mask)
     x, y, mask = unpack_batch(batch, "forward_pass")
     sample_weight, num_examples = batch_weights(y, mask)
-    out = self._predict(weights, x, training, key)
+    out = self._predict(weights, x, training, key, carry)
     loss = jnp.asarray(self._loss_fn(out.predictions, y, sample_weight), jnp.float32)
     if out.regularization_loss is not None:
       loss = loss + jnp.asarray(out.regularization_loss, jnp.float32)
@@ -260,7 +285,13 @@ class FunctionalModel:
       if mask is not None:  # An all-padding batch must leave batch-norm statistics alone.
         non_trainable = jax.tree.map(lambda new, old: jnp.where(num_examples > 0, new, old),
                                      non_trainable, weights.non_trainable)
-    return BatchOutput(loss, repad(out.predictions, padding), num_examples, non_trainable)
+    new_carry = out.carry if self.initial_carry is not None else None
+    if new_carry is not None and mask is not None:
+      old = self.initial_carry if carry is None else carry
+      new_carry = jax.tree.map(lambda new, old: jnp.where(num_examples > 0, new, old),
+                               new_carry, old)
+    return BatchOutput(loss, repad(out.predictions, padding), num_examples, non_trainable,
+                       new_carry)
 
   def row_mask(self, training: bool) -> Callable[[Any, jax.Array], Any]:
     """How a computation that hands batches to this model takes a batch padded with zero padding.
@@ -307,7 +338,9 @@ class FunctionalModel:
     _, y, mask = unpack_batch(batch, "update_metrics_state")
     sample_weight, _ = batch_weights(y, mask)
     user, builtin = self._split(state)
-    return self._join(self._metrics_fns[1](user, y, batch_output, sample_weight),
+    # Keras metrics get None when every row is real, as TFF gives them (NoneWhenUnmasked).
+    none = mask is None and self._none_when_unmasked
+    return self._join(self._metrics_fns[1](user, y, batch_output, None if none else sample_weight),
                       self._builtins.update(builtin, y, batch_output, sample_weight))
 
   def finalize_metrics(self, state: Mapping) -> collections.OrderedDict:

@@ -92,6 +92,39 @@ def _is_seed_state(variable: Any) -> bool:
   return tuple(variable.shape) == (2,) and np.dtype(variable.dtype) == np.uint32
 
 
+def _rnn_state_variables(keras: Any, model: Any) -> list:
+  """The state variables of the model's stateful RNN layers, in layer order.
+
+  Keras 3 keeps them in `layer.states`, among none of the model's variables (so
+  `stateless_call` leaves them alone: every call would start from their current values).
+  """
+  states = []
+  for layer in model._flatten_layers(include_self=False):  # pylint: disable=protected-access
+    if (isinstance(layer, keras.layers.RNN) and layer.stateful
+        and getattr(layer, "states", None) is not None):
+      states.extend(keras.tree.flatten(layer.states))
+  return states
+
+
+def _call_carrying(keras: Any, model: Any, trainable: list, non_trainable: list,
+                   rnn_states: list, carry: list, x: Any, training: bool) -> tuple:
+  """`model.stateless_call(trainable, non_trainable, x, training=..., return_losses=True)`
+  with the stateful RNNs' state variables set to `carry`: `(predictions, non_trainable,
+  losses, next carry)`.
+
+  `stateless_call` maps only the model's own variables, in a scope of its own that would hide
+  an outer one, so the call is made here, as it makes it, in one scope that maps all three.
+  """
+  mapping = (list(zip(model.trainable_variables, trainable))
+             + list(zip(model.non_trainable_variables, non_trainable))
+             + list(zip(rnn_states, carry)))
+  with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+    predictions = model.call(x, training=training)
+    losses = model.losses
+  return (predictions, [scope.get_current_value(v) for v in model.non_trainable_variables],
+          losses, [scope.get_current_value(v) for v in rnn_states])
+
+
 def _check_loss(keras: Any, loss: Any, loss_weights: Any,
                 operator: str) -> tuple[list, list, bool]:
   """`(losses, weights, multi_output)` from TFF's `loss` / `loss_weights` arguments."""
@@ -165,8 +198,22 @@ def keras_metric(keras: Any, metric: Any, operator: str = _OPERATOR,
     return [jnp.asarray(v) for v in metric.stateless_reset_state()]
 
   def update(state, labels, batch_output, sample_weight):
-    new = metric.stateless_update_state(state, labels, batch_output.predictions,
-                                        sample_weight=sample_weight)
+    # sample_weight is None for a batch without a mask (NoneWhenUnmasked), as in TFF.
+    try:
+      new = metric.stateless_update_state(state, labels, batch_output.predictions,
+                                          sample_weight=sample_weight)
+    except (ValueError, TypeError) as e:
+      if sample_weight is None:
+        raise
+      raise error(ValueError, "update_metrics_state", f"the Keras metric {metric.name!r} "
+                  "cannot take one weight per example, which a batch with padded rows (a "
+                  "'mask') needs so that they count in nothing.",
+                  expected=f"update_state(y_true, y_pred, sample_weight=float32"
+                  f"{list(jnp.shape(sample_weight))}) to run",
+                  actual=f"{type(e).__name__}: {e}",
+                  hint="batch with drop_remainder=True and no 'mask' (the metric then gets "
+                  "sample_weight=None, as in TFF), or make update_state accept per-example "
+                  "weights (e.g. repeat them over the labels it flattens)") from None
     return [jnp.asarray(v) for v in new]
 
   def finalize(state):
@@ -199,7 +246,12 @@ def from_keras_model(keras_model: Any, loss: Any, input_spec: Any,
     variables (sums and counts such as `[total, count]`), summed across clients and
     finalized with `stateless_result`, under the metric's Keras name. As in TFF, they come
     first, then 'loss', 'num_examples' and 'num_batches' (those two only when no metric of
-    that name is given).
+    that name is given). Their `update_state` gets `sample_weight=None` for a batch without
+    a mask, as TFF calls it, and the mask (float32[B]) for a batch with padded rows.
+  * Stateful RNNs (`stateful=True`): their state is the model's `initial_carry` (zeros),
+    carried from batch to batch of a client's pass and reset for each client and round, as
+    TFF does (it builds the Keras model, and so its zero state, anew in each client
+    computation). It is not among the weights, as it is not among TFF's.
 
   Args:
     keras_model: a built `keras.Model` (give it an `Input` or call `build`).
@@ -256,9 +308,11 @@ def wrap(keras: Any, keras_model: Any, loss: Any, input_spec: Any,
   seed_index = [i for i, v in enumerate(all_non_trainable)
                 if id(v) not in weight_ids and _is_seed_state(v)]
   fixed_state = [jnp.asarray(v.value) for v in all_non_trainable]
+  rnn_states = _rnn_state_variables(keras, keras_model)
+  initial_carry = [jnp.zeros(v.shape, v.dtype) for v in rnn_states] if rnn_states else None
 
   def predict_on_batch(model_weights: ModelWeights, x: Any, training: bool,
-                       key: Optional[jax.Array]) -> PredictOutput:
+                       key: Optional[jax.Array], carry: Optional[list] = None) -> PredictOutput:
     if len(model_weights.non_trainable) != len(weight_index):
       raise error(ValueError, "forward_pass", "the weights do not fit the Keras model's "
                   "non-trainable weights.", expected=f"{len(weight_index)} arrays",
@@ -272,11 +326,17 @@ def wrap(keras: Any, keras_model: Any, loss: Any, input_spec: Any,
       require_key(key, "forward_pass", "Keras SeedGenerators, e.g. Dropout")
       for n, i in enumerate(seed_index):
         state[i] = jax.random.fold_in(raw_key(key), n).astype(jnp.uint32)
-    predictions, new_state, reg_losses = keras_model.stateless_call(
-        list(model_weights.trainable), state, x, training=training, return_losses=True)
+    new_carry = None
+    if rnn_states:
+      predictions, new_state, reg_losses, new_carry = _call_carrying(
+          keras, keras_model, list(model_weights.trainable), state, rnn_states,
+          initial_carry if carry is None else list(carry), x, training)
+    else:
+      predictions, new_state, reg_losses = keras_model.stateless_call(
+          list(model_weights.trainable), state, x, training=training, return_losses=True)
     new_weights = [new_state[i] for i in weight_index] if training and weight_index else None
     reg = sum(jnp.asarray(r, jnp.float32) for r in reg_losses) if reg_losses else None
-    return PredictOutput(predictions, new_weights, reg)
+    return PredictOutput(predictions, new_weights, reg, new_carry)
 
   def loss_fn(predictions: Any, labels: Any, sample_weight: jax.Array) -> jax.Array:
     outputs, targets = (predictions, labels) if multi_output else ([predictions], [labels])
@@ -289,6 +349,7 @@ def wrap(keras: Any, keras_model: Any, loss: Any, input_spec: Any,
 
   return FunctionalModel(
       initial_weights=weights_of(keras_model), predict_on_batch_fn=predict_on_batch,
-      loss_fn=loss_fn, metrics_fns=metrics_lib.to_metrics_fns(keras_metrics),
-      input_spec=input_spec, builtin_metrics=builtin_metrics)
+      loss_fn=loss_fn,
+      metrics_fns=metrics_lib.NoneWhenUnmasked(*metrics_lib.to_metrics_fns(keras_metrics)),
+      input_spec=input_spec, builtin_metrics=builtin_metrics, initial_carry=initial_carry)
 

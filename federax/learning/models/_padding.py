@@ -8,7 +8,8 @@ abstract values, once per model and mode), not from its name:
 * a training pass that updates non-trainable weights from the batch (batch-norm statistics):
   the padded rows would enter the statistics;
 * a `loss_fn` that does not read `sample_weight`: the padded rows would count in the loss;
-* a metric update that reads the labels or predictions but not `sample_weight`.
+* a metric update that reads the labels or predictions but not `sample_weight`, or cannot
+  take it at all (a Keras metric that reshapes its labels).
 
 Predictions are assumed row by row, as `masked_batch` already assumes.
 """
@@ -61,11 +62,21 @@ def why_padding_changes(model: Any, training: bool) -> Optional[tuple[str, str]]
   if model._user_metric_keys:  # pylint: disable=protected-access
     metrics = lambda s, y, p, w: update(s, y, BatchOutput(jnp.float32(0), p, jnp.int32(0)), w)
     args = (jax.eval_shape(initialize), y, predictions, sample_weight)
-    if not _reads(metrics, args, 3) and (_reads(metrics, args, 1) or _reads(metrics, args, 2)):
+    try:
+      reads_weight = _reads(metrics, args, 3)
+    except (ValueError, TypeError) as e:  # A Keras metric that reshapes its labels.
+      return ("hands batches to a model whose metrics cannot take one weight per example "
+              f"(float32[B]), which padded rows need ({_first_line(e)})",
+              "batch(..., drop_remainder=True), so that no batch is short")
+    if not reads_weight and (_reads(metrics, args, 1) or _reads(metrics, args, 2)):
       return ("hands batches to a model whose metrics read labels or predictions but ignore "
               "sample_weight, so padded rows would count in them",
               "weight each example's update by sample_weight in metrics_fns' update")
   return None
+
+
+def _first_line(e: Exception) -> str:
+  return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _abstract(type_spec: t.Type) -> Any:

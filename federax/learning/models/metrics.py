@@ -52,7 +52,9 @@ class Metric(NamedTuple):
     name: the finalized metric's name.
     initialize: `() -> state`, the state before any batch.
     update: `(state, labels, batch_output, sample_weight) -> state`; `batch_output` is the
-      model's `BatchOutput` and `sample_weight` is float32[B] (the batch mask).
+      model's `BatchOutput` and `sample_weight` is float32[B] (the batch mask), or None for
+      a batch without a mask when the model's metrics_fns are a `NoneWhenUnmasked` (Keras
+      metrics under `from_keras_model`).
     finalize: `(state) -> scalar`; it must accept states summed elementwise across clients.
   """
   name: str
@@ -66,6 +68,17 @@ class MetricsFns(NamedTuple):
   initialize: Callable[[], dict]
   update: Callable[[dict, Any, Any, jax.Array], dict]
   finalize: Callable[[dict], dict]
+
+
+class NoneWhenUnmasked(MetricsFns):
+  """A `MetricsFns` whose `update` takes `sample_weight=None` for a batch without a mask.
+
+  `FunctionalModel` then passes None for such a batch (every row real), as TFF calls Keras
+  metrics: a Keras metric that reshapes its labels (the text-generation tutorial's
+  `FlattenedCategoricalAccuracy`) cannot take one weight per example. A batch with a mask
+  (padded rows) still gets the float32[B] weights.
+  """
+  __slots__ = ()
 
 
 # Metric states start as NumPy zeros: a model's metrics are initialized eagerly when a process

@@ -89,7 +89,8 @@ def build_model_delta_client_work(
       state = optimizer.set_hparams(state, hparams)
     return collections.OrderedDict(weights=weights, optimizer_state=state,
                                    metrics=initial_metrics, num_examples=_local.INITIAL_COUNT,
-                                   key=key, **_local.loss_check(initial_metrics))
+                                   key=key, **_local.loss_check(initial_metrics),
+                                   **_local.carry_of(model))
 
   acc_type = type_of(jax.eval_shape(start, abstract_value(weights_type), np.int32(0), KEY))
   begin = computation(weights_type, np.int32, KEY)(start)

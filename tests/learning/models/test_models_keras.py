@@ -12,6 +12,7 @@ keras = pytest.importorskip("keras")
 
 import federax as fx  # noqa: E402
 from federax.learning import models  # noqa: E402
+from federax.core.rows import RowMaskNotHonoured  # noqa: E402
 from federax.learning.models import _keras, _weights  # noqa: E402
 
 ModelWeights = models.ModelWeights
@@ -427,3 +428,84 @@ def test_a_seeded_keras_model_inside_a_client_computation_is_accepted(runtime):
   with type(runtime)(default_num_clients=2):
     first, second = initialize()
   np.testing.assert_array_equal(first[0], second[0])
+
+
+# --- A Keras metric that flattens its labels (the text-generation tutorial's) ----------------
+
+def flattened_accuracy(seen):
+  """The tutorial's FlattenedCategoricalAccuracy (B*T labels, so no weight per example fits),
+  appending each `sample_weight` it is given (while tracing) to `seen`."""
+  class FlattenedAccuracy(keras.metrics.SparseCategoricalAccuracy):
+    def update_state(self, y_true, y_pred, sample_weight=None):
+      seen.append(sample_weight)
+      return super().update_state(keras.ops.reshape(y_true, [-1, 1]),
+                                  keras.ops.reshape(y_pred, [-1, y_pred.shape[-1]]),
+                                  sample_weight)
+  return FlattenedAccuracy("accuracy")
+
+
+def flattened_accuracy_model(seen, rows=None):
+  layers = keras.Sequential([keras.Input(batch_shape=(rows, 6), dtype="int32"),
+                             keras.layers.Embedding(9, 4), keras.layers.Dense(9)])
+  spec = {"x": (np.int32, [rows, 6]), "y": (np.int32, [rows, 6])}
+  return models.from_keras_model(
+      layers, keras.losses.SparseCategoricalCrossentropy(from_logits=True), spec,
+      metrics=[flattened_accuracy(seen)])
+
+
+def sequence_batch(seed, rows=4):
+  rng = np.random.default_rng(seed)
+  return {"x": rng.integers(0, 9, (rows, 6)).astype(np.int32),
+          "y": rng.integers(0, 9, (rows, 6)).astype(np.int32)}
+
+
+def test_a_metric_that_flattens_labels_gets_no_sample_weight_on_an_unmasked_batch():
+  # As TFF calls Keras metrics: sample_weight=None, not a float32[4] the 24 labels cannot take.
+  seen = []
+  model = flattened_accuracy_model(seen)
+  rng = np.random.default_rng(3)
+  weights = ModelWeights([rng.normal(0, 1, w.shape).astype(np.float32)
+                          for w in model.initial_weights.trainable], [])
+  state = model.initialize_metrics_state()
+  correct = []
+  for seed in (1, 2):
+    batch = sequence_batch(seed)
+    out = jax.jit(model.forward_pass)(weights, batch)
+    state = jax.jit(model.update_metrics_state)(state, batch, out)
+    # NumPy's accuracy over every label, from the wrapped model's logits.
+    embedded = weights.trainable[0][batch["x"]]
+    logits = embedded @ weights.trainable[1] + weights.trainable[2]
+    np.testing.assert_allclose(out.predictions, logits, rtol=1e-5, atol=1e-5)
+    correct.append(np.argmax(logits, -1) == batch["y"])
+  assert seen and all(w is None for w in seen)
+  metrics = model.finalize_metrics(state)
+  np.testing.assert_allclose(metrics["accuracy"], np.mean(correct), rtol=1e-6)
+  assert 0.0 < float(metrics["accuracy"]) < 1.0  # Inputs that tell a wrong count apart.
+  assert int(metrics["num_examples"]) == 8
+
+
+def test_a_metric_that_flattens_labels_says_why_a_masked_batch_fails():
+  seen = []
+  model = flattened_accuracy_model(seen)
+  batch = {**sequence_batch(1), "mask": np.array([True, True, True, False])}
+  out = model.forward_pass(model.initial_weights, batch)
+  with pytest.raises(ValueError) as info:
+    model.update_metrics_state(model.initialize_metrics_state(), batch, out)
+  message = str(info.value)
+  assert ("update_metrics_state: the Keras metric 'accuracy' cannot take one weight per "
+          "example, which a batch with padded rows (a 'mask') needs") in message
+  assert "sample_weight=float32[4]" in message and "Incompatible" in message
+  assert "drop_remainder=True" in message
+
+
+def test_padding_a_short_batch_is_refused_for_a_metric_that_flattens_labels():
+  # The vectorized runtime then runs the real short batches, saying why.
+  model = flattened_accuracy_model([])
+  batch = sequence_batch(1)
+  with pytest.raises(RowMaskNotHonoured) as info:
+    model.row_mask(training=True)(batch, np.array([True, True, True, False]))
+  assert info.value.reason.startswith(
+      "hands batches to a model whose metrics cannot take one weight per example "
+      "(float32[B]), which padded rows need (update_metrics_state: the Keras metric "
+      "'accuracy' cannot take one weight per example")
+  assert "drop_remainder=True" in info.value.fix
