@@ -234,7 +234,7 @@ class FunctionalModel:
            ) -> jax.Array:
     """`loss_fn` on one batch: `output` from `predict_on_batch`, `label` the batch's labels
     (TFF's names); `sample_weight` (float[B], e.g. the batch mask) defaults to ones. The
-    padded padding of `PaddedTensor`s (see `predict_on_batch`) weigh nothing."""
+    padded rows of `PaddedTensor`s (see `predict_on_batch`) weigh nothing."""
     (output, label, sample_weight), padding = unpad((output, label, sample_weight))
     if padding is not None:
       self._require_exact_padding(False)
@@ -252,7 +252,7 @@ class FunctionalModel:
     Args:
       weights: a `ModelWeights` (or `(trainable, non_trainable)` pair).
       batch: `{'x', 'y', 'mask'?}` or `(x, y)`; its tensors may be `PaddedTensor`s (see
-        `predict_on_batch`), whose padded padding count in nothing.
+        `predict_on_batch`), whose padded rows count in nothing.
       training: a Python bool: dropout on, batch-norm statistics from the batch and updated.
       key: a raw `jax.random.PRNGKey` for randomness in training (use a different one per
         client and batch); ignored when `training=False`.
@@ -294,12 +294,12 @@ class FunctionalModel:
                        new_carry)
 
   def row_mask(self, training: bool) -> Callable[[Any, jax.Array], Any]:
-    """How a computation that hands batches to this model takes a batch padded with zero padding.
+    """How a computation that hands batches to this model takes a batch padded with zero rows.
 
     Declare it on such a computation, `@fx.computation(..., row_mask=model.row_mask(True))`,
     and the vectorized runtime pads a short last batch (`batch(20)`, TFF's way) instead of
     leaving the compiled path: the returned `fn(batch, mask)` puts the runtime's row mask in
-    the batch's 'mask', so `forward_pass` and the metrics leave the padded padding out, exactly.
+    the batch's 'mask', so `forward_pass` and the metrics leave the padded rows out, exactly.
     The learning algorithms and `build_fed_eval` declare it. When padding would change a
     result (a training pass that updates batch statistics, a `loss_fn` or metric that ignores
     `sample_weight`), `fn` raises `RowMaskNotHonoured` saying why, and the call runs on the
@@ -315,7 +315,7 @@ class FunctionalModel:
     return attach
 
   def _require_exact_padding(self, training: bool) -> None:
-    """Raises `RowMaskNotHonoured`, saying why, where padded padding would change the results."""
+    """Raises `RowMaskNotHonoured`, saying why, where padded rows would change the results."""
     if training not in self._padding_changes:
       self._padding_changes[training] = why_padding_changes(self, training)
     if self._padding_changes[training] is not None:
