@@ -102,18 +102,17 @@ class Outputs:
     if base.nbytes != m * self.width * row:
       return None
     owner = base if base.base is None else base.base
-    shape, strides, dtype = first.shape[1:], first.strides[1:], first.dtype
+    tail, dtype = first.shape[1:], first.dtype
+    strides = (row,) + first.strides[1:]  # C order: rows `row` bytes apart.
     rows = [self.width] * m if full else self.rows
     for x, n in zip(column, rows):  # The cheap tests first: most results fail one or none.
-      if (x.base is not owner or x.shape[0] != n or x.shape[1:] != shape or x.dtype != dtype
-          or x.strides[1:] != strides):
+      if (x.base is not owner or x.shape != (n,) + tail or x.strides != strides
+          or x.dtype != dtype):
         return None
-    # Rows of one result are `row` bytes apart (C order), results `width` rows apart.
-    stride = self.width * row
-    if any(x.ctypes.data != start + i * stride or (x.shape[0] > 1 and x.strides[0] != row)
-           for i, x in enumerate(column)):
+    stride = self.width * row  # Results `width` rows apart.
+    if any(x.ctypes.data != start + i * stride for i, x in enumerate(column)):
       return None
-    return base.reshape(-1).view(np.uint8).view(dtype).reshape((m, self.width) + shape)
+    return base.reshape(-1).view(np.uint8).view(dtype).reshape((m, self.width) + tail)
 
 def _fill(column: tuple, width: int) -> np.ndarray:
   """Results of different row counts written into one zero-padded `[m * width, ...]` array."""
