@@ -57,7 +57,7 @@ def test_a_loop_over_the_same_datasets_reads_the_next_round_during_this_one():
   calls, unread = [], []
   datasets = _datasets(calls)
   want = _reference(_datasets(unread))
-  runtime = fx.runtime.vectorized()
+  runtime = fx.runtime.vectorized(read_ahead=True)
   with runtime:
     rounds = []
     for _ in range(4):
@@ -77,22 +77,23 @@ def test_a_loop_over_the_same_datasets_reads_the_next_round_during_this_one():
   assert 'read_ahead=True' in repr(runtime)
 
 
-def test_read_ahead_off_reads_every_call_itself_with_the_same_values():
+def test_read_ahead_off_by_default_reads_every_call_itself_with_the_same_values():
   calls = []
   datasets = _datasets(calls)
-  with fx.runtime.vectorized():
+  with fx.runtime.vectorized(read_ahead=True):
     on = [_client_totals(datasets) for _ in range(3)]
   calls.clear()
-  with fx.runtime.vectorized(read_ahead=False):
+  runtime = fx.runtime.vectorized()
+  with runtime:
     off = [_client_totals(datasets) for _ in range(3)]
-  assert calls == ['MainThread'] * 3 * BATCHES
+  assert calls == ['MainThread'] * 3 * BATCHES and 'read_ahead=False' in repr(runtime)
   for a, b in zip(on, off):
     np.testing.assert_array_equal(a, b)
 
 
 def test_new_datasets_each_round_and_cached_datasets_are_not_read_ahead():
   calls = []
-  with fx.runtime.vectorized():
+  with fx.runtime.vectorized(read_ahead=True):
     for _ in range(3):  # Sampled clients: new dataset objects every round.
       _client_totals(_datasets(calls))
     assert calls == ['MainThread'] * 3 * BATCHES
@@ -106,7 +107,7 @@ def test_new_datasets_each_round_and_cached_datasets_are_not_read_ahead():
 def test_a_failed_read_ahead_fails_in_the_call_that_needs_it():
   calls, fail = [], {}
   datasets = _datasets(calls, fail)
-  with fx.runtime.vectorized():
+  with fx.runtime.vectorized(read_ahead=True):
     _client_totals(datasets)
     _client_totals(datasets)  # Reads round 3's cohort ahead.
     fail['now'] = True

@@ -14,7 +14,9 @@ What it costs: a cohort read once more than it is used, after the last round; on
 stacked arrays held between calls (at most `READ_AHEAD_BYTES`); and a dataset's pipeline runs
 during the call before the one that uses it, on another thread, so its `map` functions must be
 pure (as `Dataset.map` asks) and its source arrays unchanged between rounds (as a value's
-are). `fx.runtime.vectorized(read_ahead=False)` turns it off.
+are). It pays when a core is free while the program runs; with the other core busy the
+overlapped reading slows the program about as much as it saves, so it is off by default:
+`fx.runtime.vectorized(read_ahead=True)` turns it on.
 """
 
 from __future__ import annotations

@@ -78,12 +78,14 @@ class VectorizedRuntime(RuntimeBase):
       cohorts whose size varies (Poisson sampling) share compiled programs (`cohort_padding`;
       results are the unpadded cohort's, floating-point sums to rounding). Off by default (a
       fixed cohort needs no padding); computations that `federated_stack` are not padded.
-    read_ahead: when a call gets the cohort of client datasets of the call before (a loop over
+    read_ahead: when a call gets the cohort of client datasets of a recent call (a loop over
       the same clients), read it again for the next call on a background thread while this
       call's program runs (`federax.runtime.vectorized.read_ahead`): datasets that are not
       `cache()`d run their pipelines every round, as tf.data's do, but no longer before each
       program. Their `map` functions then run during the call before, on that thread, and
-      once more after the last round. Off: every call reads its datasets itself.
+      once more after the last round. It pays with a core to spare; on a 2-core machine whose
+      other core is busy it slowed rounds (docs/performance.md), so it is off by default and
+      every call reads its datasets itself.
 
   Example:
     >>> runtime = fx.runtime.vectorized(chunk_size=256)
@@ -100,7 +102,7 @@ class VectorizedRuntime(RuntimeBase):
   def __init__(self, *, seed: int = 0, default_num_clients: Optional[int] = None,
                chunk_size: Optional[int] = 128, sequence_loop: str = "auto",
                client_loop: str = "auto", shard: bool = True, pad_clients: bool = False,
-               read_ahead: bool = True):
+               read_ahead: bool = False):
     if sequence_loop not in SEQUENCE_LOOPS:
       raise ValueError(f"sequence_loop must be one of {', '.join(map(repr, SEQUENCE_LOOPS))}; "
                        f"got {sequence_loop!r}.")
