@@ -14,7 +14,7 @@ from federax.core.datasets import UNKNOWN_CARDINALITY as UNKNOWN_CARDINALITY
 from federax.core.rows import pad_rows
 from federax.data._elements import (Element, RaggedElementsError, empty_from_spec, stack_flat,
                                     to_numpy)
-from federax.data._plan import Plan, gather, materialize, plan_elements, row_index
+from federax.data._plan import Plan, materialize, plan_elements, read, row_index
 
 
 def min_limit(a: Optional[int], b: Optional[int]) -> Optional[int]:
@@ -99,7 +99,7 @@ class Node:
     plan = self.plan((), None)
     if plan is not None:
       if plan.idx.ndim == 2 and plan.mask_key is None and bool(np.any(plan.idx < 0)):
-        return gather(plan, plan.idx), plan.idx >= 0
+        return read(plan), plan.idx >= 0
       return materialize(plan), None
     elements = list(self.iterate(()))
     if not elements:

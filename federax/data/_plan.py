@@ -25,12 +25,16 @@ class Plan:
   treedef: Any
   idx: np.ndarray  # int64 [m] (rows) or [m, B] (batches of rows; -1 marks padding).
   mask_key: Optional[str] = None  # Batched: None trims -1 rows (ragged), else pads + mask.
+  # The leaves are this plan's alone and already its elements in order: leaf row
+  # `i * idx.shape[1] + j` is row j of element i, zero where idx is -1 (`_batched_map`). Reading
+  # the plan stacked then takes them as they are; any new index (`replace`) clears it.
+  laid_out: bool = False
 
   def __len__(self) -> int:
     return len(self.idx)
 
   def replace(self, **changes: Any) -> Plan:
-    return dataclasses.replace(self, **changes)
+    return dataclasses.replace(self, **{"laid_out": False, **changes})
 
   def head(self, limit: Optional[int]) -> Plan:
     return self if limit is None else self.replace(idx=self.idx[:limit])
@@ -55,6 +59,21 @@ def gather(plan: Plan, idx: np.ndarray) -> Any:
   return tree if plan.mask_key is None else with_key(tree, plan.mask_key, valid)
 
 
+def read(plan: Plan) -> Any:
+  """All the plan's elements stacked, padding rows zeroed: one gather, or none if laid out."""
+  if not plan.laid_out:
+    return gather(plan, plan.idx)
+  shape = plan.idx.shape
+  return plan.treedef.unflatten([x.reshape(shape + x.shape[1:]) for x in plan.leaves])
+
+
+def suffix_padded(plan: Plan) -> bool:
+  """Whether each batch of a batched plan is its real rows, then only padding (-1) rows."""
+  valid = plan.idx >= 0
+  counts = valid.sum(axis=1)
+  return bool(np.all(valid == (np.arange(valid.shape[1])[None, :] < counts[:, None])))
+
+
 def plan_elements(plan: Plan) -> Iterator[Element]:
   """The plan's elements one by one (unmasked batches drop their -1 rows)."""
   trim = plan.mask_key is None and plan.idx.ndim == 2
@@ -70,7 +89,7 @@ def materialize(plan: Plan) -> Any:
         f"to_stacked(): batches differ in size ({plan.idx.shape[1]} rows and {sizes[0]} rows, "
         "a short batch), so they cannot be stacked. Use masked_batch(batch_size) to "
         "pad and mask it, or batch(batch_size, drop_remainder=True) to drop it.")
-  return gather(plan, plan.idx)
+  return read(plan)
 
 
 def as_rows(plan: Plan) -> Optional[Plan]:
@@ -134,10 +153,8 @@ def distinct_elements(plan: Plan) -> tuple[list, np.ndarray]:
 def _batches(plan: Plan) -> list:
   """A batched plan's elements as `plan_elements` gives them, from one gather: each a view of
   it (a gather per batch costs more than the copy for batches of tens of rows)."""
-  valid = plan.idx >= 0
-  counts = valid.sum(axis=1)
-  suffix = bool(np.all(valid == (np.arange(valid.shape[1])[None, :] < counts[:, None])))
-  if plan.mask_key is None and not suffix:  # Padding inside a batch: trim each one.
+  counts = (plan.idx >= 0).sum(axis=1)
+  if plan.mask_key is None and not suffix_padded(plan):  # Padding inside a batch: trim each one.
     return list(plan_elements(plan))
   leaves, treedef = jax.tree_util.tree_flatten(gather(plan, plan.idx))
   if plan.mask_key is not None:

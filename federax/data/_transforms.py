@@ -14,8 +14,9 @@ from federax.data._elements import (RaggedElementsError, call_with_element, map_
                                           merge_specs, spec_of, stack_flat, to_numpy)
 from federax.data._node import (INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Node, Unary,
                                       min_limit)
+from federax.data._batched_map import Outputs
 from federax.data._plan import (Plan, concat_plans, distinct_elements, materialize,
-                                      plan_elements, row_index)
+                                      plan_elements, row_index, suffix_padded)
 
 
 class Repeat(Unary):
@@ -124,8 +125,15 @@ class Map(Unary):
     parent = self.parent.plan(path, limit)
     if parent is None or not len(parent):
       return None
-    inputs, idx = distinct_elements(parent)  # Call fn once per distinct source row.
-    outputs = [to_numpy(call_with_element(self.fn, x)) for x in inputs]
+    if parent.idx.ndim == 2 and (parent.mask_key is not None or suffix_padded(parent)):
+      batches = Outputs(self.fn, parent)  # Call fn once per batch.
+      laid_out = batches.laid_out()
+      if laid_out is not None:
+        return laid_out
+      outputs, idx = batches.trees, row_index(len(parent))
+    else:
+      inputs, idx = distinct_elements(parent)  # Call fn once per distinct source row.
+      outputs = [to_numpy(call_with_element(self.fn, x)) for x in inputs]
     try:
       leaves, treedef = stack_flat(outputs, "map()")
     except RaggedElementsError:

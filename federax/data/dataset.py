@@ -10,7 +10,8 @@ arrays plus an integer index array (`idx[i]` is the source row of element i, or,
 `batch`, `masked_batch`, `filter` and `unbatch` only rewrite the index array with NumPy, so
 `to_stacked()` of the usual pipeline is one gather. `map` and `filter` call the user's function
 once per distinct source row (unavoidable for arbitrary Python) and re-stack the results into a
-new source. Anything that cannot be planned (ragged elements, infinite input, `padded_batch`
+new source; after a batch, `map` calls it once per batch on views of one gather, and results
+that are still views of it (a reshape) are kept there, already stacked and padded. Anything that cannot be planned (ragged elements, infinite input, `padded_batch`
 over ragged data) streams element by element; both paths give the same elements in the same
 order, shuffles included.
 
@@ -217,7 +218,8 @@ class Dataset:
 
     `num_parallel_calls`, `deterministic` and `name` are tf.data's, accepted so that ported
     code (`num_parallel_calls=tf.data.AUTOTUNE`) runs; they change nothing: elements are
-    produced in order, and a planned pipeline calls `fn` once per distinct source row.
+    produced in order, and a planned pipeline calls `fn` once per distinct source row (once
+    per batch after `batch()`), every time the dataset is read.
     Dimensions that vary upstream (the batch dimension after `batch()`) stay unknown in the
     `element_spec`, even though it is read from the first element.
 

@@ -108,6 +108,21 @@ def test_shuffle_is_uniform_over_positions():
   assert np.all(np.abs(counts - 500) < 5 * np.sqrt(500))
 
 
+def test_shuffle_orders_are_kept_read_only_and_bounded(monkeypatch):
+  from federax.data import _shuffle
+  ds = _r(50).shuffle(8, seed=11).repeat(2)
+  first = _shuffle.shuffle_positions(50, 8, [11])
+  assert _shuffle.shuffle_positions(50, 8, [11]) is first and not first.flags.writeable
+  # The kept order is the one the per-element buffer gives (the streaming reference).
+  np.testing.assert_array_equal(_r(50).shuffle(8, seed=11).to_stacked(), first)
+  assert _ints(ds) == _ints(_streamed(ds)) == _ints(ds)
+  monkeypatch.setattr(_shuffle, "KEPT_BYTES", 2 * first.nbytes)
+  for seed in range(3):  # Three orders of 50 positions: the oldest is let go.
+    _shuffle.shuffle_positions(50, 8, [100 + seed])
+  assert list(_shuffle._kept) == [(50, 8, (101,)), (50, 8, (102,))]
+  assert _shuffle._kept_bytes[0] == 2 * first.nbytes
+
+
 @pytest.mark.parametrize("make", [
     lambda: _r(23).shuffle(7, seed=1).repeat(3).batch(4),
     lambda: _r(23).repeat(3).shuffle(7, seed=2).batch(4, drop_remainder=True),

@@ -28,6 +28,7 @@ from federax.runtime.vectorized import clients, host_execution, plan as plans, s
 from federax.runtime.vectorized import cohort_padding
 from federax.runtime.vectorized.execution import VectorizedExecution
 from federax.runtime.vectorized.plan import CLIENT_LOOPS, SEQUENCE_LOOPS, Plan
+from federax.runtime.vectorized.read_ahead import ReadAhead
 from federax.runtime.vectorized.stacking import (KEEP_COMPILED, CohortCache, Stacked,
                                                 Unstackable, pad_standalone)
 
@@ -77,6 +78,14 @@ class VectorizedRuntime(RuntimeBase):
       cohorts whose size varies (Poisson sampling) share compiled programs (`cohort_padding`;
       results are the unpadded cohort's, floating-point sums to rounding). Off by default (a
       fixed cohort needs no padding); computations that `federated_stack` are not padded.
+    read_ahead: when a call gets the cohort of client datasets of a recent call (a loop over
+      the same clients), read it again for the next call on a background thread while this
+      call's program runs (`federax.runtime.vectorized.read_ahead`): datasets that are not
+      `cache()`d run their pipelines every round, as tf.data's do, but no longer before each
+      program. Their `map` functions then run during the call before, on that thread, and
+      once more after the last round. It pays with a core to spare; on a 2-core machine whose
+      other core is busy it slowed rounds (docs/performance.md), so it is off by default and
+      every call reads its datasets itself.
 
   Example:
     >>> runtime = fx.runtime.vectorized(chunk_size=256)
@@ -92,7 +101,8 @@ class VectorizedRuntime(RuntimeBase):
 
   def __init__(self, *, seed: int = 0, default_num_clients: Optional[int] = None,
                chunk_size: Optional[int] = 128, sequence_loop: str = "auto",
-               client_loop: str = "auto", shard: bool = True, pad_clients: bool = False):
+               client_loop: str = "auto", shard: bool = True, pad_clients: bool = False,
+               read_ahead: bool = False):
     if sequence_loop not in SEQUENCE_LOOPS:
       raise ValueError(f"sequence_loop must be one of {', '.join(map(repr, SEQUENCE_LOOPS))}; "
                        f"got {sequence_loop!r}.")
@@ -115,6 +125,7 @@ class VectorizedRuntime(RuntimeBase):
     self.host_bodies: weakref.WeakSet = weakref.WeakSet()  # Bodies found to hold strings.
     self._warned: set = set()
     self._cohorts = CohortCache()
+    self._read_ahead = ReadAhead() if read_ahead else None
     self._streams = streaming.Streams()
     self._lengths: dict = {}  # Sequence type -> longest padded length so far (`Plan.grow_only`).
     self._iterating: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Comp -> why.
@@ -124,7 +135,7 @@ class VectorizedRuntime(RuntimeBase):
   def __repr__(self) -> str:
     return (f"fx.runtime.vectorized({self.options}, chunk_size={self.chunk_size}, "
             f"sequence_loop={self.sequence_loop!r}, client_loop={self.client_loop!r}, "
-            f"pad_clients={self.pad_clients})")
+            f"pad_clients={self.pad_clients}, read_ahead={self._read_ahead is not None})")
 
   # --- A call ------------------------------------------------------------------------------------
 
@@ -175,6 +186,8 @@ class VectorizedRuntime(RuntimeBase):
     client count when no argument is placed at CLIENTS). Raises `Unstackable` for client data
     with elements of different shapes (or batches of different sizes for code that does not mask
     padded rows), and `HostOnly` if the body holds strings."""
+    if self._read_ahead is not None:
+      self._read_ahead.begin()
     try:
       try:
         plan, payload, rep = self._prepare(comp, signature, python_arg, traced, clients)
@@ -184,6 +197,8 @@ class VectorizedRuntime(RuntimeBase):
         raise Unstackable(f"{e}; {KEEP_COMPILED}") from None
       try:
         out = self._program(comp, plan)(payload)
+        if self._read_ahead is not None and not traced:
+          self._read_ahead.start()  # While the (asynchronously dispatched) program runs.
       except cohort_padding.PaddingRefused as e:  # Traced once; its calls run unpadded.
         self._cohort_sizes.refuse(comp, e.why)
         self._streams.close()
@@ -196,13 +211,15 @@ class VectorizedRuntime(RuntimeBase):
       return _convert.to_python(out, signature.result, rep, _real_clients(plan, payload))
     finally:
       self._streams.close()  # After the results are read: the program reads chunks until then.
+      if self._read_ahead is not None:
+        self._read_ahead.finish()  # No reading goes on outside a call.
 
   def _prepare(self, comp, signature: t.FunctionType, python_arg: Any, traced: bool,
                clients: Optional[int] = None) -> tuple[Plan, Any, Stacked]:
     """(plan, argument payload, representation) for a call of a federated computation."""
     plan = self._plan(signature, None, traced)
     rep = Stacked(plan, self._cohorts, self._streams, self._lengths,
-                  pad_rows=comp not in self._unpadded)
+                  pad_rows=comp not in self._unpadded, read_ahead=self._read_ahead)
     payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
     if not traced and _convert.is_traced(payload):  # Tracers hidden in an unregistered class.
       self._streams.close()

@@ -24,6 +24,7 @@ from federax.runtime.padding import (PaddedSequence, RaggedError, aligned_empty,
                                      pad_to, row_leaves, stack, zeros_like_type)
 from federax.runtime.vectorized import streaming
 from federax.runtime.vectorized.plan import Plan
+from federax.runtime.vectorized.read_ahead import ReadAhead
 
 _STACKABLE: dict[type, bool] = {}
 _PADDABLE: dict[type, bool] = {}
@@ -115,12 +116,13 @@ class Stacked:
   holds, per sequence type, the longest padded length so far (the plan's `grow_only`).
   With `pad_rows`, elements that are batches of different sizes (`batch(20)`'s short last
   one) are padded with zero rows and a row mask (`PaddedSequence.rows`); `padded` records
-  where, for messages.
+  where, for messages. With `read_ahead`, a cohort of datasets that a loop passes again is
+  read for the next call while this one computes (`read_ahead`).
   """
 
   def __init__(self, plan: Optional[Plan] = None, cohorts: Optional[CohortCache] = None,
                streams: Optional[streaming.Streams] = None, lengths: Optional[dict] = None,
-               pad_rows: bool = True):
+               pad_rows: bool = True, read_ahead: Optional[ReadAhead] = None):
     self.plan = plan
     self.cohorts = cohorts
     self.per_doubling = plan.per_doubling if plan else 8
@@ -128,6 +130,7 @@ class Stacked:
     self.chunk = (plan.chunk_size or 0) if plan else 0
     self.lengths = lengths if plan and plan.grow_only else None
     self.pad_rows = pad_rows
+    self.read_ahead = read_ahead
     self.notes: list[str] = []
     self.padded: list[tuple[str, Any, Any]] = []  # (where, rows, mask) of row-padded sequences.
 
@@ -151,6 +154,9 @@ class Stacked:
         if cached.rows is not None:
           self.padded.append((where, cached.rows, cached.mask))
         return cached
+    ahead = self._read_ahead(values, member_type, where)
+    if ahead is not None:
+      return ahead
     if self.streams is None or len(values) < 2:
       return None
     streamed = self._stream(values, member_type, where, op)
@@ -159,6 +165,30 @@ class Stacked:
       return None
     self.notes.append(f"{where}: streamed, {streamed.chunk} clients a read")
     return streamed
+
+  def _read_ahead(self, values: list, member_type: t.Type, where: str) -> Optional[Any]:
+    """The cohort read during the call before, if it was read for this one at this length."""
+    key = None if self.read_ahead is None else CohortCache.key(
+        values, member_type, self.per_doubling, self.pad_rows)
+    payload = None if key is None else self.read_ahead.take(key)
+    if payload is None:
+      return None
+    longest = int(payload.mask.sum(axis=1).max(initial=0))
+    if payload.mask.shape[1] != self.padded_length(member_type, longest):
+      return None  # A longer cohort since grew the padded length: read it again.
+    self.notes.append(f"{where}: read during the call before (the same datasets)")
+    if payload.rows is not None:
+      self.padded.append((where, payload.rows, payload.mask))
+    self.read_ahead.note(key, values, self._reader(values, member_type, where), payload)
+    return payload
+
+  def _reader(self, values: list, member_type: t.SequenceType, where: str):
+    """How to read and stack the cohort again, as `convert.argument` and `clients` do."""
+    def read() -> PaddedSequence:
+      members = [self.sequence(v, member_type, f"{where}[client {i}]")
+                 for i, v in enumerate(values)]
+      return _stack_clients(members, member_type, where, self.padded_length, self.pad_rows)
+    return read
 
   def _stream(self, values: list, member_type: t.SequenceType, where: str,
               op: str) -> streaming.StreamedClients | str:
@@ -220,9 +250,12 @@ class Stacked:
     payload = _stack_clients(members, member_type, where, self.padded_length, self.pad_rows)
     if isinstance(payload, PaddedSequence) and payload.rows is not None:
       self.padded.append((where, payload.rows, payload.mask))
-    key = None if self.cohorts is None else CohortCache.key(values, member_type,
-                                                              self.per_doubling, self.pad_rows)
-    return payload if key is None else self.cohorts.put(key, values, members, payload)
+    key = CohortCache.key(values, member_type, self.per_doubling, self.pad_rows)
+    kept = payload if key is None or self.cohorts is None else self.cohorts.put(
+        key, values, members, payload)
+    if kept is payload and self.read_ahead is not None:  # Not cached: read again next call.
+      self.read_ahead.note(key, values, self._reader(values, member_type, where), payload)
+    return kept
 
   def sequence(self, elements: Any, seq_type: t.SequenceType, where: str) -> PaddedSequence:
     rows = None
