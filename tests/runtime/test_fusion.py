@@ -87,3 +87,43 @@ def test_a_map_with_a_matrix_product_is_not_recomputed():
   with fx.runtime.vectorized(shard=False):
     np.testing.assert_array_equal(total(data), np.full(5000, 3))
     assert "recomputed in its loop" not in fx.runtime.explain(total, data)
+
+
+def _limb_sums(n, low, high):
+  """The fused secure sum (bitwidth 8) of `n` clients whose two int32 limbs are `low`, `high`."""
+  value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)
+  limbs = fx.computation(lambda x: ((x * 0).astype(jnp.int32) + low,
+                                    (x * 0).astype(jnp.int32) + high),
+                         fx.TensorType(np.float32, [WIDE]))
+  total = fx.federated_computation(
+      lambda v: fx.federated_secure_sum_bitwidth(fx.federated_map(limbs, v), 8), value)
+  data = [np.full(WIDE, i, np.float32) for i in range(n)]
+  with fx.runtime.vectorized(shard=False):
+    assert "recomputed in its loop" in fx.runtime.explain(total, data)
+    return total(data)
+
+
+@pytest.mark.parametrize("n", [257, 258])
+def test_limbs_added_two_to_a_word_are_exact_up_to_the_lane_bound(n):
+  # Two 8-bit limbs share a uint32 word (16-bit lanes) while n * 255 < 2**16: at n = 257 both
+  # lanes reach 65535 (the word 2**32 - 1) without a carry; at 258 the limbs are added apart.
+  low, high = _limb_sums(n, 255, 255)
+  np.testing.assert_array_equal(low, np.full(WIDE, n * 255))
+  np.testing.assert_array_equal(high, np.full(WIDE, n * 255))
+  low, high = _limb_sums(n, 0, 255)  # An empty low lane under a full high one, and back.
+  np.testing.assert_array_equal(low, np.zeros(WIDE))
+  np.testing.assert_array_equal(high, np.full(WIDE, n * 255))
+
+
+def test_lane_groups_pair_32_bit_leaves_of_one_shape_and_bitwidth_within_the_bound():
+  from federax.runtime.vectorized.execution import _lane_groups
+  u32, i32, f32 = (jnp.zeros(4, d) for d in (jnp.uint32, jnp.int32, jnp.float32))
+  # Four 8-bit limbs at 100 clients: two words.
+  assert _lane_groups(100, [u32] * 4, [8] * 4) == [(0, 1), (2, 3)]
+  assert _lane_groups(257, [u32] * 3, [8] * 3) == [(0, 1), (2,)]
+  assert _lane_groups(258, [u32] * 2, [8] * 2) == [(0,), (1,)]  # 258 * 255 >= 2**16
+  # Any 32-bit integers of one shape and bitwidth pair up; another shape or bitwidth does not.
+  assert _lane_groups(10, [u32, jnp.zeros(5, jnp.uint32), i32, u32], [8, 8, 8, 7]) == [
+      (0, 2), (1,), (3,)]
+  assert _lane_groups(10, [f32, f32, jnp.zeros(4, jnp.int16)] * 2, [8] * 6) == [
+      (0,), (1,), (2,), (3,), (4,), (5,)]
