@@ -21,7 +21,7 @@ from federax.runtime.vectorized import clients, cohort_padding as cp, fusion, st
 from federax.runtime.vectorized.reductions import (LOOP_MIN_ROW, client_max, client_min,
                                                    client_sum, client_sum_and_range)
 from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
-from federax.runtime.vectorized.plan import Plan, step_cost
+from federax.runtime.vectorized.plan import Plan, step_cost, step_reductions
 
 
 class VectorizedExecution(Execution):
@@ -103,7 +103,8 @@ class VectorizedExecution(Execution):
     if plan.client_loop == "map" and not plan.cpu_rewrites:
       return fn, "map (client_loop option)"
     traced = jax.make_jaxpr(fn, return_shape=True)(streaming.one_client(payload))
-    loop, why = plan.client_loop_for(step_cost(traced[0].jaxpr))
+    loop, why = plan.client_loop_for(step_cost(traced[0].jaxpr),
+                                     step_reductions(traced[0].jaxpr, traced[1]))
     if loop == "vmap":
       return None, f"vmap ({why})"
     if not plan.cpu_rewrites:
