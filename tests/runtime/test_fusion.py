@@ -127,3 +127,15 @@ def test_lane_groups_pair_32_bit_leaves_of_one_shape_and_bitwidth_within_the_bou
       (0, 2), (1,), (3,)]
   assert _lane_groups(10, [f32, f32, jnp.zeros(4, jnp.int16)] * 2, [8] * 6) == [
       (0,), (1,), (2,), (3,), (4,), (5,)]
+
+
+@pytest.mark.parametrize("n", [2, 6, 9])
+def test_fused_secure_sum_adds_every_client_once(n):
+  # The loop adds several clients a step, then the rest one by one: each client exactly once.
+  rng = np.random.default_rng(n)
+  data = [rng.uniform(0, 65, WIDE).astype(np.float32) for _ in range(n)]
+  level = [np.round(x * np.float32(1000)).astype(np.int32) for x in data]
+  with fx.runtime.vectorized(shard=False):
+    low, high = _secure_sum_of_levels()(data)
+  np.testing.assert_array_equal(low, sum(v & 255 for v in level))
+  np.testing.assert_array_equal(high, sum(v >> 8 for v in level))
