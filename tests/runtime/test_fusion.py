@@ -139,3 +139,31 @@ def test_fused_secure_sum_adds_every_client_once(n):
     low, high = _secure_sum_of_levels()(data)
   np.testing.assert_array_equal(low, sum(v & 255 for v in level))
   np.testing.assert_array_equal(high, sum(v >> 8 for v in level))
+
+
+@pytest.mark.parametrize("n", [3, 9])
+def test_fused_aggregate_takes_the_clients_in_order_bit_for_bit(n):
+  # Several clients a step, in order: float sums as the sequential runtime adds them.
+  value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)
+  scale = fx.computation(lambda x: x * 0.1 + 0.3, fx.TensorType(np.float32, [WIDE]))
+  zero = fx.computation(lambda: np.zeros(WIDE, np.float32))
+  row = fx.TensorType(np.float32, [WIDE])
+  add = fx.computation(lambda a, b: a + b, row, row)
+  report = fx.computation(lambda a: a, row)
+  total = fx.federated_computation(
+      lambda v: fx.federated_aggregate(fx.federated_map(scale, v), zero(), add, add, report),
+      value)
+  data = [np.random.default_rng(i).normal(size=WIDE).astype(np.float32) * 10**i
+          for i in range(n)]
+  with fx.runtime.vectorized(shard=False):
+    assert "recomputed in its loop" in fx.runtime.explain(total, data)
+    got = total(data)
+  with fx.runtime.vectorized(shard=False, client_loop="vmap"):  # vmapped map, one add a step
+    unfused = fx.federated_computation(
+        lambda v: fx.federated_aggregate(v, zero(), add, add, report), value)
+    want = unfused([np.asarray(scale(x)) for x in data])
+  np.testing.assert_array_equal(got, want)
+  expected = np.zeros(WIDE, np.float64)
+  for x in data:
+    expected = expected + (x.astype(np.float64) * 0.1 + 0.3)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * 10**(n - 1))
