@@ -167,3 +167,14 @@ def test_fused_aggregate_takes_the_clients_in_order_bit_for_bit(n):
   for x in data:
     expected = expected + (x.astype(np.float64) * 0.1 + 0.3)
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * 10**(n - 1))
+
+
+def test_a_limb_masked_in_the_map_is_in_range_by_construction():
+  # `x & m` (0 <= m) lies in [0, m] whatever x: the sum needs no range check for it.
+  from federax.runtime.vectorized import fusion
+  def limbs(x):
+    level = jnp.round(x).astype(jnp.int32)
+    return level & 255, level >> 8, level & -1, jnp.uint32(7) & level.astype(jnp.uint32), level
+  record = fusion.MapRecord(fx.computation(limbs, fx.TensorType(np.float32, [WIDE])),
+                            jnp.ones((3, WIDE), jnp.float32), [])
+  assert record.bounds() == [255, None, None, 7, None]

@@ -352,13 +352,20 @@ def _check_in_range(x: jax.Array, low, high, op: str) -> None:
 def _fused_secure_sums(n: int, record: fusion.MapRecord, positions: list[int],
                        bit_leaves: list[int]) -> list:
   """The secure sums of a client map's result leaves at `positions`, the map recomputed for
-  each client in one loop that adds its values and ORs them (`client_sum_and_range`)."""
+  each client in one loop that adds its values and ORs them (`client_sum_and_range`).
+
+  A leaf the map computes as `x & m` with `0 <= m <= 2**b - 1` (a limb of an encoding,
+  `_secure_encoding.split`) is in range by construction: it is not checked (`MapRecord.bounds`).
+  """
   # One OR accumulator per group of leaves of one shape, dtype and bitwidth (the limbs of one
   # encoding): the range check then costs a fraction of the sums' memory traffic.
   first = record.client_leaves(jnp.int32(0), positions)
   highs = [2**b - 1 for b in bit_leaves]
-  keys = [(v.shape, v.dtype, b) for v, b in zip(first, bit_leaves)]
-  groups = {key: [j for j, k in enumerate(keys) if k == key] for key in dict.fromkeys(keys)}
+  bounds = record.bounds()
+  proven = [bounds[p] is not None and bounds[p] <= high for p, high in zip(positions, highs)]
+  keys = [(v.shape, v.dtype, b) for v, b, ok in zip(first, bit_leaves, proven) if not ok]
+  groups = {key: [j for j, (v, b, ok) in enumerate(zip(first, bit_leaves, proven))
+                  if not ok and (v.shape, v.dtype, b) == key] for key in dict.fromkeys(keys)}
 
   def ors(values):
     return [functools.reduce(jnp.bitwise_or, [values[j] for j in members])
@@ -374,6 +381,8 @@ def _fused_secure_sums(n: int, record: fusion.MapRecord, positions: list[int],
 
   packed, bits = _fori_several(n, add, (_pack(first, lanes), ors(first)), start=1)
   sums = _unpack(packed, lanes, first)
+  if not groups:  # Every leaf in range by construction.
+    return sums
   bad = jnp.any(jnp.stack([_out_of_range(jnp.min(acc), jnp.max(acc), b)
                            for acc, (_, _, b) in zip(bits, groups)]))
 
@@ -386,8 +395,9 @@ def _fused_secure_sums(n: int, record: fusion.MapRecord, positions: list[int],
     return jax.lax.fori_loop(1, n, step, [(jnp.min(v), jnp.max(v)) for v in first])
 
   in_range = lambda: [(jnp.zeros((), v.dtype),) * 2 for v in sums]  # noqa: E731
-  for (smallest, largest), high in zip(jax.lax.cond(bad, extremes, in_range), highs):
-    _check_extremes(smallest, largest, 0, high, "federated_secure_sum_bitwidth")
+  for (smallest, largest), high, ok in zip(jax.lax.cond(bad, extremes, in_range), highs, proven):
+    if not ok:
+      _check_extremes(smallest, largest, 0, high, "federated_secure_sum_bitwidth")
   return sums
 
 
