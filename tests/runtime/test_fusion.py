@@ -1,6 +1,7 @@
 """Cheap client maps recomputed in the loop of the reduction that consumes them
 (federax.runtime.vectorized.fusion), against NumPy and the unfused program."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -178,3 +179,13 @@ def test_a_limb_masked_in_the_map_is_in_range_by_construction():
   record = fusion.MapRecord(fx.computation(limbs, fx.TensorType(np.float32, [WIDE])),
                             jnp.ones((3, WIDE), jnp.float32), [])
   assert record.bounds() == [255, None, None, 7, None]
+
+
+def test_a_mask_in_one_branch_of_a_conditional_proves_nothing():
+  from federax.runtime.vectorized import fusion
+  def limbs(x):
+    level = jnp.round(x).astype(jnp.int32)
+    masked = jax.lax.cond(x[0] > 0, lambda v: v, lambda v: v & 255, level)  # Masked if not.
+    return jax.jit(lambda v: v & 15)(level), masked
+  record = fusion.MapRecord(limbs, jnp.ones((3, WIDE), jnp.float32), [])
+  assert record.bounds() == [15, None]

@@ -31,6 +31,7 @@ from federax.runtime.vectorized import streaming
 from federax.runtime.vectorized.plan import step_cost
 
 _LOOPS = frozenset({"while", "scan"})
+_CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
 
 
 @dataclasses.dataclass
@@ -106,11 +107,11 @@ def _mask_of(jaxpr, var) -> Optional[int]:
                if isinstance(x, jex.Literal) and np.ndim(x.val) == 0
                and np.issubdtype(np.asarray(x.val).dtype, np.integer)]
       return max(masks) if masks and max(masks) >= 0 else None
-    for sub in jaxprs_in_params(eqn.params):  # A call: its result is its jaxpr's.
-      if len(sub.outvars) == len(eqn.outvars):
-        position = next(j for j, out in enumerate(eqn.outvars) if out is var)
-        return _mask_of(sub, sub.outvars[position])
-    return None
+    subs = list(jaxprs_in_params(eqn.params))
+    if eqn.primitive.name in _CALLS and len(subs) == 1:  # A call: its result is its jaxpr's.
+      position = next(j for j, out in enumerate(eqn.outvars) if out is var)
+      return _mask_of(subs[0], subs[0].outvars[position])
+    return None  # Anything else (a conditional's branches, a loop) proves nothing here.
   return None
 
 
