@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import pathlib
 
 import jax
@@ -132,6 +133,8 @@ def main() -> None:
   command = "python -m benchmarks.aggregators" + (" --smoke" if args.smoke else "")
   if names != list(AGGREGATORS):
     command += f" --aggregators {','.join(names)}"
+  if not args.smoke and args.repeats != parser.get_default("repeats"):
+    command += f" --repeats {args.repeats}"
   report = {"command": command,
             "machine": measure.machine(),
             "workloads": {}}
@@ -147,6 +150,7 @@ def main() -> None:
     data = mlp_clients(100, 40)
     report["workloads"]["mlp 1M (100 clients)"] = bench(
         mlp_model([784, 1024, 256, 10], data[0].element_spec), 0.1, data, repeats, names)
+  report["load_average_at_end"] = list(os.getloadavg())  # Other work on a shared machine.
   table = render(report)
   print(table)
   if args.smoke:

@@ -33,10 +33,17 @@ BOUND_TYPE = t.StructType([t.TensorType(np.bool_), t.TensorType(np.float32)])
 class Deferred(NamedTuple):
   """An aggregation taking values with deferred bounds: `initialize` is the process's own;
   `step(state, value, bound, weight=None)` (in a federated computation's body, `bound` a
-  `{BOUND_TYPE}@CLIENTS`) returns what the process's `next` would on the bounded values."""
+  `{BOUND_TYPE}@CLIENTS`) returns what the process's `next` would on the bounded values.
+
+  `raw_norm`: None, or the order (1.0, 2.0, inf) of a norm of the values as given that the
+  aggregation measures: an outer wrapper may compute it in its own map, beside its own norm,
+  and pass it as `step(..., weight, given_norm)` (a `{float32}@CLIENTS`), so that each client's
+  value is read once for both norms (two maps would be two passes over every client's value).
+  """
 
   initialize: Any
   step: Callable
+  raw_norm: Optional[float] = None
 
 
 def deferred_create(factory: Any, value_type: t.Type, weight_type: Optional[t.Type],

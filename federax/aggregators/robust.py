@@ -186,7 +186,13 @@ class _RobustFactory(AggregationFactory):
                else self._inner.create(value_type))
     counts = self._count_sum.create(COUNT_TYPE)
     norm_process = self._norm_process
-    bound_fn = _bound_fn(value_type, self._kind, self._order, incoming)
+    # A wrapper inside that measures its norm on the values as given has it computed here, in
+    # this wrapper's map: one pass over each client's value for both norms.
+    inner_order = None if inner_deferred is None else inner_deferred.raw_norm
+    bound_fn = _bound_fn(value_type, self._kind, self._order, incoming, inner_order)
+    # This wrapper's norm is of the values as given unless they are clipped first.
+    raw_norm = None if materialize or incoming else self._order
+    from_norm_fn = None if raw_norm is None else _bound_from_norm_fn(self._kind, incoming)
     apply_fn = None if inner is None else computation(value_type, db.BOUND_TYPE)(
         lambda value, bound: db.apply(value, bound, clips))  # Bounded values for `inner`.
     norm_key, count_key = self._prefix + "ing_norm", self._prefix + "ed_count"
@@ -203,17 +209,27 @@ class _RobustFactory(AggregationFactory):
           (norm_key, norm_process.initialize()), ("inner_agg", inner_initialize()),
           (count_key + "_agg", counts.initialize())]))
 
-    def step(state, value, bound, weight=None):
+    def step(state, value, bound, weight=None, given_norm=None):
       if materialize:
         value, bound = fi.federated_map(outer_apply_fn, (value, bound)), None
       norm = norm_process.report(state[norm_key])
       threshold = fi.federated_broadcast(norm)
-      args = (value, threshold) if bound is None else (value, bound, threshold)
-      bound, client_norms, was_bounded = fi.federated_map(bound_fn, args)
+      inner_norm = None
+      if given_norm is not None:  # Computed by a wrapper outside, from the same values.
+        args = (given_norm, threshold) if bound is None else (given_norm, bound, threshold)
+        bound, client_norms, was_bounded = fi.federated_map(from_norm_fn, args)
+      else:
+        args = (value, threshold) if bound is None else (value, bound, threshold)
+        if inner_order is None:
+          bound, client_norms, was_bounded = fi.federated_map(bound_fn, args)
+        else:
+          bound, client_norms, was_bounded, inner_norm = fi.federated_map(bound_fn, args)
       # The norm process learns from the norms of the values as given (before bounding).
       norm_state = norm_process.next(state[norm_key], client_norms)
       if inner_deferred is not None:
-        inner_out = inner_deferred.step(state["inner_agg"], value, bound, weight)
+        inner_out = (inner_deferred.step(state["inner_agg"], value, bound, weight)
+                     if inner_norm is None else
+                     inner_deferred.step(state["inner_agg"], value, bound, weight, inner_norm))
       else:
         bounded = fi.federated_map(apply_fn, (value, bound))
         inner_out = (inner.next(state["inner_agg"], bounded) if weight is None
@@ -228,7 +244,7 @@ class _RobustFactory(AggregationFactory):
               (self._prefix + "ing", inner_out.measurements), (norm_key, norm),
               (count_key, count_out.result)])))
 
-    return db.Deferred(initialize, step)
+    return db.Deferred(initialize, step, raw_norm)
 
 
 class _UnweightedRobustFactory(_RobustFactory, UnweightedAggregationFactory):
@@ -332,24 +348,52 @@ def _global_norm(value, order: float) -> jax.Array:
   return jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0.0) for x in leaves]))
 
 
-def _bound_fn(value_type: t.Type, kind: str, order: float, incoming: Optional[bool]):
+def _bound(kind: str, norm: jax.Array, bound: Any, threshold: jax.Array) -> tuple:
+  """(the bound with this wrapper's, `norm`, int32 1 if bounded) for one client whose value
+  has `norm`: a clip by `norm / threshold` when the norm exceeds it, or zeroing. A NaN norm
+  bounds nothing (NaN > threshold is false)."""
+  exceeds = norm > threshold
+  zeroed, divisor = (jnp.bool_(False), jnp.float32(1.0)) if bound is None else bound
+  if kind == "clip":
+    divisor = jnp.where(exceeds, norm / threshold, divisor)
+  else:
+    zeroed = zeroed | exceeds
+  return (zeroed, divisor), norm, exceeds.astype(jnp.int32)
+
+
+def _bound_fn(value_type: t.Type, kind: str, order: float, incoming: Optional[bool],
+              inner_order: Optional[float] = None):
   """`(value[, incoming bound], threshold) -> (bound, norm, int32 1 if bounded)` for one
   client: its norm (of `order`, of the value as given: bounded by `incoming`, if not None), and
-  the bound with this wrapper's (a clip by `norm / threshold` when the norm exceeds it, or
-  zeroing). A NaN norm bounds nothing (NaN > threshold is false)."""
+  the bound with this wrapper's (`_bound`). With `inner_order`, the value's norm of that order
+  too (for the wrapper inside, `_bound_from_norm_fn`): computed in the same map, the client's
+  value is read once for both."""
   clips = bool(incoming)
 
   def bound_fn(value, bound, threshold):
     norm = db.norm_of(value, bound, clips, lambda v: _global_norm(v, order))
-    exceeds = norm > threshold
-    zeroed, divisor = (jnp.bool_(False), jnp.float32(1.0)) if bound is None else bound
-    if kind == "clip":
-      divisor = jnp.where(exceeds, norm / threshold, divisor)
-    else:
-      zeroed = zeroed | exceeds
-    return (zeroed, divisor), norm, exceeds.astype(jnp.int32)
+    out = _bound(kind, norm, bound, threshold)
+    return out if inner_order is None else out + (_global_norm(value, inner_order),)
 
   if incoming is None:
     return computation(value_type, NORM_TYPE)(
         lambda value, threshold: bound_fn(value, None, threshold))
   return computation(value_type, db.BOUND_TYPE, NORM_TYPE)(bound_fn)
+
+
+def _bound_from_norm_fn(kind: str, incoming: Optional[bool]):
+  """`_bound_fn`'s computation for a client whose value's norm was computed outside (by the
+  wrapper outside, `inner_order`): `(norm[, incoming bound], threshold) -> ...`. An incoming
+  bound only zeroes here (a clipping one would change the norm): a zeroed value's norm is 0,
+  as `_deferred_bounds.norm_of` has it."""
+  assert not incoming, "a clipped value's norm is measured on the clipped value"
+
+  def from_norm(norm, bound, threshold):
+    if bound is not None:
+      norm = jnp.where(bound[0], jnp.float32(0.0), norm)
+    return _bound(kind, norm, bound, threshold)
+
+  if incoming is None:
+    return computation(NORM_TYPE, NORM_TYPE)(
+        lambda norm, threshold: from_norm(norm, None, threshold))
+  return computation(NORM_TYPE, db.BOUND_TYPE, NORM_TYPE)(from_norm)

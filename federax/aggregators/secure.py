@@ -452,15 +452,16 @@ class SecureSumFactory(UnweightedAggregationFactory):
     dtype = self._check_value_type(value_type)
     initialize = self._initialize()
     factory = type(self).__name__
-    reduce_max, reduce_min = _reduce_fn(value_type, "max"), _reduce_fn(value_type, "min")
+    extremes = _extremes_fn(value_type)
 
     @federated_computation(initialize.type_signature.result, t.FederatedType(value_type, CLIENTS))
     @named(f"{factory}.create(value_type).next")
     def next_fn(state, value):
       # The thresholds of this round come from the state it starts with; the new state sees
       # the values before they are clipped.
-      value_max = fi.federated_map(reduce_max, value)
-      value_min = fi.federated_map(reduce_min, value)
+      # One map for both: on one CPU device each client's value is then read once for its
+      # largest and its smallest entry (two maps would be two passes over every client's).
+      value_max, value_min = fi.federated_map(extremes, value)
       upper, lower = self._bounds(state, dtype)
       new_state = self._update(state, value_min, value_max)
       if self._kind == "int":
@@ -617,24 +618,23 @@ def _empty_state():
   return fi.federated_value((), SERVER)
 
 
-def _reduce_fn(value_type: t.Type, how: str):
-  """The largest (smallest) entry of a client's value, over all its tensors (TFF's)."""
-  reduce, combine = (jnp.max, jnp.maximum) if how == "max" else (jnp.min, jnp.minimum)
-
-  @computation(value_type)
-  @named(f"SecureSumFactory.create(value_type).value_{how}")
-  def reduce_value(value):
+def _extremes_fn(value_type: t.Type):
+  """The largest and the smallest entry of a client's value, over all its tensors (TFF's)."""
+  def extreme(xs: list, reduce, combine, empty_float: float, empty_int) -> jax.Array:
     def one(x):
-      if x.dtype.kind == "f":
-        empty = -np.inf if how == "max" else np.inf
-      else:
-        info = np.iinfo(x.dtype)
-        empty = info.min if how == "max" else info.max
+      empty = empty_float if x.dtype.kind == "f" else empty_int(np.iinfo(x.dtype))
       return reduce(x, initial=empty)
 
-    return functools.reduce(combine, [one(x) for x in _leaves(value_type, value)])
+    return functools.reduce(combine, [one(x) for x in xs])
 
-  return reduce_value
+  @computation(value_type)
+  @named("SecureSumFactory.create(value_type).value_extremes")
+  def extremes(value):
+    xs = _leaves(value_type, value)
+    return (extreme(xs, jnp.max, jnp.maximum, -np.inf, lambda info: info.min),
+            extreme(xs, jnp.min, jnp.minimum, np.inf, lambda info: info.max))
+
+  return extremes
 
 
 def _measurements(upper: Value, lower: Value, value_max: Value, value_min: Value) -> Value:

@@ -302,3 +302,34 @@ def test_misuse_is_a_clear_error(make, error, words):
   for word in words:
     assert word in str(info.value), (word, str(info.value))
   assert re.search(r"at .*test_robust\.py:\d+", str(info.value))
+
+
+WIDE = fx.to_type(collections.OrderedDict(a=(np.float32, [5000]), b=(np.float32, [3])))
+
+
+def test_zeroing_around_clipping_reads_each_value_once_for_both_norms(runtime):
+  # The clipping norm is computed in the zeroing wrapper's map, beside the L-inf norm: on one
+  # CPU device each client's value is read once, by both reductions (not once per wrapper).
+  rng = np.random.default_rng(7)
+  scales = [0.01, 0.012, 1.0, 0.005, 0.03]  # Client 2 is zeroed (L-inf > 2), 4 clipped (L2 > 1).
+  values = [collections.OrderedDict(a=(s * rng.normal(size=5000)).astype(np.float32),
+                                    b=(s * rng.normal(size=3)).astype(np.float32))
+            for s in scales]
+  weights = [1.0, 2.0, 0.5, 1.5, 3.0]
+  factory = aggregators.zeroing_factory(2.0, aggregators.clipping_factory(
+      1.0, aggregators.MeanFactory()))
+  process = factory.create(WIDE, F32)
+  output = process.next(process.initialize(), values, weights)
+  zeroed = [np_zero(v, 2.0, math.inf) for v in values]
+  clipped = [np_clip(z, 1.0) for z, _ in zeroed]
+  assert [n for _, n in zeroed] == [0, 0, 1, 0, 0]
+  assert [n for _, n in clipped] == [0, 0, 0, 0, 1]
+  assert_struct_close(output.result, np_mean([c for c, _ in clipped], weights), rtol=1e-5)
+  assert output.measurements["zeroed_count"] == 1
+  assert output.measurements["zeroing"]["clipped_count"] == 1
+  if isinstance(runtime, fx.runtime.VectorizedRuntime):
+    decisions = [line for line in fx.runtime.explain(process.next, process.initialize(), values,
+                                                     weights).splitlines()
+                 if line.startswith("federated_map")]
+    reading = [line for line in decisions if "reductions of >= 4096 elements" in line]
+    assert len(reading) == 1 and "2 reductions" in reading[0], decisions

@@ -254,6 +254,27 @@ def test_two_adaptive_thresholds_are_fed_client_maxima_and_minima(runtime):
     np.testing.assert_allclose([float(state[0]), float(state[1])], [upper, lower], rtol=1e-5)
 
 
+def test_wide_values_extremes_are_read_in_one_map(runtime):
+  # The adaptive thresholds learn each client's largest and smallest entry, both taken in one
+  # map: on one CPU device each client's value is read once for the two.
+  process = aggregators.SecureSumFactory(threshold_process(1.0),
+                                         threshold_process(-1.0)).create((np.float32, [5000]))
+  rng = np.random.default_rng(8)
+  values = list(rng.normal(0.2, 0.5, size=(4, 5000)).astype(np.float32))
+  output = process.next(process.initialize(), values)
+  expected = np.clip(np.asarray(values, np.float64), -1.0, 1.0).sum(0)
+  assert np.max(np.abs(np.asarray(output.result, np.float64) - expected)) <= float_bound(4, -1, 1)
+  assert (int(output.measurements["secure_upper_clipped_count"]),
+          int(output.measurements["secure_lower_clipped_count"])) == clip_counts(values, -1, 1)
+  upper = 0.5 + 0.5 * float(np.mean([v.max() for v in values]))
+  lower = -0.5 + 0.5 * float(np.mean([v.min() for v in values]))
+  np.testing.assert_allclose([float(output.state[0]), float(output.state[1])], [upper, lower],
+                             rtol=1e-6)
+  if isinstance(runtime, fx.runtime.VectorizedRuntime):
+    explained = fx.runtime.explain(process.next, process.initialize(), values)
+    assert "2 reductions of >= 4096 elements read one argument" in explained
+
+
 # --- secure_quantized_sum ------------------------------------------------------------------------
 
 

@@ -65,6 +65,13 @@ def test_aggregators_benchmark():
 
 
 @pytest.mark.slow
+def test_aggregator_pieces_benchmark():
+  out = run_benchmark("aggregator_pieces")
+  for name in ("mean_sum", "norms_loop", "secure_sum", "compression_loop"):
+    assert f"| {name} |" in out
+
+
+@pytest.mark.slow
 def test_client_reductions_benchmark():
   assert "| 4 | 5000 |" in run_benchmark("client_reductions")
 

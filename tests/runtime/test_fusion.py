@@ -1,6 +1,7 @@
 """Cheap client maps recomputed in the loop of the reduction that consumes them
 (federax.runtime.vectorized.fusion), against NumPy and the unfused program."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -87,3 +88,104 @@ def test_a_map_with_a_matrix_product_is_not_recomputed():
   with fx.runtime.vectorized(shard=False):
     np.testing.assert_array_equal(total(data), np.full(5000, 3))
     assert "recomputed in its loop" not in fx.runtime.explain(total, data)
+
+
+def _limb_sums(n, low, high):
+  """The fused secure sum (bitwidth 8) of `n` clients whose two int32 limbs are `low`, `high`."""
+  value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)
+  limbs = fx.computation(lambda x: ((x * 0).astype(jnp.int32) + low,
+                                    (x * 0).astype(jnp.int32) + high),
+                         fx.TensorType(np.float32, [WIDE]))
+  total = fx.federated_computation(
+      lambda v: fx.federated_secure_sum_bitwidth(fx.federated_map(limbs, v), 8), value)
+  data = [np.full(WIDE, i, np.float32) for i in range(n)]
+  with fx.runtime.vectorized(shard=False):
+    assert "recomputed in its loop" in fx.runtime.explain(total, data)
+    return total(data)
+
+
+@pytest.mark.parametrize("n", [257, 258])
+def test_limbs_added_two_to_a_word_are_exact_up_to_the_lane_bound(n):
+  # Two 8-bit limbs share a uint32 word (16-bit lanes) while n * 255 < 2**16: at n = 257 both
+  # lanes reach 65535 (the word 2**32 - 1) without a carry; at 258 the limbs are added apart.
+  low, high = _limb_sums(n, 255, 255)
+  np.testing.assert_array_equal(low, np.full(WIDE, n * 255))
+  np.testing.assert_array_equal(high, np.full(WIDE, n * 255))
+  low, high = _limb_sums(n, 0, 255)  # An empty low lane under a full high one, and back.
+  np.testing.assert_array_equal(low, np.zeros(WIDE))
+  np.testing.assert_array_equal(high, np.full(WIDE, n * 255))
+
+
+def test_lane_groups_pair_32_bit_leaves_of_one_shape_and_bitwidth_within_the_bound():
+  from federax.runtime.vectorized.execution import _lane_groups
+  u32, i32, f32 = (jnp.zeros(4, d) for d in (jnp.uint32, jnp.int32, jnp.float32))
+  # Four 8-bit limbs at 100 clients: two words.
+  assert _lane_groups(100, [u32] * 4, [8] * 4) == [(0, 1), (2, 3)]
+  assert _lane_groups(257, [u32] * 3, [8] * 3) == [(0, 1), (2,)]
+  assert _lane_groups(258, [u32] * 2, [8] * 2) == [(0,), (1,)]  # 258 * 255 >= 2**16
+  # Any 32-bit integers of one shape and bitwidth pair up; another shape or bitwidth does not.
+  assert _lane_groups(10, [u32, jnp.zeros(5, jnp.uint32), i32, u32], [8, 8, 8, 7]) == [
+      (0, 2), (1,), (3,)]
+  assert _lane_groups(10, [f32, f32, jnp.zeros(4, jnp.int16)] * 2, [8] * 6) == [
+      (0,), (1,), (2,), (3,), (4,), (5,)]
+
+
+@pytest.mark.parametrize("n", [2, 6, 9])
+def test_fused_secure_sum_adds_every_client_once(n):
+  # The loop adds several clients a step, then the rest one by one: each client exactly once.
+  rng = np.random.default_rng(n)
+  data = [rng.uniform(0, 65, WIDE).astype(np.float32) for _ in range(n)]
+  level = [np.round(x * np.float32(1000)).astype(np.int32) for x in data]
+  with fx.runtime.vectorized(shard=False):
+    low, high = _secure_sum_of_levels()(data)
+  np.testing.assert_array_equal(low, sum(v & 255 for v in level))
+  np.testing.assert_array_equal(high, sum(v >> 8 for v in level))
+
+
+@pytest.mark.parametrize("n", [3, 9])
+def test_fused_aggregate_takes_the_clients_in_order_bit_for_bit(n):
+  # Several clients a step, in order: float sums as the sequential runtime adds them.
+  value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)
+  scale = fx.computation(lambda x: x * 0.1 + 0.3, fx.TensorType(np.float32, [WIDE]))
+  zero = fx.computation(lambda: np.zeros(WIDE, np.float32))
+  row = fx.TensorType(np.float32, [WIDE])
+  add = fx.computation(lambda a, b: a + b, row, row)
+  report = fx.computation(lambda a: a, row)
+  total = fx.federated_computation(
+      lambda v: fx.federated_aggregate(fx.federated_map(scale, v), zero(), add, add, report),
+      value)
+  data = [np.random.default_rng(i).normal(size=WIDE).astype(np.float32) * 10**i
+          for i in range(n)]
+  with fx.runtime.vectorized(shard=False):
+    assert "recomputed in its loop" in fx.runtime.explain(total, data)
+    got = total(data)
+  with fx.runtime.vectorized(shard=False, client_loop="vmap"):  # vmapped map, one add a step
+    unfused = fx.federated_computation(
+        lambda v: fx.federated_aggregate(v, zero(), add, add, report), value)
+    want = unfused([np.asarray(scale(x)) for x in data])
+  np.testing.assert_array_equal(got, want)
+  expected = np.zeros(WIDE, np.float64)
+  for x in data:
+    expected = expected + (x.astype(np.float64) * 0.1 + 0.3)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * 10**(n - 1))
+
+
+def test_a_limb_masked_in_the_map_is_in_range_by_construction():
+  # `x & m` (0 <= m) lies in [0, m] whatever x: the sum needs no range check for it.
+  from federax.runtime.vectorized import fusion
+  def limbs(x):
+    level = jnp.round(x).astype(jnp.int32)
+    return level & 255, level >> 8, level & -1, jnp.uint32(7) & level.astype(jnp.uint32), level
+  record = fusion.MapRecord(fx.computation(limbs, fx.TensorType(np.float32, [WIDE])),
+                            jnp.ones((3, WIDE), jnp.float32), [])
+  assert record.bounds() == [255, None, None, 7, None]
+
+
+def test_a_mask_in_one_branch_of_a_conditional_proves_nothing():
+  from federax.runtime.vectorized import fusion
+  def limbs(x):
+    level = jnp.round(x).astype(jnp.int32)
+    masked = jax.lax.cond(x[0] > 0, lambda v: v, lambda v: v & 255, level)  # Masked if not.
+    return jax.jit(lambda v: v & 15)(level), masked
+  record = fusion.MapRecord(limbs, jnp.ones((3, WIDE), jnp.float32), [])
+  assert record.bounds() == [15, None]

@@ -291,3 +291,42 @@ def test_a_scan_plan_pads_each_cohort_to_its_own_bucket():
     text = fx.runtime.explain(totals, [list(np.ones(3, np.float32))] * 2)
   assert runtime.programs_traced == 2  # 3 and 40 (bucketed to 40): the third reuses the first.
   assert "padded sequence lengths: 3" in text and "grow_only: False" in text
+
+
+def test_step_reductions_counts_the_wide_reductions_of_each_argument():
+  def norms(a, b):  # a: two reductions (of |a| and a**2), b: one, narrow results.
+    return jnp.max(jnp.abs(a)), jnp.sqrt(jnp.sum(jnp.square(a)) + jnp.sum(jnp.square(b)))
+
+  traced = jax.make_jaxpr(norms, return_shape=True)(jnp.ones(5000), jnp.ones(6000))
+  assert plans.step_reductions(traced[0].jaxpr, traced[1]) == (2, 1)
+  one_each = lambda a, b: (jnp.max(a), jnp.max(b))  # noqa: E731
+  traced = jax.make_jaxpr(one_each, return_shape=True)(jnp.ones(5000), jnp.ones(6000))
+  assert plans.step_reductions(traced[0].jaxpr, traced[1]) == (1, 1)
+  narrow = lambda a: (jnp.max(a), jnp.min(a), a * 2)  # noqa: E731
+  traced = jax.make_jaxpr(narrow, return_shape=True)(jnp.ones(100))
+  assert plans.step_reductions(traced[0].jaxpr, traced[1]) == (0, 100)
+
+
+def test_a_map_reducing_one_wide_argument_twice_runs_client_after_client_on_cpu():
+  # Each client's row is read once by both reductions (vmapped, each would be a pass over all
+  # the clients); rows reduce as the sequential runtime reduces them, bit for bit.
+  row = fx.TensorType(np.float32, [5000])
+  extremes = fx.computation(lambda x: (jnp.sum(jnp.square(x)), jnp.max(jnp.abs(x))), row)
+  both = fx.federated_computation(lambda v: fx.federated_map(extremes, v),
+                                  fx.FederatedType(row, fx.CLIENTS))
+  data = [np.random.default_rng(i).normal(size=5000).astype(np.float32) for i in range(4)]
+  with fx.runtime.vectorized(shard=False):
+    assert "map with CPU rewrites (2 reductions of >= 4096 elements read one argument" in (
+        fx.runtime.explain(both, data))
+    squares, largest = np.asarray(both(data)).T  # One (squares, largest) per client.
+  with fx.runtime.sequential():
+    want_squares, want_largest = np.asarray(both(data)).T
+  np.testing.assert_array_equal(squares, want_squares)
+  np.testing.assert_array_equal(largest, want_largest)
+  np.testing.assert_allclose(squares, [np.sum(np.float64(x)**2) for x in data], rtol=1e-5)
+  np.testing.assert_array_equal(largest, [np.abs(x).max() for x in data])
+  single = fx.computation(lambda x: jnp.sum(jnp.square(x)), row)  # One reduction: vmapped.
+  one = fx.federated_computation(lambda v: fx.federated_map(single, v),
+                                 fx.FederatedType(row, fx.CLIENTS))
+  with fx.runtime.vectorized(shard=False):
+    assert "federated_map over 4 clients: vmap" in fx.runtime.explain(one, data)

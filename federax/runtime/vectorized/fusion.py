@@ -23,12 +23,15 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 import jax
+import numpy as np
+from jax.extend import core as jex
 from jax.extend.core import jaxprs_in_params
 
 from federax.runtime.vectorized import streaming
 from federax.runtime.vectorized.plan import step_cost
 
 _LOOPS = frozenset({"while", "scan"})
+_CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
 
 
 @dataclasses.dataclass
@@ -47,6 +50,13 @@ class MapRecord:
       cost = step_cost(jaxpr)
       self._cheap = cost.flops == 0 and not cost.convolves and not _has_loop(jaxpr)
     return self._cheap
+
+  def bounds(self) -> list:
+    """For each leaf of the map's result, the largest value it can hold when the map computes
+    it as a bitwise AND with a non-negative constant (`x & 255`: at most 255, at least 0), else
+    None: a bound proven from the client's step, not from its values."""
+    traced = jax.make_jaxpr(self.fn)(streaming.one_client(self.payload))
+    return [_mask_of(traced.jaxpr, v) for v in traced.jaxpr.outvars]
 
   def client_leaves(self, i: jax.Array, positions: list[int]) -> list:
     """The leaves at `positions` of client `i`'s result, computed from its arguments."""
@@ -83,6 +93,26 @@ class MapRecords:
     if not record.cheap():
       return None
     return record, [p for _, p in found]
+
+
+def _mask_of(jaxpr, var) -> Optional[int]:
+  """The constant `m >= 0` when `var` is `x & m` in `jaxpr` (looking through calls), else None."""
+  if not isinstance(var, jex.Var):
+    return None
+  for eqn in jaxpr.eqns:
+    if not any(out is var for out in eqn.outvars):
+      continue
+    if eqn.primitive.name == "and":
+      masks = [int(np.asarray(x.val)) for x in eqn.invars
+               if isinstance(x, jex.Literal) and np.ndim(x.val) == 0
+               and np.issubdtype(np.asarray(x.val).dtype, np.integer)]
+      return max(masks) if masks and max(masks) >= 0 else None
+    subs = list(jaxprs_in_params(eqn.params))
+    if eqn.primitive.name in _CALLS and len(subs) == 1:  # A call: its result is its jaxpr's.
+      position = next(j for j, out in enumerate(eqn.outvars) if out is var)
+      return _mask_of(subs[0], subs[0].outvars[position])
+    return None  # Anything else (a conditional's branches, a loop) proves nothing here.
+  return None
 
 
 def _has_loop(jaxpr) -> bool:

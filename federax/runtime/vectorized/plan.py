@@ -10,11 +10,13 @@ rewrites, so reverse-mode differentiation sees only differentiable loops.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import jax
 import numpy as np
+from jax.extend import core as jex
 from jax.extend.core import jaxprs_in_params
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -66,8 +68,10 @@ class Plan:
   differentiable: bool
   client_mask: bool = False
 
-  def client_loop_for(self, cost: Cost) -> tuple[str, str]:
-    """("vmap" or "map", why) for a `federated_map` whose client step costs `cost`."""
+  def client_loop_for(self, cost: Cost, reductions: Optional[Reductions] = None
+                      ) -> tuple[str, str]:
+    """("vmap" or "map", why) for a `federated_map` whose client step costs `cost` and makes
+    the `reductions`."""
     if self.client_loop != "auto":
       return self.client_loop, "client_loop option"
     if self.backend != "cpu":
@@ -76,6 +80,13 @@ class Plan:
       return "map", "convolves on CPU (vmap makes a grouped convolution)"
     if cost.flops >= self.map_flops:
       return "map", f"{cost.flops:.3g} flops per step >= {self.map_flops:.3g} on CPU"
+    if reductions is not None and reductions.rereads >= 2 and reductions.result < WIDE_ROW:
+      # Vmapped, each reduction is its own pass over every client's values (XLA:CPU fuses no
+      # sibling reductions); one client after another, its values are read by all of them
+      # while they are in cache: the L2 and L-inf norms of 100 clients' 800K-element rows take
+      # 34 ms instead of 67 on 2 cores (each row reduced as the sequential runtime reduces it).
+      return "map", (f"{reductions.rereads} reductions of >= {WIDE_ROW} elements read one "
+                     f"argument, to results of {reductions.result} elements, on CPU")
     return "vmap", f"{cost.flops:.3g} flops per step < {self.map_flops:.3g}"
 
   def __str__(self) -> str:
@@ -140,6 +151,48 @@ def place(payload: Any, ts: Optional[t.Type], plan: Plan) -> Any:
 class Cost(NamedTuple):
   flops: float
   convolves: bool
+
+
+WIDE_ROW = 4096
+"""Reductions of at least this many elements of one client count as wide (`Reductions`); the
+same width from which client-axis reductions loop (`reductions.LOOP_MIN_ROW`)."""
+
+_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min", "reduce_prod",
+                         "reduce_and", "reduce_or", "argmax", "argmin"})
+
+
+class Reductions(NamedTuple):
+  """What a client's step reduces: `rereads`, the most reductions of at least `WIDE_ROW`
+  elements that read (values computed elementwise from) one same argument; `result`, the most
+  elements of any one of the step's results."""
+
+  rereads: int
+  result: int
+
+
+def step_reductions(jaxpr, result_shapes) -> Reductions:
+  """The `Reductions` of a client step's `jaxpr` with results of `result_shapes` (a pytree of
+  shaped values). Reductions inside a called jaxpr (`pjit`) count; inside a loop or a
+  conditional they do not."""
+  reads: collections.Counter = collections.Counter()
+
+  def visit(jaxpr, sources: dict) -> None:
+    for eqn in jaxpr.eqns:
+      inputs = [sources.get(v, frozenset()) for v in eqn.invars if isinstance(v, jex.Var)]
+      if (eqn.primitive.name in _REDUCTIONS and isinstance(eqn.invars[0], jex.Var)
+          and np.prod(eqn.invars[0].aval.shape) >= WIDE_ROW):
+        reads.update(sources.get(eqn.invars[0], ()))
+      for sub in jaxprs_in_params(eqn.params):
+        if len(sub.invars) == len(eqn.invars):  # A call (pjit): its arguments are the eqn's.
+          visit(sub, {sv: sources.get(v, frozenset()) for sv, v in zip(sub.invars, eqn.invars)
+                      if isinstance(v, jex.Var)})
+      union = frozenset().union(*inputs)
+      for v in eqn.outvars:
+        sources[v] = union
+
+  visit(jaxpr, {v: frozenset([i]) for i, v in enumerate(jaxpr.invars)})
+  sizes = [int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(result_shapes)]
+  return Reductions(max(reads.values(), default=0), max(sizes, default=0))
 
 
 def step_cost(jaxpr) -> Cost:
