@@ -150,6 +150,21 @@ def test_zeroing_zeroes_the_huge_client_but_not_the_nan_one(runtime, order):
   assert output.measurements["zeroed_count"] == sum(n for _, n in zeroed) == 2
 
 
+@pytest.mark.parametrize("size", [100, 5000])
+def test_a_nan_entry_gives_a_nan_infinity_norm_in_a_wide_tensor_too(runtime, size):
+  # XLA:CPU's vectorized max over a wide tensor skipped the NaN (the norm was the 100.0 beside
+  # it, so the client was zeroed at 5000 entries and not at 100); NumPy's max gives NaN.
+  nan_client = np.zeros(size, np.float32)
+  nan_client[3], nan_client[7] = np.nan, 100.0
+  values = [nan_client, np.ones(size, np.float32)]
+  assert np.isnan(np.max(np.abs(nan_client)))
+  process = aggregators.zeroing_factory(10.0, aggregators.SumFactory()).create(
+      fx.TensorType(np.float32, [size]))
+  output = process.next(process.initialize(), values)
+  assert output.measurements["zeroed_count"] == 0
+  np.testing.assert_array_equal(output.result, nan_client + 1.0)
+
+
 def test_zeroing_keeps_the_weight_of_a_zeroed_client(runtime):
   process = aggregators.zeroing_factory(10.0, aggregators.MeanFactory()).create(F32, F32)
   output = process.next(process.initialize(), [1.0, 100.0, 3.0], [1.0, 3.0, 2.0])
@@ -332,4 +347,5 @@ def test_zeroing_around_clipping_reads_each_value_once_for_both_norms(runtime):
                                                      weights).splitlines()
                  if line.startswith("federated_map")]
     reading = [line for line in decisions if "reductions of >= 4096 elements" in line]
-    assert len(reading) == 1 and "2 reductions" in reading[0], decisions
+    # The L-inf norm (its max and its NaN test) and the L2 norm, in one read.
+    assert len(reading) == 1 and "3 reductions" in reading[0], decisions
