@@ -341,9 +341,12 @@ with fx.runtime.sequential():
 def largest_difference(a, b):
   return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+def largest_relative_difference(a, b):  # Of each array, to its largest entry.
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))) / max(np.max(np.abs(y)), 1e-30))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 def parts(state):  # A dataclass is one leaf to jax.tree: take its fields.
   return state.trainable_weights, state.optimizer_state
-print('RUNTIMES', largest_difference(parts(vectorized_state), parts(sequential_state)),
+print('RUNTIMES', largest_relative_difference(parts(vectorized_state), parts(sequential_state)),
       largest_difference(vectorized_state.trainable_weights, server_state.trainable_weights))
 """
 
@@ -360,8 +363,13 @@ def test_custom_federated_algorithm_with_tff_optimizers(tmp_path_factory):
   for prefix in ("Initial test accuracy ", "Test accuracy "):
     accuracy = float(next(l for l in lines if l.startswith(prefix))[len(prefix):])
     assert accuracy * 64 == pytest.approx(round(accuracy * 64), abs=1e-4)
-  difference, moved = numbers(next(l for l in lines if l.startswith("RUNTIMES ")))
-  assert difference < 1e-5 and moved > 1e-4, (difference, moved)
+  # The round runs compiled (short batches padded), the sequential runtime eagerly on the real
+  # batches: a CNN's SGD over a client's ~150 steps amplifies the float rounding of the two
+  # (one run in a CI suite: 1.65e-5 absolute in the server momentum, 0.2% of its largest entry,
+  # where most runs give 1e-8 to 6e-7). Padded rows that counted would change one step in
+  # about 19 of a client's round by most of its size: several percent.
+  relative, moved = numbers(next(l for l in lines if l.startswith("RUNTIMES ")))
+  assert relative < 1e-2 and moved > 1e-4, (relative, moved)
 
 
 # --- Simulations with accelerators ---------------------------------------------------------------
