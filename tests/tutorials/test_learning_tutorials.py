@@ -364,10 +364,10 @@ def test_custom_federated_algorithm_with_tff_optimizers(tmp_path_factory):
     accuracy = float(next(l for l in lines if l.startswith(prefix))[len(prefix):])
     assert accuracy * 64 == pytest.approx(round(accuracy * 64), abs=1e-4)
   # The round runs compiled (short batches padded), the sequential runtime eagerly on the real
-  # batches: a CNN's SGD over a client's ~150 steps amplifies the float rounding of the two
-  # (one run in a CI suite: 1.65e-5 absolute in the server momentum, 0.2% of its largest entry,
-  # where most runs give 1e-8 to 6e-7). Padded rows that counted would change one step in
-  # about 19 of a client's round by most of its size: several percent.
+  # batches: a CNN's SGD over a client's batches amplifies the float rounding of the two (one
+  # run in a CI suite differed by 1.65e-5 absolute, where most runs give 1e-8 to 6e-7; the
+  # initial weights are unseeded, as in TFF's notebook). Padded rows that counted would change
+  # each client's last step by most of its size.
   relative, moved = numbers(next(l for l in lines if l.startswith("RUNTIMES ")))
   assert relative < 1e-2 and moved > 1e-4, (relative, moved)
 
