@@ -363,9 +363,10 @@ def _fused_secure_sums(n: int, record: fusion.MapRecord, positions: list[int],
   highs = [2**b - 1 for b in bit_leaves]
   bounds = record.bounds()
   proven = [bounds[p] is not None and bounds[p] <= high for p, high in zip(positions, highs)]
-  keys = [(v.shape, v.dtype, b) for v, b, ok in zip(first, bit_leaves, proven) if not ok]
-  groups = {key: [j for j, (v, b, ok) in enumerate(zip(first, bit_leaves, proven))
-                  if not ok and (v.shape, v.dtype, b) == key] for key in dict.fromkeys(keys)}
+  groups: dict = {}
+  for j, (v, b, ok) in enumerate(zip(first, bit_leaves, proven)):
+    if not ok:
+      groups.setdefault((v.shape, v.dtype, b), []).append(j)
 
   def ors(values):
     return [functools.reduce(jnp.bitwise_or, [values[j] for j in members])

@@ -41,22 +41,24 @@ class MapRecord:
   fn: Callable
   payload: Any
   outputs: list
-  _cheap: Optional[bool] = None
+  _step: Any = None  # One client's step, traced once (`step`).
+
+  def step(self) -> Any:
+    """The jaxpr of one client's step."""
+    if self._step is None:
+      self._step = jax.make_jaxpr(self.fn)(streaming.one_client(self.payload)).jaxpr
+    return self._step
 
   def cheap(self) -> bool:
-    """Whether a client's step has no matrix product, convolution or loop (traced once)."""
-    if self._cheap is None:
-      jaxpr = jax.make_jaxpr(self.fn)(streaming.one_client(self.payload)).jaxpr
-      cost = step_cost(jaxpr)
-      self._cheap = cost.flops == 0 and not cost.convolves and not _has_loop(jaxpr)
-    return self._cheap
+    """Whether a client's step has no matrix product, convolution or loop."""
+    cost = step_cost(self.step())
+    return cost.flops == 0 and not cost.convolves and not _has_loop(self.step())
 
   def bounds(self) -> list:
     """For each leaf of the map's result, the largest value it can hold when the map computes
     it as a bitwise AND with a non-negative constant (`x & 255`: at most 255, at least 0), else
     None: a bound proven from the client's step, not from its values."""
-    traced = jax.make_jaxpr(self.fn)(streaming.one_client(self.payload))
-    return [_mask_of(traced.jaxpr, v) for v in traced.jaxpr.outvars]
+    return [_mask_of(self.step(), v) for v in self.step().outvars]
 
   def client_leaves(self, i: jax.Array, positions: list[int]) -> list:
     """The leaves at `positions` of client `i`'s result, computed from its arguments."""

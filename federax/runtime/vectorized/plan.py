@@ -22,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from federax.core import types as t
 from federax.core.placements import SERVER
+from federax.runtime.vectorized.reductions import LOOP_MIN_ROW
 
 SEQUENCE_LOOPS = ("auto", "while", "scan", "unroll")
 CLIENT_LOOPS = ("auto", "vmap", "map")
@@ -80,12 +81,12 @@ class Plan:
       return "map", "convolves on CPU (vmap makes a grouped convolution)"
     if cost.flops >= self.map_flops:
       return "map", f"{cost.flops:.3g} flops per step >= {self.map_flops:.3g} on CPU"
-    if reductions is not None and reductions.rereads >= 2 and reductions.result < WIDE_ROW:
+    if reductions is not None and reductions.rereads >= 2 and reductions.result < LOOP_MIN_ROW:
       # Vmapped, each reduction is its own pass over every client's values (XLA:CPU fuses no
       # sibling reductions); one client after another, its values are read by all of them
       # while they are in cache: the L2 and L-inf norms of 100 clients' 800K-element rows take
       # 34 ms instead of 67 on 2 cores (each row reduced as the sequential runtime reduces it).
-      return "map", (f"{reductions.rereads} reductions of >= {WIDE_ROW} elements read one "
+      return "map", (f"{reductions.rereads} reductions of >= {LOOP_MIN_ROW} elements read one "
                      f"argument, to results of {reductions.result} elements, on CPU")
     return "vmap", f"{cost.flops:.3g} flops per step < {self.map_flops:.3g}"
 
@@ -153,18 +154,15 @@ class Cost(NamedTuple):
   convolves: bool
 
 
-WIDE_ROW = 4096
-"""Reductions of at least this many elements of one client count as wide (`Reductions`); the
-same width from which client-axis reductions loop (`reductions.LOOP_MIN_ROW`)."""
-
 _REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min", "reduce_prod",
                          "reduce_and", "reduce_or", "argmax", "argmin"})
 
 
 class Reductions(NamedTuple):
-  """What a client's step reduces: `rereads`, the most reductions of at least `WIDE_ROW`
-  elements that read (values computed elementwise from) one same argument; `result`, the most
-  elements of any one of the step's results."""
+  """What a client's step reduces: `rereads`, the most wide reductions (of at least
+  `LOOP_MIN_ROW` elements, the width from which client-axis reductions loop) that read values
+  computed elementwise from one same argument; `result`, the most elements of any one of the
+  step's results."""
 
   rereads: int
   result: int
@@ -180,7 +178,7 @@ def step_reductions(jaxpr, result_shapes) -> Reductions:
     for eqn in jaxpr.eqns:
       inputs = [sources.get(v, frozenset()) for v in eqn.invars if isinstance(v, jex.Var)]
       if (eqn.primitive.name in _REDUCTIONS and isinstance(eqn.invars[0], jex.Var)
-          and np.prod(eqn.invars[0].aval.shape) >= WIDE_ROW):
+          and np.prod(eqn.invars[0].aval.shape) >= LOOP_MIN_ROW):
         reads.update(sources.get(eqn.invars[0], ()))
       for sub in jaxprs_in_params(eqn.params):
         if len(sub.invars) == len(eqn.invars):  # A call (pjit): its arguments are the eqn's.
