@@ -27,7 +27,6 @@ import os
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import federax as fx

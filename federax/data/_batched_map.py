@@ -114,6 +114,7 @@ class Outputs:
       return None
     return base.reshape(-1).view(np.uint8).view(dtype).reshape((m, self.width) + tail)
 
+
 def _fill(column: tuple, width: int) -> np.ndarray:
   """Results of different row counts written into one zero-padded `[m * width, ...]` array."""
   first = column[0]

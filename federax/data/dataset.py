@@ -11,9 +11,9 @@ arrays plus an integer index array (`idx[i]` is the source row of element i, or,
 `to_stacked()` of the usual pipeline is one gather. `map` and `filter` call the user's function
 once per distinct source row (unavoidable for arbitrary Python) and re-stack the results into a
 new source; after a batch, `map` calls it once per batch on views of one gather, and results
-that are still views of it (a reshape) are kept there, already stacked and padded. Anything that cannot be planned (ragged elements, infinite input, `padded_batch`
-over ragged data) streams element by element; both paths give the same elements in the same
-order, shuffles included.
+that are still views of it (a reshape) are kept there, already stacked and padded. Anything that
+cannot be planned (ragged elements, infinite input, `padded_batch` over ragged data) streams
+element by element; both paths give the same elements in the same order, shuffles included.
 
 Differences from tf.data, on purpose: a `Dataset` is a value, so iterating it twice gives the
 same elements (a shuffle reshuffles across the epochs of a following `repeat`, not across

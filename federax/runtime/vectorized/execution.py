@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -13,7 +13,6 @@ import math
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from federax.core import types as t
