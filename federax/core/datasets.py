@@ -14,12 +14,30 @@ A dataset that lacks the hooks (e.g. a plain list of elements) is iterated eleme
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any, Optional, Protocol, runtime_checkable
 
-__all__ = ["INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY", "PaddableDataset", "StackableDataset"]
+import numpy as np
+
+__all__ = ["ALIGNMENT", "INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY", "CohortDataset",
+           "PaddableDataset", "StackableDataset", "aligned_empty"]
 
 INFINITE_CARDINALITY = -1
 UNKNOWN_CARDINALITY = -2
+
+ALIGNMENT = 64
+"""XLA:CPU takes a host array aligned to this many bytes without copying it (it copies others:
+3.5 ms for the 18 MB of a 10-client FedAvg round on this machine, against 0.04 ms aligned)."""
+
+
+def aligned_empty(shape: tuple, dtype: Any) -> np.ndarray:
+  """`np.empty(shape, dtype)` whose data starts at a multiple of `ALIGNMENT` bytes."""
+  dtype = np.dtype(dtype)
+  size = math.prod(shape) * dtype.itemsize
+  raw = np.empty(size + ALIGNMENT, np.uint8)
+  start = -raw.ctypes.data % ALIGNMENT
+  return raw[start:start + size].view(dtype).reshape(shape)
 
 
 @runtime_checkable
@@ -86,5 +104,28 @@ class PaddableDataset(StackableDataset, Protocol):
 
     Raises:
       ValueError: if the elements differ in more than their number of rows.
+    """
+    ...
+
+
+@runtime_checkable
+class CohortDataset(PaddableDataset, Protocol):
+  """A `PaddableDataset` whose class reads a whole cohort of its datasets at once.
+
+  Read one by one, each client's batches land in arrays of their own, which the runtime then
+  copies into the cohort's `[n, L, ...]` arrays. A cohort read gathers every client's rows
+  straight into the cohort's arrays: one copy of the data instead of two.
+  """
+
+  @staticmethod
+  def to_padded_cohort(datasets: list, padded_length: Callable[[int], int]
+                       ) -> Optional[tuple[Any, Optional[Any], Any]]:
+    """`(stacked, rows, lengths)` of `n` datasets of this class, padded to
+    `L = padded_length(longest)` elements (`longest`: the most elements a dataset has): every
+    leaf `[n, L, ...]`, client i's `to_padded_stacked()` in `[i, :lengths[i]]` and zeros
+    after; `rows` bool `[n, L, B]` (None when no batch was padded), False for padded rows and
+    after each client's elements; `lengths` int `[n]`.
+    Arrays start at `ALIGNMENT` bytes and are fresh (writable). None when the datasets cannot
+    be read this way (the runtime then reads them one by one with `to_padded_stacked()`).
     """
     ...

@@ -28,12 +28,16 @@ class Outputs:
     trees: each batch's result as `to_numpy` gives it (for the general path).
   """
 
-  def __init__(self, fn: Callable[..., Any], plan: Plan):
+  def __init__(self, fn: Callable[..., Any], plan: Plan, gathered: Any = None):
+    """`gathered`: the plan's batches as `gather(plan, plan.idx)` gives them, if read already
+    (`_cohort` gathers them into a cohort's arrays)."""
     valid = plan.idx >= 0
     self.counts = valid.sum(axis=1)
     self.width = plan.idx.shape[1]
     masked = plan.mask_key is not None
-    inputs, in_def = jax.tree_util.tree_flatten(gather(plan, plan.idx))
+    if gathered is None:
+      gathered = gather(plan, plan.idx)
+    inputs, in_def = jax.tree_util.tree_flatten(gathered)
     self.inputs = inputs
     self.flats: list[list] = []
     self.treedefs: list = []

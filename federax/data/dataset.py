@@ -31,6 +31,7 @@ import numpy as np
 
 from federax.core.errors import format_message
 from federax.data._batching import Batch, MaskedBatch, PaddedBatch
+from federax.data._cohort import padded_cohort
 from federax.data._concat import Concat
 from federax.data._elements import Element, leaf_names, merge_specs
 from federax.data._elements import RaggedElementsError as RaggedElementsError
@@ -411,6 +412,33 @@ class Dataset:
       ([[0, 1], [2, 3], [4, 0]], [[True, True], [True, True], [True, False]])
     """
     return self._node.padded_stacked()
+
+  @staticmethod
+  def to_padded_cohort(datasets: Sequence[Dataset], padded_length: Callable[[int], int]
+                       ) -> Optional[tuple[Any, Optional[np.ndarray], np.ndarray]]:
+    """Several datasets' `to_padded_stacked()` stacked, each padded to one length, read
+    straight into the result (`federax.core.datasets.CohortDataset`).
+
+    Args:
+      datasets: the cohort, `n` datasets.
+      padded_length: the length `L` to pad to, given the longest dataset's length.
+
+    Returns:
+      `(stacked, rows, lengths)`: every leaf `[n, L, ...]`, dataset i's `lengths[i]` elements
+      in `[i, :lengths[i]]` and zeros after; `rows` bool `[n, L, B]`, True for real rows, or
+      None when no batch was padded. None when a pipeline is not a batched one, optionally
+      ending in a `map` (the datasets are then read one by one).
+
+    Example:
+      >>> a = Dataset.from_tensor_slices({'x': np.arange(5)}).batch(2)
+      >>> b = Dataset.from_tensor_slices({'x': np.arange(2)}).batch(2)
+      >>> stacked, rows, lengths = Dataset.to_padded_cohort([a, b], lambda longest: 4)
+      >>> stacked['x'][:, :, 0].tolist(), lengths.tolist()
+      ([[0, 2, 4, 0], [0, 0, 0, 0]], [3, 1])
+      >>> rows[1].tolist()
+      [[True, True], [False, False], [False, False], [False, False]]
+    """
+    return padded_cohort([d._node for d in datasets], padded_length)  # pylint: disable=protected-access
 
   def __repr__(self) -> str:
     n = self._node.cardinality()

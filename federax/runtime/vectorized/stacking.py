@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from federax.core import types as t
-from federax.core.datasets import PaddableDataset, StackableDataset
+from federax.core.datasets import CohortDataset, PaddableDataset, StackableDataset
 from federax.core.placements import SERVER
 from federax.runtime import _convert
 from federax.runtime.padding import (PaddedSequence, RaggedError, aligned_empty, bucket, pad_rows,
@@ -25,25 +25,24 @@ from federax.runtime.vectorized import streaming
 from federax.runtime.vectorized.plan import Plan
 from federax.runtime.vectorized.read_ahead import ReadAhead
 
-_STACKABLE: dict[type, bool] = {}
-_PADDABLE: dict[type, bool] = {}
+_IMPLEMENTS: dict[tuple[type, type], bool] = {}
+
+
+def _implements(x: Any, protocol: type) -> bool:
+  """`isinstance(x, protocol)`, decided once per class: a protocol check inspects every hook,
+  and a call checks each client's dataset."""
+  key = (type(x), protocol)
+  if key not in _IMPLEMENTS:
+    _IMPLEMENTS[key] = isinstance(x, protocol)
+  return _IMPLEMENTS[key]
 
 
 def _stackable(x: Any) -> bool:
-  """`isinstance(x, StackableDataset)`, decided once per class: a protocol check inspects
-  every hook, and a call checks each client's dataset."""
-  cls = type(x)
-  if cls not in _STACKABLE:
-    _STACKABLE[cls] = isinstance(x, StackableDataset)
-  return _STACKABLE[cls]
+  return _implements(x, StackableDataset)
 
 
 def _paddable(x: Any) -> bool:
-  """`isinstance(x, PaddableDataset)`, decided once per class."""
-  cls = type(x)
-  if cls not in _PADDABLE:
-    _PADDABLE[cls] = isinstance(x, PaddableDataset)
-  return _PADDABLE[cls]
+  return _implements(x, PaddableDataset)
 
 
 STREAM_BYTES = 2**25
@@ -156,14 +155,41 @@ class Stacked:
     ahead = self._read_ahead(values, member_type, where)
     if ahead is not None:
       return ahead
-    if self.streams is None or len(values) < 2:
-      return None
-    streamed = self._stream(values, member_type, where, op)
-    if isinstance(streamed, str):
+    if self.streams is not None and len(values) > 1:
+      streamed = self._stream(values, member_type, where, op)
+      if not isinstance(streamed, str):
+        self.notes.append(f"{where}: streamed, {streamed.chunk} clients a read")
+        return streamed
       self.notes.append(f"{where}: stacked ({streamed})")
+    gathered = self._gathered(values, member_type, where, op)
+    if gathered is not None:
+      self._keep(values, member_type, where, gathered)
+    return gathered
+
+  def _gathered(self, values: list, member_type: t.SequenceType, where: str, op: str
+                ) -> Optional[PaddedSequence]:
+    """The cohort read at once, straight into its padded arrays (`CohortDataset`); None to
+    read it dataset by dataset (which checks each dataset's element type, as this does)."""
+    if not all(type(v) is type(values[0]) for v in values) or not _implements(
+        values[0], CohortDataset):
       return None
-    self.notes.append(f"{where}: streamed, {streamed.chunk} clients a read")
-    return streamed
+    read = type(values[0]).to_padded_cohort(
+        values, lambda longest: self.padded_length(member_type, longest))
+    if read is None:
+      return None
+    for i, v in enumerate(values):  # As `convert.argument` checks each member read alone.
+      _convert.sequence_elements(v, member_type, f"{where}[client {i}]", op)
+    stacked, rows, lengths = read
+    flags = row_leaves(member_type.element)
+    if rows is not None and not (self.pad_rows and any(flags)):
+      return None  # Read one by one, they say why the padded batches cannot run.
+    elements = _convert.local(stacked, _leading(_leading(member_type.element)), where, "dataset")
+    shapes = [np.shape(x) for x in jax.tree_util.tree_leaves(elements)]
+    if rows is not None and any(row and s[:3] != rows.shape for s, row in zip(shapes, flags)):
+      raise RaggedError(f"{where}: to_padded_cohort() gave rows {rows.shape} that do not fit "
+                        f"its leaves {shapes}")
+    mask = np.arange(shapes[0][1])[None, :] < np.asarray(lengths)[:, None]
+    return PaddedSequence(elements, mask, rows)
 
   def _read_ahead(self, values: list, member_type: t.Type, where: str) -> Optional[Any]:
     """The cohort read during the call before, if it was read for this one at this length."""
@@ -184,6 +210,9 @@ class Stacked:
   def _reader(self, values: list, member_type: t.SequenceType, where: str):
     """How to read and stack the cohort again, as `convert.argument` and `clients` do."""
     def read() -> PaddedSequence:
+      gathered = self._gathered(values, member_type, where, "read ahead")
+      if gathered is not None:
+        return gathered
       members = [self.sequence(v, member_type, f"{where}[client {i}]")
                  for i, v in enumerate(values)]
       return _stack_clients(members, member_type, where, self.padded_length, self.pad_rows)
@@ -247,11 +276,17 @@ class Stacked:
     if not members:
       return zeros_like_type_payload(member_type, (0,))
     payload = _stack_clients(members, member_type, where, self.padded_length, self.pad_rows)
+    return self._keep(values, member_type, where, payload, members)
+
+  def _keep(self, values: list, member_type: t.Type, where: str, payload: Any,
+            members: Optional[list] = None) -> Any:
+    """A stacked cohort, noted for messages, and kept on the device if its datasets are cached
+    (`members`: their read-only arrays) or else read again for the next call (`read_ahead`)."""
     if isinstance(payload, PaddedSequence) and payload.rows is not None:
       self.padded.append((where, payload.rows, payload.mask))
     key = CohortCache.key(values, member_type, self.per_doubling, self.pad_rows)
-    kept = payload if key is None or self.cohorts is None else self.cohorts.put(
-        key, values, members, payload)
+    kept = payload if key is None or self.cohorts is None or members is None else (
+        self.cohorts.put(key, values, members, payload))
     if kept is payload and self.read_ahead is not None:  # Not cached: read again next call.
       self.read_ahead.note(key, values, self._reader(values, member_type, where), payload)
     return kept

@@ -1,0 +1,241 @@
+"""A cohort of client datasets read straight into its stacked, padded arrays.
+
+The vectorized runtime trains on a cohort of `n` client datasets as one `[n, L, B, ...]` array
+per feature (`L` the cohort's padded length). Read one client at a time, each client's batches
+are gathered into arrays of their own, then copied into the cohort's. For the pipelines that
+TFF's tutorials write (`...batch(B).map(fn)`, `masked_batch(B)`, with or without a `map`), this
+module gathers every client's rows straight into the cohort's arrays and calls `fn` once per
+batch on views of them; results that are still that memory (`fn` renamed, reshaped or selected
+features, as `batch_format_fn` does) are kept where they lie, as `_batched_map` keeps them for
+one dataset. The data is then copied once in all, and the padding zeroed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+from federax.core.datasets import aligned_empty
+from federax.data._batched_map import Outputs
+from federax.data._elements import with_key
+from federax.data._node import Node
+from federax.data._plan import Plan, read, suffix_padded
+from federax.data._transforms import Cache, Map
+
+
+def padded_cohort(nodes: list[Node], padded_length: Callable[[int], int]
+                  ) -> Optional[tuple[Any, Optional[np.ndarray], np.ndarray]]:
+  """`(stacked, rows, lengths)` of the cohort (`CohortDataset.to_padded_cohort`), or None where a
+  client's pipeline is not a batched plan (with or without a final `map`) or the clients'
+  batches differ in their sources' structure, dtypes or shapes."""
+  reads = [_batched_read(node) for node in nodes]
+  if any(r is None for r in reads):
+    return None
+  plans = [plan for plan, _ in reads]
+  if not _alike(plans):
+    return None
+  longest = max(len(p) for p in plans)
+  length = padded_length(longest)
+  if length < longest:
+    raise ValueError(f"to_padded_cohort(): padded_length({longest}) gave {length}, fewer "
+                     "elements than the longest dataset has.")
+  lengths = np.array([len(p) for p in plans])
+  cohort = _read(reads, length)
+  return None if cohort is None else cohort + (lengths,)
+
+
+def _read(reads: list[tuple[Plan, Any]], length: int) -> Optional[tuple[Any, Optional[np.ndarray]]]:
+  plans = [plan for plan, _ in reads]
+  sources = _gather(plans, length)
+  if all(fn is None for _, fn in reads):
+    results = [(_element(plan, sources, i), _rows(plan)) for i, plan in enumerate(plans)]
+  else:
+    outputs = [Outputs(fn, plan, _element(plan, sources, i))
+               for i, (plan, fn) in enumerate(reads)]
+    kept = _batch_results(outputs, sources, length)
+    if kept is not None:
+      return kept, _cohort_rows([(None, _rows(p)) for p in plans], [len(p) for p in plans],
+                                length)
+    results = []
+    for out in outputs:
+      laid_out = out.laid_out()
+      if laid_out is None:  # Structures or shapes that only the one-by-one read judges.
+        return None
+      results.append((read(laid_out), _rows(laid_out)))
+  return _assemble(results, sources, [len(p) for p in plans], length)
+
+
+def _batch_results(outputs: list[Outputs], sources: list[np.ndarray], length: int
+                   ) -> Optional[Any]:
+  """`map`'s results as the cohort's leaves when every result has its batch's rows (all `B`
+  of a masked batch, the real ones of another), one structure, and per leaf one dtype and row
+  shape: a source array reinterpreted where every result lies at its batch's place in it, else
+  the results copied into a zeroed array. None otherwise (`laid_out` then judges them)."""
+  treedef = outputs[0].treedefs[0]
+  if any(d != treedef for out in outputs for d in out.treedefs):
+    return None
+  n, width = len(outputs), outputs[0].width
+  leaves = []
+  for k in range(treedef.num_leaves):
+    first = outputs[0].flats[0][k]
+    if first.ndim == 0:
+      return None
+    tail, dtype = first.shape[1:], first.dtype
+    source = _source_at(first, sources, n * length * width, tail)
+    owner = None if source is None else source if source.base is None else source.base
+    batch = first.nbytes // max(len(first), 1) * width  # Bytes between batches in place.
+    start = first.ctypes.data
+    for i, out in enumerate(outputs):
+      for b, (flat, rows) in enumerate(zip(out.flats, out.rows)):
+        x = flat[k]
+        if len(x) != rows or x.shape[1:] != tail or x.dtype != dtype:
+          return None
+        if owner is not None and (x.base is not owner or not x.flags.c_contiguous
+                                  or x.ctypes.data != start + (i * length + b) * batch):
+          owner = None  # Not all in place: copied.
+    leaves.append(
+        source.reshape(-1).view(np.uint8).view(dtype).reshape((n, length, width) + tail)
+        if owner is not None else _results_copied(outputs, k, (n, length, width) + tail, dtype))
+  return treedef.unflatten(leaves)
+
+
+def _source_at(first: np.ndarray, sources: list[np.ndarray], rows: int, tail: tuple
+               ) -> Optional[np.ndarray]:
+  """The source array that `first` starts, if it holds `rows` rows of `first`'s row shape."""
+  start = first.ctypes.data
+  source = next((s for s in sources if s.ctypes.data == start), None)
+  row = first.dtype.itemsize * int(np.prod(tail, dtype=np.int64))
+  return source if source is not None and source.nbytes == rows * row else None
+
+
+def _results_copied(outputs: list[Outputs], k: int, shape: tuple, dtype: np.dtype
+                    ) -> np.ndarray:
+  out = aligned_empty(shape, dtype)
+  out[...] = 0
+  for i, client in enumerate(outputs):
+    for b, flat in enumerate(client.flats):
+      out[i, b, :len(flat[k])] = flat[k]
+  return out
+
+
+def _batched_read(node: Node) -> Optional[tuple[Plan, Any]]:
+  """(the batched plan a client's batches are gathered from, the `map` function applied to
+  them or None), or None when the pipeline ends otherwise."""
+  if isinstance(node, Cache):
+    return None  # Its read-only arrays, the same every call, stay where the runtime keeps them.
+  fn = None
+  if isinstance(node, Map):
+    node, fn = node.parent, node.fn
+  if not node.finite():
+    return None
+  plan = node.plan((), None)
+  if plan is None or plan.laid_out or plan.idx.ndim != 2 or not len(plan) or not plan.leaves:
+    return None
+  if fn is not None and plan.mask_key is None and not suffix_padded(plan):
+    return None  # `Map.plan` reads such batches element by element.
+  if any(leaf.dtype.kind not in "biufc" for leaf in plan.leaves):
+    return None  # Strings, objects: the host reads those.
+  return plan, fn
+
+
+def _alike(plans: list[Plan]) -> bool:
+  first = plans[0]
+  layout = lambda p: (p.treedef, p.mask_key, p.idx.shape[1],
+                      [(x.dtype, x.shape[1:]) for x in p.leaves])
+  return all(layout(p) == layout(first) for p in plans[1:])
+
+
+def _gather(plans: list[Plan], length: int) -> list[np.ndarray]:
+  """Every source leaf's batches, `[n, length, B, ...]`: client i's gathered rows in `[i, :m]`,
+  zeros in its padding rows and after its batches; last, a masked plan's mask `[n, length, B]`."""
+  first = plans[0]
+  shape = (len(plans), length, first.idx.shape[1])
+  sources = [aligned_empty(shape + x.shape[1:], x.dtype) for x in first.leaves]
+  mask = aligned_empty(shape, bool)
+  for i, plan in enumerate(plans):
+    m = len(plan)
+    valid = mask[i, :m]
+    np.greater_equal(plan.idx, 0, out=valid)
+    mask[i, m:] = False
+    short = not valid.all()
+    rows = np.where(valid, plan.idx, 0) if short else plan.idx
+    for out, leaf in zip(sources, plan.leaves):
+      np.take(leaf, rows, axis=0, out=out[i, :m], mode="clip")  # "clip": written unbuffered.
+      if short:
+        out[i, :m][~valid] = 0
+      out[i, m:] = 0
+  return sources + [mask] if first.mask_key is not None else sources
+
+
+def _element(plan: Plan, sources: list[np.ndarray], i: int) -> Any:
+  """Client i's batches as `gather(plan, plan.idx)` gives them, as views of the cohort's."""
+  m = len(plan)
+  if plan.mask_key is None:
+    return plan.treedef.unflatten([x[i, :m] for x in sources])
+  tree = plan.treedef.unflatten([x[i, :m] for x in sources[:-1]])
+  return with_key(tree, plan.mask_key, sources[-1][i, :m])
+
+
+def _rows(plan: Plan) -> Optional[np.ndarray]:
+  """A client's row mask as `to_padded_stacked` gives it: None when no batch is short."""
+  if plan.mask_key is None and plan.idx.ndim == 2:
+    valid = plan.idx >= 0
+    return None if valid.all() else valid
+  return None
+
+
+def _assemble(results: list, sources: list[np.ndarray], counts: list[int],
+              length: int) -> Optional[tuple[Any, Optional[np.ndarray]]]:
+  """The clients' stacked results as the cohort's `[n, length, ...]` leaves: a source array
+  reinterpreted where every client's result lies at its place in it, else one copy."""
+  flats = [jax.tree_util.tree_flatten(stacked) for stacked, _ in results]
+  treedef = flats[0][1]
+  columns = list(zip(*(leaves for leaves, _ in flats)))
+  if any(d != treedef for _, d in flats) or any(
+      len({(x.dtype, x.shape[1:]) for x in column}) > 1 for column in columns):
+    return None
+  leaves = [_in_place(column, sources, length) for column in columns]
+  for k, (leaf, column) in enumerate(zip(leaves, columns)):
+    if leaf is None:
+      first = column[0]
+      leaf = leaves[k] = aligned_empty((len(column), length) + first.shape[1:], first.dtype)
+      for i, (x, m) in enumerate(zip(column, counts)):
+        leaf[i, :m] = x
+        leaf[i, m:] = 0
+  rows = _cohort_rows(results, counts, length)
+  return treedef.unflatten(leaves), rows
+
+
+def _in_place(column: tuple, sources: list[np.ndarray], length: int) -> Optional[np.ndarray]:
+  """The source array that holds every client's result of this leaf at its place (client i's at
+  the start of `[i]`), reinterpreted as the cohort's leaf; None if there is none."""
+  first = column[0]
+  start = first.ctypes.data if first.ndim else None
+  source = next((s for s in sources if s.ctypes.data == start), None)
+  if source is None:
+    return None
+  n, tail, dtype = len(column), first.shape[1:], first.dtype
+  if source.nbytes != n * length * dtype.itemsize * int(np.prod(tail, dtype=np.int64)):
+    return None
+  owner = source if source.base is None else source.base
+  slot = source.nbytes // n  # Bytes between clients.
+  for i, x in enumerate(column):
+    if (x.base is not owner or not x.flags.c_contiguous or x.ctypes.data != start + i * slot):
+      return None
+  return source.reshape(-1).view(np.uint8).view(dtype).reshape((n, length) + tail)
+
+
+def _cohort_rows(results: list, counts: list[int], length: int) -> Optional[np.ndarray]:
+  """`[n, length, B]` row masks: each client's (all True where it padded none), False after
+  its batches; None when no client padded a batch."""
+  if all(rows is None for _, rows in results):
+    return None
+  width = max(rows.shape[1] for _, rows in results if rows is not None)
+  out = aligned_empty((len(results), length, width), bool)
+  out[...] = False
+  for i, ((_, rows), m) in enumerate(zip(results, counts)):
+    out[i, :m, :width if rows is None else rows.shape[1]] = True if rows is None else rows
+  return out
