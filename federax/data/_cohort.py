@@ -47,8 +47,11 @@ def padded_cohort(nodes: list[Node], padded_length: Callable[[int], int]
   return None if cohort is None else cohort + (lengths,)
 
 
-def _read(reads: list[tuple[Plan, Any]], length: int) -> Optional[tuple[Any, Optional[np.ndarray]]]:
+def _read(reads: list[tuple[Plan, Any]], length: int
+          ) -> Optional[tuple[Any, Optional[np.ndarray]]]:
+  """(stacked, rows): the sources gathered, then `map`'s results kept in place or copied."""
   plans = [plan for plan, _ in reads]
+  counts = [len(p) for p in plans]
   sources = _gather(plans, length)
   if all(fn is None for _, fn in reads):
     results = [(_element(plan, sources, i), _rows(plan)) for i, plan in enumerate(plans)]
@@ -57,15 +60,14 @@ def _read(reads: list[tuple[Plan, Any]], length: int) -> Optional[tuple[Any, Opt
                for i, (plan, fn) in enumerate(reads)]
     kept = _batch_results(outputs, sources, length)
     if kept is not None:
-      return kept, _cohort_rows([(None, _rows(p)) for p in plans], [len(p) for p in plans],
-                                length)
+      return kept, _cohort_rows([_rows(p) for p in plans], counts, length)
     results = []
     for out in outputs:
       laid_out = out.laid_out()
       if laid_out is None:  # Structures or shapes that only the one-by-one read judges.
         return None
       results.append((read(laid_out), _rows(laid_out)))
-  return _assemble(results, sources, [len(p) for p in plans], length)
+  return _assemble(results, sources, counts, length)
 
 
 def _batch_results(outputs: list[Outputs], sources: list[np.ndarray], length: int
@@ -96,9 +98,9 @@ def _batch_results(outputs: list[Outputs], sources: list[np.ndarray], length: in
         if owner is not None and (x.base is not owner or not x.flags.c_contiguous
                                   or x.ctypes.data != start + (i * length + b) * batch):
           owner = None  # Not all in place: copied.
-    leaves.append(
-        source.reshape(-1).view(np.uint8).view(dtype).reshape((n, length, width) + tail)
-        if owner is not None else _results_copied(outputs, k, (n, length, width) + tail, dtype))
+    shape = (n, length, width) + tail
+    leaves.append(_reinterpreted(source, shape, dtype) if owner is not None else
+                  _results_copied(outputs, k, shape, dtype))
   return treedef.unflatten(leaves)
 
 
@@ -205,7 +207,7 @@ def _assemble(results: list, sources: list[np.ndarray], counts: list[int],
       for i, (x, m) in enumerate(zip(column, counts)):
         leaf[i, :m] = x
         leaf[i, m:] = 0
-  rows = _cohort_rows(results, counts, length)
+  rows = _cohort_rows([rows for _, rows in results], counts, length)
   return treedef.unflatten(leaves), rows
 
 
@@ -213,29 +215,32 @@ def _in_place(column: tuple, sources: list[np.ndarray], length: int) -> Optional
   """The source array that holds every client's result of this leaf at its place (client i's at
   the start of `[i]`), reinterpreted as the cohort's leaf; None if there is none."""
   first = column[0]
-  start = first.ctypes.data if first.ndim else None
-  source = next((s for s in sources if s.ctypes.data == start), None)
+  n, tail, dtype = len(column), first.shape[1:], first.dtype
+  source = _source_at(first, sources, n * length, tail) if first.ndim else None
   if source is None:
     return None
-  n, tail, dtype = len(column), first.shape[1:], first.dtype
-  if source.nbytes != n * length * dtype.itemsize * int(np.prod(tail, dtype=np.int64)):
-    return None
   owner = source if source.base is None else source.base
-  slot = source.nbytes // n  # Bytes between clients.
+  start, slot = first.ctypes.data, source.nbytes // n  # Bytes between clients.
   for i, x in enumerate(column):
     if (x.base is not owner or not x.flags.c_contiguous or x.ctypes.data != start + i * slot):
       return None
-  return source.reshape(-1).view(np.uint8).view(dtype).reshape((n, length) + tail)
+  return _reinterpreted(source, (n, length) + tail, dtype)
 
 
-def _cohort_rows(results: list, counts: list[int], length: int) -> Optional[np.ndarray]:
+def _reinterpreted(source: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
+  """`source`'s bytes as an array of `shape` and `dtype` (as many bytes)."""
+  return source.reshape(-1).view(np.uint8).view(dtype).reshape(shape)
+
+
+def _cohort_rows(rows: list[Optional[np.ndarray]], counts: list[int], length: int
+                 ) -> Optional[np.ndarray]:
   """`[n, length, B]` row masks: each client's (all True where it padded none), False after
   its batches; None when no client padded a batch."""
-  if all(rows is None for _, rows in results):
+  if all(r is None for r in rows):
     return None
-  width = max(rows.shape[1] for _, rows in results if rows is not None)
-  out = aligned_empty((len(results), length, width), bool)
+  width = max(r.shape[1] for r in rows if r is not None)
+  out = aligned_empty((len(rows), length, width), bool)
   out[...] = False
-  for i, ((_, rows), m) in enumerate(zip(results, counts)):
-    out[i, :m, :width if rows is None else rows.shape[1]] = True if rows is None else rows
+  for i, (r, m) in enumerate(zip(rows, counts)):
+    out[i, :m, :width if r is None else r.shape[1]] = True if r is None else r
   return out

@@ -438,7 +438,8 @@ class Dataset:
       >>> rows[1].tolist()
       [[True, True], [False, False], [False, False], [False, False]]
     """
-    return padded_cohort([d._node for d in datasets], padded_length)  # pylint: disable=protected-access
+    nodes = [d._node for d in datasets]  # pylint: disable=protected-access
+    return padded_cohort(nodes, padded_length)
 
   def __repr__(self) -> str:
     n = self._node.cardinality()

@@ -71,7 +71,8 @@ def test_a_cohort_read_at_once_gives_what_numpy_and_the_sequential_runtime_give(
 
 
 def test_a_cohort_it_cannot_read_at_once_is_read_one_by_one(monkeypatch):
-  monkeypatch.setattr(Dataset, 'to_padded_cohort', staticmethod(lambda datasets, padded_length: None))
+  refuse = staticmethod(lambda datasets, padded_length: None)
+  monkeypatch.setattr(Dataset, 'to_padded_cohort', refuse)
   datasets = _datasets()
   with fx.runtime.vectorized(), warnings.catch_warnings():
     warnings.simplefilter('error')
