@@ -1,9 +1,12 @@
 """`StackableDataset`: what a runtime may ask of a client dataset, declared where runtimes see it.
 
 A `{T*}@CLIENTS` argument is a list with one dataset per client. A runtime reads a dataset
-through the three hooks below and nothing else, so it depends on this declaration instead of on
-`federax.data.Dataset` (which sits above the core and satisfies it) or on `hasattr` checks.
-A dataset that lacks the hooks (e.g. a plain list of elements) is iterated element by element.
+through the three hooks of `StackableDataset` and nothing else, so it depends on this
+declaration instead of on `federax.data.Dataset` (which sits above the core and satisfies it)
+or on `hasattr` checks. A dataset that lacks the hooks (e.g. a plain list of elements) is
+iterated element by element. Two optional protocols add a hook each: `PaddableDataset` pads
+batches of different sizes (TFF's `batch(20)`), `CohortDataset` reads a whole cohort of
+datasets into one padded array per feature.
 
     from federax.core.datasets import StackableDataset
 
