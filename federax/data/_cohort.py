@@ -35,8 +35,8 @@ def padded_cohort(nodes: list[Node], padded_length: Callable[[int], int]
   if any(r is None for r in reads):
     return None
   plans = [plan for plan, _ in reads]
-  if not _alike(plans):
-    return None
+  if not _alike(plans) or len({fn is None for _, fn in reads}) > 1:
+    return None  # Some clients' pipelines end with a `map`, others do not.
   longest = max(len(p) for p in plans)
   length = padded_length(longest)
   if length < longest:

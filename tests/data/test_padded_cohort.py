@@ -129,7 +129,9 @@ def test_the_map_function_runs_once_per_batch():
     lambda: [_source(9).batch(4), _source(9).batch(3)],  # Batch sizes differ.
     lambda: [Dataset.from_tensor_slices(np.array([b'a', b'b', b'c'])).batch(2)] * 2,
     lambda: [_source(9).batch(4), _source(0).batch(4)],  # An empty client.
-], ids=['cached', 'unbatched', 'dtypes_differ', 'batch_sizes_differ', 'strings', 'empty'])
+    lambda: [_source(9).batch(4), _source(5).batch(4).map(lambda e: e)],
+], ids=['cached', 'unbatched', 'dtypes_differ', 'batch_sizes_differ', 'strings', 'empty',
+        'some_mapped'])
 def test_cohorts_it_does_not_read_are_left_to_the_one_by_one_read(make):
   datasets = make()
   assert _read(datasets, 8) is None
