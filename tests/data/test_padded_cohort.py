@@ -76,6 +76,8 @@ COHORTS = {
     # New arrays from `map`: copied into the cohort's.
     'new_arrays': lambda: [_source(n).shuffle(5, seed=2).batch(6).map(
         lambda e: {'x': e['pixels'] * 2.0, 'y': e['label'] + 1}) for n in (13, 30)],
+    'rows_dropped': lambda: [_source(n).batch(5).map(
+        lambda e: {'x': e['pixels'][:2].reshape(-1, 12)}) for n in (13, 30)],
     'some_views': lambda: [_source(n).batch(5).map(
         lambda e: {'x': e['pixels'].reshape(-1, 12), 'y': e['label'].astype(np.int64)})
         for n in (13, 30)],
@@ -130,8 +132,10 @@ def test_the_map_function_runs_once_per_batch():
     lambda: [Dataset.from_tensor_slices(np.array([b'a', b'b', b'c'])).batch(2)] * 2,
     lambda: [_source(9).batch(4), _source(0).batch(4)],  # An empty client.
     lambda: [_source(9).batch(4), _source(5).batch(4).map(lambda e: e)],
+    lambda: [_source(n).batch(4).map(  # A scalar beside the rows: `to_padded_stacked` judges.
+        lambda e: {'x': e['pixels'], 'n': np.float32(len(e['label']))}) for n in (9, 5)],
 ], ids=['cached', 'unbatched', 'dtypes_differ', 'batch_sizes_differ', 'strings', 'empty',
-        'some_mapped'])
+        'some_mapped', 'per_batch_scalar'])
 def test_cohorts_it_does_not_read_are_left_to_the_one_by_one_read(make):
   datasets = make()
   assert _read(datasets, 8) is None
