@@ -121,6 +121,14 @@ def test_threefry_draws_of_several_dimensions_are_drawn_flat_with_the_same_bits(
   assert not needs_rewrite(rewritten)
 
 
+def test_flat_draws_under_vmap_keep_each_keys_bits():
+  """Vmapped clients each draw from their own key (the runtime's vmapped client loop)."""
+  keys = jax.random.split(jax.random.key(5), 3)
+  draw = lambda key: jax.random.bernoulli(key, 0.5, (4, 3, 2))
+  np.testing.assert_array_equal(jax.jit(jax.vmap(for_xla_cpu(draw)))(keys),
+                                jax.jit(jax.vmap(draw))(keys))
+
+
 def test_a_dropout_mask_in_a_rolled_loop_keeps_its_bits():
   def train(key, xs):
     def step(i, carry):

@@ -17,9 +17,9 @@ the first element of the window, as XLA's `ge` selection does).
 
 Threefry draws of several dimensions (a dropout mask): XLA:CPU compiles the hash of a draw
 shaped (20, 12, 12, 64) (the EMNIST CNN's conv dropout) into a loop nest whose optimization
-took 0.8 of W2's 3.5 CPU seconds of round compile (docs/performance.md). `for_xla_cpu` draws
-such bits flat and reshapes them: the same bits, since Threefry counts by flat index, in a
-one-dimensional kernel compiled in a fraction of the time.
+took 0.6-0.8 of the 3.3-3.5 CPU seconds of W2's round compile (docs/performance.md).
+`for_xla_cpu` draws such bits flat and reshapes them: the same bits, since Threefry counts by
+flat index, in a one-dimensional kernel compiled in a fraction of the time.
 """
 
 from __future__ import annotations
