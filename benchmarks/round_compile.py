@@ -9,12 +9,13 @@ of a loop body into an LLVM module of its own. This benchmark trains round 1 of 
 (`benchmarks/run_federax.py`'s FedAvg), takes the vectorized runtime's round program and payload,
 then lowers and compiles it again and again in this process, alternating JAX's CPU rule, a
 straight-line one (`hash_2x32`, registered here for CPU and active only inside this
-benchmark's lowerings), and XLA:CPU options that cut compile time (`MODES`). Reports the
+benchmark's lowerings), XLA:CPU options that cut compile time, and the program traced with
+each Threefry draw in its shape, as before the runtime drew them flat (`MODES`). Reports the
 `while` loops in the lowered program, XLA's compile seconds (wall, and this process's CPU
 seconds, steadier on a shared machine), steady runs of the compiled round, and whether its
 outputs are bit-for-bit those of the default compile. Writes
-benchmarks/results/round_compile.{json,md}. federax uses none of these (docs/performance.md):
-the straight-line rule changed a `jax.random.normal` draw in its last bit, and without the
+benchmarks/results/round_compile.{json,md}. federax uses none of the first three
+(docs/performance.md): the straight-line rule changed a `jax.random.normal` draw in its last bit, and without the
 fusion emitters rounds run slower.
 """
 
@@ -32,10 +33,12 @@ import numpy as np
 from benchmarks import measure, run_federax, workloads
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-# name: (Threefry straight-line, XLA compile options). Each is compiled from the same program.
-MODES = {"rolled": (False, {}), "straight-line": (True, {}),
-         "no fusion emitters": (False, {"xla_cpu_use_fusion_emitters": False}),
-         "no expensive LLVM passes": (False, {"xla_llvm_disable_expensive_passes": True})}
+# name: (Threefry straight-line, XLA compile options, Threefry draws in their shape). Each is
+# compiled from the same program; the last traces it without the runtime's flat draws.
+MODES = {"rolled": (False, {}, False), "straight-line": (True, {}, False),
+         "no fusion emitters": (False, {"xla_cpu_use_fusion_emitters": False}, False),
+         "no expensive LLVM passes": (False, {"xla_llvm_disable_expensive_passes": True}, False),
+         "draws in their shape": (False, {}, True)}
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _STRAIGHT = contextvars.ContextVar("straight_line_threefry", default=False)
 
@@ -97,12 +100,16 @@ def round_program(name: str):
 def compile_once(jitted, payload, mode: str, nonce: int) -> tuple[dict, list]:
   import jax  # pylint: disable=g-import-not-at-top
   jax.clear_caches()  # Lower anew: JAX caches lowerings by the traced program.
-  straight, options = MODES[mode]
-  token = _STRAIGHT.set(straight)
+  from federax.runtime.vectorized import _cpu_rewrites  # pylint: disable=g-import-not-at-top
+  straight, options, shaped = MODES[mode]
+  token, flat = _STRAIGHT.set(straight), _cpu_rewrites._threefry_draw_of_dimensions  # pylint: disable=protected-access
+  if shaped:  # As before 2026-12-04: each draw hashed in its shape.
+    _cpu_rewrites._threefry_draw_of_dimensions = lambda eqn: False  # pylint: disable=protected-access
   try:
     lowered = jitted.lower(payload)
   finally:
     _STRAIGHT.reset(token)
+    _cpu_rewrites._threefry_draw_of_dimensions = flat  # pylint: disable=protected-access
   wall, cpu = time.perf_counter(), time.process_time()
   # A no-op option (the dump limit, with no dump) that differs each time: JAX compiles anew.
   compiled = lowered.compile(compiler_options={"xla_dump_max_hlo_modules": -2 - nonce, **options})

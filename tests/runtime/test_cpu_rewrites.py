@@ -92,3 +92,76 @@ def test_overlapping_or_padded_pools_are_left_to_xla():
     grad = jax.grad(lambda x: jnp.sum(lax.reduce_window(x, -jnp.inf, lax.max, window, strides,
                                                         padding)))
     assert not needs_rewrite(jax.make_jaxpr(grad)(x).jaxpr)
+
+
+def _draws(key):
+  """Every kind of draw a model makes from a Threefry key, in shapes of several dimensions."""
+  k = jax.random.split(key, 4)
+  return {"bernoulli": jax.random.bernoulli(k[0], 0.7, (5, 3, 4, 2)),
+          "uniform": jax.random.uniform(k[1], (3, 7)),
+          "normal": jax.random.normal(k[2], (2, 3, 5), jnp.float16),
+          "bits8": jax.random.bits(k[3], (4, 3), jnp.uint8),
+          "bits16": jax.random.bits(k[3], (3, 1, 5), jnp.uint16),
+          "flat": jax.random.uniform(k[1], (6,))}
+
+
+@pytest.mark.parametrize("partitionable", [True, False])
+@pytest.mark.parametrize("typed", [True, False])
+def test_threefry_draws_of_several_dimensions_are_drawn_flat_with_the_same_bits(
+    partitionable, typed):
+  key = jax.random.key(7) if typed else jax.random.PRNGKey(7)
+  with jax.threefry_partitionable(partitionable):
+    assert needs_rewrite(jax.make_jaxpr(_draws)(key).jaxpr)
+    expected = jax.jit(_draws)(key)
+    actual = jax.jit(for_xla_cpu(_draws))(key)
+    rewritten = jax.make_jaxpr(for_xla_cpu(_draws))(key).jaxpr
+  for name in expected:
+    np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+    assert actual[name].dtype == expected[name].dtype and actual[name].shape == expected[name].shape
+  assert not needs_rewrite(rewritten)
+
+
+def test_flat_draws_under_vmap_keep_each_keys_bits():
+  """Vmapped clients each draw from their own key (the runtime's vmapped client loop)."""
+  keys = jax.random.split(jax.random.key(5), 3)
+  draw = lambda key: jax.random.bernoulli(key, 0.5, (4, 3, 2))
+  np.testing.assert_array_equal(jax.jit(jax.vmap(for_xla_cpu(draw)))(keys),
+                                jax.jit(jax.vmap(draw))(keys))
+
+
+def test_a_dropout_mask_in_a_rolled_loop_keeps_its_bits():
+  def train(key, xs):
+    def step(i, carry):
+      key, total = carry
+      key, sub = jax.random.split(key)
+      keep = jax.random.bernoulli(sub, 0.75, xs.shape[1:])
+      return key, total + jnp.sum(jnp.where(keep, xs[i] / 0.75, 0.0) ** 2)
+    return step
+
+  xs = jnp.asarray(RNG.standard_normal((3, 4, 6, 6, 8)), jnp.float32)
+  run = lambda rewrite: (lambda key: lax.fori_loop(
+      0, 3, (for_xla_cpu if rewrite else lambda f: f)(train(key, xs)), (key, jnp.float32(0))))
+  key = jax.random.key(1)
+  np.testing.assert_array_equal(jax.jit(run(True))(key)[1], jax.jit(run(False))(key)[1])
+  assert _random_bits_shapes(jax.make_jaxpr(run(False))(key).jaxpr) == [(4, 6, 6, 8)]
+  assert _random_bits_shapes(jax.make_jaxpr(run(True))(key).jaxpr) == [(1152,)]
+
+
+def _random_bits_shapes(jaxpr) -> list:
+  """The shapes of the `random_bits` draws in `jaxpr` and the jaxprs inside it."""
+  shapes = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "random_bits":
+      shapes.append(tuple(eqn.params["shape"]))
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else [value]:
+        sub = getattr(sub, "jaxpr", sub)
+        if hasattr(sub, "eqns"):
+          shapes += _random_bits_shapes(sub)
+  return shapes
+
+
+def test_other_key_implementations_are_left_alone():
+  key = jax.random.key(3, impl="rbg")
+  draw = lambda key: jax.random.uniform(key, (4, 5))
+  assert not needs_rewrite(jax.make_jaxpr(draw)(key).jaxpr)

@@ -14,6 +14,12 @@ Max pooling's gradient: JAX's is XLA's select-and-scatter, 4.8 ms of a 24 ms EMN
 on this CPU. Where the windows tile the input (window = stride, no padding), `for_xla_cpu`
 computes it as a reshape, a first-maximum one-hot and a multiply: the same values (ties go to
 the first element of the window, as XLA's `ge` selection does).
+
+Threefry draws of several dimensions (a dropout mask): XLA:CPU compiles the hash of a draw
+shaped (20, 12, 12, 64) (the EMNIST CNN's conv dropout) into a loop nest whose optimization
+took 0.6-0.8 of the 3.3-3.5 CPU seconds of W2's round compile (docs/performance.md).
+`for_xla_cpu` draws such bits flat and reshapes them: the same bits, since Threefry counts by
+flat index, in a one-dimensional kernel compiled in a fraction of the time.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from jax.extend import core as jex
 _CONV = jex.primitives.conv_general_dilated_p
 _JIT = jex.primitives.jit_p
 _SCATTER = "select_and_scatter_add"
+_RANDOM_BITS = jex.primitives.random_bits_p
 
 
 def _canonical_specs(ndim: int) -> lax.ConvDimensionNumbers:
@@ -72,6 +79,19 @@ def _tiled_max_pool_gradient(source, operand, *, window_dimensions, **_):
   return lax.transpose(spread, tuple(back)).reshape(operand.shape)
 
 
+def _flat_random_bits(keys, *, bit_width: int, shape: tuple):
+  """`random_bits` of one key, drawn flat and reshaped to `shape`."""
+  flat = _RANDOM_BITS.bind(keys, bit_width=bit_width, shape=(int(np.prod(shape)),))
+  return flat.reshape(shape)
+
+
+def _threefry_draw_of_dimensions(eqn) -> bool:
+  """A `random_bits` draw of several dimensions from one Threefry key (flat, the same bits)."""
+  key = eqn.invars[0].aval
+  # A key of another implementation (rbg's XLA bit generator) may draw by shape.
+  return len(eqn.params["shape"]) > 1 and key.shape == () and str(key.dtype) == "key<fry>"
+
+
 def _tiles(eqn) -> bool:
   p = eqn.params
   shape = eqn.invars[1].aval.shape
@@ -83,13 +103,15 @@ def _tiles(eqn) -> bool:
 def _rewritable(eqn) -> bool:
   if eqn.primitive.name == _SCATTER:
     return _tiles(eqn)
+  if eqn.primitive is _RANDOM_BITS:
+    return _threefry_draw_of_dimensions(eqn)
   return (eqn.primitive is _CONV and eqn.params["batch_group_count"] == 1
           and not _is_canonical(eqn.params, len(eqn.params["dimension_numbers"].lhs_spec)))
 
 
 def needs_rewrite(jaxpr) -> bool:
-  """Whether `jaxpr` (or a `jit` inside it) has a convolution outside the canonical layout or
-  a tiled max pool's gradient."""
+  """Whether `jaxpr` (or a `jit` inside it) has a convolution outside the canonical layout,
+  a tiled max pool's gradient or a Threefry draw of several dimensions."""
   for eqn in jaxpr.eqns:
     if _rewritable(eqn):
       return True
@@ -110,8 +132,7 @@ def _evaluate(jaxpr, consts, *args) -> list:
   for eqn in jaxpr.eqns:
     invals = [read(v) for v in eqn.invars]
     if _rewritable(eqn):
-      rewrite = _tiled_max_pool_gradient if eqn.primitive.name == _SCATTER else _canonical_conv
-      outs = [rewrite(*invals, **eqn.params)]
+      outs = [_REWRITES[eqn.primitive.name](*invals, **eqn.params)]
     elif eqn.primitive is _JIT and needs_rewrite(eqn.params["jaxpr"].jaxpr):
       inner = eqn.params["jaxpr"]
       outs = _evaluate(inner.jaxpr, inner.consts, *invals)
@@ -124,10 +145,14 @@ def _evaluate(jaxpr, consts, *args) -> list:
   return [read(v) for v in jaxpr.outvars]
 
 
+_REWRITES = {_SCATTER: _tiled_max_pool_gradient, _CONV.name: _canonical_conv,
+             _RANDOM_BITS.name: _flat_random_bits}
+
+
 def for_xla_cpu(fn: Callable) -> Callable:
-  """`fn` with its convolutions in XLA:CPU's canonical layout and its tiled max pools'
-  gradients as reshapes (same values). Traces `fn` once per call, so call it while tracing
-  (inside `jit`)."""
+  """`fn` with its convolutions in XLA:CPU's canonical layout, its tiled max pools' gradients
+  as reshapes and its Threefry draws flat (same values). Traces `fn` once per call, so call it
+  while tracing (inside `jit`)."""
 
   @functools.wraps(fn)
   def wrapped(*args: Any):
