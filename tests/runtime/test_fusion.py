@@ -148,6 +148,33 @@ def test_a_map_that_reduces_a_wide_value_is_read_not_recomputed():
   np.testing.assert_array_equal(high, want_high)
 
 
+def test_a_map_passing_its_argument_through_is_read_not_recomputed_from_itself():
+  # Its result holds its argument itself (the same traced array), so the map is remembered as
+  # that array's maker: it must not be recomputed to make its own argument.
+  value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)
+  both = fx.computation(lambda x: (x, jnp.round(x).astype(jnp.int32) & 255),
+                        fx.TensorType(np.float32, [WIDE]))
+  add = fx.computation(lambda a, b: (a[0] + b[0], a[1] + b[1]),
+                       fx.StructType([fx.TensorType(np.float32, [WIDE]),
+                                      fx.TensorType(np.int32, [WIDE])]),
+                       fx.StructType([fx.TensorType(np.float32, [WIDE]),
+                                      fx.TensorType(np.int32, [WIDE])]))
+  zero = fx.computation(lambda: (np.zeros(WIDE, np.float32), np.zeros(WIDE, np.int32)))
+  report = fx.computation(lambda a: a, add.type_signature.result)
+
+  @fx.federated_computation(value)
+  def total(values):
+    once = fx.federated_map(both, values)
+    return fx.federated_aggregate(fx.federated_map(both, once[0]), zero(), add, add, report)
+
+  data = [np.full(WIDE, i + 0.25, np.float32) for i in range(4)]
+  with fx.runtime.vectorized(shard=False):
+    floats, ints = total(data)
+    assert "recomputed in its loop" in fx.runtime.explain(total, data)
+  np.testing.assert_array_equal(floats, np.full(WIDE, 0.25 + 1.25 + 2.25 + 3.25, np.float32))
+  np.testing.assert_array_equal(ints, np.full(WIDE, 0 + 1 + 2 + 3))
+
+
 def _limb_sums(n, low, high):
   """The fused secure sum (bitwidth 8) of `n` clients whose two int32 limbs are `low`, `high`."""
   value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)

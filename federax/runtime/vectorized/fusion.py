@@ -15,12 +15,13 @@ values are computed by the same function as the vmapped map computes them, row b
 integers are the same; floats are the same operations, which XLA may fuse differently (a
 float sum may differ in its last bit).
 
-A recomputed map's own wide arguments (`LOOP_MIN_ROW` elements a client or more) that another
-cheap map made are recomputed in turn, when that map reduces no wide value (a norm would then
-be taken once more per client): a weighted mean's weighting, then a secure sum's encoding, run
-from the clients' updates in the sum's loop, and the weighted updates (400 MB for a
-1M-parameter model at 100 clients) are neither written nor read. Narrow arguments (a client's
-weight, its norm) are read.
+A recomputed map's own wide arguments (`LOOP_MIN_ROW` elements a client or more) that an
+elementwise map made are recomputed in turn: a weighted mean's weighting, then a secure sum's
+encoding, run from the clients' updates in the sum's loop, and the weighted updates (400 MB for
+a 1M-parameter model at 100 clients) are neither written nor read. Only elementwise maps, as
+their results may have other readers: recomputing a reduction (a norm), a transform (an FFT)
+or random draws would repeat work, not save a read. Narrow arguments (a client's weight, its
+norm) are read.
 """
 
 from __future__ import annotations
@@ -40,8 +41,15 @@ from federax.runtime.vectorized.reductions import LOOP_MIN_ROW
 
 _LOOPS = frozenset({"while", "scan"})
 _CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
-_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_and",
-                         "reduce_or", "argmax", "argmin", "reduce"})
+# What a map recomputed for the map it feeds may do (`MapRecord._recomputed`): elementwise
+# arithmetic and shape changes, each element computed from its own inputs.
+_ELEMENTWISE = frozenset({
+    "add", "sub", "mul", "div", "rem", "neg", "abs", "sign", "max", "min", "pow", "integer_pow",
+    "square", "sqrt", "rsqrt", "exp", "log", "log1p", "expm1", "tanh", "logistic", "floor",
+    "ceil", "round", "is_finite", "nextafter", "clamp", "select_n", "convert_element_type",
+    "bitcast_convert_type", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "xor",
+    "shift_left", "shift_right_logical", "shift_right_arithmetic", "broadcast_in_dim",
+    "reshape", "squeeze", "expand_dims", "copy", "copy_p", "stop_gradient"})
 
 
 @dataclasses.dataclass
@@ -53,6 +61,7 @@ class MapRecord:
   outputs: list
   # leaf -> (the map that made it, its position in that map's result), or None.
   producer: Callable[[Any], Optional[tuple["MapRecord", int]]] = lambda leaf: None
+  index: int = 0  # Maps traced before this one, in its program.
   _step: Any = None  # One client's step, traced once (`step`).
 
   def step(self) -> Any:
@@ -84,12 +93,12 @@ class MapRecord:
 
   def _recomputed(self, leaf) -> Optional[tuple[MapRecord, int]]:
     """(the map to recompute `leaf` with for a client, its position), or None to read it: a
-    wide argument made by a cheap map that reduces no wide value (see the module's
-    docstring)."""
+    wide argument made by an elementwise map (see the module's docstring)."""
     if not leaf.ndim or leaf.size // leaf.shape[0] < LOOP_MIN_ROW:
       return None
     found = self.producer(leaf)
-    if found is None or not found[0].cheap() or _reduces_wide(found[0].step()):
+    # A map passing an argument through is remembered as its maker: only earlier maps count.
+    if found is None or found[0].index >= self.index or not _elementwise(found[0].step()):
       return None
     return found
 
@@ -118,12 +127,14 @@ class MapRecords:
 
   def __init__(self):
     self._by_leaf: dict[int, tuple[MapRecord, int]] = {}
+    self._count = 0
 
   def remember(self, fn: Callable, payload: Any, result: Any) -> Any:
     """Records `result = jax.vmap(fn)(payload)` (a payload without streams or `Shared`
     leaves); returns `result`."""
     outputs = jax.tree_util.tree_leaves(result)
-    record = MapRecord(fn, payload, outputs, self.producer)
+    self._count += 1
+    record = MapRecord(fn, payload, outputs, self.producer, self._count)
     for position, leaf in enumerate(outputs):
       self._by_leaf[id(leaf)] = (record, position)  # `outputs` keeps the leaf, and its id.
     return result
@@ -173,13 +184,13 @@ def _has_loop(jaxpr) -> bool:
              for eqn in jaxpr.eqns)
 
 
-def _reduces_wide(jaxpr) -> bool:
-  """Whether `jaxpr` (or one it calls) reduces an operand of `LOOP_MIN_ROW` elements or more."""
+def _elementwise(jaxpr) -> bool:
+  """Whether `jaxpr` (and every jaxpr it calls) holds only `_ELEMENTWISE` operations."""
   for eqn in jaxpr.eqns:
-    if (eqn.primitive.name in _REDUCTIONS
-        and any(isinstance(v, jex.Var) and np.prod(v.aval.shape) >= LOOP_MIN_ROW
-                for v in eqn.invars)):
-      return True
-    if any(_reduces_wide(sub) for sub in jaxprs_in_params(eqn.params)):
-      return True
-  return False
+    subs = list(jaxprs_in_params(eqn.params))
+    if eqn.primitive.name in _CALLS and len(subs) == 1:
+      if not _elementwise(subs[0]):
+        return False
+    elif eqn.primitive.name not in _ELEMENTWISE:
+      return False
+  return True
