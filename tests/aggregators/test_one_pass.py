@@ -42,6 +42,16 @@ def test_a_million_squares_sum_as_accurately_as_a_pairwise_sum():
   assert abs(float(_global_norm(x, 2.0)) / exact - 1) < 1e-6
 
 
+@pytest.mark.parametrize("size", [1_000_003, 2 * 524_309])  # A prime; twice a prime.
+def test_sizes_without_a_divisor_near_the_row_length_sum_as_accurately(size):
+  # Rows of 1 or 2 elements: the second reduction, over the rows, takes almost every element.
+  x = np.random.default_rng(6).normal(size=size).astype(np.float32)
+  exact = np.sqrt(np.sum(x.astype(np.float64)**2))
+  assert abs(float(_global_norm(x, 2.0)) / exact - 1) < 1e-6
+  low, high = _one_pass.extremes(jnp.asarray(x))
+  assert (low, high) == (x.min(), x.max())
+
+
 def test_a_nan_or_inf_entry_reaches_every_norm():
   x = np.ones(10000, np.float32)
   x[4321] = np.nan
