@@ -9,17 +9,21 @@ is the best of the repeats. What is timed, and how the aggregators run it now (o
 before, where named so):
 - `mean_sum`: the weighted mean's work: the weighted values written out, then added client
   after client (`reductions.client_sum`).
-- `norms_loop`: zeroing's L-inf and clipping's L2 norm of each client, one client after
-  another (`plan.step_reductions`); `norms_vmapped`: the two as vmapped reductions (before).
-- `extremes_loop`: a client's largest and smallest entry, one client after another
-  (SecureSumFactory's adaptive bounds and clipped counts).
+- `norms_one_pass`: zeroing's L-inf and clipping's L2 norm of each client as the aggregators
+  take them now, one variadic reduction per tensor (`_one_pass`), vmapped as the runtime runs
+  it; before: `norms_loop`, the two as two reductions, one client after another
+  (`plan.step_reductions`), and `norms_vmapped`, vmapped.
+- `extremes_one_pass`: a client's largest and smallest entry (SecureSumFactory's adaptive
+  bounds and clipped counts) in one reduction, vmapped; `extremes_loop`: as two reductions,
+  one client after another (before).
 - `secure_sum`: the secure sum's loop as the runtime fuses it: each client's 32-bit encoding
   recomputed, its four 8-bit limbs added in two uint32 words (16-bit lanes), four clients a
   step, no range check for masked limbs; `secure_sum_before`: four words and a range (OR)
   accumulator, one client a step.
-- `compression_loop`: EncodedSumFactory's loop: each client's min and max, the 8-bit stochastic
-  rounding with the counter hash, decoding and adding, four clients a step;
-  `compression_minmax` and `compression_hash`: its min and max, and its hashed uniforms, alone.
+- `compression_loop`: EncodedSumFactory's loop: each client's min and max (one reduction), the
+  8-bit stochastic rounding with the counter hash, decoding and adding, four clients a step;
+  `compression_minmax` (two reductions, before), `compression_extremes` (one) and
+  `compression_hash`: its min and max, and its hashed uniforms, alone.
 Writes benchmarks/results/aggregator_pieces.{json,md}.
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import time
@@ -36,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import measure
-from federax.aggregators import _hash_random, _secure_encoding as enc
+from federax.aggregators import _hash_random, _one_pass, _secure_encoding as enc
+from federax.aggregators.robust import _global_norms
 from federax.runtime.vectorized import execution
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -74,7 +80,7 @@ def pieces(n: int) -> dict:
     return jax.lax.fori_loop(1, n, add, (list(l), l[0] | l[1] | l[2] | l[3]))
 
   def encode_decode(r, k):
-    low, high = jnp.min(r), jnp.max(r)
+    low, high = _one_pass.extremes(r)
     span = high - low
     scaled = jnp.where(span > 0, (r - low) / jnp.where(span > 0, span, 1), 0) * levels
     floor = jnp.floor(scaled)
@@ -98,16 +104,25 @@ def pieces(n: int) -> dict:
   def compression_minmax(x, w):
     return jax.lax.fori_loop(0, n, lambda i, a: a + jnp.max(x[i]) - jnp.min(x[i]), 0.0)
 
+  def compression_extremes(x, w):
+    def step(i, a):
+      low, high = _one_pass.extremes(x[i])
+      return a + high - low
+    return jax.lax.fori_loop(0, n, step, 0.0)
+
   return {
       "mean_sum": mean_sum,
+      "norms_one_pass": lambda x, w: jax.vmap(lambda r: _global_norms(r, (math.inf, 2.0)))(x),
       "norms_loop": lambda x, w: jax.lax.map(two_norms, x),
       "norms_vmapped": lambda x, w: jax.vmap(two_norms)(x),
+      "extremes_one_pass": lambda x, w: jax.vmap(_one_pass.extremes)(x),
       "extremes_loop": lambda x, w: jax.lax.map(
           lambda r: (jnp.max(r, initial=-jnp.inf), jnp.min(r, initial=jnp.inf)), x),
       "secure_sum": secure_sum,
       "secure_sum_before": secure_sum_before,
       "compression_loop": compression_loop,
       "compression_minmax": compression_minmax,
+      "compression_extremes": compression_extremes,
       "compression_hash": compression_hash,
   }
 

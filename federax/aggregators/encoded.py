@@ -18,7 +18,7 @@ from federax.core.intrinsics import KEY_TYPE
 from federax.core.placements import CLIENTS, SERVER
 from federax.templates._naming import named
 from federax.templates.measured_process import MeasuredProcessOutput
-from federax.aggregators import _compression_utils as cu, _hash_random
+from federax.aggregators import _compression_utils as cu, _hash_random, _one_pass
 from federax.aggregators.factory import AggregationProcess, UnweightedAggregationFactory
 
 # TFF's tensor_encoding bitpacks the quantized levels into int32s of 28 bits each (so each
@@ -106,7 +106,7 @@ class EncodedSumFactory(UnweightedAggregationFactory):
           encoded.append(x)
           continue
         x = jnp.reshape(x, [-1]).astype(jnp.float32)
-        lo, hi = jnp.min(x), jnp.max(x)
+        lo, hi = _one_pass.extremes(x)  # One read of x for both.
         span = hi - lo
         # All levels 0 when the tensor is constant (TFF's div_no_nan).
         scaled = jnp.where(span > 0, (x - lo) / jnp.where(span > 0, span, 1), 0) * levels

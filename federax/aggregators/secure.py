@@ -25,7 +25,7 @@ from federax.core.values import Value
 from federax.templates.estimation_process import EstimationProcess
 from federax.templates.measured_process import MeasuredProcessOutput
 from federax.templates._naming import named
-from federax.aggregators import _secure_encoding as enc
+from federax.aggregators import _one_pass, _secure_encoding as enc
 from federax.aggregators.factory import AggregationProcess, UnweightedAggregationFactory
 
 NORM_TYPE = np.float32  # What an adaptive threshold's process is fed (TFF's).
@@ -619,20 +619,14 @@ def _empty_state():
 
 
 def _extremes_fn(value_type: t.Type):
-  """The largest and the smallest entry of a client's value, over all its tensors (TFF's)."""
-  def extreme(xs: list, reduce, combine, empty_float: float, empty_int) -> jax.Array:
-    def one(x):
-      empty = empty_float if x.dtype.kind == "f" else empty_int(np.iinfo(x.dtype))
-      return reduce(x, initial=empty)
-
-    return functools.reduce(combine, [one(x) for x in xs])
-
+  """The largest and the smallest entry of a client's value, over all its tensors (TFF's);
+  each tensor's from one read of it (`_one_pass`). A tensor without entries has none: the
+  smallest of an empty tensor is its dtype's largest value (inf), and so on."""
   @computation(value_type)
   @named("SecureSumFactory.create(value_type).value_extremes")
   def extremes(value):
-    xs = _leaves(value_type, value)
-    return (extreme(xs, jnp.max, jnp.maximum, -np.inf, lambda info: info.min),
-            extreme(xs, jnp.min, jnp.minimum, np.inf, lambda info: info.max))
+    lows, highs = zip(*[_one_pass.extremes(x) for x in _leaves(value_type, value)])
+    return functools.reduce(jnp.maximum, highs), functools.reduce(jnp.minimum, lows)
 
   return extremes
 

@@ -67,7 +67,8 @@ def test_aggregators_benchmark():
 @pytest.mark.slow
 def test_aggregator_pieces_benchmark():
   out = run_benchmark("aggregator_pieces")
-  for name in ("mean_sum", "norms_loop", "secure_sum", "compression_loop"):
+  for name in ("mean_sum", "norms_one_pass", "norms_loop", "extremes_one_pass", "secure_sum",
+               "compression_loop", "compression_extremes"):
     assert f"| {name} |" in out
 
 

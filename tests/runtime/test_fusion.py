@@ -90,6 +90,91 @@ def test_a_map_with_a_matrix_product_is_not_recomputed():
     assert "recomputed in its loop" not in fx.runtime.explain(total, data)
 
 
+def _weighted_levels_sum(weigh):
+  """A secure sum of the levels of `weigh(x, w)` per client (a map feeding a map)."""
+  value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)
+  weight = fx.FederatedType(fx.TensorType(np.float32), fx.CLIENTS)
+  weighted = fx.computation(weigh, fx.TensorType(np.float32, [WIDE]), fx.TensorType(np.float32))
+  levels = fx.computation(lambda y: (jnp.round(y * 1000).astype(jnp.int32) & 255,
+                                     jnp.round(y * 1000).astype(jnp.int32) >> 8),
+                          fx.TensorType(np.float32, [WIDE]))
+
+  @fx.federated_computation(value, weight)
+  def total(values, weights):
+    ys = fx.federated_map(weighted, (values, weights))
+    return fx.federated_secure_sum_bitwidth(fx.federated_map(levels, ys), 8)
+
+  return total
+
+
+def _np_weighted_levels(data, weights, weigh):
+  level = [np.round(weigh(x, np.float32(w)) * np.float32(1000)).astype(np.int32)
+           for x, w in zip(data, weights)]
+  return sum(v & 255 for v in level), sum(v >> 8 for v in level)
+
+
+def test_the_cheap_map_that_made_a_recomputed_maps_values_is_recomputed_too():
+  # The weighting runs in the secure sum's loop from the clients' values: the weighted values
+  # are not written out for the loop to read.
+  rng = np.random.default_rng(4)
+  data = [rng.uniform(0, 20, WIDE).astype(np.float32) for _ in range(6)]
+  weights = [1.0, 0.5, 2.0, 3.0, 1.5, 0.25]
+  weigh = lambda x, w: x * w  # noqa: E731
+  total = _weighted_levels_sum(weigh)
+  with fx.runtime.vectorized(shard=False):
+    low, high = total(data, weights)
+    explained = fx.runtime.explain(total, data, weights)
+  assert "values, and 1 that made its arguments, recomputed in its loop" in explained, explained
+  want_low, want_high = _np_weighted_levels(data, weights, weigh)
+  np.testing.assert_array_equal(low, want_low)
+  np.testing.assert_array_equal(high, want_high)
+
+
+def test_a_map_that_reduces_a_wide_value_is_read_not_recomputed():
+  # Recomputed per client, its reduction would run once more per client in the loop.
+  rng = np.random.default_rng(5)
+  data = [rng.uniform(1, 16, WIDE).astype(np.float32) for _ in range(4)]
+  for x in data:
+    x[7] = 16.0  # The max a power of two: x / max is exact, however XLA computes it.
+  weights = [1.0, 2.0, 3.0, 4.0]
+  weigh = lambda x, w: x / jnp.max(x) * w  # noqa: E731
+  total = _weighted_levels_sum(weigh)
+  with fx.runtime.vectorized(shard=False):
+    low, high = total(data, weights)
+    explained = fx.runtime.explain(total, data, weights)
+  assert "recomputed in its loop" in explained and "made its arguments" not in explained
+  want_low, want_high = _np_weighted_levels(data, weights, lambda x, w: x / x.max() * w)
+  np.testing.assert_array_equal(low, want_low)
+  np.testing.assert_array_equal(high, want_high)
+
+
+def test_a_map_passing_its_argument_through_is_read_not_recomputed_from_itself():
+  # Its result holds its argument itself (the same traced array), so the map is remembered as
+  # that array's maker: it must not be recomputed to make its own argument.
+  value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)
+  both = fx.computation(lambda x: (x, jnp.round(x).astype(jnp.int32) & 255),
+                        fx.TensorType(np.float32, [WIDE]))
+  add = fx.computation(lambda a, b: (a[0] + b[0], a[1] + b[1]),
+                       fx.StructType([fx.TensorType(np.float32, [WIDE]),
+                                      fx.TensorType(np.int32, [WIDE])]),
+                       fx.StructType([fx.TensorType(np.float32, [WIDE]),
+                                      fx.TensorType(np.int32, [WIDE])]))
+  zero = fx.computation(lambda: (np.zeros(WIDE, np.float32), np.zeros(WIDE, np.int32)))
+  report = fx.computation(lambda a: a, add.type_signature.result)
+
+  @fx.federated_computation(value)
+  def total(values):
+    once = fx.federated_map(both, values)
+    return fx.federated_aggregate(fx.federated_map(both, once[0]), zero(), add, add, report)
+
+  data = [np.full(WIDE, i + 0.25, np.float32) for i in range(4)]
+  with fx.runtime.vectorized(shard=False):
+    floats, ints = total(data)
+    assert "recomputed in its loop" in fx.runtime.explain(total, data)
+  np.testing.assert_array_equal(floats, np.full(WIDE, 0.25 + 1.25 + 2.25 + 3.25, np.float32))
+  np.testing.assert_array_equal(ints, np.full(WIDE, 0 + 1 + 2 + 3))
+
+
 def _limb_sums(n, low, high):
   """The fused secure sum (bitwidth 8) of `n` clients whose two int32 limbs are `low`, `high`."""
   value = fx.FederatedType(fx.TensorType(np.float32, [WIDE]), fx.CLIENTS)

@@ -146,8 +146,10 @@ class VectorizedExecution(Execution):
       return None  # Narrow rows reduce in one op (`reductions`): nothing to gain.
     source = self._maps.source(leaves)
     if source is not None:
+      chained = len(source[0].producers())
+      also = f", and {chained} that made its arguments," if chained else ""
       self.decisions.append(f"{name} over {self.n} clients: the client map that made its "
-                            "values recomputed in its loop over the clients")
+                            f"values{also} recomputed in its loop over the clients")
     return source
 
   def _members(self, payload, fill=0):
