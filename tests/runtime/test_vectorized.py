@@ -179,8 +179,8 @@ def _plan(**options):
 
 def test_auto_client_loop_maps_heavy_or_convolving_clients_on_cpu():
   def mapped(execution, fn, payload):  # A rolled lax.map over the clients, or None (vmap).
-    client_fn, _ = execution._client_loop(fn, payload)
-    return None if client_fn is None else jax.lax.map(client_fn, payload)
+    each_client, _ = execution._client_loop(fn, payload)
+    return None if each_client is None else each_client(payload)
 
   execution = VectorizedExecution(_plan(), 3)
   assert mapped(execution, lambda a: a @ jnp.ones((7, 3)), jnp.ones((3, 4, 7))) is None

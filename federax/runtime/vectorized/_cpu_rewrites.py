@@ -20,6 +20,15 @@ shaped (20, 12, 12, 64) (the EMNIST CNN's conv dropout) into a loop nest whose o
 took 0.6-0.8 of the 3.3-3.5 CPU seconds of W2's round compile (docs/performance.md).
 `for_xla_cpu` draws such bits flat and reshapes them: the same bits, since Threefry counts by
 flat index, in a one-dimensional kernel compiled in a fraction of the time.
+
+A client's rows (`ClientRows`): a client loop (`lax.map` over the clients) slices each client's
+data out of the cohort's `[n, ...]` arrays before its body runs, and a sequence loop in the
+body (`fori_loop` over the client's batches) then carries that slice as an operand: XLA:CPU
+copies it, the client's whole dataset, for every client of every round (20 MB a round for the
+seed tutorial's 10 writers, about 1.5 ms of a 7 ms round). `run_for_xla_cpu` takes a client's
+arguments as `ClientRows` (the cohort's array and the client's index) and reads them where they
+are used: a `while` loop gets the cohort's array and reads the client's row inside its body,
+where XLA fuses the read into the batch's; any other operation reads the row first, as before.
 """
 
 from __future__ import annotations
@@ -36,6 +45,24 @@ _CONV = jex.primitives.conv_general_dilated_p
 _JIT = jex.primitives.jit_p
 _SCATTER = "select_and_scatter_add"
 _RANDOM_BITS = jex.primitives.random_bits_p
+_WHILE = jex.primitives.while_p
+
+
+class ClientRows:
+  """Client `i`'s row of a cohort's `[n, ...]` array, read where `run_for_xla_cpu` uses it
+  (not a pytree: a leaf of the client's arguments)."""
+
+  __slots__ = ("cohort", "i")
+
+  def __init__(self, cohort: jax.Array, i: jax.Array):
+    self.cohort, self.i = cohort, i
+
+  def read(self) -> jax.Array:
+    return lax.dynamic_index_in_dim(self.cohort, self.i, keepdims=False)
+
+
+def _row_read(x: Any) -> Any:
+  return x.read() if isinstance(x, ClientRows) else x
 
 
 def _canonical_specs(ndim: int) -> lax.ConvDimensionNumbers:
@@ -131,6 +158,18 @@ def _evaluate(jaxpr, consts, *args) -> list:
   env.update(zip(jaxpr.invars, args))
   for eqn in jaxpr.eqns:
     invals = [read(v) for v in eqn.invars]
+    if any(isinstance(x, ClientRows) for x in invals):
+      if eqn.primitive is _WHILE:
+        env.update(zip(eqn.outvars, _while_reading_rows(eqn.params, invals)))
+        continue
+      if eqn.primitive is _JIT:  # Inlined, so that its loops read the rows too.
+        inner = eqn.params["jaxpr"]
+        env.update(zip(eqn.outvars, _evaluate(inner.jaxpr, inner.consts, *invals)))
+        continue
+      invals = [_row_read(x) for x in invals]
+      for v, x in zip(eqn.invars, invals):  # Read once: the later uses take this read.
+        if not isinstance(v, jex.Literal):
+          env[v] = x
     if _rewritable(eqn):
       outs = [_REWRITES[eqn.primitive.name](*invals, **eqn.params)]
     elif eqn.primitive is _JIT and needs_rewrite(eqn.params["jaxpr"].jaxpr):
@@ -142,7 +181,19 @@ def _evaluate(jaxpr, consts, *args) -> list:
       if not eqn.primitive.multiple_results:
         outs = [outs]
     env.update(zip(eqn.outvars, outs))
-  return [read(v) for v in jaxpr.outvars]
+  return [_row_read(read(v)) for v in jaxpr.outvars]  # An argument returned as it is.
+
+
+def _while_reading_rows(params: dict, invals: list) -> list:
+  """A `while` whose constants hold `ClientRows`, traced again with each row read inside the
+  condition and the body (the cohort's array is the loop's operand, not a copy of the row)."""
+  cn, bn = params["cond_nconsts"], params["body_nconsts"]
+  cond_consts, body_consts = invals[:cn], invals[cn:cn + bn]
+  init = [_row_read(x) for x in invals[cn + bn:]]
+  cond_jaxpr, body_jaxpr = params["cond_jaxpr"], params["body_jaxpr"]
+  cond = lambda carry: _evaluate(cond_jaxpr.jaxpr, cond_jaxpr.consts, *cond_consts, *carry)[0]
+  body = lambda carry: _evaluate(body_jaxpr.jaxpr, body_jaxpr.consts, *body_consts, *carry)
+  return list(lax.while_loop(cond, body, init))
 
 
 _REWRITES = {_SCATTER: _tiled_max_pool_gradient, _CONV.name: _canonical_conv,

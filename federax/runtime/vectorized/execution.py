@@ -19,7 +19,7 @@ from federax.runtime.padding import PaddedSequence
 from federax.runtime.vectorized import clients, cohort_padding as cp, fusion, streaming
 from federax.runtime.vectorized.reductions import (LOOP_MIN_ROW, client_max, client_min,
                                                    client_sum, client_sum_and_range)
-from federax.runtime.vectorized._cpu_rewrites import for_xla_cpu, run_for_xla_cpu
+from federax.runtime.vectorized._cpu_rewrites import ClientRows, for_xla_cpu, run_for_xla_cpu
 from federax.runtime.vectorized.plan import Plan, step_cost, step_reductions
 
 
@@ -71,22 +71,22 @@ class VectorizedExecution(Execution):
       self.decisions.append(f"{name}: once (no client's value differs)")
       return clients.shared(fn(clients.member(payload)))
     fn, payload = clients.without_shared(fn, payload)
-    client_fn, how = self._client_loop(fn, payload)
+    each_client, how = self._client_loop(fn, payload)
     streams = streaming.holds_streams(payload)
     chunk = self.plan.chunk_size
     if streams:
       how += ", streamed a read at a time"
-    elif client_fn is None and chunk is not None and self.n > chunk:
+    elif each_client is None and chunk is not None and self.n > chunk:
       steps, size = streaming.even_chunks(self.n, chunk)
       how += f", in {steps} chunks of {size}" + (
           f" (the last filled up with {steps * size - self.n} repeated clients)"
           if steps * size > self.n else "")
     self.decisions.append(f"{name} over {self.n} clients: {how}")
     if streams:
-      on_chunk = jax.vmap(fn) if client_fn is None else partial(jax.lax.map, client_fn)
+      on_chunk = jax.vmap(fn) if each_client is None else each_client
       return streaming.map_chunks(on_chunk, payload, self.n)
-    if client_fn is not None:
-      result = jax.lax.map(client_fn, payload)
+    if each_client is not None:
+      result = each_client(payload)
     elif chunk is not None and self.n > chunk:  # Even chunks: the body is compiled once.
       size = streaming.even_chunks(self.n, chunk)[1]
       result = streaming.in_steps(lambda _, part: jax.vmap(fn)(part), payload, self.n, size)
@@ -95,20 +95,21 @@ class VectorizedExecution(Execution):
     return self._maps.remember(fn, payload, result)
 
   def _client_loop(self, fn, payload) -> tuple:
-    """(the function to run on each client in turn, or None to vmap; how and why)."""
+    """(a function running `fn` on each client of a payload in turn, or None to vmap; how
+    and why)."""
     plan = self.plan
     if self.n <= 1 or plan.client_loop == "vmap":
       return None, "vmap"
     if plan.client_loop == "map" and not plan.cpu_rewrites:
-      return fn, "map (client_loop option)"
+      return partial(jax.lax.map, fn), "map (client_loop option)"
     traced = jax.make_jaxpr(fn, return_shape=True)(streaming.one_client(payload))
     loop, why = plan.client_loop_for(step_cost(traced[0].jaxpr),
                                      step_reductions(traced[0].jaxpr, traced[1]))
     if loop == "vmap":
       return None, f"vmap ({why})"
     if not plan.cpu_rewrites:
-      return fn, f"map ({why})"
-    return (lambda client: run_for_xla_cpu(traced, client)), f"map with CPU rewrites ({why})"
+      return partial(jax.lax.map, fn), f"map ({why})"
+    return partial(_each_client_rewritten, traced), f"map with CPU rewrites ({why})"
 
   def federated_eval(self, member_fn, placement, takes_key):
     base = self._eval_keys.next()
@@ -497,3 +498,13 @@ def _check_extremes(smallest: jax.Array, largest: jax.Array, low, high, op: str)
       raise ValueError(f"{op}: client values {bad} lie outside [{low}, {high}].")
 
   jax.debug.callback(check, smallest, largest)
+
+
+def _each_client_rewritten(traced, payload):
+  """`lax.map` of the traced client function over `payload`'s clients, run with the CPU
+  rewrites; each client's arguments are `ClientRows`, so its sequence loops read the client's
+  batches from the cohort's arrays instead of a copy of them (`_cpu_rewrites`)."""
+  leaves, treedef = jax.tree_util.tree_flatten(payload)
+  n = leaves[0].shape[0] if leaves else 0
+  client = lambda i: treedef.unflatten([ClientRows(x, i) for x in leaves])  # noqa: E731
+  return jax.lax.map(lambda i: run_for_xla_cpu(traced, client(i)), jnp.arange(n, dtype=jnp.int32))
