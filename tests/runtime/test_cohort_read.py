@@ -58,10 +58,12 @@ def test_a_cohort_read_at_once_gives_what_numpy_and_the_sequential_runtime_give(
 
   monkeypatch.setattr(Dataset, 'to_padded_cohort', staticmethod(counted))
   datasets = _datasets()
-  with fx.runtime.vectorized(), warnings.catch_warnings():
+  runtime = fx.runtime.vectorized()
+  with runtime, warnings.catch_warnings():
     warnings.simplefilter('error')  # No fallback.
     vectorized = [_client_totals(datasets) for _ in range(2)]
-  assert reads == [True, True]
+    assert "read at once into the cohort's arrays" in runtime.explain(_client_totals, datasets)
+  assert reads == [True, True, True]
   with fx.runtime.sequential():
     sequential = _client_totals(datasets)
   want = _numpy_totals(datasets)

@@ -163,6 +163,7 @@ class Stacked:
       self.notes.append(f"{where}: stacked ({streamed})")
     gathered = self._gathered(values, member_type, where, op)
     if gathered is not None:
+      self.notes.append(f"{where}: read at once into the cohort's arrays (to_padded_cohort)")
       self._keep(values, member_type, where, gathered)
     return gathered
 
