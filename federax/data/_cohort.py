@@ -42,32 +42,34 @@ def padded_cohort(nodes: list[Node], padded_length: Callable[[int], int]
   if length < longest:
     raise ValueError(f"to_padded_cohort(): padded_length({longest}) gave {length}, fewer "
                      "elements than the longest dataset has.")
-  lengths = np.array([len(p) for p in plans])
-  cohort = _read(reads, length)
-  return None if cohort is None else cohort + (lengths,)
+  counts = [len(p) for p in plans]
+  cohort = _read(reads, counts, length)
+  return None if cohort is None else cohort + (np.array(counts),)
 
 
-def _read(reads: list[tuple[Plan, Any]], length: int
+def _read(reads: list[tuple[Plan, Any]], counts: list[int], length: int
           ) -> Optional[tuple[Any, Optional[np.ndarray]]]:
   """(stacked, rows): the sources gathered, then `map`'s results kept in place or copied."""
   plans = [plan for plan, _ in reads]
-  counts = [len(p) for p in plans]
-  sources = _gather(plans, length)
+  sources, valid, short = _gather(plans, length)
+  masked = plans[0].mask_key is not None
+  gathered = sources + [valid] if masked else sources  # Where results may lie in place.
+  # Batches kept as gathered have the gathered rows (a masked batch: all, and its mask).
+  rows = valid if short and not masked else None
+  elements = [_element(plan, sources, valid, i) for i, plan in enumerate(plans)]
   if all(fn is None for _, fn in reads):
-    results = [(_element(plan, sources, i), _rows(plan)) for i, plan in enumerate(plans)]
-  else:
-    outputs = [Outputs(fn, plan, _element(plan, sources, i))
-               for i, (plan, fn) in enumerate(reads)]
-    kept = _batch_results(outputs, sources, length)
-    if kept is not None:
-      return kept, _cohort_rows([_rows(p) for p in plans], counts, length)
-    results = []
-    for out in outputs:
-      laid_out = out.laid_out()
-      if laid_out is None:  # Structures or shapes that only the one-by-one read judges.
-        return None
-      results.append((read(laid_out), _rows(laid_out)))
-  return _assemble(results, sources, counts, length)
+    stacked = _assemble(elements, gathered, counts, length)
+    return None if stacked is None else (stacked, rows)
+  outputs = [Outputs(fn, plan, element) for (plan, fn), element in zip(reads, elements)]
+  kept = _batch_results(outputs, gathered, length)
+  if kept is not None:
+    return kept, rows
+  laid_out = [out.laid_out() for out in outputs]
+  if any(plan is None for plan in laid_out):  # Structures or shapes the one-by-one read judges.
+    return None
+  stacked = _assemble([read(plan) for plan in laid_out], gathered, counts, length)
+  return None if stacked is None else (
+      stacked, _cohort_rows([_rows(plan) for plan in laid_out], counts, length))
 
 
 def _batch_results(outputs: list[Outputs], sources: list[np.ndarray], length: int
@@ -86,9 +88,9 @@ def _batch_results(outputs: list[Outputs], sources: list[np.ndarray], length: in
     if first.ndim == 0:
       return None
     tail, dtype = first.shape[1:], first.dtype
-    source = _source_at(first, sources, n * length * width, tail)
+    source = _source_at(first, sources, n * length * width)
     owner = None if source is None else source if source.base is None else source.base
-    batch = first.nbytes // max(len(first), 1) * width  # Bytes between batches in place.
+    batch = _row_bytes(first) * width  # Bytes between batches in place.
     start = first.ctypes.data
     for i, out in enumerate(outputs):
       for b, (flat, rows) in enumerate(zip(out.flats, out.rows)):
@@ -104,13 +106,16 @@ def _batch_results(outputs: list[Outputs], sources: list[np.ndarray], length: in
   return treedef.unflatten(leaves)
 
 
-def _source_at(first: np.ndarray, sources: list[np.ndarray], rows: int, tail: tuple
+def _source_at(first: np.ndarray, sources: list[np.ndarray], rows: int
                ) -> Optional[np.ndarray]:
   """The source array that `first` starts, if it holds `rows` rows of `first`'s row shape."""
   start = first.ctypes.data
   source = next((s for s in sources if s.ctypes.data == start), None)
-  row = first.dtype.itemsize * int(np.prod(tail, dtype=np.int64))
-  return source if source is not None and source.nbytes == rows * row else None
+  return source if source is not None and source.nbytes == rows * _row_bytes(first) else None
+
+
+def _row_bytes(x: np.ndarray) -> int:
+  return x.dtype.itemsize * int(np.prod(x.shape[1:], dtype=np.int64))
 
 
 def _results_copied(outputs: list[Outputs], k: int, shape: tuple, dtype: np.dtype
@@ -150,35 +155,37 @@ def _alike(plans: list[Plan]) -> bool:
   return all(layout(p) == layout(first) for p in plans[1:])
 
 
-def _gather(plans: list[Plan], length: int) -> list[np.ndarray]:
-  """Every source leaf's batches, `[n, length, B, ...]`: client i's gathered rows in `[i, :m]`,
-  zeros in its padding rows and after its batches; last, a masked plan's mask `[n, length, B]`."""
+def _gather(plans: list[Plan], length: int) -> tuple[list[np.ndarray], np.ndarray, bool]:
+  """(every source leaf's batches, `[n, length, B, ...]`: client i's gathered rows in
+  `[i, :m]`, zeros in its padding rows and after its batches; the real rows, bool
+  `[n, length, B]`; whether a batch has padding rows)."""
   first = plans[0]
   shape = (len(plans), length, first.idx.shape[1])
   sources = [aligned_empty(shape + x.shape[1:], x.dtype) for x in first.leaves]
-  mask = aligned_empty(shape, bool)
+  valid = aligned_empty(shape, bool)
+  any_short = False
   for i, plan in enumerate(plans):
     m = len(plan)
-    valid = mask[i, :m]
-    np.greater_equal(plan.idx, 0, out=valid)
-    mask[i, m:] = False
-    short = not valid.all()
-    rows = np.where(valid, plan.idx, 0) if short else plan.idx
+    real = valid[i, :m]
+    np.greater_equal(plan.idx, 0, out=real)
+    valid[i, m:] = False
+    short = not real.all()
+    any_short |= short
+    rows = np.where(real, plan.idx, 0) if short else plan.idx
     for out, leaf in zip(sources, plan.leaves):
       np.take(leaf, rows, axis=0, out=out[i, :m], mode="clip")  # "clip": written unbuffered.
       if short:
-        out[i, :m][~valid] = 0
+        out[i, :m][~real] = 0
       out[i, m:] = 0
-  return sources + [mask] if first.mask_key is not None else sources
+  return sources, valid, any_short
 
 
-def _element(plan: Plan, sources: list[np.ndarray], i: int) -> Any:
-  """Client i's batches as `gather(plan, plan.idx)` gives them, as views of the cohort's."""
+def _element(plan: Plan, sources: list[np.ndarray], valid: np.ndarray, i: int) -> Any:
+  """Client i's batches as `gather(plan, plan.idx)` gives them, as views of the cohort's (a
+  masked plan's mask is the real rows)."""
   m = len(plan)
-  if plan.mask_key is None:
-    return plan.treedef.unflatten([x[i, :m] for x in sources])
-  tree = plan.treedef.unflatten([x[i, :m] for x in sources[:-1]])
-  return with_key(tree, plan.mask_key, sources[-1][i, :m])
+  tree = plan.treedef.unflatten([x[i, :m] for x in sources])
+  return tree if plan.mask_key is None else with_key(tree, plan.mask_key, valid[i, :m])
 
 
 def _rows(plan: Plan) -> Optional[np.ndarray]:
@@ -190,10 +197,10 @@ def _rows(plan: Plan) -> Optional[np.ndarray]:
 
 
 def _assemble(results: list, sources: list[np.ndarray], counts: list[int],
-              length: int) -> Optional[tuple[Any, Optional[np.ndarray]]]:
+              length: int) -> Optional[Any]:
   """The clients' stacked results as the cohort's `[n, length, ...]` leaves: a source array
   reinterpreted where every client's result lies at its place in it, else one copy."""
-  flats = [jax.tree_util.tree_flatten(stacked) for stacked, _ in results]
+  flats = [jax.tree_util.tree_flatten(stacked) for stacked in results]
   treedef = flats[0][1]
   columns = list(zip(*(leaves for leaves, _ in flats)))
   if any(d != treedef for _, d in flats) or any(
@@ -207,8 +214,7 @@ def _assemble(results: list, sources: list[np.ndarray], counts: list[int],
       for i, (x, m) in enumerate(zip(column, counts)):
         leaf[i, :m] = x
         leaf[i, m:] = 0
-  rows = _cohort_rows([rows for _, rows in results], counts, length)
-  return treedef.unflatten(leaves), rows
+  return treedef.unflatten(leaves)
 
 
 def _in_place(column: tuple, sources: list[np.ndarray], length: int) -> Optional[np.ndarray]:
@@ -216,7 +222,7 @@ def _in_place(column: tuple, sources: list[np.ndarray], length: int) -> Optional
   the start of `[i]`), reinterpreted as the cohort's leaf; None if there is none."""
   first = column[0]
   n, tail, dtype = len(column), first.shape[1:], first.dtype
-  source = _source_at(first, sources, n * length, tail) if first.ndim else None
+  source = _source_at(first, sources, n * length) if first.ndim else None
   if source is None:
     return None
   owner = source if source.base is None else source.base
