@@ -128,7 +128,9 @@ class CohortDataset(PaddableDataset, Protocol):
     leaf `[n, L, ...]`, client i's `to_padded_stacked()` in `[i, :lengths[i]]` and zeros
     after; `rows` bool `[n, L, B]` (None when no batch was padded), False for padded rows and
     after each client's elements; `lengths` int `[n]`.
-    Arrays start at `ALIGNMENT` bytes and are fresh (writable). None when the datasets cannot
-    be read this way (the runtime then reads them one by one with `to_padded_stacked()`).
+    Arrays start at `ALIGNMENT` bytes and are fresh: writable, or read-only when every read of
+    these datasets gives the same arrays (their sources are read-only), which the runtime may
+    then keep between calls. None when the datasets cannot be read this way (the runtime then
+    reads them one by one with `to_padded_stacked()`).
     """
     ...

@@ -20,7 +20,7 @@ import numpy as np
 
 from federax.core.datasets import aligned_empty
 from federax.data._batched_map import Outputs
-from federax.data._elements import with_key
+from federax.data._elements import frozen, with_key
 from federax.data._node import Node
 from federax.data._plan import Plan, read, suffix_padded
 from federax.data._transforms import Cache, Map
@@ -30,7 +30,8 @@ def padded_cohort(nodes: list[Node], padded_length: Callable[[int], int]
                   ) -> Optional[tuple[Any, Optional[np.ndarray], np.ndarray]]:
   """`(stacked, rows, lengths)` of the cohort (`CohortDataset.to_padded_cohort`), or None where a
   client's pipeline is not a batched plan (with or without a final `map`) or the clients'
-  batches differ in their sources' structure, dtypes or shapes."""
+  batches differ in their sources' structure, dtypes or shapes. `stacked` and `rows` are
+  read-only when every read of these datasets gives them (`Node.immutable`)."""
   reads = [_batched_read(node) for node in nodes]
   if any(r is None for r in reads):
     return None
@@ -44,7 +45,11 @@ def padded_cohort(nodes: list[Node], padded_length: Callable[[int], int]
                      "elements than the longest dataset has.")
   counts = [len(p) for p in plans]
   cohort = _read(reads, counts, length)
-  return None if cohort is None else cohort + (np.array(counts),)
+  if cohort is None:
+    return None
+  if all(node.immutable() for node in nodes):  # Every read gives these: say so.
+    frozen(cohort)
+  return cohort + (np.array(counts),)
 
 
 def _read(reads: list[tuple[Plan, Any]], counts: list[int], length: int

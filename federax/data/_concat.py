@@ -37,6 +37,9 @@ class Concat(Node):
   def parents(self) -> list:
     return [p for p in self.parts if isinstance(p, Node)]
 
+  def immutable(self) -> bool:
+    return not self.lazy and super().immutable()  # A lazy part makes new datasets each read.
+
   def _nodes(self) -> Iterator[Node]:
     for part in self.parts:
       yield part if isinstance(part, Node) else part()

@@ -29,6 +29,26 @@ def to_numpy(tree: Any) -> Any:
   return jax.tree_util.tree_map(np.asarray, tree)
 
 
+def read_only(x: Any) -> bool:
+  """Whether nobody can change the array `x`'s values: it, and every array whose memory it
+  views, is read-only (a view of an immutable `bytes` counts; another buffer does not)."""
+  while isinstance(x, np.ndarray):
+    if x.flags.writeable:
+      return False
+    x = x.base
+  return x is None or isinstance(x, bytes)
+
+
+def frozen(tree: Any) -> Any:
+  """`tree` with its arrays, and the arrays they view, made read-only (for arrays that their
+  maker owns, as a loader's: then a dataset of them reads the same every time, `read_only`)."""
+  for leaf in jax.tree_util.tree_leaves(tree):
+    while isinstance(leaf, np.ndarray):
+      leaf.flags.writeable = False
+      leaf = leaf.base
+  return tree
+
+
 def stack_flat(elements: list, what: str) -> tuple[list, Any]:
   """Stacks elements leaf by leaf; raises RaggedElementsError naming the first ragged leaf."""
   flats = [jax.tree_util.tree_flatten(e) for e in elements]

@@ -43,6 +43,12 @@ class Node:
   def cardinality(self) -> int:
     raise NotImplementedError
 
+  def immutable(self) -> bool:
+    """Whether every read gives the same elements: the arrays it reads from are read-only
+    (`_elements.read_only`) and functions of elements are pure (as `Dataset` asks)."""
+    parents = self.parents()
+    return bool(parents) and all(p.immutable() for p in parents)
+
   def length_cause(self) -> str:
     """The operation, nearest the source, that makes the length unknown or infinite."""
     for parent in self.parents():

@@ -7,8 +7,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from federax.data._elements import (RaggedElementsError, leaf_type, merge_specs, spec_of,
-                                          stack_flat, to_numpy)
+from federax.data._elements import (RaggedElementsError, leaf_type, merge_specs, read_only,
+                                    spec_of, stack_flat, to_numpy)
 from federax.data._node import Node, min_limit
 from federax.data._plan import Plan, row_index
 
@@ -41,6 +41,9 @@ class Slices(Node):
   def cardinality(self) -> int:
     return self.n
 
+  def immutable(self) -> bool:
+    return all(read_only(x) for x in self.leaves)
+
   def spec(self) -> Any:
     return self.treedef.unflatten([leaf_type(x, drop=1) for x in self.leaves])
 
@@ -60,6 +63,9 @@ class List(Node):
 
   def cardinality(self) -> int:
     return len(self.items)
+
+  def immutable(self) -> bool:
+    return all(read_only(x) for item in self.items for x in jax.tree_util.tree_leaves(item))
 
   def spec(self) -> Any:
     spec = spec_of(self.items[0])

@@ -18,7 +18,12 @@ element by element; both paths give the same elements in the same order, shuffle
 Differences from tf.data, on purpose: a `Dataset` is a value, so iterating it twice gives the
 same elements (a shuffle reshuffles across the epochs of a following `repeat`, not across
 separate iterations); `shuffle(seed=None)` draws its seed once, when called; functions given to
-`map`/`filter` must be pure (they may be called in a different order than tf would call them).
+`map`/`filter` must be pure (they may be called in a different order than tf would call them,
+and not at all when a read can be skipped). `from_tensor_slices` keeps the arrays it is given
+(tf.data copies them): a change to a writable one shows at the next read. A dataset whose
+arrays are all read-only (the loaders' are; `x.setflags(write=False)`) reads the same every
+time, so the vectorized runtime keeps a cohort of such datasets that a loop passes again
+instead of reading it each round (docs/architecture.md, "Kept cohorts").
 """
 
 from __future__ import annotations
@@ -220,7 +225,8 @@ class Dataset:
     `num_parallel_calls`, `deterministic` and `name` are tf.data's, accepted so that ported
     code (`num_parallel_calls=tf.data.AUTOTUNE`) runs; they change nothing: elements are
     produced in order, and a planned pipeline calls `fn` once per distinct source row (once
-    per batch after `batch()`), every time the dataset is read.
+    per batch after `batch()`), every time the dataset is read (a cohort of read-only
+    datasets that the vectorized runtime keeps between calls is not read again).
     Dimensions that vary upstream (the batch dimension after `batch()`) stay unknown in the
     `element_spec`, even though it is read from the first element.
 
@@ -427,7 +433,9 @@ class Dataset:
       `(stacked, rows, lengths)`: every leaf `[n, L, ...]`, dataset i's `lengths[i]` elements
       in `[i, :lengths[i]]` and zeros after; `rows` bool `[n, L, B]`, True for real rows, or
       None when no batch was padded. None when a pipeline is not a batched one, optionally
-      ending in a `map` (the datasets are then read one by one).
+      ending in a `map` (the datasets are then read one by one). `stacked` and `rows` are
+      read-only when the datasets' source arrays are (see `Dataset`: then every read gives
+      the same arrays, and the runtime keeps them between calls).
 
     Example:
       >>> a = Dataset.from_tensor_slices({'x': np.arange(5)}).batch(2)

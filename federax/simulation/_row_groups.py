@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from federax.data import Dataset
+from federax.data._elements import frozen
 
 
 def group_rows(assignment: np.ndarray, num_groups: int) -> list[np.ndarray]:
@@ -43,6 +44,6 @@ def row_group_datasets(data: Any, client_ids: Sequence[str],
 
   def create(client_id: str) -> Dataset:
     return Dataset.from_tensor_slices(
-        jax.tree_util.tree_map(lambda a: np.asarray(a)[by_id[client_id]], data))
+        frozen(jax.tree_util.tree_map(lambda a: np.asarray(a)[by_id[client_id]], data)))
 
   return create

@@ -173,3 +173,42 @@ def test_map_results_that_are_views_of_the_batches_are_not_copied(monkeypatch):
     _assert_same(_read(datasets, length), _reference(datasets, length))
   with pytest.raises(AssertionError, match='copied'):
     _read(COHORTS['new_arrays'](), 8)
+
+
+def _frozen_source(n):
+  pixels = rng.random([n, 4, 3]).astype(np.float32)
+  label = rng.integers(0, 10, n).astype(np.int32)
+  pixels.setflags(write=False)
+  label.setflags(write=False)
+  return Dataset.from_tensor_slices({'pixels': pixels, 'label': label})
+
+
+def test_a_cohort_of_read_only_sources_is_read_as_read_only_arrays():
+  datasets = [_frozen_source(n).repeat(2).shuffle(5, seed=1).batch(4).map(_tff_format)
+              for n in (7, 3)]
+  stacked, rows, _ = Dataset.to_padded_cohort(datasets, lambda longest: 4)
+  leaves = jax.tree_util.tree_leaves((stacked, rows))
+  assert leaves and not any(x.flags.writeable for x in leaves)
+  again = Dataset.to_padded_cohort(datasets, lambda longest: 4)
+  _assert_same(again[:2], (stacked, rows))  # What "read-only" promises: every read gives it.
+
+
+@pytest.mark.parametrize('make', [
+    lambda: _source(7),  # The user's arrays, which the user may still change.
+    lambda: Dataset.from_tensor_slices({'pixels': np.zeros([7, 4, 3], np.float32)[::1],
+                                        'label': np.zeros(7, np.int32)}),
+    lambda: _frozen_source(7).concatenate(_source(2)),
+])
+def test_a_cohort_of_writable_sources_is_read_as_writable_arrays(make):
+  stacked, _, _ = Dataset.to_padded_cohort([make().batch(4)], lambda longest: 4)
+  assert all(x.flags.writeable for x in jax.tree_util.tree_leaves(stacked))
+
+
+def test_a_read_only_view_of_a_writable_array_is_not_read_only():
+  from federax.data._elements import frozen, read_only
+  base = np.arange(6.0)
+  view = base[2:]
+  view.setflags(write=False)
+  assert not read_only(view)  # `base[3] = 1` still changes it.
+  assert read_only(np.frombuffer(b'abcd', np.uint8))  # A view of immutable bytes.
+  assert read_only(frozen({'x': view})['x']) and not base.flags.writeable

@@ -98,3 +98,68 @@ def test_datasets_whose_elements_do_not_fit_the_type_are_refused_naming_the_clie
   with fx.runtime.vectorized():
     with pytest.raises(TypeError, match=r"argument\[client 1\]: the dataset's elements do not fit"):
       _client_totals([fits, wrong])
+
+
+def _counting_reads(monkeypatch):
+  """The list of cohort reads `Dataset.to_padded_cohort` makes from now on."""
+  reads = []
+  cohort_read = Dataset.to_padded_cohort
+
+  def counted(datasets, padded_length):
+    reads.append(len(datasets))
+    return cohort_read(datasets, padded_length)
+
+  monkeypatch.setattr(Dataset, 'to_padded_cohort', staticmethod(counted))
+  return reads
+
+
+def _read_only_sources(sizes=(23, 9, 40)):
+  sources = []
+  for n in sizes:
+    pixels = rng.random([n, 2, 3]).astype(np.float32)
+    label = rng.integers(0, 5, n).astype(np.int32)
+    pixels.setflags(write=False)
+    label.setflags(write=False)
+    sources.append({'pixels': pixels, 'label': label})
+  return sources
+
+
+def _pipeline(source):
+  return Dataset.from_tensor_slices(source).repeat(2).shuffle(7, seed=1).batch(5).map(_tff_format)
+
+
+def test_a_loop_over_the_same_read_only_cohort_stops_reading_it_from_its_second_call(
+    monkeypatch):
+  datasets = [_pipeline(s) for s in _read_only_sources()]
+  want = _numpy_totals(datasets)
+  reads = _counting_reads(monkeypatch)
+  runtime = fx.runtime.vectorized()
+  with runtime, warnings.catch_warnings():
+    warnings.simplefilter('error')  # No fallback.
+    for _ in range(4):
+      np.testing.assert_allclose(_client_totals(datasets), want, rtol=1e-5)
+    assert 'the cached cohort, already on the device' in runtime.explain(_client_totals, datasets)
+  assert reads == [3, 3]  # Read, read again (it came back: kept), then taken as kept.
+
+
+def test_a_cohort_of_writable_arrays_is_read_every_call_and_sees_them_change(monkeypatch):
+  sources = _read_only_sources()
+  sources[1] = {k: v.copy() for k, v in sources[1].items()}  # One client's arrays writable.
+  datasets = [_pipeline(s) for s in sources]
+  reads = _counting_reads(monkeypatch)
+  with fx.runtime.vectorized():
+    for _ in range(3):
+      np.testing.assert_allclose(_client_totals(datasets), _numpy_totals(datasets), rtol=1e-5)
+    sources[1]['pixels'][...] *= 2  # The user changes the array a dataset reads.
+    np.testing.assert_allclose(_client_totals(datasets), _numpy_totals(datasets), rtol=1e-5)
+  assert reads == [3] * 4
+
+
+def test_new_datasets_each_call_are_read_each_call(monkeypatch):
+  sources = _read_only_sources()
+  reads = _counting_reads(monkeypatch)
+  with fx.runtime.vectorized():
+    for _ in range(3):
+      datasets = [_pipeline(s) for s in sources]  # As `create_dataset` inside the loop makes.
+      np.testing.assert_allclose(_client_totals(datasets), _numpy_totals(datasets), rtol=1e-5)
+  assert reads == [3] * 3

@@ -395,3 +395,31 @@ def test_leaf_real_femnist_merge_keeps_duplicates_once():
     assert set(merged[split].client_ids) == distinct
   sizes = [len(formats.read_leaf_splits(FEMNIST / s)["train"].client_ids) for s in samples]
   assert len(merged["train"].client_ids) < sum(sizes)  # Some writers were in two samples.
+
+
+# --- What every loader hands out -----------------------------------------------------------
+
+
+def test_the_loaders_datasets_read_from_read_only_arrays(tmp_path, emnist_h5):
+  """A loader owns the arrays it parsed, so it makes them read-only: a dataset of them then
+  reads the same every time, and the vectorized runtime keeps a cohort of them between calls
+  (`CohortCache`). A user's array passed to `from_tensor_slices` stays writable."""
+  from federax.data import Dataset
+  from federax.simulation.datasets import femnist
+  formats.write_leaf_shard(tmp_path / "leaf" / "train" / "s.json", {"w": _user(3, 2)})
+  formats.write_leaf_shard(tmp_path / "leaf" / "test" / "s.json", {"w": _user(3, 1)})
+  protos = tf_example.encode_examples({"label": [1, 2]})
+  formats.write_sqlite(tmp_path / "w.sqlite", {("train", "x"): protos})
+  loaded = {
+      "leaf": formats.load_leaf(tmp_path / "leaf")[0].create_dataset("w"),
+      "hdf5": formats.hdf5_client_data(emnist_h5[0]).create_dataset("f0000_00"),
+      "sqlite": formats.sql_client_data(tmp_path / "w.sqlite", "train", {
+          "label": tf_example.FixedLenFeature((), np.int32)}).create_dataset("x"),
+  }
+  if FEMNIST.is_dir():
+    train, _ = femnist.load_data(FEMNIST / "flic", only_digits=True)
+    loaded["femnist"] = train.create_dataset(train.client_ids[0])
+  for name, dataset in loaded.items():
+    assert dataset._node.immutable(), name  # pylint: disable=protected-access
+    assert dataset.shuffle(3, seed=0).batch(2).map(dict)._node.immutable(), name
+  assert not Dataset.from_tensor_slices({"x": np.zeros(3)})._node.immutable()

@@ -19,6 +19,7 @@ def test_movielens_100k_counts(shared_data):
   users = movielens.load_data(directory)
   assert len(users.client_ids) == 943
   first = users.create_dataset('1')
+  assert first._node.immutable()  # pylint: disable=protected-access
   assert str(first.element_spec['x']) == 'int64[1]' and str(first.element_spec['y']) == 'float32[1]'
   # User 1 as counted straight from the file (columns: user, item, rating, time).
   rows = np.loadtxt(directory / 'u.data', dtype=np.int64)
@@ -71,6 +72,7 @@ def test_split_ratings_by_time_and_fraction():
   col = lambda part: next(iter(part.create_dataset('7').batch(100)))['x'][:, 0].tolist()
   assert col(train) == list(range(10)) and col(val) == list(range(10, 15))
   assert col(test) == list(range(15, 20))
+  assert all(p.create_dataset('7')._node.immutable() for p in (train, val, test))
   parts = [col(p) for p in movielens.split_ratings(cd, 0.5, 0.25, by='fraction')]
   assert sorted(sum(parts, [])) == list(range(20)) and [len(p) for p in parts] == [10, 5, 5]
   assert parts[0] != list(range(10)) and parts[0] == sorted(parts[0])

@@ -21,6 +21,7 @@ def test_structure_split_and_labels_from_params():
   for k, cid in enumerate(params.client_ids):
     n = int(params.num_samples[k])
     assert n >= 50
+    assert train.create_dataset(cid)._node.immutable()  # Read-only: kept between calls.
     x_train, y_train = _stack(train.create_dataset(cid))
     x_test, y_test = _stack(test.create_dataset(cid))
     assert len(y_train) == int(0.9 * n) and len(y_test) == n - int(0.9 * n)

@@ -80,9 +80,10 @@ class VectorizedRuntime(RuntimeBase):
       fixed cohort needs no padding); computations that `federated_stack` are not padded.
     read_ahead: when a call gets the cohort of client datasets of a recent call (a loop over
       the same clients), read it again for the next call on a background thread while this
-      call's program runs (`federax.runtime.vectorized.read_ahead`): datasets that are not
-      `cache()`d run their pipelines every round, as tf.data's do, but no longer before each
-      program. Their `map` functions then run during the call before, on that thread, and
+      call's program runs (`federax.runtime.vectorized.read_ahead`): datasets over writable
+      arrays run their pipelines every round, as tf.data's do, but no longer before each
+      program (a cohort of read-only datasets, as the loaders make, is kept from its second
+      call on and not read at all). Their `map` functions then run during the call before, on that thread, and
       once more after the last round. It pays with a core to spare; on a 2-core machine whose
       other core is busy it slowed rounds (docs/performance.md), so it is off by default and
       every call reads its datasets itself.

@@ -8,6 +8,7 @@ elements padded to a bucketed length, with a mask), and a cohort of client datas
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 from typing import Any, Optional
@@ -23,7 +24,7 @@ from federax.runtime.padding import (PaddedSequence, RaggedError, aligned_empty,
                                      pad_to, row_leaves, stack, zeros_like_type)
 from federax.runtime.vectorized import streaming
 from federax.runtime.vectorized.plan import Plan
-from federax.runtime.vectorized.read_ahead import ReadAhead
+from federax.runtime.vectorized.read_ahead import ReadAhead, payload_bytes
 
 _IMPLEMENTS: dict[tuple[type, type], bool] = {}
 
@@ -72,15 +73,28 @@ class Unstackable(Exception):
     self.why, self.hint = why, hint
 
 
+KEPT_READ_BYTES = 2**28
+"""The largest cohort kept between calls that its datasets did not ask to keep (`cache()`):
+256 MB, as `read_ahead.READ_AHEAD_BYTES`."""
+
+
 class CohortCache:
   """The last few cohorts of client datasets, stacked, padded and on the device, by the
-  identity of the dataset objects. Only datasets whose `to_stacked()` hands out read-only
-  arrays (`Dataset.cache()` does) are kept: datasets are immutable, so those never change, and
-  the same clients next round skip the checks, the copy and the transfer."""
+  identity of the dataset objects, so that the same clients next round skip the reading, the
+  checks, the copy and the transfer.
 
-  def __init__(self, size: int = 2):
+  Only cohorts read as read-only arrays are kept: a read gives those when every read gives the
+  same ones (`Dataset.cache()`'s `to_stacked()`, or a cohort read at once from read-only
+  sources, `CohortDataset.to_padded_cohort`). A cohort whose datasets asked to be kept
+  (`cache()`) is kept when first read; another only when it comes again within the next
+  `size` calls to `put` (a training loop's), and only up to `KEPT_READ_BYTES`, so that a loop
+  over ever new cohorts holds none of them.
+  """
+
+  def __init__(self, size: int = 4):
     self.size = size
     self._entries: list = []  # (key, datasets, payload), most recent last.
+    self._offered = collections.deque(maxlen=size)  # Keys of cohorts read but not kept.
 
   @staticmethod
   def key(values: list, member_type: t.Type, per_doubling: int, pad_rows: bool = True):
@@ -96,10 +110,19 @@ class CohortCache:
         return payload
     return None
 
-  def put(self, key, values: list, members: list, payload: Any) -> Any:
+  def put(self, key, values: list, members: list, payload: Any, asked: bool = True) -> Any:
+    """`payload` kept, on the device, if `members` (what was read) are read-only and, unless
+    the datasets `asked` to be kept, the cohort came before and is small enough; else
+    `payload` as it is."""
     leaves = [x for m in members for x in jax.tree_util.tree_leaves((m.elements, m.rows))]
     if not all(isinstance(x, np.ndarray) and not x.flags.writeable for x in leaves):
       return payload
+    if not asked:
+      if key not in self._offered:  # An id reused since only keeps a cohort it need not.
+        self._offered.append(key)
+        return payload
+      if payload_bytes(payload) > KEPT_READ_BYTES:
+        return payload
     payload = jax.device_put(payload)
     self._entries = self._entries[-(self.size - 1):] if self.size > 1 else []
     self._entries.append((key, list(values), payload))
@@ -164,7 +187,7 @@ class Stacked:
     gathered = self._gathered(values, member_type, where, op)
     if gathered is not None:
       self.notes.append(f"{where}: read at once into the cohort's arrays (to_padded_cohort)")
-      self._keep(values, member_type, where, gathered)
+      return self._keep(values, member_type, where, gathered, [gathered], asked=False)
     return gathered
 
   def _gathered(self, values: list, member_type: t.SequenceType, where: str, op: str
@@ -280,14 +303,15 @@ class Stacked:
     return self._keep(values, member_type, where, payload, members)
 
   def _keep(self, values: list, member_type: t.Type, where: str, payload: Any,
-            members: Optional[list] = None) -> Any:
-    """A stacked cohort, noted for messages, and kept on the device if its datasets are cached
-    (`members`: their read-only arrays) or else read again for the next call (`read_ahead`)."""
+            members: Optional[list] = None, asked: bool = True) -> Any:
+    """A stacked cohort, noted for messages, and kept on the device if what was read of it
+    (`members`) is read-only, the same every read (`CohortCache`; `asked`: by `cache()`), or
+    else read again for the next call (`read_ahead`)."""
     if isinstance(payload, PaddedSequence) and payload.rows is not None:
       self.padded.append((where, payload.rows, payload.mask))
     key = CohortCache.key(values, member_type, self.per_doubling, self.pad_rows)
     kept = payload if key is None or self.cohorts is None or members is None else (
-        self.cohorts.put(key, values, members, payload))
+        self.cohorts.put(key, values, members, payload, asked))
     if kept is payload and self.read_ahead is not None:  # Not cached: read again next call.
       self.read_ahead.note(key, values, self._reader(values, member_type, where), payload)
     return kept

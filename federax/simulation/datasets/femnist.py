@@ -68,6 +68,7 @@ def load_data(data_dir: str | os.PathLike, only_digits: bool = False,
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
   from federax.data import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data._elements import frozen  # pylint: disable=g-import-not-at-top
 
   splits = leaf.read_leaf_splits(data_dir, cache_bytes)
 
@@ -85,6 +86,6 @@ def load_data(data_dir: str | os.PathLike, only_digits: bool = False,
       client_ids = [c for c in client_ids
                     if np.any(source.read_feature(c, "y") < NUM_DIGITS)]
     return ClientData.from_clients_and_fn(
-        client_ids, lambda client_id: Dataset.from_tensor_slices(elements(client_id)))
+        client_ids, lambda client_id: Dataset.from_tensor_slices(frozen(elements(client_id))))
 
   return client_data(splits["train"]), client_data(splits["test"])

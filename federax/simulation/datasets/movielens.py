@@ -139,6 +139,7 @@ def to_client_data(ratings: Ratings) -> Any:
   Elements: `OrderedDict(x=int64[1] movie index, y=float32[1] rating)`.
   """
   from federax.data import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data._elements import frozen  # pylint: disable=g-import-not-at-top
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
 
   _, movie_index = np.unique(ratings.movie_id, return_inverse=True)
@@ -152,7 +153,7 @@ def to_client_data(ratings: Ratings) -> Any:
 
   def create(client_id: str) -> Any:
     s, e = spans[client_id]
-    return Dataset.from_tensor_slices(collections.OrderedDict(x=x[s:e], y=y[s:e]))
+    return Dataset.from_tensor_slices(frozen(collections.OrderedDict(x=x[s:e], y=y[s:e])))
 
   return ClientData.from_clients_and_fn([str(u) for u in user_ids], create)
 
@@ -235,6 +236,7 @@ def split_ratings(client_data: Any, train_fraction: float = 0.8, val_fraction: f
     [[8], [9]]
   """
   from federax.data import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data._elements import frozen  # pylint: disable=g-import-not-at-top
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
   if by not in ("time", "fraction"):
     raise ValueError(f"movielens.split_ratings: by must be 'time' or 'fraction'; got {by!r}.")
@@ -253,8 +255,8 @@ def split_ratings(client_data: Any, train_fraction: float = 0.8, val_fraction: f
         order = np.random.RandomState((seed + offset) % (1 << 32)).permutation(n)
       cut1, cut2 = int(n * train_fraction), int(n * (train_fraction + val_fraction))
       keep = np.sort(np.split(order, [cut1, cut2])[index])
-      return Dataset.from_tensor_slices(
-          collections.OrderedDict((k, np.asarray(v)[keep]) for k, v in columns.items()))
+      return Dataset.from_tensor_slices(frozen(
+          collections.OrderedDict((k, np.asarray(v)[keep]) for k, v in columns.items())))
     return ClientData.from_clients_and_fn(client_data.client_ids, create)
 
   return part(0), part(1), part(2)

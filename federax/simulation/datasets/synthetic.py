@@ -135,6 +135,7 @@ def load_data(alpha: float, beta: float, num_clients: int = 30, seed: int = 0,
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
   from federax.data import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data._elements import frozen  # pylint: disable=g-import-not-at-top
 
   params = generate_params(alpha, beta, num_clients, seed, num_features, num_classes, iid)
   index = {c: k for k, c in enumerate(params.client_ids)}
@@ -145,8 +146,8 @@ def load_data(alpha: float, beta: float, num_clients: int = 30, seed: int = 0,
       data = generate_client(params, k, seed)
       cut = int(TRAIN_FRACTION * params.num_samples[k])
       part = slice(None, cut) if train else slice(cut, None)
-      return Dataset.from_tensor_slices(
-          collections.OrderedDict((name, a[part]) for name, a in data.items()))
+      return Dataset.from_tensor_slices(frozen(
+          collections.OrderedDict((name, a[part]) for name, a in data.items())))
     return ClientData.from_clients_and_fn(params.client_ids, create_dataset)
 
   result = (split(True), split(False))

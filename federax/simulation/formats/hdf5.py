@@ -223,6 +223,7 @@ def hdf5_client_data(path: str | os.PathLike,
   # Imported here: formats sit below ClientData and must import without it.
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
   from federax.data import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data._elements import frozen  # pylint: disable=g-import-not-at-top
 
   source = HDF5ClientSource(path)
 
@@ -233,6 +234,6 @@ def hdf5_client_data(path: str | os.PathLike,
     except DataFormatError as e:  # A loader's check of the features: say where they are.
       raise DataFormatError(f"{source.path!r}, client {client_id!r}, {e} {_REDOWNLOAD}"
                             ) from None
-    return Dataset.from_tensor_slices(elements)
+    return Dataset.from_tensor_slices(frozen(elements))
 
   return ClientData.from_clients_and_fn(source.client_ids, create_dataset)

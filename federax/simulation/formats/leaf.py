@@ -531,6 +531,7 @@ def load_leaf(data_dir: str | os.PathLike,
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
   from federax.data import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data._elements import frozen  # pylint: disable=g-import-not-at-top
 
   def client_data(source: LeafClientSource):
     def create_dataset(client_id: str) -> Dataset:
@@ -539,7 +540,7 @@ def load_leaf(data_dir: str | os.PathLike,
         elements = element_fn(features) if element_fn else features
       except DataFormatError as e:  # A loader's check of the features: say where they are.
         raise in_user(source, client_id, e) from None
-      return Dataset.from_tensor_slices(elements)
+      return Dataset.from_tensor_slices(frozen(elements))
     return ClientData.from_clients_and_fn(source.client_ids, create_dataset)
 
   splits = read_leaf_splits(data_dir, cache_bytes)

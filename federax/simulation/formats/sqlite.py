@@ -233,6 +233,7 @@ def sql_client_data(path: str | os.PathLike, split_name: Optional[str],
   """
   from federax.simulation.client_data import ClientData  # pylint: disable=g-import-not-at-top
   from federax.data import Dataset  # pylint: disable=g-import-not-at-top
+  from federax.data._elements import frozen  # pylint: disable=g-import-not-at-top
 
   source = SQLiteClientSource(path, split_name)
   spec = collections.OrderedDict(spec)
@@ -240,6 +241,6 @@ def sql_client_data(path: str | os.PathLike, split_name: Optional[str],
   def create_dataset(client_id: str) -> Dataset:
     where = f"{source.path!r}, client {client_id!r}, "
     return Dataset.from_tensor_slices(
-        parse_columns(source.read_serialized(client_id), spec, where))
+        frozen(parse_columns(source.read_serialized(client_id), spec, where)))
 
   return ClientData.from_clients_and_fn(source.client_ids, create_dataset)
