@@ -7,8 +7,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from federax.data._elements import (RaggedElementsError, leaf_type, merge_specs, read_only,
-                                    spec_of, stack_flat, to_numpy)
+from federax.data._elements import (RaggedElementsError, frozen, leaf_type, merge_specs,
+                                    read_only, spec_of, stack_flat, to_numpy)
 from federax.data._node import Node, min_limit
 from federax.data._plan import Plan, row_index
 
@@ -85,6 +85,7 @@ def elements_node(elements: list) -> Node:
   if not elements:
     raise ValueError("from_elements() expects at least one element, got an empty sequence.")
   try:
-    return Slices(*stack_flat(elements, "from_elements()"))
+    leaves, treedef = stack_flat(elements, "from_elements()")
+    return Slices(frozen(leaves), treedef)  # Stacked copies, the dataset's own: read-only.
   except RaggedElementsError:
     return List(elements)

@@ -212,3 +212,11 @@ def test_a_read_only_view_of_a_writable_array_is_not_read_only():
   assert not read_only(view)  # `base[3] = 1` still changes it.
   assert read_only(np.frombuffer(b'abcd', np.uint8))  # A view of immutable bytes.
   assert read_only(frozen({'x': view})['x']) and not base.flags.writeable
+
+
+def test_from_elements_stacks_copies_of_its_own_so_it_reads_the_same_every_time():
+  elements = [{'x': np.full(3, float(i))} for i in range(5)]
+  ds = Dataset.from_elements(elements)
+  elements[0]['x'][0] = 99.0  # The caller's arrays are not the dataset's.
+  assert ds._node.immutable()  # pylint: disable=protected-access
+  assert next(iter(ds))['x'].tolist() == [0.0, 0.0, 0.0]
