@@ -2,9 +2,10 @@
 
 A training loop passes the same client datasets round after round. A cohort of datasets over
 read-only arrays (the loaders') is kept between calls (`stacking.CohortCache`); one over
-writable arrays, written TFF's way (no `cache()`), is read again every round (shuffles, batches,
-a `map`'s function once per batch), as tf.data does, then stacked and padded. That is Python on one core while
-the compiled program waits, or the program on the device while Python waits. When a call's
+writable arrays, written TFF's way (no `cache()`), is read again every round (shuffles,
+batches, a `map`'s function once per batch), as tf.data does, then stacked and padded. That is
+Python on one core while the compiled program waits, or the program on the device while
+Python waits. When a call's
 cohort of datasets is the one of the call before (the same dataset objects), the runtime reads
 it again for the next call on a background thread while this call's program runs, and waits
 for that read before the call returns: the next call with those datasets takes the stacked

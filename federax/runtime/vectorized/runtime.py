@@ -83,10 +83,10 @@ class VectorizedRuntime(RuntimeBase):
       call's program runs (`federax.runtime.vectorized.read_ahead`): datasets over writable
       arrays run their pipelines every round, as tf.data's do, but no longer before each
       program (a cohort of read-only datasets, as the loaders make, is kept from its second
-      call on and not read at all). Their `map` functions then run during the call before, on that thread, and
-      once more after the last round. It pays with a core to spare; on a 2-core machine whose
-      other core is busy it slowed rounds (docs/performance.md), so it is off by default and
-      every call reads its datasets itself.
+      call on and not read at all). Their `map` functions then run during the call before,
+      on that thread, and once more after the last round. It pays with a core to spare; on
+      a 2-core machine whose other core is busy it slowed rounds (docs/performance.md), so
+      it is off by default and every call reads its datasets itself.
 
   Example:
     >>> runtime = fx.runtime.vectorized(chunk_size=256)
