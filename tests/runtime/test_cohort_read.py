@@ -138,7 +138,7 @@ def test_a_loop_over_the_same_read_only_cohort_stops_reading_it_from_its_second_
     warnings.simplefilter('error')  # No fallback.
     for _ in range(4):
       np.testing.assert_allclose(_client_totals(datasets), want, rtol=1e-5)
-    assert 'the cached cohort, already on the device' in runtime.explain(_client_totals, datasets)
+    assert 'the cohort kept from an earlier call, already on the device' in runtime.explain(_client_totals, datasets)
   assert reads == [3, 3]  # Read, read again (it came back: kept), then taken as kept.
 
 

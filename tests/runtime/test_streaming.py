@@ -264,4 +264,4 @@ def test_explain_says_which_cohorts_stream_and_why_others_do_not(monkeypatch):
   assert "arguments.data: streamed, 2 clients a read" in streamed
   assert "federated_map over 6 clients: vmap, streamed a read at a time" in streamed
   assert "arguments.data: stacked (0.0 MB padded, under STREAM_BYTES (32 MB))" in stacked
-  assert "arguments.data: the cached cohort, already on the device" in from_cache
+  assert "arguments.data: the cohort kept from an earlier call, already on the device" in from_cache

@@ -171,7 +171,7 @@ class Stacked:
       cached = self.cohorts.get(CohortCache.key(values, member_type, self.per_doubling,
                                                 self.pad_rows))
       if cached is not None:
-        self.notes.append(f"{where}: the cached cohort, already on the device")
+        self.notes.append(f"{where}: the cohort kept from an earlier call, already on the device")
         if cached.rows is not None:
           self.padded.append((where, cached.rows, cached.mask))
         return cached
