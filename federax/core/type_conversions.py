@@ -166,16 +166,33 @@ def make_container(elements: tuple, struct_type: t.StructType) -> Any:
   names = struct_type.names()
   if container is None:
     return Struct(zip(names, elements))
-  if _is_namedtuple(container):
+  kind = _CONTAINER_KINDS.get(container) or _container_kind(container)
+  if kind == "positional":
     return container(*elements)
-  if dataclasses.is_dataclass(container):
+  if kind == "keywords":
     return container(**dict(zip(names, elements)))
-  if issubclass(container, Mapping):
+  if kind == "mapping":
     items = list(zip(names, elements))
     return container(items) if container is not dict else dict(items)
-  if issubclass(container, (list, tuple)):
-    return container(elements)
-  return container(*elements)
+  return container(elements)
+
+
+_CONTAINER_KINDS: dict = {}  # Container class -> how `make_container` builds it.
+
+
+def _container_kind(container: type) -> str:
+  if _is_namedtuple(container):
+    kind = "positional"
+  elif dataclasses.is_dataclass(container):
+    kind = "keywords"
+  elif issubclass(container, Mapping):
+    kind = "mapping"
+  elif issubclass(container, (list, tuple)):
+    kind = "sequence"
+  else:
+    kind = "positional"
+  _CONTAINER_KINDS[container] = kind
+  return kind
 
 
 def map_structure(fn: Callable[[t.TensorType, Any], Any], type_spec: t.Type, value: Any,

@@ -151,7 +151,7 @@ class StructType(Type):
     ('<a=float32,b=int32>', TensorType(np.float32), TensorType(np.int32))
   """
 
-  __slots__ = ("_elements", "_names", "container_type")
+  __slots__ = ("_elements", "_names", "_name_tuple", "container_type")
 
   def __init__(self, elements: Any, container_type: type | None = None):
     from federax.core.type_conversions import to_type  # Cycle: to_type builds StructTypes.
@@ -170,6 +170,7 @@ class StructType(Type):
       raise ValueError(f"StructType element names must be unique, got {names}.")
     object.__setattr__(self, "_elements", tuple(normalized))
     object.__setattr__(self, "_names", {n: i for i, (n, _) in enumerate(normalized) if n})
+    object.__setattr__(self, "_name_tuple", tuple(n for n, _ in normalized))
     object.__setattr__(self, "container_type", container_type)
 
   def __setattr__(self, name, value):
@@ -180,7 +181,7 @@ class StructType(Type):
     return self._elements
 
   def names(self) -> tuple[Optional[str], ...]:
-    return tuple(n for n, _ in self._elements)
+    return self._name_tuple
 
   def index_of(self, name: str) -> int:
     if name not in self._names:
