@@ -188,7 +188,7 @@ class Stacked:
     if gathered is not None:
       self.notes.append(f"{where}: read at once into the cohort's arrays (to_padded_cohort)")
       return self._keep(values, member_type, where, gathered, [gathered], asked=False)
-    return gathered
+    return None
 
   def _gathered(self, values: list, member_type: t.SequenceType, where: str, op: str
                 ) -> Optional[PaddedSequence]:
