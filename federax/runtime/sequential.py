@@ -21,7 +21,7 @@ from federax.core import types as t
 from federax.core.execution import Execution
 from federax.core.placements import SERVER
 from federax.core.values import Value, constant_payload
-from federax.runtime import _convert, _invoke, host
+from federax.runtime import _convert, _invoke, host, xla_options
 from federax.runtime._base import (NO_CLIENTS_TO_STACK, EvalKeys, RuntimeBase, RuntimeOptions,
                                    client_key, require_clients)
 from federax.runtime.padding import zeros_like_type
@@ -81,14 +81,16 @@ class SequentialRuntime(RuntimeBase):
   def __repr__(self) -> str:
     return f"fx.runtime.sequential(jit={self.jit}, {self.options})"
 
-  def _local_function(self, concrete):
+  def _local_function(self, concrete, payload):
     if not self.jit or concrete.takes_sequences:
       # A Python loop over a list of elements, jitted, would unroll over every element (and
       # compile once per length): it runs eagerly, so iterating its sequences stays exact.
       return concrete
-    if concrete not in self._jitted:
-      self._jitted[concrete] = jax.jit(concrete)
-    return self._jitted[concrete]
+    nested = _convert.is_traced(payload)  # Under the user's JAX transformation.
+    programs = self._jitted.setdefault(concrete, {})
+    if nested not in programs:
+      programs[nested] = xla_options.jit(concrete, nested=nested)
+    return programs[nested]
 
   def invoke(self, comp, args: tuple, kwargs: dict) -> Any:
     signature, python_arg, concrete = _invoke.bind(comp, args, kwargs)
@@ -96,7 +98,7 @@ class SequentialRuntime(RuntimeBase):
     payload, n = _invoke.convert_argument(comp, signature, python_arg, rep)
     if concrete is not None:
       out = (host.call(concrete, payload, rep) if concrete.on_host else
-             self._local_function(concrete)(payload))
+             self._local_function(concrete, payload)(payload))
       return _convert.to_python(out, signature.result, rep, 0)
     n = self.options.num_clients(n)
     execution = SequentialExecution(self, n)
@@ -131,7 +133,7 @@ class SequentialExecution(Execution):
   def call_local(self, concrete, payload):
     if concrete.on_host:
       return host.call(concrete, payload, self._rep)
-    return self.runtime._local_function(concrete)(payload)
+    return self.runtime._local_function(concrete, payload)(payload)
 
   def call_federated(self, comp, arg):
     return comp.run_body(arg)

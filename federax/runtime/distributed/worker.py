@@ -25,7 +25,7 @@ import numpy as np
 from federax.core import context
 from federax.core import types as t
 from federax.core.placements import CLIENTS
-from federax.runtime import _convert
+from federax.runtime import _convert, xla_options
 from federax.runtime._base import client_key
 from federax.runtime.vectorized import clients, plan as plans
 from federax.runtime.vectorized.execution import VectorizedExecution
@@ -144,7 +144,7 @@ class ShardWorker:
         with context.use_execution(execution):
           return body(execution, *args)
 
-      programs[key] = jax.jit(program)
+      programs[key] = xla_options.jit(program)
     return programs[key]
 
   @property

@@ -20,7 +20,7 @@ from federax.core.placements import SERVER
 from federax.core.rows import RowMaskNotHonoured
 from federax.core.sequences import SequenceIterationError
 from federax.core.values import Value
-from federax.runtime import _convert, _invoke
+from federax.runtime import _convert, _invoke, xla_options
 from federax.runtime._base import RuntimeBase, RuntimeOptions
 from federax.runtime.padding import PaddedSequence, RaggedError
 from federax.runtime.sequential import SequentialRuntime
@@ -157,7 +157,7 @@ class VectorizedRuntime(RuntimeBase):
       rep = Stacked(pad_rows=False)  # Its function's own code would get the padded rows.
       payload, _ = _invoke.convert_argument(comp, signature, python_arg, rep)
       if not concrete.takes_sequences:
-        out = self._program(concrete, None)(payload)
+        out = self._program(concrete, None, _convert.is_traced(payload))(payload)
       else:  # Its sequences' loops are the execution's, as in a federated computation.
         plan = self._plan(signature, None, _convert.is_traced(payload))
         out = self._program(concrete, plan)(pad_standalone(payload, signature.parameter))
@@ -252,15 +252,18 @@ class VectorizedRuntime(RuntimeBase):
       warnings.warn(format_message(comp.name, f"running on the sequential runtime because {why}.",
                                    hint=hint), FallbackWarning, stacklevel=user_stacklevel())
 
-  def _program(self, comp, plan: Optional[Plan]):
-    """The jitted program of `comp` under `plan` (None: a local computation)."""
+  def _program(self, comp, plan: Optional[Plan], traced: bool = False):
+    """The jitted program of `comp` under `plan` (None: a local computation, `traced`: called
+    under the user's JAX transformation)."""
     programs = self._programs.setdefault(comp, {})
-    if plan not in programs:
+    key = plan if plan is not None else traced
+    if key not in programs:
       if plan is None:
-        programs[plan] = jax.jit(comp)
+        programs[key] = xla_options.jit(comp, nested=traced)
       else:
-        programs[plan] = jax.jit(lambda payload: self._traced(comp, plan, payload))
-    return programs[plan]
+        programs[key] = xla_options.jit(lambda payload: self._traced(comp, plan, payload),
+                                        backend=plan.backend, nested=plan.differentiable)
+    return programs[key]
 
   def _traced(self, comp, plan: Plan, payload: Any) -> Any:
     """The program's function: JAX calls it once per program it traces (and compiles)."""
@@ -317,6 +320,9 @@ class VectorizedRuntime(RuntimeBase):
       self._streams.close()
     lengths = _sequence_lengths(payload)
     lines = [f"{name}: one XLA program ({signature})", str(plan)]
+    options = None if plan.differentiable else xla_options.compiler_options(plan.backend)
+    if options:
+      lines.append("compiled with XLA options: " + ", ".join(f"{k}={v}" for k, v in options.items()))
     if plan.client_mask:
       lines.append(f"clients padded: {_real_clients(plan, payload)} real of {plan.clients}, "
                    "with a client mask")
