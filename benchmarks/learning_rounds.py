@@ -43,6 +43,7 @@ from benchmarks import measure
 from federax.learning import algorithms, optimizers
 from federax.learning.models import FunctionalModel, ModelWeights
 from federax.learning.models import metrics as model_metrics
+from federax.runtime import xla_options
 from federax.runtime.padding import bucket
 from federax.simulation.datasets import femnist
 from federax.simulation.sampling import UniformSampler
@@ -137,8 +138,9 @@ def sgd_step(predict, lr: float):
 
 
 def floor_loop(step):
-  """A Python loop over a jitted per-batch step; `batches` are NumPy arrays [N, B, ...]."""
-  jitted = jax.jit(step)
+  """A Python loop over a jitted per-batch step; `batches` are NumPy arrays [N, B, ...]. The
+  floors compile with federax's XLA options (`xla_options`), as federax's programs do."""
+  jitted = xla_options.jit(step)
 
   def run(weights, batches, keys):
     for i in range(len(keys)):
@@ -151,7 +153,7 @@ def floor_loop(step):
 def floor_scan(step, unroll: int | bool = 1):
   """One jitted `lax.scan` over all batches."""
 
-  @jax.jit
+  @xla_options.jit
   def run(weights, batches, keys):
     return lax.scan(lambda w, bk: (step(w, *bk), None), weights, (batches, keys), unroll=unroll)[0]
 

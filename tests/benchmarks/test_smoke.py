@@ -4,6 +4,8 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import jaxlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -48,6 +50,12 @@ def test_first_round_benchmark_warm_process_compiles_nothing():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(jax.default_backend() != "cpu" or not jaxlib.__version__.startswith("0.10."),
+                    reason="YNNPACK's fusions as measured: jaxlib 0.10 on CPU")
+def test_xla_options_benchmark_compiles_convolutions_without_ynnpack():
+  run_benchmark("xla_options")  # Its smoke mode asserts where the convolutions went.
+
+
 def test_tff_way_rounds_benchmark_agrees_with_masked_batch_and_the_floor(shared_data):
   # Smoke mode fails on any FallbackWarning, and asserts the TFF-way rounds equal masked_batch's
   # and one client's round equals the floors.

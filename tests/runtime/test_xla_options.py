@@ -1,7 +1,5 @@
 """The XLA options the runtimes compile with: convolutions by XLA's kernels, not YNNPACK's."""
 
-import re
-
 import jax
 import jax.numpy as jnp
 import jaxlib
@@ -9,6 +7,7 @@ import numpy as np
 import pytest
 
 import federax as fx
+from benchmarks.xla_options import library_convolutions
 from federax.runtime import xla_options
 from federax.runtime.vectorized import runtime as vectorized_runtime
 
@@ -24,14 +23,6 @@ KERNEL = np.random.default_rng(0).normal(size=(3, 3, 1, 32)).astype(np.float32)
 def conv(x):
   return jax.lax.conv_general_dilated(x, KERNEL, (1, 1), "VALID",
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def library_convolutions(hlo: str) -> int:
-  """Convolutions inside library (kCustom) fusions of an optimized HLO module."""
-  called = set(re.findall(r"kind=kCustom, calls=%([\w.\-]+)", hlo))
-  bodies = re.split(r"\n(?=%?[\w.\-]+ \()", hlo)
-  return sum(" convolution(" in body for body in bodies if body.split(" ", 1)[0].lstrip("%")
-             in called)
 
 
 @needs_measured_jaxlib

@@ -322,7 +322,8 @@ class VectorizedRuntime(RuntimeBase):
     lines = [f"{name}: one XLA program ({signature})", str(plan)]
     options = None if plan.differentiable else xla_options.compiler_options(plan.backend)
     if options:
-      lines.append("compiled with XLA options: " + ", ".join(f"{k}={v}" for k, v in options.items()))
+      lines.append("compiled with XLA options: "
+                   + ", ".join(f"{k}={v}" for k, v in options.items()))
     if plan.client_mask:
       lines.append(f"clients padded: {_real_clients(plan, payload)} real of {plan.clients}, "
                    "with a client mask")
