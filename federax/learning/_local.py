@@ -140,10 +140,24 @@ def client_weight(client_weighting: Weighting, num_examples, metrics) -> jax.Arr
 
 
 def all_finite(tree: Any) -> jax.Array:
-  """Whether every element of every floating-point leaf is finite (True for no leaves)."""
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
-            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+  """Whether every element of every floating-point leaf is finite (True for no leaves).
+
+  One sum over every leaf's `x * 0`: 0 where `x` is finite, NaN where it is an Inf or a NaN.
+  A check per leaf is three XLA:CPU kernels per large leaf (`all` is split in two reductions),
+  compiled for each leaf of a model: one sum over all of them cut W2's round compile by 0.25 s
+  (14% of its CPU), and a round runs as fast (docs/performance.md).
+  """
+  zeros = []
+  for x in jax.tree_util.tree_leaves(tree):
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+      zero = jnp.ravel(x) * 0  # In its own dtype: a float64 beyond float32's range stays 0.
+      if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        zero = jnp.real(zero) + jnp.imag(zero)
+      zeros.append(zero.astype(jnp.float32))
+  if not zeros:
+    return jnp.asarray(True)
+  return jnp.isfinite(jnp.sum(jnp.concatenate(zeros)))
 
 
 def drop_if_non_finite(acc, result, weight, initial_metrics, also=()):
