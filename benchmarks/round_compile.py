@@ -10,7 +10,8 @@ of a loop body into an LLVM module of its own. This benchmark trains round 1 of 
 then lowers and compiles it again and again in this process, alternating JAX's CPU rule, a
 straight-line one (`hash_2x32`, registered here for CPU and active only inside this
 benchmark's lowerings), XLA:CPU options that cut compile time, and the program traced with
-each Threefry draw in its shape, as before the runtime drew them flat (`MODES`). Reports the
+each Threefry draw in its shape, as before the runtime drew them flat, or with a finiteness
+check per leaf, as `all_finite` was before it summed every leaf's `x * 0` (`MODES`). Reports the
 `while` loops in the lowered program, XLA's compile seconds (wall, and this process's CPU
 seconds, steadier on a shared machine), steady runs of the compiled round, and whether its
 outputs are bit-for-bit those of the default compile. Writes
@@ -22,6 +23,7 @@ fusion emitters rounds run slower.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
 import json
 import pathlib
@@ -33,12 +35,25 @@ import numpy as np
 from benchmarks import measure, run_federax, workloads
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-# name: (Threefry straight-line, XLA compile options, Threefry draws in their shape). Each is
-# compiled from the same program; the last traces it without the runtime's flat draws.
-MODES = {"rolled": (False, {}, False), "straight-line": (True, {}, False),
-         "no fusion emitters": (False, {"xla_cpu_use_fusion_emitters": False}, False),
-         "no expensive LLVM passes": (False, {"xla_llvm_disable_expensive_passes": True}, False),
-         "draws in their shape": (False, {}, True)}
+# name: (Threefry straight-line, XLA compile options, Threefry draws in their shape, a
+# finiteness check per leaf). Each is compiled from the same program; the last two trace it as
+# it was before 2026-12-04 in one respect: without the runtime's flat draws, or with
+# `all_finite` as an `all` per leaf (`per_leaf_all_finite`).
+MODES = {"rolled": (False, {}, False, False), "straight-line": (True, {}, False, False),
+         "no fusion emitters": (False, {"xla_cpu_use_fusion_emitters": False}, False, False),
+         "no expensive LLVM passes": (False, {"xla_llvm_disable_expensive_passes": True}, False,
+                                      False),
+         "draws in their shape": (False, {}, True, False),
+         "finiteness per leaf": (False, {}, False, True)}
+
+
+def per_leaf_all_finite(tree):
+  """`federax.learning._local.all_finite` before 2026-12-04: an `all` of each leaf."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _STRAIGHT = contextvars.ContextVar("straight_line_threefry", default=False)
 
@@ -101,12 +116,13 @@ def compile_once(jitted, payload, mode: str, nonce: int) -> tuple[dict, list]:
   import jax  # pylint: disable=g-import-not-at-top
   jax.clear_caches()  # Lower anew: JAX caches lowerings by the traced program.
   from federax.runtime.vectorized import _cpu_rewrites  # pylint: disable=g-import-not-at-top
-  straight, options, shaped = MODES[mode]
+  straight, options, shaped, per_leaf = MODES[mode]
   token, flat = _STRAIGHT.set(straight), _cpu_rewrites._threefry_draw_of_dimensions  # pylint: disable=protected-access
   if shaped:  # As before 2026-12-04: each draw hashed in its shape.
     _cpu_rewrites._threefry_draw_of_dimensions = lambda eqn: False  # pylint: disable=protected-access
   try:
-    lowered = jitted.lower(payload)
+    with finiteness(per_leaf):
+      lowered = jitted.lower(payload)
   finally:
     _STRAIGHT.reset(token)
     _cpu_rewrites._threefry_draw_of_dimensions = flat  # pylint: disable=protected-access
@@ -126,11 +142,30 @@ def compile_once(jitted, payload, mode: str, nonce: int) -> tuple[dict, list]:
           [np.asarray(x) for x in jax.tree_util.tree_leaves(out)])
 
 
+@contextlib.contextmanager
+def finiteness(per_leaf: bool):
+  """`all_finite` per leaf inside the block (as before 2026-12-04) if `per_leaf`."""
+  from federax.learning import _local  # pylint: disable=g-import-not-at-top
+  from federax.learning.templates import finalizers  # pylint: disable=g-import-not-at-top
+  current = _local.all_finite
+  if per_leaf:
+    _local.all_finite = finalizers.all_finite = per_leaf_all_finite
+  try:
+    yield
+  finally:
+    _local.all_finite = finalizers.all_finite = current
+
+
 def bench(name: str, repeats: int) -> dict:
-  jitted, payload = round_program(name)
+  # A process traces its local computations when it is built: the per-leaf check needs its own.
+  programs = {}
+  for per_leaf in sorted({m[3] for m in MODES.values()}):
+    with finiteness(per_leaf):
+      programs[per_leaf] = round_program(name)
   runs, reference = {m: [] for m in MODES}, None
   for i in range(repeats):
     for mode in MODES:  # Interleaved: load on a shared machine hits all alike.
+      jitted, payload = programs[MODES[mode][3]]
       row, leaves = compile_once(jitted, payload, mode, i * len(MODES) + list(MODES).index(mode))
       reference = reference or leaves
       row["bit_equal"] = all(np.array_equal(a, b) for a, b in zip(reference, leaves))

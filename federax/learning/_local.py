@@ -143,9 +143,9 @@ def all_finite(tree: Any) -> jax.Array:
   """Whether every element of every floating-point leaf is finite (True for no leaves).
 
   One sum over every leaf's `x * 0`: 0 where `x` is finite, NaN where it is an Inf or a NaN.
-  A check per leaf is three XLA:CPU kernels per large leaf (`all` is split in two reductions),
-  compiled for each leaf of a model: one sum over all of them cut W2's round compile by 0.25 s
-  (14% of its CPU), and a round runs as fast (docs/performance.md).
+  An `all` per leaf is up to three XLA:CPU kernels for each leaf of a model (a large `all` is
+  split in two reductions); one sum compiles W2's round program in 0.94x the CPU
+  (`python -m benchmarks.round_compile`), and the round runs as fast.
   """
   zeros = []
   for x in jax.tree_util.tree_leaves(tree):

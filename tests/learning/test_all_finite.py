@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from federax.learning import _local
+from federax.runtime import xla_options
 
 DTYPES = [np.float16, jnp.bfloat16, np.float32, np.complex64]
 
@@ -35,6 +36,17 @@ def test_all_finite_matches_numpy_eagerly_and_jitted(tree):
   expected = numpy_all_finite(tree)
   assert bool(_local.all_finite(tree)) is expected
   assert bool(jax.jit(_local.all_finite)(tree)) is expected
+  assert bool(xla_options.jit(_local.all_finite)(tree)) is expected
+
+
+@pytest.mark.parametrize("bad", [None, np.inf, -np.inf, np.nan])
+def test_a_dense_layers_kernel_is_checked_in_the_runtimes_compile(bad):
+  """W2's 9216x128 kernel: XLA:CPU hands its reduction to a library (YNNPACK) on CPU."""
+  kernel = np.random.default_rng(1).normal(size=(9216, 128)).astype(np.float32)
+  if bad is not None:
+    kernel[9000, 100] = bad
+  delta = lambda w, w0: _local.all_finite(w - w0)
+  assert bool(xla_options.jit(delta)(kernel, np.zeros_like(kernel))) is (bad is None)
 
 
 def test_a_float64_value_beyond_float32s_range_is_finite():
