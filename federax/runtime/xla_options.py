@@ -3,10 +3,10 @@
 On CPU, jaxlib 0.10 hands convolutions to YNNPACK by default (its "individual convolution"
 library fusion, beside individual dots and reductions). On the convolutions of a training step
 YNNPACK is the slower choice: for the EMNIST CNN's second convolution (a batch of 20, 26x26x32
-into 3x3x64) the forward pass took 3.65 ms against 2.27 ms with XLA's own kernel, its kernel
-gradient 16.8 against 4.7 ms, its input gradient 6.5 against 4.2 ms, and W2's FedAvg round
-1.67 against 0.83 s (docs/performance.md). So federax's programs keep YNNPACK for dots and
-reductions and leave convolutions to XLA.
+through 3x3x64) the forward pass took 3.86 ms against 1.74 ms with XLA's own kernel, its kernel
+gradient 16.4 against 4.6 ms, its input gradient 6.4 against 4.2 ms, and W2's FedAvg round
+program 1.36 against 0.64 s (`python -m benchmarks.xla_options`, docs/performance.md). So
+federax's programs keep YNNPACK for dots and reductions and leave convolutions to XLA.
 
 The options go to each program's compile (`jax.jit(..., compiler_options=...)`), not to the
 process: the user's own `jax.jit` programs keep JAX's defaults. A user who sets
