@@ -21,25 +21,25 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import statistics
 import time
 
 import numpy as np
 
 from benchmarks import measure, round_compile
+from federax.runtime import xla_options
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-YNN = "xla_cpu_experimental_ynn_fusion_type"
+YNN = xla_options.YNN_FUSIONS
 # jaxlib 0.10.2's default YNNPACK fusions, and federax's (the same less convolutions).
-SETTINGS = {"YNNPACK convolutions (jaxlib's default)": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,"
-            "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION",
-            "XLA's convolutions (federax's)": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,"
-            "LIBRARY_FUSION_TYPE_REDUCE"}
+SETTINGS = {"YNNPACK convolutions (jaxlib's default)":
+            f"{xla_options.WITHOUT_CONVOLUTIONS},{xla_options.YNN_CONVOLUTIONS}",
+            "XLA's convolutions (federax's)": xla_options.WITHOUT_CONVOLUTIONS}
 
 
 def library_convolutions(hlo: str) -> int:
   """Fusions handed to a library (kCustom) that hold a convolution."""
-  import re  # pylint: disable=g-import-not-at-top
   called = set(re.findall(r"kind=kCustom, calls=%([\w.\-]+)", hlo))
   bodies = re.split(r"\n(?=%?[\w.\-]+ \()", hlo)
   return sum(" convolution(" in b for b in bodies if b.split(" ", 1)[0].lstrip("%") in called)

@@ -24,8 +24,9 @@ from typing import Callable, Optional
 import jax
 
 YNN_FUSIONS = "xla_cpu_experimental_ynn_fusion_type"
-# jaxlib 0.10's default YNNPACK fusions less LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION.
-_WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+YNN_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
+# jaxlib 0.10's default YNNPACK fusions are these and YNN_CONVOLUTIONS.
+WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
 _MEASURED_JAXLIB = (0, 10)
 
 
@@ -37,26 +38,27 @@ def _jaxlib_minor() -> tuple[int, int]:
   return int(major), int(minor)
 
 
-def compiler_options(backend: Optional[str] = None) -> Optional[dict[str, str]]:
+def compiler_options(backend: Optional[str] = None, nested: bool = False
+                     ) -> Optional[dict[str, str]]:
   """The XLA compile options of federax's programs on `backend` (default: JAX's); None: none.
+  A program `nested` in a trace of the user's takes none: it is compiled with its caller's.
 
   >>> compiler_options("gpu") is None
   True
   """
   backend = backend or jax.default_backend()
-  if backend != "cpu" or _jaxlib_minor() != _MEASURED_JAXLIB:
+  if nested or backend != "cpu" or _jaxlib_minor() != _MEASURED_JAXLIB:
     return None
   if YNN_FUSIONS in os.environ.get("XLA_FLAGS", ""):
     return None  # The user's choice.
-  return {YNN_FUSIONS: _WITHOUT_CONVOLUTIONS}
+  return {YNN_FUSIONS: WITHOUT_CONVOLUTIONS}
 
 
 def jit(fn: Callable, *, backend: Optional[str] = None, nested: bool = False) -> Callable:
-  """`jax.jit(fn)` compiled with `compiler_options(backend)`; plain `jax.jit(fn)` where it is
-  `nested` in a trace of the user's (a nested jit is compiled with its caller's options).
+  """`jax.jit(fn)` compiled with `compiler_options(backend, nested)`.
 
   >>> import jax.numpy as jnp
   >>> float(jit(lambda x: x + 1)(jnp.float32(1)))
   2.0
   """
-  return jax.jit(fn, compiler_options=None if nested else compiler_options(backend))
+  return jax.jit(fn, compiler_options=compiler_options(backend, nested))

@@ -156,10 +156,11 @@ class VectorizedRuntime(RuntimeBase):
     if concrete is not None and not concrete.on_host:
       rep = Stacked(pad_rows=False)  # Its function's own code would get the padded rows.
       payload, _ = _invoke.convert_argument(comp, signature, python_arg, rep)
+      traced = _convert.is_traced(payload)
       if not concrete.takes_sequences:
-        out = self._program(concrete, None, _convert.is_traced(payload))(payload)
+        out = self._program(concrete, None, traced)(payload)
       else:  # Its sequences' loops are the execution's, as in a federated computation.
-        plan = self._plan(signature, None, _convert.is_traced(payload))
+        plan = self._plan(signature, None, traced)
         out = self._program(concrete, plan)(pad_standalone(payload, signature.parameter))
       return _convert.to_python(out, signature.result, rep, 0)
     if concrete is not None or self._on_host(comp, signature):
@@ -320,7 +321,7 @@ class VectorizedRuntime(RuntimeBase):
       self._streams.close()
     lengths = _sequence_lengths(payload)
     lines = [f"{name}: one XLA program ({signature})", str(plan)]
-    options = None if plan.differentiable else xla_options.compiler_options(plan.backend)
+    options = xla_options.compiler_options(plan.backend, nested=plan.differentiable)
     if options:
       lines.append("compiled with XLA options: "
                    + ", ".join(f"{k}={v}" for k, v in options.items()))
